@@ -1,0 +1,63 @@
+"""The one place that picks a backend.
+
+``backend="numpy"`` is ``fastmlp._reference``; ``backend="cython"`` is the compiled
+``fastmlp._core`` and is an error when that module is not built; ``backend="auto"`` takes
+the ``FASTMLP_BACKEND`` environment variable when it is set, else the compiled backend
+when it imports, else NumPy with a warning (given once).
+"""
+
+import importlib
+import os
+import warnings
+
+BACKENDS = ("cython", "numpy")
+_MODULES = {"cython": "fastmlp._core", "numpy": "fastmlp._reference"}
+_warned_fallback = False
+
+
+def _import(name):
+    return importlib.import_module(_MODULES[name])
+
+
+def available_backends():
+    """Names of the backends that can run here, fastest first, e.g. ("cython", "numpy")."""
+    found = []
+    for name in BACKENDS:
+        try:
+            _import(name)
+        except ImportError:
+            continue
+        found.append(name)
+    return tuple(found)
+
+
+def resolve(backend="auto"):
+    """(name, module) for a backend name: "auto", "cython" or "numpy"."""
+    global _warned_fallback
+    if backend == "auto":
+        backend = os.environ.get("FASTMLP_BACKEND", "").strip().lower() or "auto"
+        if backend not in BACKENDS + ("auto",):
+            raise ValueError(
+                f"FASTMLP_BACKEND must be 'cython', 'numpy' or 'auto', got {os.environ['FASTMLP_BACKEND']!r}"
+            )
+    if backend == "auto":
+        try:
+            return "cython", _import("cython")
+        except ImportError as exc:
+            if not _warned_fallback:
+                warnings.warn(
+                    f"fastmlp's compiled backend is not available ({exc}); using the NumPy backend",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                _warned_fallback = True
+            return "numpy", _import("numpy")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be 'auto', 'cython' or 'numpy', got {backend!r}")
+    try:
+        return backend, _import(backend)
+    except ImportError as exc:
+        raise ImportError(
+            f"fastmlp's {backend!r} backend is not available: {exc}. "
+            "Install fastmlp from a wheel or build it with `pip install .`."
+        ) from exc

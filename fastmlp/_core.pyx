@@ -1,0 +1,588 @@
+# Compiler directives live in setup.py (one place for all of them).
+"""Compiled backend: the same functions as ``fastmlp._reference``, in Cython.
+
+Three layers, as in scikit-learn's ``_loss.pyx``:
+
+1. ``cdef inline ... noexcept nogil`` math on single elements and raw rows;
+2. loops over whole layers, batches and epochs on pointers into buffers allocated
+   before the loop starts (nothing is allocated and no Python object is touched in them);
+3. thin ``def`` wrappers that check their arguments (``fastmlp._common``), convert inputs
+   once and allocate work buffers, then run layer 2 without the GIL.
+
+float32 and float64 share one source through the ``floating`` fused type. Dense layers
+call BLAS ``?gemm`` from ``scipy.linalg.cython_blas`` on row-major data by swapping the
+operands (C^T = B^T A^T); layers too small for a BLAS call to pay off use plain loops.
+"""
+
+import numpy as np
+
+from cython cimport floating
+from cpython.exc cimport PyErr_CheckSignals
+from libc.math cimport exp, expf, log1p, log1pf
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from ._common import (
+    check_output,
+    check_slope,
+    dense_backward_args,
+    dense_forward_args,
+    elementwise_args,
+    layer_shapes,
+    network_args,
+    train_args,
+)
+
+cdef enum:
+    # Below this many multiply-adds (m * n * k) a dense product runs as plain loops.
+    BLAS_MIN_WORK = 4096
+    # Without shuffling, the training loop takes the GIL back (to check for Ctrl-C) about
+    # once per this many flops of work, not after every epoch of a tiny network.
+    FLOPS_PER_GIL_CHECK = 50000000
+    # Rows per chunk when predicting or taking full-data gradients: bounds the work buffer.
+    CHUNK_ROWS = 2048
+
+cdef enum Activation:
+    LEAKY_RELU = 0
+
+cdef enum Output:
+    SIGMOID_BCE = 0
+
+_ACTIVATION_CODES = {"leaky_relu": LEAKY_RELU}
+_OUTPUT_CODES = {"sigmoid": SIGMOID_BCE}
+
+
+# =====================================================================================
+# 1. elements and rows
+# =====================================================================================
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating _sigmoid1(floating z) noexcept nogil:
+    """1 / (1 + exp(-z)) with e = exp(-|z|), so exp never overflows."""
+    cdef floating e
+    if z >= 0:
+        return 1 / (1 + _exp(-z))
+    e = _exp(z)
+    return e / (1 + e)
+
+
+cdef inline floating _bce1(floating z, floating y) noexcept nogil:
+    """BCE(sigmoid(z), y) from the logit: max(z, 0) - z*y + log1p(exp(-|z|))."""
+    if z >= 0:
+        return z - z * y + _log1p(_exp(-z))
+    return -z * y + _log1p(_exp(z))
+
+
+cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating alpha,
+                       const floating* a, int lda, const floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil:
+    """Column-major BLAS ?gemm: c = alpha * op(a) @ op(b) + beta * c."""
+    if floating is float:
+        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
+              &beta, c, &ldc)
+    else:
+        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
+              &beta, c, &ldc)
+
+
+# Row-major products. All matrices are C-contiguous; `beta == 0` never reads C.
+
+cdef void _mm_nn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
+                 const floating* A, const floating* B, floating beta,
+                 floating* C) noexcept nogil:
+    """C (m, n) = alpha * A (m, k) @ B (k, n) + beta * C."""
+    cdef Py_ssize_t i, j, p
+    cdef floating a
+    cdef floating* c
+    if m * n * k >= BLAS_MIN_WORK:
+        _gemm(c'N', c'N', <int>n, <int>m, <int>k, alpha, B, <int>n, A, <int>k, beta, C, <int>n)
+        return
+    for i in range(m):
+        c = C + i * n
+        for j in range(n):
+            c[j] = 0 if beta == 0 else beta * c[j]
+        for p in range(k):
+            a = alpha * A[i * k + p]
+            for j in range(n):
+                c[j] += a * B[p * n + j]
+
+
+cdef void _mm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
+                 const floating* A, const floating* B, floating beta,
+                 floating* C) noexcept nogil:
+    """C (k, n) = alpha * A.T @ B + beta * C, with A (m, k) and B (m, n)."""
+    cdef Py_ssize_t i, j, p
+    cdef double s
+    if m * n * k >= BLAS_MIN_WORK:
+        _gemm(c'N', c'T', <int>n, <int>k, <int>m, alpha, B, <int>n, A, <int>k, beta, C, <int>n)
+        return
+    for p in range(k):
+        for j in range(n):
+            s = 0
+            for i in range(m):
+                s += A[i * k + p] * B[i * n + j]
+            if beta == 0:
+                C[p * n + j] = alpha * <floating>s
+            else:
+                C[p * n + j] = beta * C[p * n + j] + alpha * <floating>s
+
+
+cdef void _mm_nt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
+                 const floating* A, const floating* B, floating beta,
+                 floating* C) noexcept nogil:
+    """C (m, k) = alpha * A @ B.T + beta * C, with A (m, n) and B (k, n)."""
+    cdef Py_ssize_t i, j, p
+    cdef double s
+    if m * n * k >= BLAS_MIN_WORK:
+        _gemm(c'T', c'N', <int>k, <int>m, <int>n, alpha, B, <int>n, A, <int>n, beta, C, <int>k)
+        return
+    for i in range(m):
+        for p in range(k):
+            s = 0
+            for j in range(n):
+                s += A[i * n + j] * B[p * n + j]
+            if beta == 0:
+                C[i * k + p] = alpha * <floating>s
+            else:
+                C[i * k + p] = beta * C[i * k + p] + alpha * <floating>s
+
+
+cdef void _colsum(Py_ssize_t m, Py_ssize_t n, floating alpha, const floating* D,
+                  floating beta, floating* out) noexcept nogil:
+    """out (n,) = alpha * (D (m, n) summed over rows) + beta * out."""
+    cdef Py_ssize_t i, j
+    for j in range(n):
+        out[j] = 0 if beta == 0 else beta * out[j]
+    if alpha == 1:
+        for i in range(m):
+            for j in range(n):
+                out[j] += D[i * n + j]
+    else:
+        for i in range(m):
+            for j in range(n):
+                out[j] += alpha * D[i * n + j]
+
+
+# =====================================================================================
+# 2. layers, networks, epochs
+# =====================================================================================
+
+cdef void _bias_activation(Py_ssize_t m, Py_ssize_t n, const floating* b, floating* Z,
+                           floating* A, int act, floating slope) noexcept nogil:
+    """Z += b (broadcast over rows); A = act(Z). A may be NULL (bias only)."""
+    cdef Py_ssize_t i, j
+    cdef floating z
+    for i in range(m):
+        for j in range(n):
+            z = Z[i * n + j] + b[j]
+            Z[i * n + j] = z
+            if A != NULL:
+                # act == LEAKY_RELU, the only hidden activation so far
+                A[i * n + j] = z if z >= 0 else slope * z
+
+
+cdef void _activation_backward(Py_ssize_t size, const floating* Z, floating* D, int act,
+                               floating slope) noexcept nogil:
+    """D *= act'(Z), in place (D holds dL/dA on entry, dL/dZ on exit)."""
+    cdef Py_ssize_t i
+    for i in range(size):
+        if Z[i] < 0:
+            D[i] *= slope
+
+
+cdef double _output_loss(Py_ssize_t size, const floating* Z, const floating* Y,
+                         floating* G, floating scale, int out) noexcept nogil:
+    """Sum of the losses of the output logits Z against Y; G = scale * dloss/dZ if not NULL."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    for i in range(size):
+        total += _bce1(Z[i], Y[i])
+        if G != NULL:
+            G[i] = scale * (_sigmoid1(Z[i]) - Y[i])
+    return total
+
+
+cdef struct Net:
+    # the architecture
+    Py_ssize_t n_layers       # dense layers (weights), = len(sizes) - 1
+    Py_ssize_t* size          # [n_layers + 1] widths, input first
+    Py_ssize_t* w_off         # [n_layers] offset of W_l in the flat parameter vector
+    Py_ssize_t* b_off         # [n_layers] offset of b_l
+    int* act                  # [n_layers - 1] hidden activation codes
+    int output                # output/loss code
+    double slope              # Leaky ReLU negative slope
+    # the work buffer, laid out for batches of up to `capacity` rows
+    Py_ssize_t capacity
+    Py_ssize_t* z_off         # [n_layers] pre-activations Z_l (capacity, size[l + 1])
+    Py_ssize_t* a_off         # [n_layers] activations A_l (hidden layers only)
+    Py_ssize_t* d_off         # [n_layers] dL/dZ_l
+    Py_ssize_t xb_off         # gathered batch of X rows (shuffled training only)
+    Py_ssize_t yb_off         # gathered batch of Y rows
+    Py_ssize_t work_size
+
+
+cdef void _forward(const Net* net, const floating* params, const floating* X,
+                   Py_ssize_t m, floating* work) noexcept nogil:
+    """Forward pass of m rows; Z_l and A_l land in `work`, the logits in Z of the last layer."""
+    cdef Py_ssize_t l, L = net.n_layers
+    cdef const floating* A_prev = X
+    cdef floating* A
+    cdef floating slope = <floating>net.slope
+    for l in range(L):
+        _mm_nn(m, net.size[l + 1], net.size[l], <floating>1, A_prev, params + net.w_off[l],
+               <floating>0, work + net.z_off[l])
+        A = work + net.a_off[l] if l < L - 1 else NULL
+        _bias_activation(m, net.size[l + 1], params + net.b_off[l], work + net.z_off[l], A,
+                         net.act[l] if l < L - 1 else 0, slope)
+        A_prev = A
+
+
+cdef void _backward(const Net* net, floating* params, const floating* X, Py_ssize_t m,
+                    floating* work, floating* target, floating alpha,
+                    floating beta) noexcept nogil:
+    """Backward pass after `_forward` and `_output_loss` (which left dL/dZ_L in d_off[L-1]).
+
+    target[W_l, b_l] = alpha * dL/d(W_l, b_l) + beta * target[...]: with target = grad,
+    alpha = 1, beta = 0 that is the gradient; with target = params, alpha = -lr, beta = 1
+    it is the SGD step, applied inside the gradient GEMM once dL/dA_{l-1} has been taken
+    from the old W_l.
+    """
+    cdef Py_ssize_t l
+    cdef Py_ssize_t n_in, n_out
+    cdef const floating* A_prev
+    cdef floating* D
+    cdef floating slope = <floating>net.slope
+    for l in range(net.n_layers - 1, -1, -1):
+        n_in, n_out = net.size[l], net.size[l + 1]
+        D = work + net.d_off[l]
+        A_prev = X if l == 0 else work + net.a_off[l - 1]
+        if l > 0:
+            _mm_nt(m, n_out, n_in, <floating>1, D, params + net.w_off[l], <floating>0,
+                   work + net.d_off[l - 1])
+            _activation_backward(m * n_in, work + net.z_off[l - 1], work + net.d_off[l - 1],
+                                 net.act[l - 1], slope)
+        _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta, target + net.w_off[l])
+        _colsum(m, n_out, alpha, D, beta, target + net.b_off[l])
+
+
+cdef double _epoch(const Net* net, floating* params, const floating* X, const floating* Y,
+                   Py_ssize_t n, Py_ssize_t batch_size, const Py_ssize_t* order,
+                   floating* work, floating lr) noexcept nogil:
+    """One epoch of mini-batch SGD; returns the mean of the batch losses (before each step).
+
+    Batches are consecutive rows of X, or rows order[start:start + batch_size] gathered
+    into the work buffer when `order` is not NULL.
+    """
+    cdef Py_ssize_t start, m, r, j, src
+    cdef Py_ssize_t n_in = net.size[0], k = net.size[net.n_layers]
+    cdef const floating* Xb
+    cdef const floating* Yb
+    cdef floating* xb = work + net.xb_off
+    cdef floating* yb = work + net.yb_off
+    cdef floating* Zout = work + net.z_off[net.n_layers - 1]
+    cdef floating* Dout = work + net.d_off[net.n_layers - 1]
+    cdef double total = 0
+    start = 0
+    while start < n:
+        m = min(batch_size, n - start)
+        if order == NULL:
+            Xb = X + start * n_in
+            Yb = Y + start * k
+        else:
+            for r in range(m):
+                src = order[start + r]
+                for j in range(n_in):
+                    xb[r * n_in + j] = X[src * n_in + j]
+                for j in range(k):
+                    yb[r * k + j] = Y[src * k + j]
+            Xb, Yb = xb, yb
+        _forward(net, params, Xb, m, work)
+        total += _output_loss(m * k, Zout, Yb, Dout, <floating>(1.0 / (m * k)), net.output) / k
+        _backward(net, params, Xb, m, work, params, -lr, <floating>1)
+        start += m
+    return total / n
+
+
+# =====================================================================================
+# 3. Python wrappers
+# =====================================================================================
+
+cdef class _Plan:
+    """The C description (`Net`) of an architecture, and the arrays that back it."""
+    cdef Net net
+    cdef object _ints            # keeps the integer arrays behind net's pointers alive
+    cdef object _acts
+
+    def __cinit__(self, sizes, hidden, double slope, str output, Py_ssize_t capacity,
+                  bint gather):
+        cdef Py_ssize_t L = len(sizes) - 1, l, off = 0
+        ints = np.zeros((6, L + 1), dtype=np.intp)
+        ints[0, :] = sizes
+        acts = np.zeros(L, dtype=np.intc)     # at least one element, never empty
+        acts[: L - 1] = [_ACTIVATION_CODES[a] for a in hidden]
+        cdef Py_ssize_t[:, ::1] iv = ints
+        cdef int[::1] av = acts
+        self._ints, self._acts = ints, acts
+        for l in range(L):
+            iv[1, l] = off
+            off += iv[0, l] * iv[0, l + 1]
+            iv[2, l] = off
+            off += iv[0, l + 1]
+        off = 0
+        for l in range(L):
+            iv[3, l] = off          # Z
+            off += capacity * iv[0, l + 1]
+            iv[4, l] = off          # A
+            if l < L - 1:
+                off += capacity * iv[0, l + 1]
+            iv[5, l] = off          # D
+            off += capacity * iv[0, l + 1]
+        self.net.xb_off = off
+        if gather:
+            off += capacity * iv[0, 0]
+        self.net.yb_off = off
+        if gather:
+            off += capacity * iv[0, L]
+        self.net.work_size = off
+        self.net.n_layers = L
+        self.net.size = &iv[0, 0]
+        self.net.w_off = &iv[1, 0]
+        self.net.b_off = &iv[2, 0]
+        self.net.z_off = &iv[3, 0]
+        self.net.a_off = &iv[4, 0]
+        self.net.d_off = &iv[5, 0]
+        self.net.act = &av[0]
+        self.net.output = _OUTPUT_CODES[output]
+        self.net.slope = slope
+        self.net.capacity = capacity
+
+
+# ---------------------------------------------------------------- kernels
+
+def _dense_forward(const floating[:, ::1] A, const floating[:, ::1] W,
+                   const floating[::1] b, floating[:, ::1] Z):
+    cdef Py_ssize_t m = A.shape[0], k = A.shape[1], n = W.shape[1]
+    with nogil:
+        _mm_nn(m, n, k, <floating>1, &A[0, 0], &W[0, 0], <floating>0, &Z[0, 0])
+        _bias_activation(m, n, &b[0], &Z[0, 0], <floating*>NULL, 0, <floating>0)
+
+
+def _dense_backward(const floating[:, ::1] A_prev, const floating[:, ::1] W,
+                    const floating[:, ::1] dZ, floating[:, ::1] dW, floating[::1] db,
+                    floating[:, ::1] dA_prev, bint want_dA):
+    cdef Py_ssize_t m = A_prev.shape[0], k = A_prev.shape[1], n = W.shape[1]
+    with nogil:
+        _mm_tn(m, n, k, <floating>1, &A_prev[0, 0], &dZ[0, 0], <floating>0, &dW[0, 0])
+        _colsum(m, n, <floating>1, &dZ[0, 0], <floating>0, &db[0])
+        if want_dA:
+            _mm_nt(m, n, k, <floating>1, &dZ[0, 0], &W[0, 0], <floating>0, &dA_prev[0, 0])
+
+
+def _leaky_relu(const floating[:, ::1] Z, floating[:, ::1] A, floating slope,
+                bint backward, const floating[:, ::1] dA):
+    """A = leaky_relu(Z), or with `backward`: A = dA * leaky_relu'(Z)."""
+    cdef Py_ssize_t i, size = Z.shape[0] * Z.shape[1]
+    cdef const floating* z = &Z[0, 0]
+    cdef const floating* da = &dA[0, 0]
+    cdef floating* a = &A[0, 0]
+    with nogil:
+        if backward:
+            for i in range(size):
+                a[i] = da[i] * (1 if z[i] >= 0 else slope)
+        else:
+            for i in range(size):
+                a[i] = z[i] if z[i] >= 0 else slope * z[i]
+
+
+def _sigmoid(const floating[:, ::1] Z, floating[:, ::1] A):
+    cdef Py_ssize_t i, size = Z.shape[0] * Z.shape[1]
+    cdef const floating* z = &Z[0, 0]
+    cdef floating* a = &A[0, 0]
+    with nogil:
+        for i in range(size):
+            a[i] = _sigmoid1(z[i])
+
+
+def _sigmoid_bce(const floating[:, ::1] Z, const floating[:, ::1] Y, floating[:, ::1] G):
+    cdef Py_ssize_t size = Z.shape[0] * Z.shape[1]
+    cdef double total
+    with nogil:
+        total = _output_loss(size, &Z[0, 0], &Y[0, 0], &G[0, 0], <floating>(1.0 / size),
+                             SIGMOID_BCE)
+    return total / size
+
+
+def dense_forward(A, W, b, Z):
+    """Z = A @ W + b.  IN: A (n, n_in), W (n_in, n_out), b (n_out,).  OUT: Z (n, n_out)."""
+    A, W, b, Z = dense_forward_args(A, W, b, Z)
+    if Z.size:
+        if A.shape[1] == 0:
+            Z[...] = b
+        else:
+            _dense_forward(A, W, b, Z)
+    return Z
+
+
+def dense_backward(A_prev, W, dZ, dW, db, dA_prev=None):
+    """Gradients of a dense layer.  IN: A_prev (n, n_in), W (n_in, n_out), dZ (n, n_out).
+    OUT: dW = A_prev.T @ dZ, db = dZ summed over rows, and dA_prev = dZ @ W.T if given."""
+    A_prev, W, dZ, dW, db, dA_prev = dense_backward_args(A_prev, W, dZ, dW, db, dA_prev)
+    if A_prev.size == 0 or dZ.size == 0:     # degenerate shapes: let NumPy define them
+        np.matmul(A_prev.T, dZ, out=dW)
+        np.sum(dZ, axis=0, out=db)
+        if dA_prev is not None:
+            np.matmul(dZ, W.T, out=dA_prev)
+        return
+    want = dA_prev is not None
+    _dense_backward(A_prev, W, dZ, dW, db, dA_prev if want else dW, want)
+
+
+def leaky_relu(Z, A, negative_slope=0.01):
+    """A = Z where Z >= 0, else negative_slope * Z.  IN: Z.  OUT: A (same shape)."""
+    (Z,) = elementwise_args(A, "A", (Z, "Z"))
+    if A.size:
+        _leaky_relu(Z, A, check_slope(negative_slope), False, Z)
+    return A
+
+
+def leaky_relu_backward(Z, dA, dZ, negative_slope=0.01):
+    """dZ = dA * (1 where Z >= 0, else negative_slope).  IN: Z, dA.  OUT: dZ."""
+    Z, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (dA, "dA"))
+    if dZ.size:
+        _leaky_relu(Z, dZ, check_slope(negative_slope), True, dA)
+    return dZ
+
+
+def sigmoid(Z, A):
+    """A = 1 / (1 + exp(-Z)), computed without overflow.  IN: Z.  OUT: A."""
+    (Z,) = elementwise_args(A, "A", (Z, "Z"))
+    if A.size:
+        _sigmoid(Z, A)
+    return A
+
+
+def sigmoid_bce(Z, Y, G):
+    """Mean binary cross-entropy of sigmoid(Z) against Y, from the logits Z (stable).
+
+    IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ = (sigmoid(Z) - Y) / (n * k).
+    Returns the mean loss over samples and outputs (PyTorch's BCEWithLogitsLoss).
+    """
+    Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"))
+    if G.size == 0:
+        raise ValueError("sigmoid_bce needs at least one element")
+    return _sigmoid_bce(Z, Y, G)
+
+
+# ---------------------------------------------------------------- whole networks
+
+def _predict(_Plan plan, floating[::1] params, const floating[:, ::1] X,
+             floating[:, ::1] out, floating[::1] work):
+    cdef const Net* net = &plan.net
+    cdef Py_ssize_t n = X.shape[0], k = out.shape[1], start, m, i
+    cdef floating* Z = &work[0] + net.z_off[net.n_layers - 1]
+    with nogil:
+        start = 0
+        while start < n:
+            m = min(net.capacity, n - start)
+            _forward(net, &params[0], &X[start, 0], m, &work[0])
+            for i in range(m * k):
+                (&out[start, 0])[i] = _sigmoid1(Z[i])
+            start += m
+
+
+def _loss_gradient(_Plan plan, floating[::1] params, const floating[:, ::1] X,
+                   const floating[:, ::1] Y, floating[::1] grad, bint want_grad,
+                   floating[::1] work):
+    cdef const Net* net = &plan.net
+    cdef Py_ssize_t L = net.n_layers
+    cdef Py_ssize_t n = X.shape[0], k = Y.shape[1], start, m
+    cdef floating scale = <floating>(1.0 / (n * k))
+    cdef double total = 0
+    with nogil:
+        start = 0
+        while start < n:
+            m = min(net.capacity, n - start)
+            _forward(net, &params[0], &X[start, 0], m, &work[0])
+            total += _output_loss(m * k, &work[0] + net.z_off[L - 1], &Y[start, 0],
+                                  &work[0] + net.d_off[L - 1] if want_grad else NULL,
+                                  scale, net.output)
+            if want_grad:
+                _backward(net, &params[0], &X[start, 0], m, &work[0], &grad[0],
+                          <floating>1, <floating>(0 if start == 0 else 1))
+            start += m
+    return total / (n * k)
+
+
+def _train(_Plan plan, floating[::1] params, const floating[:, ::1] X,
+           const floating[:, ::1] Y, Py_ssize_t epochs, double lr, Py_ssize_t batch_size,
+           object rng, Py_ssize_t[::1] order, double[::1] losses, floating[::1] work,
+           Py_ssize_t epochs_per_check):
+    cdef const Net* net = &plan.net
+    cdef Py_ssize_t n = X.shape[0], e = 0, stop
+    cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
+    while e < epochs:
+        if rng is not None:
+            rng.shuffle(order.base)
+        stop = min(epochs, e + epochs_per_check)
+        with nogil:
+            while e < stop:
+                losses[e] = _epoch(net, &params[0], &X[0, 0], &Y[0, 0], n, batch_size,
+                                   order_ptr, &work[0], <floating>lr)
+                e += 1
+        PyErr_CheckSignals()   # raises KeyboardInterrupt between epochs; params are whole
+
+
+def predict_proba(params, sizes, hidden, negative_slope, output, X, out):
+    """OUT: out (n, sizes[-1]) = the network's output activations for X."""
+    sizes, hidden, X, _ = network_args(params, sizes, hidden, output, X)
+    check_output(out, (len(X), sizes[len(sizes) - 1]), "out", params.dtype)
+    plan = _Plan(sizes, hidden, check_slope(negative_slope), output, min(len(X), CHUNK_ROWS),
+                 False)
+    _predict(plan, params, X, out, np.empty(plan.net.work_size, params.dtype))
+    return out
+
+
+def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None):
+    """Mean loss of the network on (X, Y); OUT: grad (same layout as params) if given."""
+    sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
+    if grad is not None:
+        check_output(grad, params.shape, "grad", params.dtype)
+    plan = _Plan(sizes, hidden, check_slope(negative_slope), output, min(len(X), CHUNK_ROWS),
+                 False)
+    work = np.empty(plan.net.work_size, params.dtype)
+    return _loss_gradient(plan, params, X, Y, params if grad is None else grad,
+                          grad is not None, work)
+
+
+def train_sgd(params, sizes, hidden, negative_slope, output, X, Y, epochs, lr, batch_size,
+              rng, losses):
+    """Mini-batch gradient descent on `params` in place.
+
+    Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
+    start of every epoch when `rng` is a numpy Generator. OUT: params, and losses[e] = the
+    mean training loss of epoch e (each batch's loss taken before its update).
+    The epochs run without the GIL; it is taken back between epochs only to shuffle and
+    to check for Ctrl-C (which stops the fit after a whole step, raising KeyboardInterrupt).
+    """
+    sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
+    n = len(X)
+    epochs, lr, batch_size = train_args(epochs, lr, batch_size, n, losses, params.dtype)
+    plan = _Plan(sizes, hidden, check_slope(negative_slope), output, batch_size,
+                 rng is not None)
+    work = np.empty(plan.net.work_size, params.dtype)
+    order = np.arange(n, dtype=np.intp)
+    flops = 6 * n * sum(a * b for a, b in layer_shapes(sizes))
+    per_check = 1 if rng is not None else max(1, FLOPS_PER_GIL_CHECK // max(flops, 1))
+    _train(plan, params, X, Y, epochs, lr, batch_size, rng, order, losses, work, per_check)

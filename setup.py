@@ -1,0 +1,31 @@
+"""Build the compiled backend. Metadata lives in pyproject.toml; this file is ext_modules only.
+
+Set FASTMLP_CYTHON_DEBUG=1 to turn bounds, wraparound and initialization checks back on.
+"""
+
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+debug = os.environ.get("FASTMLP_CYTHON_DEBUG", "") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": debug,
+    "wraparound": debug,
+    "initializedcheck": debug,
+    "cdivision": not debug,
+    "embedsignature": True,
+}
+
+extensions = [
+    Extension(
+        "fastmlp._core",
+        ["fastmlp/_core.pyx"],
+        extra_compile_args=["-O3"] if os.name != "nt" else ["/O2"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
