@@ -1,0 +1,293 @@
+"""Every kernel, compiled against NumPy: float32/float64, hypothesis-drawn shapes and
+values, read-only and non-contiguous inputs, outputs written in place."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.special import expit
+
+from _support import DTYPES, assert_close, backend_module
+
+dims = st.integers(1, 40)
+slopes = st.floats(0.0, 1.0, allow_nan=False)
+
+
+def both():
+    return backend_module("cython"), backend_module("numpy")
+
+
+def values(shape, dtype, bound=50.0):
+    return hnp.arrays(dtype, shape, elements=st.floats(-bound, bound, allow_nan=False, width=32))
+
+
+@st.composite
+def matrix(draw, dtype, bound=50.0):
+    shape = (draw(dims), draw(dims))
+    return draw(values(shape, dtype, bound))
+
+
+def random(shape, dtype, seed):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# ---------------------------------------------------------------- dense layers
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(n=dims, n_in=dims, n_out=dims, seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_dense_forward(dtype, n, n_in, n_out, seed):
+    A, W, b = random((n, n_in), dtype, seed), random((n_in, n_out), dtype, seed + 1), random(n_out, dtype, seed + 2)
+    expected = A.astype(np.float64) @ W + b
+    for mod in both():
+        Z = np.empty((n, n_out), dtype)
+        assert mod.dense_forward(A, W, b, Z) is Z
+        assert_close(Z, expected, dtype, scale=10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("want_dA", [True, False])
+@given(n=dims, n_in=dims, n_out=dims, seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_dense_backward(dtype, want_dA, n, n_in, n_out, seed):
+    A, W, dZ = random((n, n_in), dtype, seed), random((n_in, n_out), dtype, seed + 1), random((n, n_out), dtype, seed + 2)
+    A64, W64, dZ64 = (x.astype(np.float64) for x in (A, W, dZ))
+    for mod in both():
+        dW, db = np.empty((n_in, n_out), dtype), np.empty(n_out, dtype)
+        dA = np.empty((n, n_in), dtype) if want_dA else None
+        assert mod.dense_backward(A, W, dZ, dW, db, dA) is None
+        assert_close(dW, A64.T @ dZ64, dtype, scale=10)
+        assert_close(db, dZ64.sum(axis=0), dtype, scale=10)
+        if want_dA:
+            assert_close(dA, dZ64 @ W64.T, dtype, scale=10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_kernels_agree_across_backends(dtype):
+    """Large enough for the BLAS path (m * n * k >= 4096) and small enough for the loops."""
+    for n, n_in, n_out in [(3, 2, 4), (64, 33, 17), (128, 100, 60)]:
+        A, W, b = random((n, n_in), dtype, 1), random((n_in, n_out), dtype, 2), random(n_out, dtype, 3)
+        dZ = random((n, n_out), dtype, 4)
+        outs = []
+        for mod in both():
+            Z, dW, db, dA = (np.empty(s, dtype) for s in [(n, n_out), (n_in, n_out), (n_out,), (n, n_in)])
+            mod.dense_forward(A, W, b, Z)
+            mod.dense_backward(A, W, dZ, dW, db, dA)
+            outs.append((Z, dW, db, dA))
+        for c, r in zip(*outs):
+            assert_close(c, r, dtype)
+
+
+# ---------------------------------------------------------------- activations and loss
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), slope=slopes)
+@settings(max_examples=60, deadline=None)
+def test_leaky_relu(dtype, data, slope):
+    Z = data.draw(matrix(dtype))
+    dA = data.draw(values(Z.shape, dtype))
+    expected = np.where(Z >= 0, Z, dtype(slope) * Z)
+    expected_grad = dA * np.where(Z >= 0, 1, dtype(slope))
+    for mod in both():
+        A, dZ = np.empty_like(Z), np.empty_like(Z)
+        assert mod.leaky_relu(Z, A, slope) is A
+        assert mod.leaky_relu_backward(Z, dA, dZ, slope) is dZ
+        assert_close(A, expected, dtype)
+        assert_close(dZ, expected_grad, dtype)
+
+
+def test_leaky_relu_gradient_is_one_at_zero(backend):
+    """The seed's derivative: 1 where z >= 0, so exactly 1 at z == 0."""
+    mod = backend_module(backend)
+    Z = np.array([[0.0, -0.0, -1.0, 2.0]])
+    dZ = np.empty_like(Z)
+    mod.leaky_relu_backward(Z, np.ones_like(Z), dZ, 0.25)
+    np.testing.assert_array_equal(dZ, [[1.0, 1.0, 0.25, 1.0]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_sigmoid(dtype, data):
+    Z = data.draw(matrix(dtype, bound=1e4))
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        outs = []
+        for mod in both():
+            A = np.empty_like(Z)
+            assert mod.sigmoid(Z, A) is A
+            outs.append(A)
+    for A in outs:
+        assert np.all((A >= 0) & (A <= 1))
+        assert_close(A, expit(Z.astype(np.float64)), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_sigmoid_bce(dtype, data):
+    Z = data.draw(matrix(dtype, bound=1e3))
+    Y = data.draw(hnp.arrays(dtype, Z.shape, elements=st.sampled_from([0.0, 1.0])))
+    z, y = Z.astype(np.float64), Y.astype(np.float64)
+    # the textbook definition, evaluated where it is safe: log(sigmoid) = -logaddexp(0, -z)
+    expected_loss = np.mean(y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z))
+    expected_grad = (expit(z) - y) / Z.size
+    results = []
+    for mod in both():
+        G = np.empty_like(Z)
+        loss = mod.sigmoid_bce(Z, Y, G)
+        assert np.isfinite(loss) and np.isfinite(G).all()
+        assert_close(loss, expected_loss, dtype, scale=10)
+        assert_close(G, expected_grad, dtype, scale=10)
+        results.append((loss, G))
+    assert_close(results[0][0], results[1][0], dtype)
+    assert_close(results[0][1], results[1][1], dtype)
+
+
+def test_sigmoid_bce_extreme_logits(backend):
+    mod = backend_module(backend)
+    Z = np.array([[-1e308, 1e308, -800.0, 800.0]])
+    Y = np.array([[0.0, 1.0, 1.0, 0.0]])
+    G = np.empty_like(Z)
+    loss = mod.sigmoid_bce(Z, Y, G)
+    np.testing.assert_allclose(loss, (800.0 + 800.0) / 4)
+    np.testing.assert_allclose(G, [[0, 0, -0.25, 0.25]])
+
+
+# ---------------------------------------------------------------- memory layouts
+
+
+def _kernel_calls(dtype):
+    """(name, call) pairs: each call takes a dict of inputs and returns the outputs it wrote."""
+    n, n_in, n_out = 7, 5, 3
+
+    def inputs():
+        # values exactly representable in float32, so converting dtypes loses nothing
+        def random(shape, dtype, seed):
+            return np.random.default_rng(seed).standard_normal(shape).astype(np.float32).astype(dtype)
+
+        return {
+            "A": random((n, n_in), dtype, 1), "W": random((n_in, n_out), dtype, 2), "b": random(n_out, dtype, 3),
+            "dZ": random((n, n_out), dtype, 4), "Y": (random((n, n_out), dtype, 5) > 0).astype(dtype),
+        }
+
+    def dense_forward(mod, x):
+        Z = np.empty((n, n_out), dtype)
+        return [mod.dense_forward(x["A"], x["W"], x["b"], Z)]
+
+    def dense_backward(mod, x):
+        outs = [np.empty(s, dtype) for s in [(n_in, n_out), (n_out,), (n, n_in)]]
+        mod.dense_backward(x["A"], x["W"], x["dZ"], *outs)
+        return outs
+
+    def leaky_relu(mod, x):
+        return [mod.leaky_relu(x["dZ"], np.empty((n, n_out), dtype), 0.1)]
+
+    def leaky_relu_backward(mod, x):
+        return [mod.leaky_relu_backward(x["dZ"], x["Y"], np.empty((n, n_out), dtype), 0.1)]
+
+    def sigmoid(mod, x):
+        return [mod.sigmoid(x["dZ"], np.empty((n, n_out), dtype))]
+
+    def sigmoid_bce(mod, x):
+        G = np.empty((n, n_out), dtype)
+        return [np.array(mod.sigmoid_bce(x["dZ"], x["Y"], G)), G]
+
+    calls = [dense_forward, dense_backward, leaky_relu, leaky_relu_backward, sigmoid, sigmoid_bce]
+    return inputs, calls
+
+
+def _read_only(x):
+    x = x.copy()
+    x.flags.writeable = False
+    return x
+
+
+def _non_contiguous(x):
+    """The same values seen through a strided view (every other element of a bigger array)."""
+    if x.ndim == 1:
+        big = np.zeros(2 * len(x), x.dtype)
+        big[::2] = x
+        return big[::2]
+    return np.asfortranarray(x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("layout", [_read_only, _non_contiguous, lambda x: x.astype(np.float64 if x.dtype == np.float32 else np.float32)], ids=["read-only", "non-contiguous", "other-dtype"])
+def test_inputs_in_any_layout(backend, dtype, layout):
+    mod = backend_module(backend)
+    inputs, calls = _kernel_calls(dtype)
+    x = inputs()
+    for call in calls:
+        expected = call(mod, x)
+        got = call(mod, {k: layout(v) for k, v in x.items()})
+        for e, g in zip(expected, got):
+            assert g.dtype == e.dtype
+            assert_close(g, e, dtype, scale=10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_outputs_written_in_place(backend, dtype):
+    mod = backend_module(backend)
+    A = random((6, 4), dtype, 0)
+    out = np.full((6, 4), np.nan, dtype)
+    assert np.shares_memory(mod.sigmoid(A, out), out) and not np.isnan(out).any()
+    out[...] = np.nan
+    mod.leaky_relu(A, out)
+    assert not np.isnan(out).any()
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (lambda dt: np.empty((3, 4), dt)[:, ::2], ValueError),    # non-contiguous output
+        (lambda dt: np.empty((3, 3), dt), ValueError),            # wrong shape
+        (lambda dt: np.empty((3, 2), np.int64), TypeError),       # not float
+        (lambda dt: np.empty((3, 2), dt).tolist(), TypeError),    # not an array
+    ],
+)
+def test_bad_output_buffers_raise(backend, bad, error):
+    mod = backend_module(backend)
+    Z = np.zeros((3, 2))
+    with pytest.raises(error):
+        mod.sigmoid(Z, bad(np.float64))
+    ro = np.empty((3, 2))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        mod.leaky_relu(Z, ro)
+
+
+def test_bad_kernel_inputs_raise(backend):
+    mod = backend_module(backend)
+    with pytest.raises(ValueError, match="columns"):
+        mod.dense_forward(np.zeros((2, 3)), np.zeros((4, 5)), np.zeros(5), np.empty((2, 5)))
+    with pytest.raises(ValueError, match="b must have shape"):
+        mod.dense_forward(np.zeros((2, 3)), np.zeros((3, 5)), np.zeros(4), np.empty((2, 5)))
+    with pytest.raises(TypeError, match="real numbers"):
+        mod.sigmoid(np.array([["a", "b"]]), np.empty((1, 2)))
+    with pytest.raises(ValueError, match="shape"):
+        mod.sigmoid_bce(np.zeros((2, 2)), np.zeros((2, 3)), np.empty((2, 2)))
+
+
+def test_same_functions_and_signatures():
+    """The two backends export the same public functions with the same signatures."""
+    import inspect
+
+    core, ref = both()
+
+    def api(mod):
+        return {
+            name: str(inspect.signature(obj))
+            for name, obj in vars(mod).items()
+            if not name.startswith("_") and callable(obj) and not isinstance(obj, type)
+            and getattr(obj, "__module__", None) == mod.__name__
+        }
+
+    core_api, ref_api = api(core), api(ref)
+    assert set(core_api) == set(ref_api) == {
+        "dense_forward", "dense_backward", "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_bce",
+        "predict_proba", "loss_gradient", "train_sgd",
+    }
+    assert core_api == ref_api
