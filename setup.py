@@ -22,7 +22,7 @@ directives = {
 extensions = [
     Extension(
         "fastmlp._core",
-        ["fastmlp/_core.pyx"],
+        ["src/fastmlp/_core.pyx"],
         extra_compile_args=["-O3"] if os.name != "nt" else ["/O2"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
