@@ -7,16 +7,26 @@ and make every BLAS-bound row slower, so benchmark with both unset.
 
 The test modules run under ``--import-mode=importlib`` and so cannot import this file;
 what they share comes in as fixtures (``make_data``, ``torch_threads``, ...).
+
+fastmlp is imported as installed (``pip install '.[bench]'``); when it is not installed,
+from the checkout's in-place build. The header prints which one runs.
 """
 
 import os
 import platform
+import sys
 import warnings
 
 import numpy as np
 import pytest
 
-import fastmlp
+try:
+    import fastmlp
+except ImportError:
+    # not installed: use the checkout's in-place build (`python setup.py build_ext --inplace`)
+    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(_root, "src") if os.path.isdir(os.path.join(_root, "src", "fastmlp")) else _root)
+    import fastmlp
 
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -119,10 +129,15 @@ def pytest_report_header(config):
                 "thread pool: {user_api}/{internal_api} {version} arch={arch} num_threads={num_threads} "
                 "({lib})".format(
                     arch=pool.get("architecture", "-"),
-                    lib=os.path.basename(pool["filepath"]),
+                    lib=pool["filepath"].split("site-packages" + os.sep)[-1],
                     **{k: pool.get(k) for k in ("user_api", "internal_api", "version", "num_threads")},
                 )
             )
+        lines.append(
+            "who uses which: fastmlp cython -> scipy.libs' OpenBLAS (scipy.linalg.cython_blas); "
+            "fastmlp numpy, scikit-learn and the GEMM floor -> numpy.libs' OpenBLAS; "
+            "torch -> its own MKL/OpenMP, sized by torch.set_num_threads per row"
+        )
     set_vars = {v: os.environ[v] for v in OPENBLAS_VARS if v in os.environ}
     if set_vars:
         lines.append(

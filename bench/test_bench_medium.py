@@ -43,6 +43,7 @@ def test_fastmlp(benchmark, data, backend, shuffle, assert_finite_history):
     dtype, X, y = data
     net = fastmlp.MLP(SIZES, activation="leaky_relu", output="sigmoid", loss="bce", seed=0,
                       dtype=dtype, backend=backend)
+    initial_loss = net.loss(X, y)  # of the initial weights, which every fit starts from
     benchmark.group = group(dtype)
     benchmark.name = f"fastmlp {backend}{' shuffle' if shuffle else ''}"
     kwargs = {"epochs": EPOCHS, "lr": LR, "batch_size": BATCH, "shuffle": shuffle}
@@ -50,8 +51,8 @@ def test_fastmlp(benchmark, data, backend, shuffle, assert_finite_history):
                        warmup_rounds=1)
     assert net.backend == backend and net.params_.dtype == np.dtype(dtype)
     assert_finite_history(net.history_["loss"], EPOCHS)
-    # one epoch on learnable labels: the trained network beats chance on its training data
-    assert np.mean(net.predict(X[:2048]) == y[:2048, 0]) > 0.6
+    # one epoch on learnable labels lowers the training loss
+    assert net.loss(X, y) < initial_loss
 
 
 def test_torch(benchmark, data, torch_threads, torch_fit, assert_finite_history):

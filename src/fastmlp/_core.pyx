@@ -78,13 +78,6 @@ cdef inline floating _sigmoid1(floating z) noexcept nogil:
     return e / (1 + e)
 
 
-cdef inline floating _bce1(floating z, floating y) noexcept nogil:
-    """BCE(sigmoid(z), y) from the logit: max(z, 0) - z*y + log1p(exp(-|z|))."""
-    if z >= 0:
-        return z - z * y + _log1p(_exp(-z))
-    return -z * y + _log1p(_exp(z))
-
-
 cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating alpha,
                        const floating* a, int lda, const floating* b, int ldb,
                        floating beta, floating* c, int ldc) noexcept nogil:
@@ -204,13 +197,26 @@ cdef void _activation_backward(Py_ssize_t size, const floating* Z, floating* D, 
 
 cdef double _output_loss(Py_ssize_t size, const floating* Z, const floating* Y,
                          floating* G, floating scale, int out) noexcept nogil:
-    """Sum of the losses of the output logits Z against Y; G = scale * dloss/dZ if not NULL."""
+    """Sum of the losses of the output logits Z against Y; G = scale * dloss/dZ if not NULL.
+
+    Sigmoid + BCE share one exp per element: with e = exp(-|z|),
+    loss = max(z, 0) - z*y + log1p(e) and sigmoid(z) = 1/(1+e) (z >= 0) or e/(1+e).
+    """
     cdef Py_ssize_t i
+    cdef floating z, y, e
     cdef double total = 0
     for i in range(size):
-        total += _bce1(Z[i], Y[i])
-        if G != NULL:
-            G[i] = scale * (_sigmoid1(Z[i]) - Y[i])
+        z, y = Z[i], Y[i]
+        if z >= 0:
+            e = _exp(-z)
+            total += z - z * y + _log1p(e)
+            if G != NULL:
+                G[i] = scale * (1 / (1 + e) - y)
+        else:
+            e = _exp(z)
+            total += -z * y + _log1p(e)
+            if G != NULL:
+                G[i] = scale * (e / (1 + e) - y)
     return total
 
 
@@ -233,6 +239,34 @@ cdef struct Net:
     Py_ssize_t work_size
 
 
+cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* A,
+                            const floating* W, const floating* b, floating* Z, floating* Aout,
+                            int act, floating slope) noexcept nogil:
+    """Z (m, n) = A (m, k) @ W (k, n) + b; Aout = act(Z) unless NULL.
+
+    Large layers: one GEMM, then bias and activation fused in one pass over its output.
+    Tiny layers: a single pass that starts each row of Z from b.
+    """
+    cdef Py_ssize_t i, j, p
+    cdef floating a
+    cdef floating* z
+    if m * n * k >= BLAS_MIN_WORK:
+        _mm_nn(m, n, k, <floating>1, A, W, <floating>0, Z)
+        _bias_activation(m, n, b, Z, Aout, act, slope)
+        return
+    for i in range(m):
+        z = Z + i * n
+        for j in range(n):
+            z[j] = b[j]
+        for p in range(k):
+            a = A[i * k + p]
+            for j in range(n):
+                z[j] += a * W[p * n + j]
+        if Aout != NULL:
+            for j in range(n):
+                Aout[i * n + j] = z[j] if z[j] >= 0 else slope * z[j]
+
+
 cdef void _forward(const Net* net, const floating* params, const floating* X,
                    Py_ssize_t m, floating* work) noexcept nogil:
     """Forward pass of m rows; Z_l and A_l land in `work`, the logits in Z of the last layer."""
@@ -241,11 +275,10 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
     cdef floating* A
     cdef floating slope = <floating>net.slope
     for l in range(L):
-        _mm_nn(m, net.size[l + 1], net.size[l], <floating>1, A_prev, params + net.w_off[l],
-               <floating>0, work + net.z_off[l])
         A = work + net.a_off[l] if l < L - 1 else NULL
-        _bias_activation(m, net.size[l + 1], params + net.b_off[l], work + net.z_off[l], A,
-                         net.act[l] if l < L - 1 else 0, slope)
+        _dense_activation(m, net.size[l + 1], net.size[l], A_prev, params + net.w_off[l],
+                          params + net.b_off[l], work + net.z_off[l], A,
+                          net.act[l] if l < L - 1 else 0, slope)
         A_prev = A
 
 
@@ -375,8 +408,8 @@ def _dense_forward(const floating[:, ::1] A, const floating[:, ::1] W,
                    const floating[::1] b, floating[:, ::1] Z):
     cdef Py_ssize_t m = A.shape[0], k = A.shape[1], n = W.shape[1]
     with nogil:
-        _mm_nn(m, n, k, <floating>1, &A[0, 0], &W[0, 0], <floating>0, &Z[0, 0])
-        _bias_activation(m, n, &b[0], &Z[0, 0], <floating*>NULL, 0, <floating>0)
+        _dense_activation(m, n, k, &A[0, 0], &W[0, 0], &b[0], &Z[0, 0], <floating*>NULL, 0,
+                          <floating>0)
 
 
 def _dense_backward(const floating[:, ::1] A_prev, const floating[:, ::1] W,
