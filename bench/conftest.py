@@ -15,6 +15,7 @@ from the checkout's in-place build. The header prints which one runs.
 import os
 import platform
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -102,6 +103,23 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
+def _cpu_busy(seconds=1.0):
+    """Fraction of all cores busy (any process) over `seconds`, from /proc/stat; None elsewhere."""
+
+    def sample():
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
 def pytest_report_header(config):
     lines = [
         f"fastmlp {fastmlp.__version__} from {os.path.dirname(fastmlp.__file__)}; "
@@ -138,6 +156,13 @@ def pytest_report_header(config):
             "fastmlp numpy, scikit-learn and the GEMM floor -> numpy.libs' OpenBLAS; "
             "torch -> its own MKL/OpenMP, sized by torch.set_num_threads per row"
         )
+    busy = _cpu_busy()
+    if busy is not None:
+        line = f"cpu busy before the run: {busy:.0%} of all cores over 1 s"
+        if busy > 0.1:
+            line = ("WARNING: " + line + ": something else is running; multi-threaded BLAS rows "
+                    "slow down badly when a core is taken, compare only runs on a quiet machine")
+        lines.append(line)
     set_vars = {v: os.environ[v] for v in OPENBLAS_VARS if v in os.environ}
     if set_vars:
         lines.append(

@@ -291,3 +291,15 @@ def test_same_functions_and_signatures():
         "predict_proba", "loss_gradient", "train_sgd",
     }
     assert core_api == ref_api
+
+
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 1000])
+def test_sigmoid_bce_accurate_for_tiny_and_large_terms(backend, n):
+    """Full float64 accuracy whether exp(-|z|) is near 1 or far below 1e-4, over many elements."""
+    mod = backend_module(backend)
+    z = np.linspace(-70, 70, n).reshape(-1, 1)
+    y = (z > 0).astype(float)            # mostly confident and right: losses down to 1e-31
+    G = np.empty_like(z)
+    expected = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+    np.testing.assert_allclose(mod.sigmoid_bce(z, y, G), expected, rtol=1e-14)
+    np.testing.assert_allclose(mod.sigmoid_bce(z, 1 - y, G), np.mean(np.abs(z) + np.log1p(np.exp(-np.abs(z)))), rtol=1e-14)

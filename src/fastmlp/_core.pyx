@@ -18,7 +18,7 @@ import numpy as np
 
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
-from libc.math cimport exp, expf, log1p, log1pf
+from libc.math cimport exp, expf, log
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from ._common import (
@@ -60,13 +60,6 @@ cdef inline floating _exp(floating x) noexcept nogil:
         return expf(x)
     else:
         return exp(x)
-
-
-cdef inline floating _log1p(floating x) noexcept nogil:
-    if floating is float:
-        return log1pf(x)
-    else:
-        return log1p(x)
 
 
 cdef inline floating _sigmoid1(floating z) noexcept nogil:
@@ -201,23 +194,36 @@ cdef double _output_loss(Py_ssize_t size, const floating* Z, const floating* Y,
 
     Sigmoid + BCE share one exp per element: with e = exp(-|z|),
     loss = max(z, 0) - z*y + log1p(e) and sigmoid(z) = 1/(1+e) (z >= 0) or e/(1+e).
+    The log1p terms are summed as log of a product of (1 + e) over up to 64 elements (a
+    log per 64 elements, not one per element), except where e < 1e-4: there 1 + e would
+    round away e's digits, and a 4-term series gives log1p(e) to full precision.
     """
     cdef Py_ssize_t i
     cdef floating z, y, e
-    cdef double total = 0
+    cdef double total = 0, product = 1, d
+    cdef int factors = 0
     for i in range(size):
         z, y = Z[i], Y[i]
         if z >= 0:
             e = _exp(-z)
-            total += z - z * y + _log1p(e)
+            total += z - z * y
             if G != NULL:
                 G[i] = scale * (1 / (1 + e) - y)
         else:
             e = _exp(z)
-            total += -z * y + _log1p(e)
+            total += -z * y
             if G != NULL:
                 G[i] = scale * (e / (1 + e) - y)
-    return total
+        d = e
+        if d < 1e-4:
+            total += d * (1 - d * (0.5 - d * (1.0 / 3 - d * 0.25)))
+        else:
+            product *= 1 + d
+            factors += 1
+            if factors == 64:       # product <= 2**64: far from overflow
+                total += log(product)
+                product, factors = 1, 0
+    return total + log(product)
 
 
 cdef struct Net:
