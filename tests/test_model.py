@@ -295,3 +295,24 @@ def test_fits_in_threads_match_sequential_fits(backend):
         t.join()
     for net, params in zip(nets, expected):
         np.testing.assert_array_equal(net.params_, params)
+
+
+def test_fit_interrupted_keeps_whole_epochs(backend):
+    """MLP.fit stopped by Ctrl-C keeps the weights and history of the epochs that finished,
+    even when the losses of those epochs are NaN (a diverged fit)."""
+    X, Y = make_data(16, [3, 4, 1])
+    net = fastmlp.MLP([3, 4, 1], seed=0, backend=backend)
+    real_train = net._impl.train_sgd
+
+    def train_then_interrupt(params, sizes, hidden, slope, output, X, Y, epochs, lr, batch_size, rng, losses):
+        real_train(params, sizes, hidden, slope, output, X, Y, 2, lr, batch_size, rng, losses[:2])
+        losses[:2] = np.nan  # pretend both finished epochs diverged
+        raise KeyboardInterrupt
+
+    class Impl:
+        train_sgd = staticmethod(train_then_interrupt)
+
+    net._impl = Impl  # a stand-in backend object for this one model, not a module global
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, Y, epochs=5, batch_size=4, shuffle=False)
+    assert net.n_iter_ == 2 and len(net.history_["loss"]) == 2

@@ -241,7 +241,8 @@ class MLP:
         params = self._params.copy() if warm_start else self._initial_params()
         # one permutation stream per fit, derived from the seed (independent of the init)
         rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0]) if shuffle and batch_size < n else None
-        losses = np.full(epochs, np.nan)
+        # -inf marks epochs not run (a loss is never -inf; a diverged one may be NaN or +inf)
+        losses = np.full(epochs, -np.inf)
         try:
             self._impl.train_sgd(
                 params, self.layer_sizes, self._hidden, self.negative_slope, self.output,
@@ -249,8 +250,8 @@ class MLP:
             )
         except KeyboardInterrupt:
             # stopped between steps: keep the weights and the epochs that completed
-            done = int(np.argmax(np.isnan(losses))) if np.isnan(losses).any() else epochs
-            self._commit(params, losses[:done])
+            not_run = np.flatnonzero(losses == -np.inf)
+            self._commit(params, losses[: not_run[0] if len(not_run) else epochs])
             raise
         self._commit(params, losses)
         return self
