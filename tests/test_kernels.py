@@ -287,7 +287,8 @@ def test_same_functions_and_signatures():
 
     core_api, ref_api = api(core), api(ref)
     assert set(core_api) == set(ref_api) == {
-        "dense_forward", "dense_backward", "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_bce",
+        "dense_forward", "dense_backward", "activation", "activation_backward", "leaky_relu",
+        "leaky_relu_backward", "sigmoid", "output_activation", "output_loss", "sigmoid_bce",
         "predict_proba", "loss_gradient", "train_sgd",
     }
     assert core_api == ref_api

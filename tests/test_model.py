@@ -304,8 +304,8 @@ def test_fit_interrupted_keeps_whole_epochs(backend):
     net = fastmlp.MLP([3, 4, 1], seed=0, backend=backend)
     real_train = net._impl.train_sgd
 
-    def train_then_interrupt(params, sizes, hidden, slope, output, X, Y, epochs, lr, batch_size, rng, losses):
-        real_train(params, sizes, hidden, slope, output, X, Y, 2, lr, batch_size, rng, losses[:2])
+    def train_then_interrupt(params, sizes, hidden, slope, output, X, Y, epochs, lr, batch_size, rng, losses, l2):
+        real_train(params, sizes, hidden, slope, output, X, Y, 2, lr, batch_size, rng, losses[:2], l2)
         losses[:2] = np.nan  # pretend both finished epochs diverged
         raise KeyboardInterrupt
 

@@ -8,8 +8,8 @@ in compiled code.
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-HIDDEN_ACTIVATIONS = ("leaky_relu",)
-OUTPUTS = ("sigmoid",)
+HIDDEN_ACTIVATIONS = ("leaky_relu", "relu", "tanh", "sigmoid", "identity")
+OUTPUTS = ("sigmoid", "softmax", "identity")
 
 
 # ---------------------------------------------------------------- parameter layout
@@ -125,6 +125,25 @@ def _vector(b, dtype, n, name):
     return b
 
 
+def check_activation(name):
+    if name not in HIDDEN_ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {HIDDEN_ACTIVATIONS}")
+    return name
+
+
+def check_output_name(name):
+    if name not in OUTPUTS:
+        raise ValueError(f"unknown output {name!r}; choose from {OUTPUTS}")
+    return name
+
+
+def check_l2(l2):
+    l2 = float(l2)
+    if not (np.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+    return l2
+
+
 def check_slope(negative_slope):
     slope = float(negative_slope)
     if not np.isfinite(slope):
@@ -147,10 +166,9 @@ def network_args(params, sizes, hidden, output, X, Y=None):
     if len(hidden) != len(sizes) - 2:
         raise ValueError(f"need {len(sizes) - 2} hidden activations, got {len(hidden)}")
     for act in hidden:
-        if act not in HIDDEN_ACTIVATIONS:
-            raise ValueError(f"unknown activation {act!r}; choose from {HIDDEN_ACTIVATIONS}")
-    if output not in OUTPUTS:
-        raise ValueError(f"unknown output {output!r}; choose from {OUTPUTS}")
+        check_activation(act)
+    if check_output_name(output) == "softmax" and sizes[-1] < 2:
+        raise ValueError("a softmax output needs at least 2 units")
     X = as_input(X, dt, 2, "X")
     if X.shape[1] != sizes[0] or X.shape[0] < 1:
         raise ValueError(f"X must have shape (n >= 1, {sizes[0]}), got {X.shape}")

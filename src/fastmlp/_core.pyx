@@ -18,11 +18,14 @@ import numpy as np
 
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
-from libc.math cimport exp, expf, log
+from libc.math cimport exp, expf, log, tanh, tanhf
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from ._common import (
+    check_activation,
+    check_l2,
     check_output,
+    check_output_name,
     check_slope,
     dense_backward_args,
     dense_forward_args,
@@ -42,13 +45,20 @@ cdef enum:
     CHUNK_ROWS = 2048
 
 cdef enum Activation:
-    LEAKY_RELU = 0
+    IDENTITY = 0
+    LEAKY_RELU = 1
+    RELU = 2
+    TANH = 3
+    SIGMOID = 4
 
-cdef enum Output:
+cdef enum Output:          # output activation, and the loss paired with it
     SIGMOID_BCE = 0
+    SOFTMAX_CE = 1
+    IDENTITY_MSE = 2
 
-_ACTIVATION_CODES = {"leaky_relu": LEAKY_RELU}
-_OUTPUT_CODES = {"sigmoid": SIGMOID_BCE}
+_ACTIVATION_CODES = {"identity": IDENTITY, "leaky_relu": LEAKY_RELU, "relu": RELU,
+                     "tanh": TANH, "sigmoid": SIGMOID}
+_OUTPUT_CODES = {"sigmoid": SIGMOID_BCE, "softmax": SOFTMAX_CE, "identity": IDENTITY_MSE}
 
 
 # =====================================================================================
@@ -60,6 +70,13 @@ cdef inline floating _exp(floating x) noexcept nogil:
         return expf(x)
     else:
         return exp(x)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
 
 
 cdef inline floating _sigmoid1(floating z) noexcept nogil:
@@ -168,36 +185,85 @@ cdef void _colsum(Py_ssize_t m, Py_ssize_t n, floating alpha, const floating* D,
 # The element loops below are written branch-free (a select, not a conditional store) so
 # that the compiler vectorises them: with random signs a branch mispredicts half the time.
 
+cdef void _activate(Py_ssize_t size, const floating* Z, floating* A, int act,
+                    floating slope) noexcept nogil:
+    """A = act(Z) elementwise."""
+    cdef Py_ssize_t i
+    if act == LEAKY_RELU:
+        for i in range(size):
+            A[i] = Z[i] if Z[i] >= 0 else slope * Z[i]
+    elif act == RELU:
+        for i in range(size):
+            A[i] = Z[i] if Z[i] > 0 else 0
+    elif act == TANH:
+        for i in range(size):
+            A[i] = _tanh(Z[i])
+    elif act == SIGMOID:
+        for i in range(size):
+            A[i] = _sigmoid1(Z[i])
+    else:
+        for i in range(size):
+            A[i] = Z[i]
+
+
 cdef void _bias_activation(Py_ssize_t m, Py_ssize_t n, const floating* b, floating* Z,
                            floating* A, int act, floating slope) noexcept nogil:
     """Z += b (broadcast over rows); A = act(Z). A may be NULL (bias only)."""
     cdef Py_ssize_t i, j
     cdef floating* z
-    cdef floating* a
     for i in range(m):
         z = Z + i * n
         for j in range(n):
             z[j] = z[j] + b[j]
-        if A != NULL:
-            # act == LEAKY_RELU, the only hidden activation so far
-            a = A + i * n
-            for j in range(n):
-                a[j] = z[j] if z[j] >= 0 else slope * z[j]
+    if A != NULL:
+        _activate(m * n, Z, A, act, slope)
 
 
-cdef void _activation_backward(Py_ssize_t size, const floating* Z, floating* D, int act,
-                               floating slope) noexcept nogil:
-    """D *= act'(Z), in place (D holds dL/dA on entry, dL/dZ on exit)."""
+cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floating* A,
+                               floating* D, int act, floating slope) noexcept nogil:
+    """D *= act'(Z), in place (D holds dL/dA on entry, dL/dZ on exit); A = act(Z).
+
+    Leaky ReLU's derivative is 1 at z = 0 (the seed's choice), ReLU's is 0 there (PyTorch's).
+    """
     cdef Py_ssize_t i
-    for i in range(size):
-        D[i] = D[i] if Z[i] >= 0 else slope * D[i]
+    if act == LEAKY_RELU:
+        for i in range(size):
+            D[i] = D[i] if Z[i] >= 0 else slope * D[i]
+    elif act == RELU:
+        for i in range(size):
+            D[i] = D[i] if Z[i] > 0 else 0
+    elif act == TANH:
+        for i in range(size):
+            D[i] = D[i] * (1 - A[i] * A[i])
+    elif act == SIGMOID:
+        for i in range(size):
+            D[i] = D[i] * (A[i] * (1 - A[i]))
 
 
-cdef double _output_loss(Py_ssize_t size, const floating* Z, const floating* Y,
-                         floating* G, floating scale, int out) noexcept nogil:
-    """Sum of the losses of the output logits Z against Y; G = scale * dloss/dZ if not NULL.
+cdef struct Net:
+    # the architecture
+    Py_ssize_t n_layers       # dense layers (weights), = len(sizes) - 1
+    Py_ssize_t* size          # [n_layers + 1] widths, input first
+    Py_ssize_t* w_off         # [n_layers] offset of W_l in the flat parameter vector
+    Py_ssize_t* b_off         # [n_layers] offset of b_l
+    int* act                  # [n_layers - 1] hidden activation codes
+    int output                # output/loss code
+    double slope              # Leaky ReLU negative slope
+    # the work buffer, laid out for batches of up to `capacity` rows
+    Py_ssize_t capacity
+    Py_ssize_t* z_off         # [n_layers] pre-activations Z_l (capacity, size[l + 1])
+    Py_ssize_t* a_off         # [n_layers] activations A_l (hidden layers only)
+    Py_ssize_t* d_off         # [n_layers] dL/dZ_l
+    Py_ssize_t xb_off         # gathered batch of X rows (shuffled training only)
+    Py_ssize_t yb_off         # gathered batch of Y rows
+    Py_ssize_t work_size
 
-    Sigmoid + BCE share one exp per element: with e = exp(-|z|),
+
+cdef double _bce(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
+                 floating scale) noexcept nogil:
+    """Sum of BCE(sigmoid(z), y) over the elements; G = scale * (sigmoid(Z) - Y) if not NULL.
+
+    Sigmoid and BCE share one exp per element: with e = exp(-|z|),
     loss = max(z, 0) - z*y + log1p(e) and sigmoid(z) = 1/(1+e) (z >= 0) or e/(1+e).
     The log1p terms are summed as log of a product of (1 + e) over up to 64 elements (a
     log per 64 elements, not one per element), except where e < 1e-4: there 1 + e would
@@ -231,23 +297,99 @@ cdef double _output_loss(Py_ssize_t size, const floating* Z, const floating* Y,
     return total + log(product)
 
 
-cdef struct Net:
-    # the architecture
-    Py_ssize_t n_layers       # dense layers (weights), = len(sizes) - 1
-    Py_ssize_t* size          # [n_layers + 1] widths, input first
-    Py_ssize_t* w_off         # [n_layers] offset of W_l in the flat parameter vector
-    Py_ssize_t* b_off         # [n_layers] offset of b_l
-    int* act                  # [n_layers - 1] hidden activation codes
-    int output                # output/loss code
-    double slope              # Leaky ReLU negative slope
-    # the work buffer, laid out for batches of up to `capacity` rows
-    Py_ssize_t capacity
-    Py_ssize_t* z_off         # [n_layers] pre-activations Z_l (capacity, size[l + 1])
-    Py_ssize_t* a_off         # [n_layers] activations A_l (hidden layers only)
-    Py_ssize_t* d_off         # [n_layers] dL/dZ_l
-    Py_ssize_t xb_off         # gathered batch of X rows (shuffled training only)
-    Py_ssize_t yb_off         # gathered batch of Y rows
-    Py_ssize_t work_size
+cdef double _softmax_ce(Py_ssize_t m, Py_ssize_t k, const floating* Z, const floating* Y,
+                        floating* G, floating scale) noexcept nogil:
+    """Sum over rows of -sum_j y_j log softmax(z)_j; G = scale * (softmax(Z) * sum(y) - Y).
+
+    Stable: log softmax(z)_j = z_j - (max(z) + log(sum_j exp(z_j - max(z)))).
+    """
+    cdef Py_ssize_t i, j
+    cdef const floating* z
+    cdef const floating* y
+    cdef floating mx
+    cdef double total = 0, lse, ysum, zy, s
+    for i in range(m):
+        z, y = Z + i * k, Y + i * k
+        mx = z[0]
+        for j in range(1, k):
+            mx = z[j] if z[j] > mx else mx
+        s, ysum, zy = 0, 0, 0
+        for j in range(k):
+            s += _exp(z[j] - mx)
+            ysum += y[j]
+            zy += y[j] * z[j]
+        lse = mx + log(s)
+        total += ysum * lse - zy
+        if G != NULL:
+            for j in range(k):
+                G[i * k + j] = scale * (<floating>(_exp(z[j] - mx) / s * ysum) - y[j])
+    return total
+
+
+cdef double _mse(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
+                 floating scale) noexcept nogil:
+    """Sum of (z - y)**2 over the elements; G = scale * 2 * (Z - Y) if not NULL."""
+    cdef Py_ssize_t i
+    cdef floating r
+    cdef double total = 0
+    for i in range(size):
+        r = Z[i] - Y[i]
+        total += r * r
+        if G != NULL:
+            G[i] = (2 * scale) * r
+    return total
+
+
+cdef double _output_loss(Py_ssize_t m, Py_ssize_t k, const floating* Z, const floating* Y,
+                         floating* G, floating scale, int out) noexcept nogil:
+    """Sum over the m rows of the per-sample loss of logits Z (m, k) against Y.
+
+    The per-sample loss is the mean over outputs for BCE and MSE (PyTorch's convention for
+    BCEWithLogitsLoss and MSELoss), the sum -sum_j y_j log p_j for cross-entropy.
+    G = scale * d(that sum)/dZ unless NULL: scale = 1/n gives the gradient of the mean.
+    """
+    if out == SOFTMAX_CE:
+        return _softmax_ce(m, k, Z, Y, G, scale)
+    if out == IDENTITY_MSE:
+        return _mse(m * k, Z, Y, G, scale / k) / k
+    return _bce(m * k, Z, Y, G, scale / k) / k
+
+
+cdef void _output_activation(Py_ssize_t m, Py_ssize_t k, const floating* Z, floating* P,
+                             int out) noexcept nogil:
+    """P = the output activation of the logits Z: sigmoid, softmax (per row) or identity."""
+    cdef Py_ssize_t i, j
+    cdef floating mx
+    cdef double s
+    if out == SOFTMAX_CE:
+        for i in range(m):
+            mx = Z[i * k]
+            for j in range(1, k):
+                mx = Z[i * k + j] if Z[i * k + j] > mx else mx
+            s = 0
+            for j in range(k):
+                P[i * k + j] = _exp(Z[i * k + j] - mx)
+                s += P[i * k + j]
+            for j in range(k):
+                P[i * k + j] = <floating>(P[i * k + j] / s)
+    elif out == IDENTITY_MSE:
+        for i in range(m * k):
+            P[i] = Z[i]
+    else:
+        for i in range(m * k):
+            P[i] = _sigmoid1(Z[i])
+
+
+cdef double _sum_squared_weights(const Net* net, const floating* params) noexcept nogil:
+    """sum over layers of sum(W_l ** 2): the L2 penalty is 0.5 * l2 times this."""
+    cdef Py_ssize_t l, i
+    cdef double total = 0
+    cdef const floating* W
+    for l in range(net.n_layers):
+        W = params + net.w_off[l]
+        for i in range(net.size[l] * net.size[l + 1]):
+            total += W[i] * W[i]
+    return total
 
 
 cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* A,
@@ -274,8 +416,7 @@ cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
             for j in range(n):
                 z[j] += a * W[p * n + j]
         if Aout != NULL:
-            for j in range(n):
-                Aout[i * n + j] = z[j] if z[j] >= 0 else slope * z[j]
+            _activate(n, z, Aout + i * n, act, slope)
 
 
 cdef void _forward(const Net* net, const floating* params, const floating* X,
@@ -294,14 +435,14 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
 
 
 cdef void _backward(const Net* net, floating* params, const floating* X, Py_ssize_t m,
-                    floating* work, floating* target, floating alpha,
-                    floating beta) noexcept nogil:
+                    floating* work, floating* target, floating alpha, floating beta_w,
+                    floating beta_b) noexcept nogil:
     """Backward pass after `_forward` and `_output_loss` (which left dL/dZ_L in d_off[L-1]).
 
-    target[W_l, b_l] = alpha * dL/d(W_l, b_l) + beta * target[...]: with target = grad,
-    alpha = 1, beta = 0 that is the gradient; with target = params, alpha = -lr, beta = 1
-    it is the SGD step, applied inside the gradient GEMM once dL/dA_{l-1} has been taken
-    from the old W_l.
+    target[W_l] = alpha * dL/dW_l + beta_w * target[W_l], and likewise for b_l with beta_b:
+    with target = grad, alpha = 1, betas 0 that is the gradient; with target = params,
+    alpha = -lr, beta_b = 1 and beta_w = 1 - lr * l2 it is the SGD step with weight decay,
+    applied inside the gradient GEMM once dL/dA_{l-1} has been taken from the old W_l.
     """
     cdef Py_ssize_t l
     cdef Py_ssize_t n_in, n_out
@@ -315,16 +456,17 @@ cdef void _backward(const Net* net, floating* params, const floating* X, Py_ssiz
         if l > 0:
             _mm_nt(m, n_out, n_in, <floating>1, D, params + net.w_off[l], <floating>0,
                    work + net.d_off[l - 1])
-            _activation_backward(m * n_in, work + net.z_off[l - 1], work + net.d_off[l - 1],
-                                 net.act[l - 1], slope)
-        _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta, target + net.w_off[l])
-        _colsum(m, n_out, alpha, D, beta, target + net.b_off[l])
+            _activation_backward(m * n_in, work + net.z_off[l - 1], work + net.a_off[l - 1],
+                                 work + net.d_off[l - 1], net.act[l - 1], slope)
+        _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta_w, target + net.w_off[l])
+        _colsum(m, n_out, alpha, D, beta_b, target + net.b_off[l])
 
 
 cdef double _epoch(const Net* net, floating* params, const floating* X, const floating* Y,
                    Py_ssize_t n, Py_ssize_t batch_size, const Py_ssize_t* order,
-                   floating* work, floating lr) noexcept nogil:
-    """One epoch of mini-batch SGD; returns the mean of the batch losses (before each step).
+                   floating* work, floating lr, double l2) noexcept nogil:
+    """One epoch of mini-batch SGD; returns the mean of the batch losses (before each step),
+    each including the L2 penalty 0.5 * l2 * sum(W**2) when l2 > 0.
 
     Batches are consecutive rows of X, or rows order[start:start + batch_size] gathered
     into the work buffer when `order` is not NULL.
@@ -353,8 +495,10 @@ cdef double _epoch(const Net* net, floating* params, const floating* X, const fl
                     yb[r * k + j] = Y[src * k + j]
             Xb, Yb = xb, yb
         _forward(net, params, Xb, m, work)
-        total += _output_loss(m * k, Zout, Yb, Dout, <floating>(1.0 / (m * k)), net.output) / k
-        _backward(net, params, Xb, m, work, params, -lr, <floating>1)
+        total += _output_loss(m, k, Zout, Yb, Dout, <floating>(1.0 / m), net.output)
+        if l2 != 0:
+            total += m * 0.5 * l2 * _sum_squared_weights(net, params)
+        _backward(net, params, Xb, m, work, params, -lr, <floating>(1 - lr * l2), <floating>1)
         start += m
     return total / n
 
@@ -434,38 +578,29 @@ def _dense_backward(const floating[:, ::1] A_prev, const floating[:, ::1] W,
             _mm_nt(m, n, k, <floating>1, &dZ[0, 0], &W[0, 0], <floating>0, &dA_prev[0, 0])
 
 
-def _leaky_relu(const floating[:, ::1] Z, floating[:, ::1] A, floating slope,
-                bint backward, const floating[:, ::1] dA):
-    """A = leaky_relu(Z), or with `backward`: A = dA * leaky_relu'(Z)."""
-    cdef Py_ssize_t i, size = Z.shape[0] * Z.shape[1]
-    cdef const floating* z = &Z[0, 0]
-    cdef const floating* da = &dA[0, 0]
-    cdef floating* a = &A[0, 0]
+def _activation(const floating[:, ::1] Z, floating[:, ::1] A, int act, floating slope):
     with nogil:
-        if backward:
-            for i in range(size):
-                a[i] = da[i] * (1 if z[i] >= 0 else slope)
-        else:
-            for i in range(size):
-                a[i] = z[i] if z[i] >= 0 else slope * z[i]
+        _activate(Z.shape[0] * Z.shape[1], &Z[0, 0], &A[0, 0], act, slope)
 
 
-def _sigmoid(const floating[:, ::1] Z, floating[:, ::1] A):
-    cdef Py_ssize_t i, size = Z.shape[0] * Z.shape[1]
-    cdef const floating* z = &Z[0, 0]
-    cdef floating* a = &A[0, 0]
+def _activation_backward_inplace(const floating[:, ::1] Z, const floating[:, ::1] A,
+                                 floating[:, ::1] D, int act, floating slope):
     with nogil:
-        for i in range(size):
-            a[i] = _sigmoid1(z[i])
+        _activation_backward(Z.shape[0] * Z.shape[1], &Z[0, 0], &A[0, 0], &D[0, 0], act, slope)
 
 
-def _sigmoid_bce(const floating[:, ::1] Z, const floating[:, ::1] Y, floating[:, ::1] G):
-    cdef Py_ssize_t size = Z.shape[0] * Z.shape[1]
+def _output_activation_k(const floating[:, ::1] Z, floating[:, ::1] P, int out):
+    with nogil:
+        _output_activation(Z.shape[0], Z.shape[1], &Z[0, 0], &P[0, 0], out)
+
+
+def _output_loss_k(const floating[:, ::1] Z, const floating[:, ::1] Y, floating[:, ::1] G,
+                   int out):
+    cdef Py_ssize_t m = Z.shape[0], k = Z.shape[1]
     cdef double total
     with nogil:
-        total = _output_loss(size, &Z[0, 0], &Y[0, 0], &G[0, 0], <floating>(1.0 / size),
-                             SIGMOID_BCE)
-    return total / size
+        total = _output_loss(m, k, &Z[0, 0], &Y[0, 0], &G[0, 0], <floating>(1.0 / m), out)
+    return total / m
 
 
 def dense_forward(A, W, b, Z):
@@ -493,28 +628,64 @@ def dense_backward(A_prev, W, dZ, dW, db, dA_prev=None):
     _dense_backward(A_prev, W, dZ, dW, db, dA_prev if want else dW, want)
 
 
+def activation(name, Z, A, negative_slope=0.01):
+    """A = name(Z) for a hidden activation name.  IN: Z.  OUT: A (same shape)."""
+    (Z,) = elementwise_args(A, "A", (Z, "Z"))
+    code = _ACTIVATION_CODES[check_activation(name)]
+    if A.size:
+        _activation(Z, A, code, check_slope(negative_slope))
+    return A
+
+
+def activation_backward(name, Z, A, dA, dZ, negative_slope=0.01):
+    """dZ = dA * name'(Z).  IN: Z, A = name(Z), dA.  OUT: dZ (same shape)."""
+    Z, A, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (A, "A"), (dA, "dA"))
+    code = _ACTIVATION_CODES[check_activation(name)]
+    slope = check_slope(negative_slope)
+    np.copyto(dZ, dA)
+    if dZ.size:
+        _activation_backward_inplace(Z, A, dZ, code, slope)
+    return dZ
+
+
 def leaky_relu(Z, A, negative_slope=0.01):
     """A = Z where Z >= 0, else negative_slope * Z.  IN: Z.  OUT: A (same shape)."""
-    (Z,) = elementwise_args(A, "A", (Z, "Z"))
-    if A.size:
-        _leaky_relu(Z, A, check_slope(negative_slope), False, Z)
-    return A
+    return activation("leaky_relu", Z, A, negative_slope)
 
 
 def leaky_relu_backward(Z, dA, dZ, negative_slope=0.01):
     """dZ = dA * (1 where Z >= 0, else negative_slope).  IN: Z, dA.  OUT: dZ."""
-    Z, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (dA, "dA"))
-    if dZ.size:
-        _leaky_relu(Z, dZ, check_slope(negative_slope), True, dA)
-    return dZ
+    return activation_backward("leaky_relu", Z, Z, dA, dZ, negative_slope)
 
 
 def sigmoid(Z, A):
     """A = 1 / (1 + exp(-Z)), computed without overflow.  IN: Z.  OUT: A."""
-    (Z,) = elementwise_args(A, "A", (Z, "Z"))
-    if A.size:
-        _sigmoid(Z, A)
-    return A
+    return output_activation("sigmoid", Z, A)
+
+
+def output_activation(output, Z, P):
+    """P = the output activation of the logits Z: "sigmoid", "softmax" (per row) or
+    "identity".  IN: Z (n, k).  OUT: P (n, k)."""
+    (Z,) = elementwise_args(P, "P", (Z, "Z"))
+    code = _OUTPUT_CODES[check_output_name(output)]
+    if P.size:
+        _output_activation_k(Z, P, code)
+    return P
+
+
+def output_loss(output, Z, Y, G):
+    """Mean over samples of the loss paired with `output`, from the logits Z (stable).
+
+    "sigmoid": binary cross-entropy, averaged over outputs too (BCEWithLogitsLoss);
+    "softmax": cross-entropy -sum_j y_j log softmax(z)_j (CrossEntropyLoss, Y one-hot);
+    "identity": squared error, averaged over outputs too (MSELoss).
+    IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ.  Returns the mean loss.
+    """
+    Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"))
+    code = _OUTPUT_CODES[check_output_name(output)]
+    if G.size == 0:
+        raise ValueError("the loss needs at least one element")
+    return _output_loss_k(Z, Y, G, code)
 
 
 def sigmoid_bce(Z, Y, G):
@@ -523,10 +694,7 @@ def sigmoid_bce(Z, Y, G):
     IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ = (sigmoid(Z) - Y) / (n * k).
     Returns the mean loss over samples and outputs (PyTorch's BCEWithLogitsLoss).
     """
-    Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"))
-    if G.size == 0:
-        raise ValueError("sigmoid_bce needs at least one element")
-    return _sigmoid_bce(Z, Y, G)
+    return output_loss("sigmoid", Z, Y, G)
 
 
 # ---------------------------------------------------------------- whole networks
@@ -534,45 +702,52 @@ def sigmoid_bce(Z, Y, G):
 def _predict(_Plan plan, floating[::1] params, const floating[:, ::1] X,
              floating[:, ::1] out, floating[::1] work):
     cdef const Net* net = &plan.net
-    cdef Py_ssize_t n = X.shape[0], k = out.shape[1], start, m, i
+    cdef Py_ssize_t n = X.shape[0], k = out.shape[1], start, m
     cdef floating* Z = &work[0] + net.z_off[net.n_layers - 1]
     with nogil:
         start = 0
         while start < n:
             m = min(net.capacity, n - start)
             _forward(net, &params[0], &X[start, 0], m, &work[0])
-            for i in range(m * k):
-                (&out[start, 0])[i] = _sigmoid1(Z[i])
+            _output_activation(m, k, Z, &out[start, 0], net.output)
             start += m
 
 
 def _loss_gradient(_Plan plan, floating[::1] params, const floating[:, ::1] X,
                    const floating[:, ::1] Y, floating[::1] grad, bint want_grad,
-                   floating[::1] work):
+                   floating[::1] work, double l2):
     cdef const Net* net = &plan.net
     cdef Py_ssize_t L = net.n_layers
-    cdef Py_ssize_t n = X.shape[0], k = Y.shape[1], start, m
-    cdef floating scale = <floating>(1.0 / (n * k))
+    cdef Py_ssize_t n = X.shape[0], k = Y.shape[1], start, m, l, i
+    cdef floating scale = <floating>(1.0 / n), zero_or_one
     cdef double total = 0
     with nogil:
         start = 0
         while start < n:
             m = min(net.capacity, n - start)
             _forward(net, &params[0], &X[start, 0], m, &work[0])
-            total += _output_loss(m * k, &work[0] + net.z_off[L - 1], &Y[start, 0],
+            total += _output_loss(m, k, &work[0] + net.z_off[L - 1], &Y[start, 0],
                                   &work[0] + net.d_off[L - 1] if want_grad else NULL,
                                   scale, net.output)
             if want_grad:
+                zero_or_one = 0 if start == 0 else 1    # later chunks add to the gradient
                 _backward(net, &params[0], &X[start, 0], m, &work[0], &grad[0],
-                          <floating>1, <floating>(0 if start == 0 else 1))
+                          <floating>1, zero_or_one, zero_or_one)
             start += m
-    return total / (n * k)
+        total /= n
+        if l2 != 0:
+            total += 0.5 * l2 * _sum_squared_weights(net, &params[0])
+            if want_grad:
+                for l in range(L):
+                    for i in range(net.w_off[l], net.b_off[l]):
+                        grad[i] += <floating>l2 * params[i]
+    return total
 
 
 def _train(_Plan plan, floating[::1] params, const floating[:, ::1] X,
            const floating[:, ::1] Y, Py_ssize_t epochs, double lr, Py_ssize_t batch_size,
            object rng, Py_ssize_t[::1] order, double[::1] losses, floating[::1] work,
-           Py_ssize_t epochs_per_check):
+           Py_ssize_t epochs_per_check, double l2):
     cdef const Net* net = &plan.net
     cdef Py_ssize_t n = X.shape[0], e = 0, stop
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
@@ -583,7 +758,7 @@ def _train(_Plan plan, floating[::1] params, const floating[:, ::1] X,
         with nogil:
             while e < stop:
                 losses[e] = _epoch(net, &params[0], &X[0, 0], &Y[0, 0], n, batch_size,
-                                   order_ptr, &work[0], <floating>lr)
+                                   order_ptr, &work[0], <floating>lr, l2)
                 e += 1
         PyErr_CheckSignals()   # raises KeyboardInterrupt between epochs; params are whole
 
@@ -598,8 +773,11 @@ def predict_proba(params, sizes, hidden, negative_slope, output, X, out):
     return out
 
 
-def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None):
-    """Mean loss of the network on (X, Y); OUT: grad (same layout as params) if given."""
+def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None, l2=0.0):
+    """Mean loss of the network on (X, Y), plus 0.5 * l2 * sum(W**2) over the weights.
+
+    OUT: grad (same layout as params), the gradient of that, if given.
+    """
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
     if grad is not None:
         check_output(grad, params.shape, "grad", params.dtype)
@@ -607,12 +785,12 @@ def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None
                  False)
     work = np.empty(plan.net.work_size, params.dtype)
     return _loss_gradient(plan, params, X, Y, params if grad is None else grad,
-                          grad is not None, work)
+                          grad is not None, work, check_l2(l2))
 
 
 def train_sgd(params, sizes, hidden, negative_slope, output, X, Y, epochs, lr, batch_size,
-              rng, losses):
-    """Mini-batch gradient descent on `params` in place.
+              rng, losses, l2=0.0):
+    """Mini-batch gradient descent on `params` in place (with weight decay l2 on the weights).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
     start of every epoch when `rng` is a numpy Generator. OUT: params, and losses[e] = the
@@ -623,10 +801,12 @@ def train_sgd(params, sizes, hidden, negative_slope, output, X, Y, epochs, lr, b
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
     n = len(X)
     epochs, lr, batch_size = train_args(epochs, lr, batch_size, n, losses, params.dtype)
+    l2 = check_l2(l2)
     plan = _Plan(sizes, hidden, check_slope(negative_slope), output, batch_size,
                  rng is not None)
     work = np.empty(plan.net.work_size, params.dtype)
     order = np.arange(n, dtype=np.intp)
     flops = 6 * n * sum(a * b for a, b in layer_shapes(sizes))
     per_check = 1 if rng is not None else max(1, FLOPS_PER_GIL_CHECK // max(flops, 1))
-    _train(plan, params, X, Y, epochs, lr, batch_size, rng, order, losses, work, per_check)
+    _train(plan, params, X, Y, epochs, lr, batch_size, rng, order, losses, work, per_check,
+           l2)

@@ -11,7 +11,8 @@ from . import _backend
 from ._common import HIDDEN_ACTIVATIONS, OUTPUTS, as_input, float_dtype, param_count, unflatten
 
 # output activation -> the loss it is paired with
-LOSS_FOR_OUTPUT = {"sigmoid": "bce"}
+LOSS_FOR_OUTPUT = {"sigmoid": "bce", "softmax": "cross_entropy", "identity": "mse"}
+RELU_FAMILY = ("leaky_relu", "relu")
 INITS = ("auto", "he", "glorot", "normal")
 
 
@@ -56,19 +57,23 @@ class MLP:
         Widths from input to output, e.g. ``[2, 4, 1]`` for the seed's XOR network.
     activation : str or sequence of str
         Hidden activation, one name for every hidden layer or one per hidden layer:
-        ``"leaky_relu"``.
+        ``"leaky_relu"``, ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"identity"``.
     output : str
-        Output activation: ``"sigmoid"`` (binary or multi-label).
+        Output activation: ``"sigmoid"`` (binary or multi-label), ``"softmax"``
+        (one of k classes), ``"identity"`` (regression).
     loss : str or None
-        Loss paired with the output; inferred when None (``"bce"`` for ``"sigmoid"``).
-        Binary cross-entropy is the mean over samples and outputs.
+        Loss paired with the output, inferred when None: ``"bce"`` for sigmoid,
+        ``"cross_entropy"`` for softmax, ``"mse"`` for identity. BCE and MSE are means over
+        samples and outputs, cross-entropy the mean over samples (PyTorch's conventions).
     negative_slope : float
         Slope of Leaky ReLU for negative inputs.
+    l2 : float
+        Adds ``0.5 * l2 * sum(W**2)`` over the weights (not the biases) to the mean loss.
     init : {"auto", "he", "glorot", "normal"}
         Weight initialisation, biases zero. ``"normal"`` draws each layer's W as
         ``default_rng(seed).standard_normal((n_in, n_out)) * init_scale``, layer by layer
-        from one generator. ``"auto"``: He (for Leaky ReLU) in hidden layers, Glorot
-        uniform in the output layer.
+        from one generator. ``"auto"``: He for a layer feeding ReLU or Leaky ReLU, Glorot
+        uniform otherwise (and in the output layer).
     init_scale : float or None
         Standard deviation for ``init="normal"`` (default 0.1); only valid with it.
     seed : int or None
@@ -86,6 +91,7 @@ class MLP:
         output="sigmoid",
         loss=None,
         negative_slope=0.01,
+        l2=0.0,
         init="auto",
         init_scale=None,
         seed=None,
@@ -105,6 +111,8 @@ class MLP:
             if len(hidden) != n_hidden:
                 raise ValueError(f"activation lists {len(hidden)} names for {n_hidden} hidden layers")
         _choice(output, "output", OUTPUTS)
+        if output == "softmax" and sizes[-1] < 2:
+            raise ValueError(f"a softmax output needs at least 2 units, got {sizes[-1]} (use output='sigmoid' for 2 classes in 1 unit)")
         if loss is None:
             loss = LOSS_FOR_OUTPUT[output]
         if loss != LOSS_FOR_OUTPUT[output]:
@@ -122,6 +130,9 @@ class MLP:
         self.output = output
         self.loss_name = loss
         self.negative_slope = _real(negative_slope, "negative_slope")
+        self.l2 = _real(l2, "l2")
+        if self.l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {l2}")
         self.init = init
         self.init_scale = init_scale
         self.seed = seed
@@ -154,11 +165,11 @@ class MLP:
         flat = np.zeros(param_count(self.layer_sizes), dtype=self.dtype)
         for l, W in enumerate(unflatten(flat, self.layer_sizes)[0]):
             n_in, n_out = W.shape
-            hidden_layer = l < len(self._hidden)
+            feeds_relu = l < len(self._hidden) and self._hidden[l] in RELU_FAMILY
             if self.init == "normal":
                 scale = 0.1 if self.init_scale is None else self.init_scale
                 W[...] = rng.standard_normal((n_in, n_out)) * scale
-            elif self.init == "he" or (self.init == "auto" and hidden_layer):
+            elif self.init == "he" or (self.init == "auto" and feeds_relu):
                 std = math.sqrt(2.0 / ((1.0 + self.negative_slope**2) * n_in))
                 W[...] = rng.standard_normal((n_in, n_out)) * std
             else:  # Glorot uniform
@@ -191,6 +202,8 @@ class MLP:
         if y.dtype.kind not in "biuf":
             raise TypeError(f"y must hold real numbers, got dtype {y.dtype}")
         k = self.layer_sizes[-1]
+        if self.loss_name == "cross_entropy" and y.ndim == 1:
+            return self._one_hot(y, n, k)
         if y.ndim == 1 and k == 1:
             y = y.reshape(-1, 1)
         if y.ndim != 2 or y.shape[1] != k:
@@ -203,6 +216,19 @@ class MLP:
             raise ValueError("y contains NaN or infinity")
         if self.loss_name == "bce" and not np.all((Y == 0) | (Y == 1)):
             raise ValueError("binary cross-entropy needs labels in {0, 1}; y has other values")
+        if self.loss_name == "cross_entropy" and not (np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1)):
+            raise ValueError("cross-entropy needs one-hot rows in y (or integer labels 0..k-1 in a 1-D y)")
+        return Y
+
+    def _one_hot(self, labels, n, k):
+        if labels.shape[0] != n:
+            raise ValueError(f"X has {n} samples but y has {labels.shape[0]}")
+        if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+            raise ValueError("class labels in y must be integers 0..k-1")
+        if labels.min() < 0 or labels.max() >= k:
+            raise ValueError(f"class labels in y must lie in 0..{k - 1} for {k} softmax outputs, got {labels.min()}..{labels.max()}")
+        Y = np.zeros((n, k), dtype=self.dtype)
+        Y[np.arange(n), labels.astype(np.intp)] = 1
         return Y
 
     def _check_Xy(self, X, y):
@@ -246,7 +272,7 @@ class MLP:
         try:
             self._impl.train_sgd(
                 params, self.layer_sizes, self._hidden, self.negative_slope, self.output,
-                X, Y, epochs, lr, batch_size, rng, losses,
+                X, Y, epochs, lr, batch_size, rng, losses, self.l2,
             )
         except KeyboardInterrupt:
             # stopped between steps: keep the weights and the epochs that completed
@@ -264,26 +290,32 @@ class MLP:
     # ------------------------------------------------------------------ inference
 
     def predict_proba(self, X):
-        """Output activations, shape (n_samples, n_outputs): probabilities for sigmoid."""
+        """Output activations, shape (n_samples, n_outputs): probabilities for sigmoid and
+        softmax, the predicted values for identity."""
         X = self._check_X(X)
         out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
         return self._impl.predict_proba(*self._net(), X, out)
 
     def predict(self, X):
-        """Labels: 0/1 per sample, shape (n,) for one output, (n, k) for several."""
-        labels = (self.predict_proba(X) >= 0.5).astype(np.int64)
-        return labels[:, 0] if labels.shape[1] == 1 else labels
+        """sigmoid: 0/1 labels, shape (n,) for one output, (n, k) for several;
+        softmax: class indices, shape (n,); identity: the values, (n,) for one output."""
+        out = self.predict_proba(X)
+        if self.output == "softmax":
+            return np.argmax(out, axis=1)
+        if self.output == "sigmoid":
+            out = (out >= 0.5).astype(np.int64)
+        return out[:, 0] if out.shape[1] == 1 else out
 
     def loss(self, X, y):
-        """Mean loss on (X, y) (binary cross-entropy: mean over samples and outputs)."""
+        """Mean loss on (X, y), with the L2 penalty when l2 > 0."""
         X, Y = self._check_Xy(X, y)
-        return float(self._impl.loss_gradient(*self._net(), X, Y))
+        return float(self._impl.loss_gradient(*self._net(), X, Y, None, self.l2))
 
     def gradients(self, X, y):
         """Gradients of the mean loss, as (dcoefs, dintercepts) shaped like coefs_/intercepts_."""
         X, Y = self._check_Xy(X, y)
         grad = np.empty_like(self._params)
-        self._impl.loss_gradient(*self._net(), X, Y, grad)
+        self._impl.loss_gradient(*self._net(), X, Y, grad, self.l2)
         return unflatten(grad, self.layer_sizes)
 
     # ------------------------------------------------------------------ persistence
@@ -296,6 +328,7 @@ class MLP:
             "output": self.output,
             "loss": self.loss_name,
             "negative_slope": self.negative_slope,
+            "l2": self.l2,
             "init": self.init,
             "init_scale": self.init_scale,
             "seed": self.seed,

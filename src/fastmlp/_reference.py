@@ -9,7 +9,10 @@ outputs are written into the buffers the caller passes (and returned).
 import numpy as np
 
 from ._common import (
+    check_activation,
+    check_l2,
     check_output,
+    check_output_name,
     check_slope,
     dense_backward_args,
     dense_forward_args,
@@ -19,9 +22,8 @@ from ._common import (
     unflatten,
 )
 
-# ------------------------------------------------------------------ kernels
-# Each public kernel checks its arguments, then calls the unchecked `_name` twin that the
-# network functions below use inside their loops.
+# ------------------------------------------------------------------ the math
+# Unchecked functions, used inside the loops below; the public kernels check, then call them.
 
 
 def _dense_forward(A, W, b, Z):
@@ -37,16 +39,6 @@ def _dense_backward(A_prev, W, dZ, dW, db, dA_prev):
         np.matmul(dZ, W.T, out=dA_prev)
 
 
-def _leaky_relu(Z, A, slope):
-    A[...] = np.where(Z >= 0, Z, slope * Z)
-    return A
-
-
-def _leaky_relu_backward(Z, dA, dZ, slope):
-    np.multiply(dA, np.where(Z >= 0, 1.0, slope).astype(dZ.dtype), out=dZ)
-    return dZ
-
-
 def _sigmoid(Z, A):
     # 1 / (1 + exp(-z)), written so that exp never overflows: e = exp(-|z|)
     e = np.exp(-np.abs(Z))
@@ -54,14 +46,73 @@ def _sigmoid(Z, A):
     return A
 
 
-def _sigmoid_bce(Z, Y, G, scale):
-    """Sum of BCE(sigmoid(Z), Y) from the logits; G = scale * (sigmoid(Z) - Y) unless None."""
-    losses = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
+# name -> (A = f(Z), f'(Z) from Z and A). Leaky ReLU's derivative is 1 at z = 0 as in the
+# seed; ReLU's is 0 there, as in PyTorch.
+_ACTIVATIONS = {
+    "leaky_relu": (lambda Z, slope: np.where(Z >= 0, Z, slope * Z), lambda Z, A, slope: np.where(Z >= 0, 1, slope)),
+    "relu": (lambda Z, slope: np.where(Z > 0, Z, 0), lambda Z, A, slope: Z > 0),
+    "tanh": (lambda Z, slope: np.tanh(Z), lambda Z, A, slope: 1 - A * A),
+    "sigmoid": (lambda Z, slope: _sigmoid(Z, np.empty_like(Z)), lambda Z, A, slope: A * (1 - A)),
+    "identity": (lambda Z, slope: Z, lambda Z, A, slope: 1),
+}
+
+
+def _activation(name, Z, A, slope):
+    A[...] = _ACTIVATIONS[name][0](Z, slope)
+    return A
+
+
+def _activation_backward(name, Z, A, dA, dZ, slope):
+    np.multiply(dA, _ACTIVATIONS[name][1](Z, A, slope), out=dZ, casting="unsafe")
+    return dZ
+
+
+def _softmax(Z, P):
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    np.divide(E, E.sum(axis=1, keepdims=True), out=P)
+    return P
+
+
+def _output_activation(output, Z, P):
+    if output == "sigmoid":
+        return _sigmoid(Z, P)
+    if output == "softmax":
+        return _softmax(Z, P)
+    P[...] = Z
+    return P
+
+
+def _output_loss(output, Z, Y, G, scale):
+    """Sum over rows of the per-sample loss of logits Z against Y; G = scale * its gradient.
+
+    Per-sample loss: BCE and squared error are means over the outputs (PyTorch's
+    BCEWithLogitsLoss and MSELoss); cross-entropy is -sum_j y_j log softmax(z)_j.
+    """
+    k = Z.shape[1]
+    if output == "sigmoid":   # max(z, 0) - z*y + log(1 + exp(-|z|)), gradient sigmoid(z) - y
+        losses = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
+        if G is not None:
+            _sigmoid(Z, G)
+            G -= Y
+            G *= scale / k
+        return float(np.sum(losses, dtype=np.float64)) / k
+    if output == "softmax":   # log softmax = z - logsumexp(z), gradient softmax(z) * sum(y) - y
+        shifted = Z - Z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        losses = -(Y * (shifted - lse))
+        if G is not None:
+            _softmax(Z, G)
+            G *= Y.sum(axis=1, keepdims=True)
+            G -= Y
+            G *= scale
+        return float(np.sum(losses, dtype=np.float64))
+    R = Z - Y                 # squared error, gradient 2 (z - y)
     if G is not None:
-        _sigmoid(Z, G)
-        G -= Y
-        G *= scale
-    return float(np.sum(losses, dtype=np.float64))
+        np.multiply(R, 2 * scale / k, out=G)
+    return float(np.sum(R * R, dtype=np.float64)) / k
+
+
+# ------------------------------------------------------------------ kernels
 
 
 def dense_forward(A, W, b, Z):
@@ -75,22 +126,53 @@ def dense_backward(A_prev, W, dZ, dW, db, dA_prev=None):
     _dense_backward(*dense_backward_args(A_prev, W, dZ, dW, db, dA_prev))
 
 
+def activation(name, Z, A, negative_slope=0.01):
+    """A = name(Z) for a hidden activation name.  IN: Z.  OUT: A (same shape)."""
+    (Z,) = elementwise_args(A, "A", (Z, "Z"))
+    return _activation(check_activation(name), Z, A, check_slope(negative_slope))
+
+
+def activation_backward(name, Z, A, dA, dZ, negative_slope=0.01):
+    """dZ = dA * name'(Z).  IN: Z, A = name(Z), dA.  OUT: dZ (same shape)."""
+    Z, A, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (A, "A"), (dA, "dA"))
+    return _activation_backward(check_activation(name), Z, A, dA, dZ, check_slope(negative_slope))
+
+
 def leaky_relu(Z, A, negative_slope=0.01):
     """A = Z where Z >= 0, else negative_slope * Z.  IN: Z.  OUT: A (same shape)."""
-    (Z,) = elementwise_args(A, "A", (Z, "Z"))
-    return _leaky_relu(Z, A, check_slope(negative_slope))
+    return activation("leaky_relu", Z, A, negative_slope)
 
 
 def leaky_relu_backward(Z, dA, dZ, negative_slope=0.01):
     """dZ = dA * (1 where Z >= 0, else negative_slope).  IN: Z, dA.  OUT: dZ."""
-    Z, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (dA, "dA"))
-    return _leaky_relu_backward(Z, dA, dZ, check_slope(negative_slope))
+    return activation_backward("leaky_relu", Z, Z, dA, dZ, negative_slope)
 
 
 def sigmoid(Z, A):
     """A = 1 / (1 + exp(-Z)), computed without overflow.  IN: Z.  OUT: A."""
-    (Z,) = elementwise_args(A, "A", (Z, "Z"))
-    return _sigmoid(Z, A)
+    return output_activation("sigmoid", Z, A)
+
+
+def output_activation(output, Z, P):
+    """P = the output activation of the logits Z: "sigmoid", "softmax" (per row) or
+    "identity".  IN: Z (n, k).  OUT: P (n, k)."""
+    (Z,) = elementwise_args(P, "P", (Z, "Z"))
+    return _output_activation(check_output_name(output), Z, P)
+
+
+def output_loss(output, Z, Y, G):
+    """Mean over samples of the loss paired with `output`, from the logits Z (stable).
+
+    "sigmoid": binary cross-entropy, averaged over outputs too (BCEWithLogitsLoss);
+    "softmax": cross-entropy -sum_j y_j log softmax(z)_j (CrossEntropyLoss, Y one-hot);
+    "identity": squared error, averaged over outputs too (MSELoss).
+    IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ.  Returns the mean loss.
+    """
+    Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"))
+    check_output_name(output)
+    if G.size == 0:
+        raise ValueError("the loss needs at least one element")
+    return _output_loss(output, Z, Y, G, 1.0 / len(Z)) / len(Z)
 
 
 def sigmoid_bce(Z, Y, G):
@@ -99,13 +181,10 @@ def sigmoid_bce(Z, Y, G):
     IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ = (sigmoid(Z) - Y) / (n * k).
     Returns the mean loss over samples and outputs (PyTorch's BCEWithLogitsLoss).
     """
-    Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"))
-    return _sigmoid_bce(Z, Y, G, 1.0 / Z.size) / Z.size
+    return output_loss("sigmoid", Z, Y, G)
 
 
 # ------------------------------------------------------------------ whole networks
-
-_ACTIVATIONS = {"leaky_relu": (_leaky_relu, _leaky_relu_backward)}
 
 
 def _forward(layers, hidden, slope, X):
@@ -115,15 +194,18 @@ def _forward(layers, hidden, slope, X):
         Z = _dense_forward(As[-1], W, b, np.empty((len(X), W.shape[1]), X.dtype))
         Zs.append(Z)
         if act is not None:
-            As.append(_ACTIVATIONS[act][0](Z, np.empty_like(Z), slope))
+            As.append(_activation(act, Z, np.empty_like(Z), slope))
     return Zs, As
 
 
-def _loss_gradient(layers, grads, hidden, slope, X, Y):
-    """Mean loss over the rows of X; its gradient goes into `grads` unless that is None."""
+def _loss_gradient(layers, grads, hidden, slope, output, l2, X, Y):
+    """Mean loss over the rows of X (+ the L2 penalty); its gradient goes into `grads`
+    unless that is None."""
     Zs, As = _forward(layers, hidden, slope, X)
     dZ = None if grads is None else np.empty_like(Zs[-1])
-    loss = _sigmoid_bce(Zs[-1], Y, dZ, 1.0 / Y.size) / Y.size
+    loss = _output_loss(output, Zs[-1], Y, dZ, 1.0 / len(X)) / len(X)
+    if l2:
+        loss += 0.5 * l2 * sum(float(np.sum(W * W, dtype=np.float64)) for W, _ in layers)
     if grads is None:
         return loss
     # backward pass: the chain rule, from the output layer down to the first
@@ -131,8 +213,10 @@ def _loss_gradient(layers, grads, hidden, slope, X, Y):
         (W, _), (dW, db) = layers[l], grads[l]
         dA_prev = None if l == 0 else np.empty_like(As[l])
         _dense_backward(As[l], W, dZ, dW, db, dA_prev)
+        if l2:
+            dW += l2 * W
         if l > 0:
-            dZ = _ACTIVATIONS[hidden[l - 1]][1](Zs[l - 1], dA_prev, dA_prev, slope)
+            dZ = _activation_backward(hidden[l - 1], Zs[l - 1], As[l], dA_prev, dA_prev, slope)
     return loss
 
 
@@ -142,22 +226,26 @@ def predict_proba(params, sizes, hidden, negative_slope, output, X, out):
     check_output(out, (len(X), sizes[-1]), "out", params.dtype)
     layers = list(zip(*unflatten(params, sizes)))
     Zs, _ = _forward(layers, hidden, check_slope(negative_slope), X)
-    return _sigmoid(Zs[-1], out)
+    return _output_activation(output, Zs[-1], out)
 
 
-def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None):
-    """Mean loss of the network on (X, Y); OUT: grad (same layout as params) if given."""
+def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None, l2=0.0):
+    """Mean loss of the network on (X, Y), plus 0.5 * l2 * sum(W**2) over the weights.
+
+    OUT: grad (same layout as params), the gradient of that, if given.
+    """
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
     layers = list(zip(*unflatten(params, sizes)))
     grads = None
     if grad is not None:
         check_output(grad, params.shape, "grad", params.dtype)
         grads = list(zip(*unflatten(grad, sizes)))
-    return _loss_gradient(layers, grads, hidden, check_slope(negative_slope), X, Y)
+    return _loss_gradient(layers, grads, hidden, check_slope(negative_slope), output, check_l2(l2), X, Y)
 
 
-def train_sgd(params, sizes, hidden, negative_slope, output, X, Y, epochs, lr, batch_size, rng, losses):
-    """Mini-batch gradient descent on `params` in place.
+def train_sgd(params, sizes, hidden, negative_slope, output, X, Y, epochs, lr, batch_size,
+              rng, losses, l2=0.0):
+    """Mini-batch gradient descent on `params` in place (with weight decay l2 on the weights).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
     start of every epoch when `rng` is a numpy Generator. OUT: params, and losses[e] = the
@@ -166,7 +254,7 @@ def train_sgd(params, sizes, hidden, negative_slope, output, X, Y, epochs, lr, b
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
     n = len(X)
     epochs, lr, batch_size = train_args(epochs, lr, batch_size, n, losses, params.dtype)
-    slope = check_slope(negative_slope)
+    slope, l2 = check_slope(negative_slope), check_l2(l2)
     grad = np.empty_like(params)
     layers = list(zip(*unflatten(params, sizes)))
     grads = list(zip(*unflatten(grad, sizes)))
@@ -178,6 +266,6 @@ def train_sgd(params, sizes, hidden, negative_slope, output, X, Y, epochs, lr, b
         for start in range(0, n, batch_size):
             rows = slice(start, start + batch_size) if rng is None else order[start : start + batch_size]
             Xb, Yb = X[rows], Y[rows]
-            total += _loss_gradient(layers, grads, hidden, slope, Xb, Yb) * len(Xb)
+            total += _loss_gradient(layers, grads, hidden, slope, output, l2, Xb, Yb) * len(Xb)
             params -= lr * grad
         losses[epoch] = total / n
