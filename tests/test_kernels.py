@@ -289,7 +289,7 @@ def test_same_functions_and_signatures():
     assert set(core_api) == set(ref_api) == {
         "dense_forward", "dense_backward", "activation", "activation_backward", "leaky_relu",
         "leaky_relu_backward", "sigmoid", "output_activation", "output_loss", "sigmoid_bce",
-        "predict_proba", "loss_gradient", "train_sgd",
+        "predict_proba", "loss_gradient", "train",
     }
     assert core_api == ref_api
 

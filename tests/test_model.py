@@ -7,6 +7,12 @@ import pytest
 
 import fastmlp
 from _support import XOR_X, XOR_Y, assert_close, backend_module, make_data
+from fastmlp._common import optimizer_config
+
+
+def state(net):
+    """Fresh optimizer buffers for a backend's train()."""
+    return np.zeros((2, len(net.params_)), net.params_.dtype)
 
 
 def seed_script():
@@ -275,9 +281,9 @@ def test_interrupt_stops_between_epochs(backend):
     args = (net.layer_sizes, net._hidden, net.negative_slope, net.output, X, Y)
     interrupted, losses = net.params_.copy(), np.full(5, np.nan)
     with pytest.raises(KeyboardInterrupt):
-        mod.train_sgd(interrupted, *args, 5, 0.1, 4, InterruptAfter(3), losses)
+        mod.train(interrupted, *args, 5, 4, InterruptAfter(3), losses, optimizer_config(lr=0.1), state(net))
     two, losses2 = net.params_.copy(), np.full(2, np.nan)
-    mod.train_sgd(two, *args, 2, 0.1, 4, InterruptAfter(99), losses2)
+    mod.train(two, *args, 2, 4, InterruptAfter(99), losses2, optimizer_config(lr=0.1), state(net))
     np.testing.assert_array_equal(interrupted, two)
     np.testing.assert_array_equal(losses[:2], losses2)
     assert np.isnan(losses[2:]).all()
@@ -302,15 +308,15 @@ def test_fit_interrupted_keeps_whole_epochs(backend):
     even when the losses of those epochs are NaN (a diverged fit)."""
     X, Y = make_data(16, [3, 4, 1])
     net = fastmlp.MLP([3, 4, 1], seed=0, backend=backend)
-    real_train = net._impl.train_sgd
+    real_train = net._impl.train
 
-    def train_then_interrupt(params, sizes, hidden, slope, output, X, Y, epochs, lr, batch_size, rng, losses, l2):
-        real_train(params, sizes, hidden, slope, output, X, Y, 2, lr, batch_size, rng, losses[:2], l2)
+    def train_then_interrupt(params, sizes, hidden, slope, output, X, Y, epochs, batch_size, rng, losses, opt, st, l2):
+        real_train(params, sizes, hidden, slope, output, X, Y, 2, batch_size, rng, losses[:2], opt, st, l2)
         losses[:2] = np.nan  # pretend both finished epochs diverged
         raise KeyboardInterrupt
 
     class Impl:
-        train_sgd = staticmethod(train_then_interrupt)
+        train = staticmethod(train_then_interrupt)
 
     net._impl = Impl  # a stand-in backend object for this one model, not a module global
     with pytest.raises(KeyboardInterrupt):

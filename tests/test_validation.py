@@ -120,6 +120,9 @@ def test_backend_entry_points_check_their_arrays(backend):
     mod = backend_module(backend)
     net = fastmlp.MLP([2, 4, 1], seed=0, backend=backend)
     args = (net.layer_sizes, net._hidden, net.negative_slope, net.output)
+    st = np.zeros((2, len(net.params_)))
+    from fastmlp._common import optimizer_config as opt
+
     with pytest.raises(ValueError, match="params"):
         mod.loss_gradient(net.params_[:-1].copy(), *args, X, XOR_Y)
     with pytest.raises(ValueError, match="X must have shape"):
@@ -129,9 +132,15 @@ def test_backend_entry_points_check_their_arrays(backend):
     with pytest.raises(ValueError, match="Y must have shape"):
         mod.loss_gradient(net.params_, *args, X, XOR_Y[:2])
     with pytest.raises(ValueError, match="losses"):
-        mod.train_sgd(net.params_.copy(), *args, X, XOR_Y, 5, 0.1, 4, None, np.empty(4))
+        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 4, None, np.empty(4), opt(), st)
     with pytest.raises(ValueError, match="batch_size"):
-        mod.train_sgd(net.params_.copy(), *args, X, XOR_Y, 5, 0.1, 0, None, np.empty(5))
+        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 0, None, np.empty(5), opt(), st)
+    with pytest.raises(ValueError, match="state must have shape"):
+        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 4, None, np.empty(5), opt(), st[:, 1:])
+    with pytest.raises(ValueError, match="full batches"):
+        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 2, None, np.empty(5), opt("rprop"), st)
+    with pytest.raises(TypeError, match="optimizer"):
+        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 4, None, np.empty(5), {"name": "sgd"}, st)
     with pytest.raises(ValueError, match="activation"):
         mod.loss_gradient(net.params_, net.layer_sizes, ("gelu",), 0.01, "sigmoid", X, XOR_Y)
     with pytest.raises(ValueError, match="output"):

@@ -179,11 +179,52 @@ def network_args(params, sizes, hidden, output, X, Y=None):
     return sizes, hidden, X, Y
 
 
-def train_args(epochs, lr, batch_size, n, losses, dtype):
-    epochs, batch_size, lr = int(epochs), int(batch_size), float(lr)
+OPTIMIZERS = ("sgd", "adam", "rprop")
+
+
+def optimizer_config(name="sgd", lr=0.01, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999,
+                     eps=1e-8, etaplus=1.2, etaminus=0.5, step_min=1e-6, step_max=50.0):
+    """The optimizer description both backends' `train` take (a dict; "t" counts steps).
+
+    For "rprop", `lr` is the initial step size of every weight (PyTorch's convention).
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS} (or 'lbfgs' in MLP.fit)")
+    config = {"name": name, "t": 0, "l2": 0.0, "nesterov": bool(nesterov)}
+    for key, value in dict(lr=lr, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps, etaplus=etaplus,
+                           etaminus=etaminus, step_min=step_min, step_max=step_max).items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{key} must be a real number, got {value!r}")
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"{key} must be finite, got {value}")
+        config[key] = value
+    checks = [
+        (config["lr"] > 0, "lr must be > 0"),
+        (0 <= config["momentum"] < 1, "momentum must be in [0, 1)"),
+        (not nesterov or config["momentum"] > 0, "nesterov needs momentum > 0"),
+        (0 <= config["beta1"] < 1 and 0 <= config["beta2"] < 1, "beta1 and beta2 must be in [0, 1)"),
+        (config["eps"] > 0, "eps must be > 0"),
+        (0 < config["etaminus"] < 1 < config["etaplus"], "rprop needs 0 < etaminus < 1 < etaplus"),
+        (0 < config["step_min"] <= config["step_max"], "rprop needs 0 < step_min <= step_max"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"{message}; got {config}")
+    return config
+
+
+def train_args(epochs, batch_size, n, losses, optimizer, state, params):
+    epochs, batch_size = int(epochs), int(batch_size)
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     check_output(losses, (epochs,), "losses", np.dtype(np.float64))
-    return epochs, lr, min(batch_size, n)
+    if not isinstance(optimizer, dict) or set(optimizer) != set(optimizer_config()):
+        raise TypeError("optimizer must be a dict made by fastmlp._common.optimizer_config")
+    optimizer_config(**{k: v for k, v in optimizer.items() if k not in ("t", "l2")})  # re-checks the values
+    check_output(state, (2, len(params)), "state", params.dtype)
+    if optimizer["name"] == "rprop" and batch_size < n:
+        raise ValueError("rprop works on full batches: batch_size must cover all samples")
+    return epochs, min(batch_size, n)

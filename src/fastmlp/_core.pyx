@@ -18,7 +18,7 @@ import numpy as np
 
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
-from libc.math cimport exp, expf, log, tanh, tanhf
+from libc.math cimport exp, expf, log, pow, sqrt, tanh, tanhf
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from ._common import (
@@ -56,6 +56,12 @@ cdef enum Output:          # output activation, and the loss paired with it
     SOFTMAX_CE = 1
     IDENTITY_MSE = 2
 
+cdef enum Optimizer:
+    SGD = 0
+    ADAM = 1
+    RPROP = 2
+
+_OPTIMIZER_CODES = {"sgd": SGD, "adam": ADAM, "rprop": RPROP}
 _ACTIVATION_CODES = {"identity": IDENTITY, "leaky_relu": LEAKY_RELU, "relu": RELU,
                      "tanh": TANH, "sigmoid": SIGMOID}
 _OUTPUT_CODES = {"sigmoid": SIGMOID_BCE, "softmax": SOFTMAX_CE, "identity": IDENTITY_MSE}
@@ -462,14 +468,85 @@ cdef void _backward(const Net* net, floating* params, const floating* X, Py_ssiz
         _colsum(m, n_out, alpha, D, beta_b, target + net.b_off[l])
 
 
-cdef double _epoch(const Net* net, floating* params, const floating* X, const floating* Y,
-                   Py_ssize_t n, Py_ssize_t batch_size, const Py_ssize_t* order,
-                   floating* work, floating lr, double l2) noexcept nogil:
-    """One epoch of mini-batch SGD; returns the mean of the batch losses (before each step),
-    each including the L2 penalty 0.5 * l2 * sum(W**2) when l2 > 0.
+cdef struct Opt:
+    int code                  # SGD, ADAM or RPROP
+    double lr, momentum, beta1, beta2, eps, etaplus, etaminus, step_min, step_max, l2
+    bint nesterov
+    long t                    # steps taken so far (Adam's bias correction; Rprop's start)
+
+
+cdef void _update(Opt* opt, const Net* net, Py_ssize_t size, floating* p, floating* g,
+                  floating* s1, floating* s2) noexcept nogil:
+    """One optimizer step on the flat parameters p with gradient g (which includes the L2
+    term); s1, s2 are the optimizer's state, laid out like p. PyTorch's update rules:
+
+    sgd:   v = momentum * v + g;  p -= lr * (g + momentum * v if nesterov else v)
+    adam:  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+           p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    rprop: iRPROP-: per-weight steps grow by etaplus while g keeps its sign, shrink by
+           etaminus (and g counts as 0) when it flips; p -= sign(g) * step
+    """
+    cdef Py_ssize_t i
+    cdef floating lr = <floating>opt.lr, mu = <floating>opt.momentum, v, m, d, step
+    cdef floating b1 = <floating>opt.beta1, b2 = <floating>opt.beta2, eps = <floating>opt.eps
+    cdef floating root_bc2
+    opt.t += 1
+    if opt.code == SGD:
+        for i in range(size):
+            v = mu * s1[i] + g[i]
+            s1[i] = v
+            d = g[i] + mu * v if opt.nesterov else v
+            p[i] -= lr * d
+    elif opt.code == ADAM:
+        step = <floating>(opt.lr / (1 - pow(opt.beta1, opt.t)))
+        root_bc2 = <floating>sqrt(1 - pow(opt.beta2, opt.t))
+        for i in range(size):
+            m = b1 * s1[i] + (1 - b1) * g[i]
+            v = b2 * s2[i] + (1 - b2) * g[i] * g[i]
+            s1[i], s2[i] = m, v
+            p[i] -= step * m / (_sqrt(v) / root_bc2 + eps)
+    else:   # RPROP: s1 = step sizes, s2 = previous gradient
+        if opt.t == 1:
+            for i in range(size):
+                s1[i] = lr
+                s2[i] = 0
+        for i in range(size):
+            d = g[i] * s2[i]
+            if d > 0:
+                s1[i] = min(s1[i] * <floating>opt.etaplus, <floating>opt.step_max)
+            elif d < 0:
+                s1[i] = max(s1[i] * <floating>opt.etaminus, <floating>opt.step_min)
+                g[i] = 0
+            if g[i] > 0:
+                p[i] -= s1[i]
+            elif g[i] < 0:
+                p[i] += s1[i]
+            s2[i] = g[i]
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    return sqrt(x)
+
+
+cdef void _add_l2(const Net* net, const floating* params, floating* grad,
+                  floating l2) noexcept nogil:
+    """grad[W_l] += l2 * W_l for every layer (the gradient of 0.5 * l2 * sum(W**2))."""
+    cdef Py_ssize_t l, i
+    for l in range(net.n_layers):
+        for i in range(net.w_off[l], net.b_off[l]):
+            grad[i] += l2 * params[i]
+
+
+cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* params,
+                   const floating* X, const floating* Y, Py_ssize_t n, Py_ssize_t batch_size,
+                   const Py_ssize_t* order, floating* work, floating* grad, floating* s1,
+                   floating* s2) noexcept nogil:
+    """One epoch of mini-batch training; returns the mean of the batch losses (each taken
+    before its step), including the L2 penalty 0.5 * l2 * sum(W**2) when l2 > 0.
 
     Batches are consecutive rows of X, or rows order[start:start + batch_size] gathered
-    into the work buffer when `order` is not NULL.
+    into the work buffer when `order` is not NULL. Plain SGD (no momentum) applies its step
+    inside the gradient GEMMs; the other optimizers take the gradient into `grad` first.
     """
     cdef Py_ssize_t start, m, r, j, src
     cdef Py_ssize_t n_in = net.size[0], k = net.size[net.n_layers]
@@ -479,6 +556,8 @@ cdef double _epoch(const Net* net, floating* params, const floating* X, const fl
     cdef floating* yb = work + net.yb_off
     cdef floating* Zout = work + net.z_off[net.n_layers - 1]
     cdef floating* Dout = work + net.d_off[net.n_layers - 1]
+    cdef floating lr = <floating>opt.lr, l2 = <floating>opt.l2
+    cdef bint fused = opt.code == SGD and opt.momentum == 0
     cdef double total = 0
     start = 0
     while start < n:
@@ -497,8 +576,15 @@ cdef double _epoch(const Net* net, floating* params, const floating* X, const fl
         _forward(net, params, Xb, m, work)
         total += _output_loss(m, k, Zout, Yb, Dout, <floating>(1.0 / m), net.output)
         if l2 != 0:
-            total += m * 0.5 * l2 * _sum_squared_weights(net, params)
-        _backward(net, params, Xb, m, work, params, -lr, <floating>(1 - lr * l2), <floating>1)
+            total += m * 0.5 * opt.l2 * _sum_squared_weights(net, params)
+        if fused:
+            _backward(net, params, Xb, m, work, params, -lr, 1 - lr * l2, <floating>1)
+            opt.t += 1
+        else:
+            _backward(net, params, Xb, m, work, grad, <floating>1, <floating>0, <floating>0)
+            if l2 != 0:
+                _add_l2(net, params, grad, l2)
+            _update(opt, net, n_params, params, grad, s1, s2)
         start += m
     return total / n
 
@@ -718,7 +804,7 @@ def _loss_gradient(_Plan plan, floating[::1] params, const floating[:, ::1] X,
                    floating[::1] work, double l2):
     cdef const Net* net = &plan.net
     cdef Py_ssize_t L = net.n_layers
-    cdef Py_ssize_t n = X.shape[0], k = Y.shape[1], start, m, l, i
+    cdef Py_ssize_t n = X.shape[0], k = Y.shape[1], start, m
     cdef floating scale = <floating>(1.0 / n), zero_or_one
     cdef double total = 0
     with nogil:
@@ -738,29 +824,38 @@ def _loss_gradient(_Plan plan, floating[::1] params, const floating[:, ::1] X,
         if l2 != 0:
             total += 0.5 * l2 * _sum_squared_weights(net, &params[0])
             if want_grad:
-                for l in range(L):
-                    for i in range(net.w_off[l], net.b_off[l]):
-                        grad[i] += <floating>l2 * params[i]
+                _add_l2(net, &params[0], &grad[0], <floating>l2)
     return total
 
 
-def _train(_Plan plan, floating[::1] params, const floating[:, ::1] X,
-           const floating[:, ::1] Y, Py_ssize_t epochs, double lr, Py_ssize_t batch_size,
-           object rng, Py_ssize_t[::1] order, double[::1] losses, floating[::1] work,
-           Py_ssize_t epochs_per_check, double l2):
+def _train(_Plan plan, dict config, floating[::1] params, const floating[:, ::1] X,
+           const floating[:, ::1] Y, Py_ssize_t epochs, Py_ssize_t batch_size, object rng,
+           Py_ssize_t[::1] order, double[::1] losses, floating[::1] work, floating[::1] grad,
+           floating[:, ::1] state, Py_ssize_t epochs_per_check):
     cdef const Net* net = &plan.net
-    cdef Py_ssize_t n = X.shape[0], e = 0, stop
+    cdef Py_ssize_t n = X.shape[0], e = 0, stop, n_params = params.shape[0]
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
-    while e < epochs:
-        if rng is not None:
-            rng.shuffle(order.base)
-        stop = min(epochs, e + epochs_per_check)
-        with nogil:
-            while e < stop:
-                losses[e] = _epoch(net, &params[0], &X[0, 0], &Y[0, 0], n, batch_size,
-                                   order_ptr, &work[0], <floating>lr, l2)
-                e += 1
-        PyErr_CheckSignals()   # raises KeyboardInterrupt between epochs; params are whole
+    cdef Opt opt
+    opt.code = _OPTIMIZER_CODES[config["name"]]
+    opt.lr, opt.momentum, opt.nesterov = config["lr"], config["momentum"], config["nesterov"]
+    opt.beta1, opt.beta2, opt.eps = config["beta1"], config["beta2"], config["eps"]
+    opt.etaplus, opt.etaminus = config["etaplus"], config["etaminus"]
+    opt.step_min, opt.step_max = config["step_min"], config["step_max"]
+    opt.l2, opt.t = config["l2"], config["t"]
+    try:
+        while e < epochs:
+            if rng is not None:
+                rng.shuffle(order.base)
+            stop = min(epochs, e + epochs_per_check)
+            with nogil:
+                while e < stop:
+                    losses[e] = _epoch(net, &opt, n_params, &params[0], &X[0, 0], &Y[0, 0], n,
+                                       batch_size, order_ptr, &work[0], &grad[0],
+                                       &state[0, 0], &state[1, 0])
+                    e += 1
+            PyErr_CheckSignals()   # raises KeyboardInterrupt between epochs; params are whole
+    finally:
+        config["t"] = opt.t
 
 
 def predict_proba(params, sizes, hidden, negative_slope, output, X, out):
@@ -788,25 +883,30 @@ def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None
                           grad is not None, work, check_l2(l2))
 
 
-def train_sgd(params, sizes, hidden, negative_slope, output, X, Y, epochs, lr, batch_size,
-              rng, losses, l2=0.0):
-    """Mini-batch gradient descent on `params` in place (with weight decay l2 on the weights).
+def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_size, rng,
+          losses, optimizer, state, l2=0.0):
+    """Train `params` in place by mini-batch steps of `optimizer`.
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
-    start of every epoch when `rng` is a numpy Generator. OUT: params, and losses[e] = the
-    mean training loss of epoch e (each batch's loss taken before its update).
+    start of every epoch when `rng` is a numpy Generator. `optimizer` is a dict (see
+    ``fastmlp._common.optimizer_config``) whose "t", the number of steps taken, is updated;
+    `state` (2, len(params)) holds the optimizer's buffers between calls (zeros at first).
+    OUT: params, state, optimizer["t"], and losses[e] = the mean training loss of epoch e
+    (each batch's loss taken before its step, with the L2 penalty).
     The epochs run without the GIL; it is taken back between epochs only to shuffle and
     to check for Ctrl-C (which stops the fit after a whole step, raising KeyboardInterrupt).
     """
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
     n = len(X)
-    epochs, lr, batch_size = train_args(epochs, lr, batch_size, n, losses, params.dtype)
-    l2 = check_l2(l2)
+    epochs, batch_size = train_args(epochs, batch_size, n, losses, optimizer, state, params)
+    optimizer["l2"] = check_l2(l2)
     plan = _Plan(sizes, hidden, check_slope(negative_slope), output, batch_size,
                  rng is not None)
     work = np.empty(plan.net.work_size, params.dtype)
+    fused = optimizer["name"] == "sgd" and optimizer["momentum"] == 0
+    grad = np.empty(1 if fused else len(params), params.dtype)
     order = np.arange(n, dtype=np.intp)
     flops = 6 * n * sum(a * b for a, b in layer_shapes(sizes))
     per_check = 1 if rng is not None else max(1, FLOPS_PER_GIL_CHECK // max(flops, 1))
-    _train(plan, params, X, Y, epochs, lr, batch_size, rng, order, losses, work, per_check,
-           l2)
+    _train(plan, optimizer, params, X, Y, epochs, batch_size, rng, order, losses, work, grad,
+           state, per_check)

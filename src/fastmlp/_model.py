@@ -1,19 +1,32 @@
 """``MLP``: the model, written once on top of whichever backend it was given."""
 
+import copy
 import json
 import math
 import numbers
 import operator
+import os
 
 import numpy as np
 
 from . import _backend
-from ._common import HIDDEN_ACTIVATIONS, OUTPUTS, as_input, float_dtype, param_count, unflatten
+from ._common import (
+    HIDDEN_ACTIVATIONS,
+    OPTIMIZERS,
+    OUTPUTS,
+    as_input,
+    float_dtype,
+    optimizer_config,
+    param_count,
+    unflatten,
+)
 
 # output activation -> the loss it is paired with
 LOSS_FOR_OUTPUT = {"sigmoid": "bce", "softmax": "cross_entropy", "identity": "mse"}
 RELU_FAMILY = ("leaky_relu", "relu")
 INITS = ("auto", "he", "glorot", "normal")
+SCHEDULES = ("constant", "invscaling", "plateau")
+PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.2, 2   # "plateau": lr / 5 after 2 epochs without progress
 
 
 def _integer(value, name, minimum):
@@ -46,6 +59,60 @@ def _choice(value, name, choices):
 def _all_finite(a):
     # a float64 sum first: no temporary array of the size of `a` unless something is wrong
     return math.isfinite(np.sum(a, dtype=np.float64)) or bool(np.isfinite(a).all())
+
+
+class _Run:
+    """One training run: its parameters, optimizer (config and state), shuffling stream and
+    history. A warm start continues the last run; restarts are several runs."""
+
+    def __init__(self, params, optimizer, config, rng, history=None):
+        self.params, self.optimizer, self.config, self.rng = params, optimizer, config, rng
+        self.state = np.zeros((2, len(params)), dtype=params.dtype)
+        self.history = copy.deepcopy(history) if history else {"loss": [], "val_loss": []}
+        self.best = None
+
+    def same_optimizer(self, optimizer, config):
+        ignore = ("t", "l2")
+        return optimizer == self.optimizer and all(config[k] == self.config[k] for k in config if k not in ignore)
+
+    def copy(self):
+        new = copy.copy(self)
+        new.params, new.state = self.params.copy(), self.state.copy()
+        new.config, new.history = dict(self.config), copy.deepcopy(self.history)
+        new.rng = copy.deepcopy(self.rng)
+        return new
+
+    def score(self):
+        """The monitored loss the restarts are ranked by (lower is better)."""
+        if self.best is not None:
+            return self.best
+        losses = self.history["val_loss"] or self.history["loss"]
+        return losses[-1] if losses else math.inf
+
+
+class _Monitor:
+    """Early stopping and the "plateau" schedule: tracks the best monitored loss."""
+
+    def __init__(self, early_stopping, patience, tol, lr_schedule):
+        self.early_stopping, self.patience, self.tol = early_stopping, patience, tol
+        self.plateau = lr_schedule == "plateau"
+        self.best, self.best_params = None, None
+        self.waited = self.waited_lr = 0
+        self.lr_factor = 1.0
+
+    def update(self, loss, params):
+        """Record one epoch's monitored loss; returns False when training should stop."""
+        if self.best is None or loss < self.best - self.tol:
+            self.best, self.waited, self.waited_lr = loss, 0, 0
+            if self.early_stopping:
+                self.best_params = params.copy()
+            return True
+        self.waited += 1
+        self.waited_lr += 1
+        if self.plateau and self.waited_lr >= PLATEAU_PATIENCE:
+            self.lr_factor *= PLATEAU_FACTOR
+            self.waited_lr = 0
+        return not (self.early_stopping and self.waited >= self.patience)
 
 
 class MLP:
@@ -139,8 +206,9 @@ class MLP:
         self.dtype = float_dtype(dtype)
         self.backend, self._impl = _backend.resolve(backend)
         self._hidden = hidden
-        self._params = self._initial_params()
-        self.history_ = {"loss": []}
+        self._params = self._initial_params(np.random.default_rng(seed))
+        self._run = None          # the optimizer state, shuffling stream and history of the last fit
+        self.history_ = {"loss": [], "val_loss": []}
         self.n_iter_ = 0
 
     # ------------------------------------------------------------------ parameters
@@ -160,8 +228,7 @@ class MLP:
         """Bias vectors, ``intercepts_[l]`` of shape (n_out,): views into ``params_``."""
         return unflatten(self._params, self.layer_sizes)[1]
 
-    def _initial_params(self):
-        rng = np.random.default_rng(self.seed)
+    def _initial_params(self, rng):
         flat = np.zeros(param_count(self.layer_sizes), dtype=self.dtype)
         for l, W in enumerate(unflatten(flat, self.layer_sizes)[0]):
             n_in, n_out = W.shape
@@ -240,52 +307,193 @@ class MLP:
 
     # ------------------------------------------------------------------ training
 
-    def fit(self, X, y, epochs=200, lr=0.01, batch_size="auto", shuffle=True, warm_start=False):
-        """Train by mini-batch gradient descent; returns self.
+    def fit(
+        self, X, y, epochs=200, lr=0.01, batch_size="auto", shuffle=True, warm_start=False,
+        optimizer="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8,
+        lr_schedule="constant", power_t=0.5, validation_data=None, validation_fraction=None,
+        early_stopping=False, patience=10, tol=1e-4, n_restarts=1,
+    ):
+        """Train the network; returns self. Every check runs before any work, and a call that
+        raises leaves the model as it was.
 
-        epochs : passes over the data. lr : step size.
-        batch_size : "auto" (min(200, n)), an integer, or None for the full batch.
-        shuffle : reshuffle the rows every epoch (from the model's seed, so fits repeat).
-        warm_start : continue from the current weights instead of re-initialising.
+        epochs : passes over the data (iterations for "lbfgs").
+        lr : step size ("rprop": the initial step of every weight).
+        batch_size : "auto" (min(200, n)), an integer, or None for the full batch
+            ("rprop" and "lbfgs" always use the full batch).
+        shuffle : reshuffle the rows every epoch, from the model's seed, so fits repeat.
+        warm_start : continue from the current weights, optimizer state and history.
+        optimizer : "sgd" (with `momentum`, `nesterov`: PyTorch's SGD, no dampening),
+            "adam" (`beta1`, `beta2`, `eps`: PyTorch's Adam, bias corrected), "rprop"
+            (iRPROP-), "lbfgs" (SciPy's L-BFGS-B on the flat parameter vector).
+        lr_schedule : "constant"; "invscaling" (lr / (epoch + 1) ** power_t); "plateau"
+            (lr divided by 5 after 2 epochs without an improvement of `tol` in the monitored
+            loss: the validation loss if there is one, else the training loss).
+        validation_data : (X_val, y_val), or validation_fraction : a fraction of (X, y)
+            held out (rows drawn from the seed); history_["val_loss"] gets its loss per epoch.
+        early_stopping : stop after `patience` epochs without an improvement of `tol` in the
+            monitored loss, and restore the weights of the best epoch.
+        n_restarts : train this many initialisations (drawn from the seed) in parallel
+            threads and keep the one with the lowest monitored loss.
         """
         X, Y = self._check_Xy(X, y)
-        n = X.shape[0]
         epochs = _integer(epochs, "epochs", 0)
-        lr = _real(lr, "lr", positive=True)
-        if batch_size is None:
-            batch_size = n
-        elif isinstance(batch_size, str):
-            _choice(batch_size, "batch_size", ("auto",))
-            batch_size = min(200, n)
-        else:
-            batch_size = min(_integer(batch_size, "batch_size", 1), n)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        if not isinstance(warm_start, (bool, np.bool_)):
-            raise TypeError(f"warm_start must be True or False, got {warm_start!r}")
+        _choice(optimizer, "optimizer", OPTIMIZERS + ("lbfgs",))
+        config = optimizer_config("sgd" if optimizer == "lbfgs" else optimizer, _real(lr, "lr", positive=True),
+                                  momentum, nesterov, beta1, beta2, eps)
+        _choice(lr_schedule, "lr_schedule", SCHEDULES)
+        power_t = _real(power_t, "power_t")
+        if optimizer in ("rprop", "lbfgs") and lr_schedule != "constant":
+            raise ValueError(f"lr_schedule={lr_schedule!r} does not apply to optimizer={optimizer!r}")
+        for flag, name in ((shuffle, "shuffle"), (warm_start, "warm_start"), (early_stopping, "early_stopping")):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        patience = _integer(patience, "patience", 1)
+        tol = _real(tol, "tol")
+        n_restarts = _integer(n_restarts, "n_restarts", 1)
+        if warm_start and n_restarts > 1:
+            raise ValueError("warm_start continues one run; it cannot be combined with n_restarts > 1")
+        X, Y, X_val, Y_val = self._validation_split(X, Y, validation_data, validation_fraction)
+        n = X.shape[0]
+        batch_size = self._batch_size(batch_size, n, optimizer)
 
-        params = self._params.copy() if warm_start else self._initial_params()
-        # one permutation stream per fit, derived from the seed (independent of the init)
-        rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0]) if shuffle and batch_size < n else None
-        # -inf marks epochs not run (a loss is never -inf; a diverged one may be NaN or +inf)
-        losses = np.full(epochs, -np.inf)
+        ss = np.random.SeedSequence(self.seed)
+        streams = ss.spawn(2 * n_restarts)  # shuffling of run i: streams[i]; init of run i > 0: streams[k + i]
+        if warm_start and self._run is not None and self._run.same_optimizer(optimizer, config):
+            run = self._run.copy()
+        else:
+            params = self._params.copy() if warm_start else self._initial_params(np.random.default_rng(self.seed))
+            run = _Run(params, optimizer, config, np.random.default_rng(streams[0]),
+                       warm_start and self._run is not None and self._run.history or None)
+        runs = [run] + [
+            _Run(self._initial_params(np.random.default_rng(streams[n_restarts + i])), optimizer, config,
+                 np.random.default_rng(streams[i]), None)
+            for i in range(1, n_restarts)
+        ]
+        job = dict(X=X, Y=Y, X_val=X_val, Y_val=Y_val, epochs=epochs, batch_size=batch_size,
+                   shuffle=shuffle and batch_size < n, lr_schedule=lr_schedule, power_t=power_t,
+                   early_stopping=early_stopping, patience=patience, tol=tol)
         try:
-            self._impl.train_sgd(
-                params, self.layer_sizes, self._hidden, self.negative_slope, self.output,
-                X, Y, epochs, lr, batch_size, rng, losses, self.l2,
-            )
+            if len(runs) == 1:
+                self._train(run, **job)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1)) as pool:
+                    list(pool.map(lambda r: self._train(r, **job), runs))
         except KeyboardInterrupt:
-            # stopped between steps: keep the weights and the epochs that completed
-            not_run = np.flatnonzero(losses == -np.inf)
-            self._commit(params, losses[: not_run[0] if len(not_run) else epochs])
+            if len(runs) == 1:      # stopped between steps: keep the steps and epochs done
+                self._commit(run)
             raise
-        self._commit(params, losses)
+        self._commit(min(runs, key=lambda r: r.score()))
         return self
 
-    def _commit(self, params, losses):
-        self._params = params
-        self.history_ = {"loss": losses.tolist()}
-        self.n_iter_ = len(losses)
+    def partial_fit(self, X, y, **options):
+        """One epoch on (X, y), continuing the weights, optimizer state and history:
+        ``fit(X, y, epochs=1, warm_start=True, **options)``."""
+        for key in ("epochs", "warm_start", "n_restarts"):
+            if key in options:
+                raise TypeError(f"partial_fit takes no {key!r}: it is one warm-started epoch")
+        return self.fit(X, y, epochs=1, warm_start=True, **options)
+
+    def _batch_size(self, batch_size, n, optimizer):
+        if batch_size is None:
+            return n
+        if isinstance(batch_size, str):
+            _choice(batch_size, "batch_size", ("auto",))
+            return n if optimizer in ("rprop", "lbfgs") else min(200, n)
+        batch_size = min(_integer(batch_size, "batch_size", 1), n)
+        if optimizer in ("rprop", "lbfgs") and batch_size < n:
+            raise ValueError(f"optimizer={optimizer!r} works on the full batch; use batch_size=None")
+        return batch_size
+
+    def _validation_split(self, X, Y, validation_data, validation_fraction):
+        """(X, Y, X_val, Y_val): the held-out data, or None for both."""
+        if validation_data is not None and validation_fraction is not None:
+            raise ValueError("give validation_data or validation_fraction, not both")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (X_val, y_val)")
+            X_val, Y_val = self._check_Xy(*validation_data)
+            return X, Y, X_val, Y_val
+        if validation_fraction is None:
+            return X, Y, None, None
+        fraction = _real(validation_fraction, "validation_fraction")
+        n_val = int(round(fraction * X.shape[0]))
+        if not 0 < fraction < 1 or not 1 <= n_val < X.shape[0]:
+            raise ValueError(f"validation_fraction={fraction} leaves no validation or no training rows of {X.shape[0]}")
+        order = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0].spawn(1)[0]).permutation(X.shape[0])
+        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+        return X[train], Y[train], X[val], Y[val]
+
+    def _train(self, run, X, Y, X_val, Y_val, epochs, batch_size, shuffle, lr_schedule, power_t,
+               early_stopping, patience, tol):
+        """Advance `run` by up to `epochs` epochs (iterations for L-BFGS)."""
+        net = (self.layer_sizes, self._hidden, self.negative_slope, self.output)
+        monitor = _Monitor(early_stopping, patience, tol, lr_schedule)
+
+        def end_of_epoch(params, loss):
+            """Record an epoch; returns False to stop."""
+            run.history["loss"].append(loss)
+            watched = loss
+            if X_val is not None:
+                watched = float(self._impl.loss_gradient(params, *net, X_val, Y_val, None, self.l2))
+                run.history["val_loss"].append(watched)
+            return monitor.update(watched, params)
+
+        if run.optimizer == "lbfgs":
+            self._lbfgs(run, net, X, Y, epochs, end_of_epoch)
+        elif X_val is None and not early_stopping and lr_schedule == "constant":
+            # nothing to decide between epochs: all of them in one compiled call
+            losses = np.full(epochs, -np.inf)    # -inf: not run (a loss is never -inf)
+            try:
+                self._impl.train(run.params, *net, X, Y, epochs, batch_size, run.rng if shuffle else None,
+                                 losses, run.config, run.state, self.l2)
+            finally:
+                done = losses[losses != -np.inf]
+                run.history["loss"].extend(done.tolist())
+        else:
+            base_lr = run.config["lr"]
+            for _ in range(epochs):
+                if lr_schedule == "invscaling":   # epochs counted over warm starts too
+                    run.config["lr"] = base_lr / (len(run.history["loss"]) + 1) ** power_t
+                elif lr_schedule == "plateau":
+                    run.config["lr"] = base_lr * monitor.lr_factor
+                loss = np.full(1, -np.inf)
+                self._impl.train(run.params, *net, X, Y, 1, batch_size, run.rng if shuffle else None,
+                                 loss, run.config, run.state, self.l2)
+                if not end_of_epoch(run.params, float(loss[0])):
+                    break
+            run.config["lr"] = base_lr
+        if early_stopping:
+            if monitor.best_params is not None:
+                run.params[...] = monitor.best_params
+            run.best = monitor.best
+
+    def _lbfgs(self, run, net, X, Y, epochs, end_of_epoch):
+        from scipy.optimize import minimize
+
+        params, grad = run.params, np.empty_like(run.params)
+
+        def loss_and_gradient(x):
+            params[...] = x
+            loss = self._impl.loss_gradient(params, *net, X, Y, grad, self.l2)
+            return loss, grad.astype(np.float64)
+
+        def callback(intermediate_result):
+            params[...] = intermediate_result.x
+            if not end_of_epoch(params, float(intermediate_result.fun)):
+                raise StopIteration
+
+        if epochs:
+            result = minimize(loss_and_gradient, params.astype(np.float64), jac=True, method="L-BFGS-B",
+                              callback=callback, options={"maxiter": epochs})
+            params[...] = result.x
+
+    def _commit(self, run):
+        self._params = run.params
+        self._run = run
+        self.history_ = {key: list(values) for key, values in run.history.items()}
+        self.n_iter_ = len(self.history_["loss"])
 
     # ------------------------------------------------------------------ inference
 
@@ -342,6 +550,7 @@ class MLP:
             config=np.array(json.dumps(self.get_config())),
             params=self._params,
             history_loss=np.asarray(self.history_["loss"], dtype=np.float64),
+            history_val_loss=np.asarray(self.history_["val_loss"], dtype=np.float64),
         )
 
     def __repr__(self):
@@ -354,13 +563,13 @@ def load(path, backend="auto"):
         try:
             config = json.loads(str(data["config"]))
             params = data["params"]
-            history = data["history_loss"]
+            history = {"loss": data["history_loss"].tolist(), "val_loss": data["history_val_loss"].tolist()}
         except KeyError as exc:
             raise ValueError(f"{path!s} is not a fastmlp model file (missing {exc})") from None
     model = MLP(**config, backend=backend)
     if params.shape != model._params.shape or params.dtype != model.dtype:
         raise ValueError(f"{path!s}: parameters of shape {params.shape} and dtype {params.dtype} do not fit {model!r}")
     model._params = np.ascontiguousarray(params)
-    model.history_ = {"loss": history.tolist()}
-    model.n_iter_ = len(history)
+    model.history_ = history
+    model.n_iter_ = len(history["loss"])
     return model

@@ -243,18 +243,47 @@ def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None
     return _loss_gradient(layers, grads, hidden, check_slope(negative_slope), output, check_l2(l2), X, Y)
 
 
-def train_sgd(params, sizes, hidden, negative_slope, output, X, Y, epochs, lr, batch_size,
-              rng, losses, l2=0.0):
-    """Mini-batch gradient descent on `params` in place (with weight decay l2 on the weights).
+def _update(opt, params, grad, state):
+    """One optimizer step (PyTorch's rules; see ``_core._update``); state is (2, n) buffers."""
+    opt["t"] += 1
+    lr, t = opt["lr"], opt["t"]
+    s1, s2 = state
+    if opt["name"] == "sgd":
+        s1 *= opt["momentum"]
+        s1 += grad                                  # v = momentum * v + g
+        params -= lr * (grad + opt["momentum"] * s1 if opt["nesterov"] else s1)
+    elif opt["name"] == "adam":
+        s1[...] = opt["beta1"] * s1 + (1 - opt["beta1"]) * grad            # m
+        s2[...] = opt["beta2"] * s2 + (1 - opt["beta2"]) * grad * grad     # v
+        step = lr / (1 - opt["beta1"] ** t)
+        params -= step * s1 / (np.sqrt(s2) / np.sqrt(1 - opt["beta2"] ** t) + opt["eps"])
+    else:  # rprop (iRPROP-): s1 = per-weight step sizes, s2 = the previous gradient
+        if t == 1:
+            s1[...], s2[...] = lr, 0
+        agree = grad * s2
+        s1[...] = np.where(agree > 0, np.minimum(s1 * opt["etaplus"], opt["step_max"]),
+                           np.where(agree < 0, np.maximum(s1 * opt["etaminus"], opt["step_min"]), s1))
+        grad[agree < 0] = 0
+        params -= np.sign(grad) * s1
+        s2[...] = grad
+
+
+def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_size, rng,
+          losses, optimizer, state, l2=0.0):
+    """Train `params` in place by mini-batch steps of `optimizer`.
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
-    start of every epoch when `rng` is a numpy Generator. OUT: params, and losses[e] = the
-    mean training loss of epoch e (each batch's loss taken before its update).
+    start of every epoch when `rng` is a numpy Generator. `optimizer` is a dict (see
+    ``fastmlp._common.optimizer_config``) whose "t", the number of steps taken, is updated;
+    `state` (2, len(params)) holds the optimizer's buffers between calls (zeros at first).
+    OUT: params, state, optimizer["t"], and losses[e] = the mean training loss of epoch e
+    (each batch's loss taken before its step, with the L2 penalty).
     """
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
     n = len(X)
-    epochs, lr, batch_size = train_args(epochs, lr, batch_size, n, losses, params.dtype)
-    slope, l2 = check_slope(negative_slope), check_l2(l2)
+    epochs, batch_size = train_args(epochs, batch_size, n, losses, optimizer, state, params)
+    slope = check_slope(negative_slope)
+    optimizer["l2"] = l2 = check_l2(l2)
     grad = np.empty_like(params)
     layers = list(zip(*unflatten(params, sizes)))
     grads = list(zip(*unflatten(grad, sizes)))
@@ -267,5 +296,9 @@ def train_sgd(params, sizes, hidden, negative_slope, output, X, Y, epochs, lr, b
             rows = slice(start, start + batch_size) if rng is None else order[start : start + batch_size]
             Xb, Yb = X[rows], Y[rows]
             total += _loss_gradient(layers, grads, hidden, slope, output, l2, Xb, Yb) * len(Xb)
-            params -= lr * grad
+            if optimizer["name"] == "sgd" and optimizer["momentum"] == 0:
+                params -= optimizer["lr"] * grad
+                optimizer["t"] += 1
+            else:
+                _update(optimizer, params, grad, state)
         losses[epoch] = total / n
