@@ -833,7 +833,7 @@ def _train(_Plan plan, dict config, floating[::1] params, const floating[:, ::1]
            Py_ssize_t[::1] order, double[::1] losses, floating[::1] work, floating[::1] grad,
            floating[:, ::1] state, Py_ssize_t epochs_per_check):
     cdef const Net* net = &plan.net
-    cdef Py_ssize_t n = X.shape[0], e = 0, stop, n_params = params.shape[0]
+    cdef Py_ssize_t n = X.shape[0], e = 0, stop, n_params = params.shape[0], i
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
     cdef Opt opt
     opt.code = _OPTIMIZER_CODES[config["name"]]
@@ -844,7 +844,9 @@ def _train(_Plan plan, dict config, floating[::1] params, const floating[:, ::1]
     opt.l2, opt.t = config["l2"], config["t"]
     try:
         while e < epochs:
-            if rng is not None:
+            if rng is not None:   # each epoch's order depends only on the stream, not on the last
+                for i in range(n):
+                    order[i] = i
                 rng.shuffle(order.base)
             stop = min(epochs, e + epochs_per_check)
             with nogil:

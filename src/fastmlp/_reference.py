@@ -287,9 +287,10 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
     grad = np.empty_like(params)
     layers = list(zip(*unflatten(params, sizes)))
     grads = list(zip(*unflatten(grad, sizes)))
-    order = np.arange(n)
+    order = np.empty(n, dtype=np.intp)
     for epoch in range(epochs):
-        if rng is not None:
+        if rng is not None:   # each epoch's order depends only on the stream, not on the last
+            order[...] = np.arange(n)
             rng.shuffle(order)
         total = 0.0
         for start in range(0, n, batch_size):
