@@ -310,8 +310,10 @@ def test_fit_interrupted_keeps_whole_epochs(backend):
     net = fastmlp.MLP([3, 4, 1], seed=0, backend=backend)
     real_train = net._impl.train
 
-    def train_then_interrupt(params, sizes, hidden, slope, output, X, Y, epochs, batch_size, rng, losses, opt, st, l2):
-        real_train(params, sizes, hidden, slope, output, X, Y, 2, batch_size, rng, losses[:2], opt, st, l2)
+    def train_then_interrupt(params, sizes, hidden, slope, output, X, Y, epochs, batch_size, rng, losses, opt, st,
+                             l2, sample_weight):
+        real_train(params, sizes, hidden, slope, output, X, Y, 2, batch_size, rng, losses[:2], opt, st, l2,
+                   sample_weight)
         losses[:2] = np.nan  # pretend both finished epochs diverged
         raise KeyboardInterrupt
 

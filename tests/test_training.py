@@ -223,3 +223,48 @@ def test_bad_training_options(backend, options, error, match):
     assert net.history_ == before[1]
     with pytest.raises(TypeError, match="epochs"):
         net.partial_fit(X, Y, epochs=3)
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity"])
+def test_sample_weight(backend, output):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 4))
+    Y = {"sigmoid": (rng.random((30, 2)) < 0.5) * 1.0, "softmax": rng.integers(0, 2, 30),
+         "identity": rng.standard_normal((30, 2))}[output]
+    w = rng.integers(0, 4, 30).astype(float)
+    net = fastmlp.MLP(SIZES, output=output, l2=0.1, seed=0, backend=backend)
+    # integer weights = repeated rows
+    rows = np.repeat(np.arange(30), w.astype(int))
+    np.testing.assert_allclose(net.loss(X, Y, sample_weight=w), net.loss(X[rows], Y[rows]), rtol=1e-12)
+    for a, b in zip(net.gradients(X, Y, sample_weight=w)[0], net.gradients(X[rows], Y[rows])[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    # full batch: one weighted step equals one step on the repeated rows
+    a = fastmlp.MLP(SIZES, output=output, seed=0, backend=backend).fit(X, Y, epochs=3, batch_size=None, sample_weight=w)
+    b = fastmlp.MLP(SIZES, output=output, seed=0, backend=backend).fit(X[rows], Y[rows], epochs=3, batch_size=None)
+    np.testing.assert_allclose(a.params_, b.params_, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(a.history_["loss"], b.history_["loss"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_sample_weight_same_in_both_backends(dtype, shuffle):
+    X, Y = data(dtype=dtype)
+    w = np.random.default_rng(1).random(len(X))
+    w[:16] = 0     # a whole batch of weight 0 contributes nothing
+    c, r = (fastmlp.MLP(SIZES, seed=3, dtype=dtype, backend=b).fit(
+        X, Y, epochs=4, batch_size=16, shuffle=shuffle, sample_weight=w, optimizer="adam", lr=0.01)
+        for b in ("cython", "numpy"))
+    assert_close(c.params_, r.params_, dtype, scale=100)
+    assert_close(c.history_["loss"], r.history_["loss"], dtype, scale=100)
+
+
+@pytest.mark.parametrize("w, match", [(np.ones(5), "shape"), (-np.ones(60), ">= 0"), (np.zeros(60), "positive sum"),
+                                      (np.full(60, np.nan), "finite")])
+def test_bad_sample_weight(backend, w, match):
+    X, Y = data()
+    net = fastmlp.MLP(SIZES, seed=0, backend=backend)
+    before = net.params_.copy()
+    with pytest.raises(ValueError, match=match):
+        net.fit(X, Y, sample_weight=w)
+    with pytest.raises(ValueError, match=match):
+        net.loss(X, Y, sample_weight=w)
+    np.testing.assert_array_equal(net.params_, before)

@@ -144,6 +144,18 @@ def check_l2(l2):
     return l2
 
 
+def check_sample_weight(sample_weight, n, dtype):
+    """None, or the weights as a C-contiguous (n,) array of dtype: finite, >= 0, sum > 0."""
+    if sample_weight is None:
+        return None
+    w = as_input(sample_weight, dtype, 1, "sample_weight")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise ValueError("sample_weight must be finite and >= 0, with a positive sum")
+    return w
+
+
 def check_slope(negative_slope):
     slope = float(negative_slope)
     if not np.isfinite(slope):

@@ -39,6 +39,7 @@ def loss_gradient(
     Y: ArrayLike,
     grad: _Floats | None = None,
     l2: float = 0.0,
+    sample_weight: ArrayLike | None = None,
 ) -> float: ...
 def train(
     params: _Floats,
@@ -55,4 +56,5 @@ def train(
     optimizer: dict[str, Any],
     state: _Floats,
     l2: float = 0.0,
+    sample_weight: ArrayLike | None = None,
 ) -> None: ...

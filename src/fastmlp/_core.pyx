@@ -26,6 +26,7 @@ from ._common import (
     check_l2,
     check_output,
     check_output_name,
+    check_sample_weight,
     check_slope,
     dense_backward_args,
     dense_forward_args,
@@ -262,6 +263,7 @@ cdef struct Net:
     Py_ssize_t* d_off         # [n_layers] dL/dZ_l
     Py_ssize_t xb_off         # gathered batch of X rows (shuffled training only)
     Py_ssize_t yb_off         # gathered batch of Y rows
+    Py_ssize_t wb_off         # gathered batch of sample weights
     Py_ssize_t work_size
 
 
@@ -347,13 +349,23 @@ cdef double _mse(Py_ssize_t size, const floating* Z, const floating* Y, floating
 
 
 cdef double _output_loss(Py_ssize_t m, Py_ssize_t k, const floating* Z, const floating* Y,
-                         floating* G, floating scale, int out) noexcept nogil:
-    """Sum over the m rows of the per-sample loss of logits Z (m, k) against Y.
+                         const floating* w, floating* G, floating scale,
+                         int out) noexcept nogil:
+    """Sum over the m rows of w_i times the per-sample loss of logits Z (m, k) against Y
+    (w = NULL: all weights 1).
 
     The per-sample loss is the mean over outputs for BCE and MSE (PyTorch's convention for
     BCEWithLogitsLoss and MSELoss), the sum -sum_j y_j log p_j for cross-entropy.
-    G = scale * d(that sum)/dZ unless NULL: scale = 1/n gives the gradient of the mean.
+    G = scale * d(that sum)/dZ unless NULL: scale = 1/sum(w) gives the gradient of the
+    (weighted) mean.
     """
+    cdef Py_ssize_t i
+    cdef double total = 0
+    if w != NULL:
+        for i in range(m):
+            total += w[i] * _output_loss(1, k, Z + i * k, Y + i * k, NULL,
+                                         G + i * k if G != NULL else NULL, scale * w[i], out)
+        return total
     if out == SOFTMAX_CE:
         return _softmax_ce(m, k, Z, Y, G, scale)
     if out == IDENTITY_MSE:
@@ -538,11 +550,13 @@ cdef void _add_l2(const Net* net, const floating* params, floating* grad,
 
 
 cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* params,
-                   const floating* X, const floating* Y, Py_ssize_t n, Py_ssize_t batch_size,
-                   const Py_ssize_t* order, floating* work, floating* grad, floating* s1,
-                   floating* s2) noexcept nogil:
+                   const floating* X, const floating* Y, const floating* w, Py_ssize_t n,
+                   Py_ssize_t batch_size, const Py_ssize_t* order, floating* work,
+                   floating* grad, floating* s1, floating* s2) noexcept nogil:
     """One epoch of mini-batch training; returns the mean of the batch losses (each taken
     before its step), including the L2 penalty 0.5 * l2 * sum(W**2) when l2 > 0.
+    With sample weights w (else NULL) each batch's loss is its weighted mean, and the
+    epoch's is their mean weighted by the batches' total weights.
 
     Batches are consecutive rows of X, or rows order[start:start + batch_size] gathered
     into the work buffer when `order` is not NULL. Plain SGD (no momentum) applies its step
@@ -552,19 +566,23 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
     cdef Py_ssize_t n_in = net.size[0], k = net.size[net.n_layers]
     cdef const floating* Xb
     cdef const floating* Yb
+    cdef const floating* Wb = NULL
     cdef floating* xb = work + net.xb_off
     cdef floating* yb = work + net.yb_off
+    cdef floating* wb = work + net.wb_off
     cdef floating* Zout = work + net.z_off[net.n_layers - 1]
     cdef floating* Dout = work + net.d_off[net.n_layers - 1]
     cdef floating lr = <floating>opt.lr, l2 = <floating>opt.l2
     cdef bint fused = opt.code == SGD and opt.momentum == 0
-    cdef double total = 0
+    cdef double total = 0, weight, total_weight = 0
     start = 0
     while start < n:
         m = min(batch_size, n - start)
         if order == NULL:
             Xb = X + start * n_in
             Yb = Y + start * k
+            if w != NULL:
+                Wb = w + start
         else:
             for r in range(m):
                 src = order[start + r]
@@ -572,11 +590,23 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
                     xb[r * n_in + j] = X[src * n_in + j]
                 for j in range(k):
                     yb[r * k + j] = Y[src * k + j]
+                if w != NULL:
+                    wb[r] = w[src]
             Xb, Yb = xb, yb
+            if w != NULL:
+                Wb = wb
+        weight = m
+        if w != NULL:
+            weight = 0
+            for r in range(m):
+                weight += Wb[r]
         _forward(net, params, Xb, m, work)
-        total += _output_loss(m, k, Zout, Yb, Dout, <floating>(1.0 / m), net.output)
+        # a batch of total weight 0 contributes nothing (its data gradient is 0)
+        total += _output_loss(m, k, Zout, Yb, Wb, Dout,
+                              <floating>(1.0 / weight if weight > 0 else 0), net.output)
+        total_weight += weight
         if l2 != 0:
-            total += m * 0.5 * opt.l2 * _sum_squared_weights(net, params)
+            total += weight * 0.5 * opt.l2 * _sum_squared_weights(net, params)
         if fused:
             _backward(net, params, Xb, m, work, params, -lr, 1 - lr * l2, <floating>1)
             opt.t += 1
@@ -586,7 +616,7 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
                 _add_l2(net, params, grad, l2)
             _update(opt, net, n_params, params, grad, s1, s2)
         start += m
-    return total / n
+    return total / total_weight if total_weight > 0 else 0
 
 
 # =====================================================================================
@@ -629,6 +659,9 @@ cdef class _Plan:
         self.net.yb_off = off
         if gather:
             off += capacity * iv[0, L]
+        self.net.wb_off = off
+        if gather:
+            off += capacity
         self.net.work_size = off
         self.net.n_layers = L
         self.net.size = &iv[0, 0]
@@ -685,7 +718,7 @@ def _output_loss_k(const floating[:, ::1] Z, const floating[:, ::1] Y, floating[
     cdef Py_ssize_t m = Z.shape[0], k = Z.shape[1]
     cdef double total
     with nogil:
-        total = _output_loss(m, k, &Z[0, 0], &Y[0, 0], &G[0, 0], <floating>(1.0 / m), out)
+        total = _output_loss(m, k, &Z[0, 0], &Y[0, 0], NULL, &G[0, 0], <floating>(1.0 / m), out)
     return total / m
 
 
@@ -801,18 +834,24 @@ def _predict(_Plan plan, floating[::1] params, const floating[:, ::1] X,
 
 def _loss_gradient(_Plan plan, floating[::1] params, const floating[:, ::1] X,
                    const floating[:, ::1] Y, floating[::1] grad, bint want_grad,
-                   floating[::1] work, double l2):
+                   floating[::1] work, double l2, const floating[::1] w, bint weighted):
     cdef const Net* net = &plan.net
     cdef Py_ssize_t L = net.n_layers
-    cdef Py_ssize_t n = X.shape[0], k = Y.shape[1], start, m
-    cdef floating scale = <floating>(1.0 / n), zero_or_one
-    cdef double total = 0
+    cdef Py_ssize_t n = X.shape[0], k = Y.shape[1], start, m, i
+    cdef double total = 0, weight = n
+    cdef floating zero_or_one, scale
     with nogil:
+        if weighted:
+            weight = 0
+            for i in range(n):
+                weight += w[i]
+        scale = <floating>(1.0 / weight)
         start = 0
         while start < n:
             m = min(net.capacity, n - start)
             _forward(net, &params[0], &X[start, 0], m, &work[0])
             total += _output_loss(m, k, &work[0] + net.z_off[L - 1], &Y[start, 0],
+                                  &w[start] if weighted else NULL,
                                   &work[0] + net.d_off[L - 1] if want_grad else NULL,
                                   scale, net.output)
             if want_grad:
@@ -820,7 +859,7 @@ def _loss_gradient(_Plan plan, floating[::1] params, const floating[:, ::1] X,
                 _backward(net, &params[0], &X[start, 0], m, &work[0], &grad[0],
                           <floating>1, zero_or_one, zero_or_one)
             start += m
-        total /= n
+        total /= weight
         if l2 != 0:
             total += 0.5 * l2 * _sum_squared_weights(net, &params[0])
             if want_grad:
@@ -831,7 +870,8 @@ def _loss_gradient(_Plan plan, floating[::1] params, const floating[:, ::1] X,
 def _train(_Plan plan, dict config, floating[::1] params, const floating[:, ::1] X,
            const floating[:, ::1] Y, Py_ssize_t epochs, Py_ssize_t batch_size, object rng,
            Py_ssize_t[::1] order, double[::1] losses, floating[::1] work, floating[::1] grad,
-           floating[:, ::1] state, Py_ssize_t epochs_per_check):
+           floating[:, ::1] state, Py_ssize_t epochs_per_check, const floating[::1] w,
+           bint weighted):
     cdef const Net* net = &plan.net
     cdef Py_ssize_t n = X.shape[0], e = 0, stop, n_params = params.shape[0], i
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
@@ -851,9 +891,9 @@ def _train(_Plan plan, dict config, floating[::1] params, const floating[:, ::1]
             stop = min(epochs, e + epochs_per_check)
             with nogil:
                 while e < stop:
-                    losses[e] = _epoch(net, &opt, n_params, &params[0], &X[0, 0], &Y[0, 0], n,
-                                       batch_size, order_ptr, &work[0], &grad[0],
-                                       &state[0, 0], &state[1, 0])
+                    losses[e] = _epoch(net, &opt, n_params, &params[0], &X[0, 0], &Y[0, 0],
+                                       &w[0] if weighted else NULL, n, batch_size, order_ptr,
+                                       &work[0], &grad[0], &state[0, 0], &state[1, 0])
                     e += 1
             PyErr_CheckSignals()   # raises KeyboardInterrupt between epochs; params are whole
     finally:
@@ -870,23 +910,27 @@ def predict_proba(params, sizes, hidden, negative_slope, output, X, out):
     return out
 
 
-def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None, l2=0.0):
+def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None, l2=0.0,
+                  sample_weight=None):
     """Mean loss of the network on (X, Y), plus 0.5 * l2 * sum(W**2) over the weights.
 
+    With sample_weight (n,), the mean is sum(w_i * loss_i) / sum(w_i).
     OUT: grad (same layout as params), the gradient of that, if given.
     """
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
+    w = check_sample_weight(sample_weight, len(X), params.dtype)
     if grad is not None:
         check_output(grad, params.shape, "grad", params.dtype)
     plan = _Plan(sizes, hidden, check_slope(negative_slope), output, min(len(X), CHUNK_ROWS),
                  False)
     work = np.empty(plan.net.work_size, params.dtype)
     return _loss_gradient(plan, params, X, Y, params if grad is None else grad,
-                          grad is not None, work, check_l2(l2))
+                          grad is not None, work, check_l2(l2), params if w is None else w,
+                          w is not None)
 
 
 def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_size, rng,
-          losses, optimizer, state, l2=0.0):
+          losses, optimizer, state, l2=0.0, sample_weight=None):
     """Train `params` in place by mini-batch steps of `optimizer`.
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -894,7 +938,8 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
     ``fastmlp._common.optimizer_config``) whose "t", the number of steps taken, is updated;
     `state` (2, len(params)) holds the optimizer's buffers between calls (zeros at first).
     OUT: params, state, optimizer["t"], and losses[e] = the mean training loss of epoch e
-    (each batch's loss taken before its step, with the L2 penalty).
+    (each batch's loss taken before its step, with the L2 penalty). With sample_weight
+    (n,), each batch's loss is its weighted mean and epochs weigh batches by total weight.
     The epochs run without the GIL; it is taken back between epochs only to shuffle and
     to check for Ctrl-C (which stops the fit after a whole step, raising KeyboardInterrupt).
     """
@@ -902,6 +947,7 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
     n = len(X)
     epochs, batch_size = train_args(epochs, batch_size, n, losses, optimizer, state, params)
     optimizer["l2"] = check_l2(l2)
+    w = check_sample_weight(sample_weight, n, params.dtype)
     plan = _Plan(sizes, hidden, check_slope(negative_slope), output, batch_size,
                  rng is not None)
     work = np.empty(plan.net.work_size, params.dtype)
@@ -911,4 +957,4 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
     flops = 6 * n * sum(a * b for a, b in layer_shapes(sizes))
     per_check = 1 if rng is not None else max(1, FLOPS_PER_GIL_CHECK // max(flops, 1))
     _train(plan, optimizer, params, X, Y, epochs, batch_size, rng, order, losses, work, grad,
-           state, per_check)
+           state, per_check, params if w is None else w, w is not None)

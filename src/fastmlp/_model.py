@@ -15,6 +15,7 @@ from ._common import (
     OPTIMIZERS,
     OUTPUTS,
     as_input,
+    check_sample_weight,
     float_dtype,
     optimizer_config,
     param_count,
@@ -311,7 +312,7 @@ class MLP:
         self, X, y, epochs=200, lr=0.01, batch_size="auto", shuffle=True, warm_start=False,
         optimizer="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8,
         lr_schedule="constant", power_t=0.5, validation_data=None, validation_fraction=None,
-        early_stopping=False, patience=10, tol=1e-4, n_restarts=1,
+        early_stopping=False, patience=10, tol=1e-4, n_restarts=1, sample_weight=None,
     ):
         """Train the network; returns self. Every check runs before any work, and a call that
         raises leaves the model as it was.
@@ -334,8 +335,11 @@ class MLP:
             monitored loss, and restore the weights of the best epoch.
         n_restarts : train this many initialisations (drawn from the seed) in parallel
             threads and keep the one with the lowest monitored loss.
+        sample_weight : (n,) weights >= 0: every mean over samples (a batch's loss, the
+            epoch's) becomes sum(w_i * loss_i) / sum(w_i).
         """
         X, Y = self._check_Xy(X, y)
+        w = check_sample_weight(sample_weight, X.shape[0], self.dtype)
         epochs = _integer(epochs, "epochs", 0)
         _choice(optimizer, "optimizer", OPTIMIZERS + ("lbfgs",))
         config = optimizer_config("sgd" if optimizer == "lbfgs" else optimizer, _real(lr, "lr", positive=True),
@@ -352,7 +356,7 @@ class MLP:
         n_restarts = _integer(n_restarts, "n_restarts", 1)
         if warm_start and n_restarts > 1:
             raise ValueError("warm_start continues one run; it cannot be combined with n_restarts > 1")
-        X, Y, X_val, Y_val = self._validation_split(X, Y, validation_data, validation_fraction)
+        X, Y, w, X_val, Y_val = self._validation_split(X, Y, w, validation_data, validation_fraction)
         n = X.shape[0]
         batch_size = self._batch_size(batch_size, n, optimizer)
 
@@ -369,7 +373,7 @@ class MLP:
                  np.random.default_rng(streams[i]), None)
             for i in range(1, n_restarts)
         ]
-        job = dict(X=X, Y=Y, X_val=X_val, Y_val=Y_val, epochs=epochs, batch_size=batch_size,
+        job = dict(X=X, Y=Y, w=w, X_val=X_val, Y_val=Y_val, epochs=epochs, batch_size=batch_size,
                    shuffle=shuffle and batch_size < n, lr_schedule=lr_schedule, power_t=power_t,
                    early_stopping=early_stopping, patience=patience, tol=tol)
         try:
@@ -406,26 +410,29 @@ class MLP:
             raise ValueError(f"optimizer={optimizer!r} works on the full batch; use batch_size=None")
         return batch_size
 
-    def _validation_split(self, X, Y, validation_data, validation_fraction):
-        """(X, Y, X_val, Y_val): the held-out data, or None for both."""
+    def _validation_split(self, X, Y, w, validation_data, validation_fraction):
+        """(X, Y, w, X_val, Y_val): the training rows (and their weights) and the held-out
+        data, or None for both."""
         if validation_data is not None and validation_fraction is not None:
             raise ValueError("give validation_data or validation_fraction, not both")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a pair (X_val, y_val)")
             X_val, Y_val = self._check_Xy(*validation_data)
-            return X, Y, X_val, Y_val
+            return X, Y, w, X_val, Y_val
         if validation_fraction is None:
-            return X, Y, None, None
+            return X, Y, w, None, None
         fraction = _real(validation_fraction, "validation_fraction")
         n_val = int(round(fraction * X.shape[0]))
         if not 0 < fraction < 1 or not 1 <= n_val < X.shape[0]:
             raise ValueError(f"validation_fraction={fraction} leaves no validation or no training rows of {X.shape[0]}")
         order = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0].spawn(1)[0]).permutation(X.shape[0])
         val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-        return X[train], Y[train], X[val], Y[val]
+        if w is not None and not w[train].sum() > 0:
+            raise ValueError("sample_weight is 0 on every training row left after the validation split")
+        return X[train], Y[train], None if w is None else w[train], X[val], Y[val]
 
-    def _train(self, run, X, Y, X_val, Y_val, epochs, batch_size, shuffle, lr_schedule, power_t,
+    def _train(self, run, X, Y, w, X_val, Y_val, epochs, batch_size, shuffle, lr_schedule, power_t,
                early_stopping, patience, tol):
         """Advance `run` by up to `epochs` epochs (iterations for L-BFGS)."""
         net = (self.layer_sizes, self._hidden, self.negative_slope, self.output)
@@ -441,13 +448,13 @@ class MLP:
             return monitor.update(watched, params)
 
         if run.optimizer == "lbfgs":
-            self._lbfgs(run, net, X, Y, epochs, end_of_epoch)
+            self._lbfgs(run, net, X, Y, w, epochs, end_of_epoch)
         elif X_val is None and not early_stopping and lr_schedule == "constant":
             # nothing to decide between epochs: all of them in one compiled call
             losses = np.full(epochs, -np.inf)    # -inf: not run (a loss is never -inf)
             try:
                 self._impl.train(run.params, *net, X, Y, epochs, batch_size, run.rng if shuffle else None,
-                                 losses, run.config, run.state, self.l2)
+                                 losses, run.config, run.state, self.l2, w)
             finally:
                 done = losses[losses != -np.inf]
                 run.history["loss"].extend(done.tolist())
@@ -460,7 +467,7 @@ class MLP:
                     run.config["lr"] = base_lr * monitor.lr_factor
                 loss = np.full(1, -np.inf)
                 self._impl.train(run.params, *net, X, Y, 1, batch_size, run.rng if shuffle else None,
-                                 loss, run.config, run.state, self.l2)
+                                 loss, run.config, run.state, self.l2, w)
                 if not end_of_epoch(run.params, float(loss[0])):
                     break
             run.config["lr"] = base_lr
@@ -469,14 +476,14 @@ class MLP:
                 run.params[...] = monitor.best_params
             run.best = monitor.best
 
-    def _lbfgs(self, run, net, X, Y, epochs, end_of_epoch):
+    def _lbfgs(self, run, net, X, Y, w, epochs, end_of_epoch):
         from scipy.optimize import minimize
 
         params, grad = run.params, np.empty_like(run.params)
 
         def loss_and_gradient(x):
             params[...] = x
-            loss = self._impl.loss_gradient(params, *net, X, Y, grad, self.l2)
+            loss = self._impl.loss_gradient(params, *net, X, Y, grad, self.l2, w)
             return loss, grad.astype(np.float64)
 
         def callback(intermediate_result):
@@ -514,16 +521,18 @@ class MLP:
             out = (out >= 0.5).astype(np.int64)
         return out[:, 0] if out.shape[1] == 1 else out
 
-    def loss(self, X, y):
-        """Mean loss on (X, y), with the L2 penalty when l2 > 0."""
+    def loss(self, X, y, sample_weight=None):
+        """Mean loss on (X, y) (weighted by sample_weight), with the L2 penalty when l2 > 0."""
         X, Y = self._check_Xy(X, y)
-        return float(self._impl.loss_gradient(*self._net(), X, Y, None, self.l2))
+        w = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        return float(self._impl.loss_gradient(*self._net(), X, Y, None, self.l2, w))
 
-    def gradients(self, X, y):
+    def gradients(self, X, y, sample_weight=None):
         """Gradients of the mean loss, as (dcoefs, dintercepts) shaped like coefs_/intercepts_."""
         X, Y = self._check_Xy(X, y)
+        w = check_sample_weight(sample_weight, X.shape[0], self.dtype)
         grad = np.empty_like(self._params)
-        self._impl.loss_gradient(*self._net(), X, Y, grad, self.l2)
+        self._impl.loss_gradient(*self._net(), X, Y, grad, self.l2, w)
         return unflatten(grad, self.layer_sizes)
 
     # ------------------------------------------------------------------ persistence

@@ -13,6 +13,7 @@ from ._common import (
     check_l2,
     check_output,
     check_output_name,
+    check_sample_weight,
     check_slope,
     dense_backward_args,
     dense_forward_args,
@@ -82,21 +83,21 @@ def _output_activation(output, Z, P):
     return P
 
 
-def _output_loss(output, Z, Y, G, scale):
-    """Sum over rows of the per-sample loss of logits Z against Y; G = scale * its gradient.
+def _output_loss(output, Z, Y, G, scale, w=None):
+    """Sum over rows of w_i times the per-sample loss of logits Z against Y (w None: all 1);
+    G = scale * its gradient.
 
     Per-sample loss: BCE and squared error are means over the outputs (PyTorch's
     BCEWithLogitsLoss and MSELoss); cross-entropy is -sum_j y_j log softmax(z)_j.
     """
     k = Z.shape[1]
     if output == "sigmoid":   # max(z, 0) - z*y + log(1 + exp(-|z|)), gradient sigmoid(z) - y
-        losses = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
+        losses = (np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))) / k
         if G is not None:
             _sigmoid(Z, G)
             G -= Y
             G *= scale / k
-        return float(np.sum(losses, dtype=np.float64)) / k
-    if output == "softmax":   # log softmax = z - logsumexp(z), gradient softmax(z) * sum(y) - y
+    elif output == "softmax":  # log softmax = z - logsumexp(z), gradient softmax(z) * sum(y) - y
         shifted = Z - Z.max(axis=1, keepdims=True)
         lse = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         losses = -(Y * (shifted - lse))
@@ -105,11 +106,16 @@ def _output_loss(output, Z, Y, G, scale):
             G *= Y.sum(axis=1, keepdims=True)
             G -= Y
             G *= scale
+    else:                      # squared error, gradient 2 (z - y)
+        R = Z - Y
+        losses = R * R / k
+        if G is not None:
+            np.multiply(R, 2 * scale / k, out=G)
+    if w is None:
         return float(np.sum(losses, dtype=np.float64))
-    R = Z - Y                 # squared error, gradient 2 (z - y)
     if G is not None:
-        np.multiply(R, 2 * scale / k, out=G)
-    return float(np.sum(R * R, dtype=np.float64)) / k
+        G *= w[:, None]
+    return float(np.sum(w[:, None] * losses, dtype=np.float64))
 
 
 # ------------------------------------------------------------------ kernels
@@ -198,12 +204,14 @@ def _forward(layers, hidden, slope, X):
     return Zs, As
 
 
-def _loss_gradient(layers, grads, hidden, slope, output, l2, X, Y):
-    """Mean loss over the rows of X (+ the L2 penalty); its gradient goes into `grads`
-    unless that is None."""
+def _loss_gradient(layers, grads, hidden, slope, output, l2, X, Y, w=None):
+    """Mean loss over the rows of X, weighted by w if given (+ the L2 penalty); its gradient
+    goes into `grads` unless that is None. A total weight of 0 gives a data loss of 0."""
     Zs, As = _forward(layers, hidden, slope, X)
     dZ = None if grads is None else np.empty_like(Zs[-1])
-    loss = _output_loss(output, Zs[-1], Y, dZ, 1.0 / len(X)) / len(X)
+    weight = len(X) if w is None else float(np.sum(w, dtype=np.float64))
+    scale = 1.0 / weight if weight > 0 else 0.0
+    loss = _output_loss(output, Zs[-1], Y, dZ, scale, w) * scale
     if l2:
         loss += 0.5 * l2 * sum(float(np.sum(W * W, dtype=np.float64)) for W, _ in layers)
     if grads is None:
@@ -229,18 +237,21 @@ def predict_proba(params, sizes, hidden, negative_slope, output, X, out):
     return _output_activation(output, Zs[-1], out)
 
 
-def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None, l2=0.0):
+def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None, l2=0.0,
+                  sample_weight=None):
     """Mean loss of the network on (X, Y), plus 0.5 * l2 * sum(W**2) over the weights.
 
+    With sample_weight (n,), the mean is sum(w_i * loss_i) / sum(w_i).
     OUT: grad (same layout as params), the gradient of that, if given.
     """
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
+    w = check_sample_weight(sample_weight, len(X), params.dtype)
     layers = list(zip(*unflatten(params, sizes)))
     grads = None
     if grad is not None:
         check_output(grad, params.shape, "grad", params.dtype)
         grads = list(zip(*unflatten(grad, sizes)))
-    return _loss_gradient(layers, grads, hidden, check_slope(negative_slope), output, check_l2(l2), X, Y)
+    return _loss_gradient(layers, grads, hidden, check_slope(negative_slope), output, check_l2(l2), X, Y, w)
 
 
 def _update(opt, params, grad, state):
@@ -269,7 +280,7 @@ def _update(opt, params, grad, state):
 
 
 def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_size, rng,
-          losses, optimizer, state, l2=0.0):
+          losses, optimizer, state, l2=0.0, sample_weight=None):
     """Train `params` in place by mini-batch steps of `optimizer`.
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -277,13 +288,15 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
     ``fastmlp._common.optimizer_config``) whose "t", the number of steps taken, is updated;
     `state` (2, len(params)) holds the optimizer's buffers between calls (zeros at first).
     OUT: params, state, optimizer["t"], and losses[e] = the mean training loss of epoch e
-    (each batch's loss taken before its step, with the L2 penalty).
+    (each batch's loss taken before its step, with the L2 penalty). With sample_weight
+    (n,), each batch's loss is its weighted mean and epochs weigh batches by total weight.
     """
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
     n = len(X)
     epochs, batch_size = train_args(epochs, batch_size, n, losses, optimizer, state, params)
     slope = check_slope(negative_slope)
     optimizer["l2"] = l2 = check_l2(l2)
+    w = check_sample_weight(sample_weight, n, params.dtype)
     grad = np.empty_like(params)
     layers = list(zip(*unflatten(params, sizes)))
     grads = list(zip(*unflatten(grad, sizes)))
@@ -292,14 +305,16 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
         if rng is not None:   # each epoch's order depends only on the stream, not on the last
             order[...] = np.arange(n)
             rng.shuffle(order)
-        total = 0.0
+        total = total_weight = 0.0
         for start in range(0, n, batch_size):
             rows = slice(start, start + batch_size) if rng is None else order[start : start + batch_size]
-            Xb, Yb = X[rows], Y[rows]
-            total += _loss_gradient(layers, grads, hidden, slope, output, l2, Xb, Yb) * len(Xb)
+            Xb, Yb, wb = X[rows], Y[rows], None if w is None else w[rows]
+            weight = len(Xb) if w is None else float(np.sum(wb, dtype=np.float64))
+            total += _loss_gradient(layers, grads, hidden, slope, output, l2, Xb, Yb, wb) * weight
+            total_weight += weight
             if optimizer["name"] == "sgd" and optimizer["momentum"] == 0:
                 params -= optimizer["lr"] * grad
                 optimizer["t"] += 1
             else:
                 _update(optimizer, params, grad, state)
-        losses[epoch] = total / n
+        losses[epoch] = total / total_weight if total_weight > 0 else 0.0
