@@ -238,7 +238,9 @@ class MLP:
                 scale = 0.1 if self.init_scale is None else self.init_scale
                 W[...] = rng.standard_normal((n_in, n_out)) * scale
             elif self.init == "he" or (self.init == "auto" and feeds_relu):
-                std = math.sqrt(2.0 / ((1.0 + self.negative_slope**2) * n_in))
+                # Kaiming: the gain counts Leaky ReLU's slope (PyTorch's calculate_gain), not ReLU's
+                leaky = l < len(self._hidden) and self._hidden[l] == "leaky_relu"
+                std = math.sqrt(2.0 / ((1.0 + (self.negative_slope**2 if leaky else 0.0)) * n_in))
                 W[...] = rng.standard_normal((n_in, n_out)) * std
             else:  # Glorot uniform
                 bound = math.sqrt(6.0 / (n_in + n_out))
