@@ -226,6 +226,9 @@ def optimizer_config(name="sgd", lr=0.01, momentum=0.0, nesterov=False, beta1=0.
     return config
 
 
+_OPTIMIZER_KEYS = optimizer_config().keys()
+
+
 def train_args(epochs, batch_size, n, losses, optimizer, state, params):
     epochs, batch_size = int(epochs), int(batch_size)
     if epochs < 0:
@@ -233,9 +236,8 @@ def train_args(epochs, batch_size, n, losses, optimizer, state, params):
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     check_output(losses, (epochs,), "losses", np.dtype(np.float64))
-    if not isinstance(optimizer, dict) or set(optimizer) != set(optimizer_config()):
+    if not isinstance(optimizer, dict) or optimizer.keys() != _OPTIMIZER_KEYS or optimizer["name"] not in OPTIMIZERS:
         raise TypeError("optimizer must be a dict made by fastmlp._common.optimizer_config")
-    optimizer_config(**{k: v for k, v in optimizer.items() if k not in ("t", "l2")})  # re-checks the values
     check_output(state, (2, len(params)), "state", params.dtype)
     if optimizer["name"] == "rprop" and batch_size < n:
         raise ValueError("rprop works on full batches: batch_size must cover all samples")

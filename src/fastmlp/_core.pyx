@@ -433,8 +433,8 @@ cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
             a = A[i * k + p]
             for j in range(n):
                 z[j] += a * W[p * n + j]
-        if Aout != NULL:
-            _activate(n, z, Aout + i * n, act, slope)
+    if Aout != NULL:
+        _activate(m * n, Z, Aout, act, slope)
 
 
 cdef void _forward(const Net* net, const floating* params, const floating* X,

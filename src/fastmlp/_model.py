@@ -362,21 +362,24 @@ class MLP:
         n = X.shape[0]
         batch_size = self._batch_size(batch_size, n, optimizer)
 
-        ss = np.random.SeedSequence(self.seed)
-        streams = ss.spawn(2 * n_restarts)  # shuffling of run i: streams[i]; init of run i > 0: streams[k + i]
+        shuffle = shuffle and batch_size < n
+        # shuffling of run i: streams[i]; initialisation of run i > 0: streams[k + i]
+        streams = np.random.SeedSequence(self.seed).spawn(2 * n_restarts) if shuffle or n_restarts > 1 else None
         if warm_start and self._run is not None and self._run.same_optimizer(optimizer, config):
             run = self._run.copy()
         else:
             params = self._params.copy() if warm_start else self._initial_params(np.random.default_rng(self.seed))
-            run = _Run(params, optimizer, config, np.random.default_rng(streams[0]),
+            run = _Run(params, optimizer, config, np.random.default_rng(streams[0]) if shuffle else None,
                        warm_start and self._run is not None and self._run.history or None)
+        if shuffle and run.rng is None:   # a warm start of a run that did not shuffle before
+            run.rng = np.random.default_rng(streams[0])
         runs = [run] + [
             _Run(self._initial_params(np.random.default_rng(streams[n_restarts + i])), optimizer, config,
                  np.random.default_rng(streams[i]), None)
             for i in range(1, n_restarts)
         ]
         job = dict(X=X, Y=Y, w=w, X_val=X_val, Y_val=Y_val, epochs=epochs, batch_size=batch_size,
-                   shuffle=shuffle and batch_size < n, lr_schedule=lr_schedule, power_t=power_t,
+                   shuffle=shuffle, lr_schedule=lr_schedule, power_t=power_t,
                    early_stopping=early_stopping, patience=patience, tol=tol)
         try:
             if len(runs) == 1:
