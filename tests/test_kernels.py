@@ -67,7 +67,8 @@ def test_dense_backward(dtype, want_dA, n, n_in, n_out, seed):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dense_kernels_agree_across_backends(dtype):
     """Large enough for the BLAS path (m * n * k >= 4096) and small enough for the loops."""
-    for n, n_in, n_out in [(3, 2, 4), (64, 33, 17), (128, 100, 60)]:
+    # (n_out = 1: matrix-vector products; n_in = 1: outer products)
+    for n, n_in, n_out in [(3, 2, 4), (64, 33, 17), (128, 100, 60), (200, 50, 1), (200, 1, 50), (300, 1, 1)]:
         A, W, b = random((n, n_in), dtype, 1), random((n_in, n_out), dtype, 2), random(n_out, dtype, 3)
         dZ = random((n, n_out), dtype, 4)
         outs = []
