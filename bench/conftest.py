@@ -13,13 +13,14 @@ from the checkout's in-place build. The header prints which one runs.
 """
 
 import os
-import platform
 import sys
-import time
 import warnings
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/: _machine
+from _machine import cpu_busy, cpu_model  # noqa: E402
 
 try:
     import fastmlp
@@ -92,39 +93,11 @@ def torch_fit(torch, X, y, sizes, batch_size, epochs, lr):
 # ---------------------------------------------------------------- header
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_busy(seconds=1.0):
-    """Fraction of all cores busy (any process) over `seconds`, from /proc/stat; None elsewhere."""
-
-    def sample():
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-        return sum(ticks), ticks[3] + ticks[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
-
-
 def pytest_report_header(config):
     lines = [
         f"fastmlp {fastmlp.__version__} from {os.path.dirname(fastmlp.__file__)}; "
         f"backends: {fastmlp.available_backends()}",
-        f"cpu: {_cpu_model()}; os.cpu_count()={os.cpu_count()}; numpy {np.__version__}",
+        f"cpu: {cpu_model()}; os.cpu_count()={os.cpu_count()}; numpy {np.__version__}",
     ]
     # load every library whose thread pools matter before asking threadpoolctl:
     # fastmlp._core calls BLAS through scipy.linalg.cython_blas (scipy's own OpenBLAS),
@@ -159,7 +132,7 @@ def pytest_report_header(config):
             "fastmlp numpy, scikit-learn and the GEMM floor -> numpy.libs' OpenBLAS; "
             "torch -> its own MKL/OpenMP, sized by torch.set_num_threads per row"
         )
-    busy = _cpu_busy()
+    busy = cpu_busy()
     if busy is not None:
         line = f"cpu busy before the run: {busy:.0%} of all cores over 1 s"
         if busy > 0.1:

@@ -59,6 +59,7 @@ except ImportError:  # not installed: use the checkout's in-place build
     sys.path.insert(0, os.path.join(_root, "src") if os.path.isdir(os.path.join(_root, "src", "fastmlp")) else _root)
     import fastmlp
 
+from _machine import cpu_busy, cpu_model  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 import scipy
 import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS, which fastmlp's compiled backend calls)
 import sklearn
@@ -92,34 +93,6 @@ FASTMLP_ROWS = (("cython", "float64"), ("numpy", "float64"), ("cython", "float32
 
 
 # ---------------------------------------------------------------- environment
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_busy(seconds=1.0):
-    """Fraction of all cores busy (any process) over `seconds`, from /proc/stat; None elsewhere."""
-
-    def sample():
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-        return sum(ticks), ticks[3] + ticks[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
 class OtherLoad:
