@@ -311,9 +311,9 @@ def test_fit_interrupted_keeps_whole_epochs(backend):
     real_train = net._impl.train
 
     def train_then_interrupt(params, sizes, hidden, slope, output, X, Y, epochs, batch_size, rng, losses, opt, st,
-                             l2, sample_weight):
+                             l2, sample_weight, callback):
         real_train(params, sizes, hidden, slope, output, X, Y, 2, batch_size, rng, losses[:2], opt, st, l2,
-                   sample_weight)
+                   sample_weight, callback)
         losses[:2] = np.nan  # pretend both finished epochs diverged
         raise KeyboardInterrupt
 

@@ -268,3 +268,35 @@ def test_bad_sample_weight(backend, w, match):
     with pytest.raises(ValueError, match=match):
         net.loss(X, Y, sample_weight=w)
     np.testing.assert_array_equal(net.params_, before)
+
+
+def test_backend_callback_sets_lr_and_stops(backend):
+    """train(callback=...) runs after every epoch, may set the next epoch's lr, and stops
+    training by returning False; both backends call it the same way."""
+    from _support import backend_module
+    from fastmlp._common import optimizer_config
+
+    X, Y = data()
+    Y = np.asarray(Y, dtype=float)
+    results = {}
+    for name in ("cython", "numpy"):
+        mod = backend_module(name)
+        net = fastmlp.MLP(SIZES, seed=0, backend=name)
+        config, seen = optimizer_config(lr=0.1), []
+
+        def callback(epoch, loss):
+            seen.append((epoch, loss, config["lr"]))
+            config["lr"] /= 2
+            return epoch < 2
+
+        losses = np.full(6, -np.inf)
+        mod.train(net.params_, net.layer_sizes, net._hidden, net.negative_slope, net.output, X, Y, 6, 16, None,
+                  losses, config, np.zeros((2, len(net.params_))), 0.0, None, callback)
+        assert [e for e, _, _ in seen] == [0, 1, 2] and [lr for _, _, lr in seen] == [0.1, 0.05, 0.025]
+        assert np.isfinite(losses[:3]).all() and (losses[3:] == -np.inf).all()
+        manual = fastmlp.MLP(SIZES, seed=0, backend=name)
+        for lr in (0.1, 0.05, 0.025):
+            manual.fit(X, Y, epochs=1, lr=lr, batch_size=16, shuffle=False, warm_start=True)
+        np.testing.assert_allclose(net.params_, manual.params_, rtol=1e-12)
+        results[name] = net.params_
+    np.testing.assert_allclose(results["cython"], results["numpy"], rtol=1e-9, atol=1e-12)

@@ -1,4 +1,5 @@
 # Type stub for the compiled backend (src/fastmlp/_core.pyx); same API as fastmlp._reference.
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,4 +58,5 @@ def train(
     state: _Floats,
     l2: float = 0.0,
     sample_weight: ArrayLike | None = None,
+    callback: Callable[[int, float], bool] | None = None,
 ) -> None: ...

@@ -871,7 +871,7 @@ def _train(_Plan plan, dict config, floating[::1] params, const floating[:, ::1]
            const floating[:, ::1] Y, Py_ssize_t epochs, Py_ssize_t batch_size, object rng,
            Py_ssize_t[::1] order, double[::1] losses, floating[::1] work, floating[::1] grad,
            floating[:, ::1] state, Py_ssize_t epochs_per_check, const floating[::1] w,
-           bint weighted):
+           bint weighted, object callback):
     cdef const Net* net = &plan.net
     cdef Py_ssize_t n = X.shape[0], e = 0, stop, n_params = params.shape[0], i
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
@@ -896,6 +896,10 @@ def _train(_Plan plan, dict config, floating[::1] params, const floating[:, ::1]
                                        &work[0], &grad[0], &state[0, 0], &state[1, 0])
                     e += 1
             PyErr_CheckSignals()   # raises KeyboardInterrupt between epochs; params are whole
+            if callback is not None:
+                if not callback(e - 1, losses[e - 1]):
+                    break
+                opt.lr = config["lr"]    # the callback may have set the next epoch's rate
     finally:
         config["t"] = opt.t
 
@@ -930,7 +934,7 @@ def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None
 
 
 def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_size, rng,
-          losses, optimizer, state, l2=0.0, sample_weight=None):
+          losses, optimizer, state, l2=0.0, sample_weight=None, callback=None):
     """Train `params` in place by mini-batch steps of `optimizer`.
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -940,8 +944,11 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
     OUT: params, state, optimizer["t"], and losses[e] = the mean training loss of epoch e
     (each batch's loss taken before its step, with the L2 penalty). With sample_weight
     (n,), each batch's loss is its weighted mean and epochs weigh batches by total weight.
-    The epochs run without the GIL; it is taken back between epochs only to shuffle and
-    to check for Ctrl-C (which stops the fit after a whole step, raising KeyboardInterrupt).
+    callback(epoch, loss), if given, runs after every epoch; it may change optimizer["lr"]
+    for the next epoch, and returning False stops training (later losses stay untouched).
+    The epochs run without the GIL; it is taken back between epochs only to shuffle, for
+    the callback, and to check for Ctrl-C (which stops the fit after a whole step, raising
+    KeyboardInterrupt). The work buffers are allocated once per call.
     """
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
     n = len(X)
@@ -955,6 +962,6 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
     grad = np.empty(1 if fused else len(params), params.dtype)
     order = np.arange(n, dtype=np.intp)
     flops = 6 * n * sum(a * b for a, b in layer_shapes(sizes))
-    per_check = 1 if rng is not None else max(1, FLOPS_PER_GIL_CHECK // max(flops, 1))
+    per_check = 1 if rng is not None or callback is not None else max(1, FLOPS_PER_GIL_CHECK // max(flops, 1))
     _train(plan, optimizer, params, X, Y, epochs, batch_size, rng, order, losses, work, grad,
-           state, per_check, params if w is None else w, w is not None)
+           state, per_check, params if w is None else w, w is not None, callback)

@@ -6,6 +6,8 @@ import math
 import numbers
 import operator
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -381,18 +383,22 @@ class MLP:
         job = dict(X=X, Y=Y, w=w, X_val=X_val, Y_val=Y_val, epochs=epochs, batch_size=batch_size,
                    shuffle=shuffle, lr_schedule=lr_schedule, power_t=power_t,
                    early_stopping=early_stopping, patience=patience, tol=tol)
-        try:
-            if len(runs) == 1:
+        if len(runs) == 1:
+            try:
                 self._train(run, **job)
-            else:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1)) as pool:
-                    list(pool.map(lambda r: self._train(r, **job), runs))
-        except KeyboardInterrupt:
-            if len(runs) == 1:      # stopped between steps: keep the steps and epochs done
-                self._commit(run)
-            raise
+            except KeyboardInterrupt:
+                self._commit(run)   # stopped between steps: keep the steps and epochs done
+                raise
+        else:
+            stop = threading.Event()  # Ctrl-C: every run ends after its current epoch
+            with ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1)) as pool:
+                futures = [pool.submit(self._train, r, **job, stop=stop) for r in runs]
+                try:
+                    for future in futures:
+                        future.result()
+                except KeyboardInterrupt:
+                    stop.set()
+                    raise
         self._commit(min(runs, key=lambda r: r.score()))
         return self
 
@@ -438,50 +444,52 @@ class MLP:
         return X[train], Y[train], None if w is None else w[train], X[val], Y[val]
 
     def _train(self, run, X, Y, w, X_val, Y_val, epochs, batch_size, shuffle, lr_schedule, power_t,
-               early_stopping, patience, tol):
-        """Advance `run` by up to `epochs` epochs (iterations for L-BFGS)."""
+               early_stopping, patience, tol, stop=None):
+        """Advance `run` by up to `epochs` epochs (iterations for L-BFGS); `stop`, a
+        threading.Event, ends it after the current epoch when set."""
         net = (self.layer_sizes, self._hidden, self.negative_slope, self.output)
         monitor = _Monitor(early_stopping, patience, tol, lr_schedule)
 
-        def end_of_epoch(params, loss):
-            """Record an epoch; returns False to stop."""
-            run.history["loss"].append(loss)
+        def watch(loss):
+            """After an epoch with training loss `loss`: False when training should stop."""
             watched = loss
             if X_val is not None:
-                watched = float(self._impl.loss_gradient(params, *net, X_val, Y_val, None, self.l2))
+                watched = float(self._impl.loss_gradient(run.params, *net, X_val, Y_val, None, self.l2))
                 run.history["val_loss"].append(watched)
-            return monitor.update(watched, params)
+            return monitor.update(watched, run.params) and not (stop is not None and stop.is_set())
 
         if run.optimizer == "lbfgs":
-            self._lbfgs(run, net, X, Y, w, epochs, end_of_epoch)
-        elif X_val is None and not early_stopping and lr_schedule == "constant":
-            # nothing to decide between epochs: all of them in one compiled call
+            self._lbfgs(run, net, X, Y, w, epochs, watch)
+        else:
+            base_lr, done_before = run.config["lr"], len(run.history["loss"])
+
+            def set_lr(epochs_done):     # invscaling counts epochs over warm starts too
+                if lr_schedule == "invscaling":
+                    run.config["lr"] = base_lr / (epochs_done + 1) ** power_t
+                elif lr_schedule == "plateau":
+                    run.config["lr"] = base_lr * monitor.lr_factor
+
+            def callback(epoch, loss):
+                go_on = watch(float(loss))
+                set_lr(done_before + epoch + 1)
+                return go_on
+
+            # only what needs a decision between epochs takes the GIL back after each one
+            per_epoch = X_val is not None or early_stopping or lr_schedule != "constant" or stop is not None
+            set_lr(done_before)
             losses = np.full(epochs, -np.inf)    # -inf: not run (a loss is never -inf)
             try:
                 self._impl.train(run.params, *net, X, Y, epochs, batch_size, run.rng if shuffle else None,
-                                 losses, run.config, run.state, self.l2, w)
+                                 losses, run.config, run.state, self.l2, w, callback if per_epoch else None)
             finally:
-                done = losses[losses != -np.inf]
-                run.history["loss"].extend(done.tolist())
-        else:
-            base_lr = run.config["lr"]
-            for _ in range(epochs):
-                if lr_schedule == "invscaling":   # epochs counted over warm starts too
-                    run.config["lr"] = base_lr / (len(run.history["loss"]) + 1) ** power_t
-                elif lr_schedule == "plateau":
-                    run.config["lr"] = base_lr * monitor.lr_factor
-                loss = np.full(1, -np.inf)
-                self._impl.train(run.params, *net, X, Y, 1, batch_size, run.rng if shuffle else None,
-                                 loss, run.config, run.state, self.l2, w)
-                if not end_of_epoch(run.params, float(loss[0])):
-                    break
-            run.config["lr"] = base_lr
+                run.config["lr"] = base_lr
+                run.history["loss"].extend(losses[losses != -np.inf].tolist())
         if early_stopping:
             if monitor.best_params is not None:
                 run.params[...] = monitor.best_params
             run.best = monitor.best
 
-    def _lbfgs(self, run, net, X, Y, w, epochs, end_of_epoch):
+    def _lbfgs(self, run, net, X, Y, w, epochs, watch):
         from scipy.optimize import minimize
 
         params, grad = run.params, np.empty_like(run.params)
@@ -493,7 +501,8 @@ class MLP:
 
         def callback(intermediate_result):
             params[...] = intermediate_result.x
-            if not end_of_epoch(params, float(intermediate_result.fun)):
+            run.history["loss"].append(float(intermediate_result.fun))
+            if not watch(float(intermediate_result.fun)):
                 raise StopIteration
 
         if epochs:

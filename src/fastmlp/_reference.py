@@ -280,7 +280,7 @@ def _update(opt, params, grad, state):
 
 
 def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_size, rng,
-          losses, optimizer, state, l2=0.0, sample_weight=None):
+          losses, optimizer, state, l2=0.0, sample_weight=None, callback=None):
     """Train `params` in place by mini-batch steps of `optimizer`.
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -290,6 +290,8 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
     OUT: params, state, optimizer["t"], and losses[e] = the mean training loss of epoch e
     (each batch's loss taken before its step, with the L2 penalty). With sample_weight
     (n,), each batch's loss is its weighted mean and epochs weigh batches by total weight.
+    callback(epoch, loss), if given, runs after every epoch; it may change optimizer["lr"]
+    for the next epoch, and returning False stops training (later losses stay untouched).
     """
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
     n = len(X)
@@ -318,3 +320,5 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
             else:
                 _update(optimizer, params, grad, state)
         losses[epoch] = total / total_weight if total_weight > 0 else 0.0
+        if callback is not None and not callback(epoch, losses[epoch]):
+            break
