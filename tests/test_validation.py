@@ -139,6 +139,8 @@ def test_backend_entry_points_check_their_arrays(backend):
         mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 4, None, np.empty(5), opt(), st[:, 1:])
     with pytest.raises(ValueError, match="full batches"):
         mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 2, None, np.empty(5), opt("rprop"), st)
+    with pytest.raises(TypeError, match="callback"):
+        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 4, None, np.empty(5), opt(), st, 0.0, None, "print")
     with pytest.raises(TypeError, match="optimizer"):
         mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 4, None, np.empty(5), {"name": "sgd"}, st)
     with pytest.raises(ValueError, match="activation"):

@@ -229,7 +229,7 @@ def optimizer_config(name="sgd", lr=0.01, momentum=0.0, nesterov=False, beta1=0.
 _OPTIMIZER_KEYS = optimizer_config().keys()
 
 
-def train_args(epochs, batch_size, n, losses, optimizer, state, params):
+def train_args(epochs, batch_size, n, losses, optimizer, state, params, callback=None):
     epochs, batch_size = int(epochs), int(batch_size)
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -239,6 +239,8 @@ def train_args(epochs, batch_size, n, losses, optimizer, state, params):
     if not isinstance(optimizer, dict) or optimizer.keys() != _OPTIMIZER_KEYS or optimizer["name"] not in OPTIMIZERS:
         raise TypeError("optimizer must be a dict made by fastmlp._common.optimizer_config")
     check_output(state, (2, len(params)), "state", params.dtype)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     if optimizer["name"] == "rprop" and batch_size < n:
         raise ValueError("rprop works on full batches: batch_size must cover all samples")
     return epochs, min(batch_size, n)

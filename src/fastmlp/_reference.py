@@ -295,7 +295,7 @@ def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_siz
     """
     sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
     n = len(X)
-    epochs, batch_size = train_args(epochs, batch_size, n, losses, optimizer, state, params)
+    epochs, batch_size = train_args(epochs, batch_size, n, losses, optimizer, state, params, callback)
     slope = check_slope(negative_slope)
     optimizer["l2"] = l2 = check_l2(l2)
     w = check_sample_weight(sample_weight, n, params.dtype)
