@@ -55,15 +55,17 @@ def fit(job):
     net.fit(X, y, epochs=EPOCHS, lr=LR, batch_size=BATCH, shuffle=False)
 
 
-def sequential(jobs):
+def sequential(tasks):
+    """Wall time of the zero-argument callables `tasks`, run one after the other."""
     start = time.perf_counter()
-    for job in jobs:
-        fit(job)
+    for task in tasks:
+        task()
     return time.perf_counter() - start
 
 
-def threaded(jobs):
-    threads = [threading.Thread(target=fit, args=(job,)) for job in jobs]
+def threaded(tasks):
+    """Wall time of the same callables, each in its own thread."""
+    threads = [threading.Thread(target=task) for task in tasks]
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -75,11 +77,12 @@ def threaded(jobs):
 def compare(backend, repeats):
     jobs = make_jobs(backend)
     fit(jobs[0])  # warm up (first BLAS calls, page faults in the data)
+    tasks = [lambda job=job: fit(job) for job in jobs]
     seq, par = [], []
     for _ in range(repeats):
-        seq.append(sequential(jobs))
+        seq.append(sequential(tasks))
         params_seq = [job[0].params_.copy() for job in jobs]
-        par.append(threaded(jobs))
+        par.append(threaded(tasks))
         # the threaded fits computed exactly what the sequential ones did
         for job, p in zip(jobs, params_seq):
             assert np.array_equal(job[0].params_, p), "threaded fit differs from the sequential one"
@@ -94,24 +97,8 @@ def matmul_control(repeats):
     a, b = rng.standard_normal((512, 512)), rng.standard_normal((512, 512))
     out = [np.empty((512, 512)) for _ in range(2)]
     jobs = [lambda o=o: [np.matmul(a, b, out=o) for _ in range(40)] for o in out]
-
-    def run_seq():
-        start = time.perf_counter()
-        for job in jobs:
-            job()
-        return time.perf_counter() - start
-
-    def run_par():
-        threads = [threading.Thread(target=job) for job in jobs]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return time.perf_counter() - start
-
     jobs[0]()
-    return min(run_seq() for _ in range(repeats)), min(run_par() for _ in range(repeats))
+    return min(sequential(jobs) for _ in range(repeats)), min(threaded(jobs) for _ in range(repeats))
 
 
 def main(argv=None):
