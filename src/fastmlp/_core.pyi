@@ -5,6 +5,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._spec import Network, Optimizer
+
 _Floats = NDArray[np.floating[Any]]
 
 def dense_forward(A: ArrayLike, W: ArrayLike, b: ArrayLike, Z: _Floats) -> _Floats: ...
@@ -19,44 +21,29 @@ def leaky_relu(Z: ArrayLike, A: _Floats, negative_slope: float = 0.01) -> _Float
 def leaky_relu_backward(Z: ArrayLike, dA: ArrayLike, dZ: _Floats, negative_slope: float = 0.01) -> _Floats: ...
 def sigmoid(Z: ArrayLike, A: _Floats) -> _Floats: ...
 def output_activation(output: str, Z: ArrayLike, P: _Floats) -> _Floats: ...
-def output_loss(output: str, Z: ArrayLike, Y: ArrayLike, G: _Floats) -> float: ...
+def output_loss(loss: str, Z: ArrayLike, Y: ArrayLike, G: _Floats) -> float: ...
 def sigmoid_bce(Z: ArrayLike, Y: ArrayLike, G: _Floats) -> float: ...
-def predict_proba(
-    params: _Floats,
-    sizes: tuple[int, ...],
-    hidden: tuple[str, ...],
-    negative_slope: float,
-    output: str,
-    X: ArrayLike,
-    out: _Floats,
-) -> _Floats: ...
+def predict_proba(net: Network, params: _Floats, X: ArrayLike, out: _Floats) -> _Floats: ...
 def loss_gradient(
+    net: Network,
     params: _Floats,
-    sizes: tuple[int, ...],
-    hidden: tuple[str, ...],
-    negative_slope: float,
-    output: str,
     X: ArrayLike,
     Y: ArrayLike,
     grad: _Floats | None = None,
-    l2: float = 0.0,
     sample_weight: ArrayLike | None = None,
 ) -> float: ...
 def train(
+    net: Network,
     params: _Floats,
-    sizes: tuple[int, ...],
-    hidden: tuple[str, ...],
-    negative_slope: float,
-    output: str,
     X: ArrayLike,
     Y: ArrayLike,
+    *,
+    optimizer: Optimizer,
+    state: _Floats,
+    losses: NDArray[np.float64],
     epochs: int,
     batch_size: int,
-    rng: np.random.Generator | None,
-    losses: NDArray[np.float64],
-    optimizer: dict[str, Any],
-    state: _Floats,
-    l2: float = 0.0,
+    rng: np.random.Generator | None = None,
     sample_weight: ArrayLike | None = None,
     callback: Callable[[int, float], bool] | None = None,
 ) -> None: ...

@@ -6,35 +6,40 @@ Three layers, as in scikit-learn's ``_loss.pyx``:
 1. ``cdef inline ... noexcept nogil`` math on single elements and raw rows;
 2. loops over whole layers, batches and epochs on pointers into buffers allocated
    before the loop starts (nothing is allocated and no Python object is touched in them);
-3. thin ``def`` wrappers that check their arguments (``fastmlp._common``), convert inputs
+3. thin ``def`` wrappers that check their arguments (``_validation``, ``_spec``), convert inputs
    once and allocate work buffers, then run layer 2 without the GIL.
 
 float32 and float64 share one source through the ``floating`` fused type. Dense layers
 call BLAS ``?gemm`` from ``scipy.linalg.cython_blas`` on row-major data by swapping the
 operands (C^T = B^T A^T); layers too small for a BLAS call to pay off use plain loops.
+
+The training steps mirror ``_reference``'s line by line: ``_forward``, ``_output_loss``,
+``_backward``, ``_update`` and ``_epoch`` (and the smaller ``_activation``, ...) have the
+same roles and argument order there; here they also take the extents (m, n, k, size)
+that NumPy arrays carry themselves.
 """
 
 import numpy as np
 
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
-from libc.math cimport exp, expf, log, pow, sqrt, tanh, tanhf
+from libc.math cimport M_2_SQRTPI, M_SQRT1_2, erf, exp, expf, log, pow, sqrt, tanh, tanhf
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from ._common import (
-    check_activation,
-    check_l2,
+from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
+from ._spec import network_args, train_args
+from ._validation import (
     check_output,
-    check_output_name,
     check_sample_weight,
-    check_slope,
+    choice,
     dense_backward_args,
     dense_forward_args,
     elementwise_args,
-    layer_shapes,
-    network_args,
-    train_args,
+    real,
 )
+
+cdef extern from "<math.h>" nogil:
+    float erff(float x)
 
 cdef enum:
     # Below this many multiply-adds (m * n * k) a dense product runs as plain loops.
@@ -45,27 +50,34 @@ cdef enum:
     # Rows per chunk when predicting or taking full-data gradients: bounds the work buffer.
     CHUNK_ROWS = 2048
 
+# The codes of the extension points. Each table must name exactly what fastmlp._registry
+# lists (checked here, at import): a registered name without a kernel fails the import.
+
 cdef enum Activation:
-    IDENTITY = 0
-    LEAKY_RELU = 1
-    RELU = 2
-    TANH = 3
-    SIGMOID = 4
+    ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_TANH, ACT_SIGMOID, ACT_GELU
 
-cdef enum Output:          # output activation, and the loss paired with it
-    SIGMOID_BCE = 0
-    SOFTMAX_CE = 1
-    IDENTITY_MSE = 2
+cdef enum Output:
+    OUT_SIGMOID, OUT_SOFTMAX, OUT_IDENTITY
 
-cdef enum Optimizer:
-    SGD = 0
-    ADAM = 1
-    RPROP = 2
+cdef enum Loss:
+    LOSS_BCE, LOSS_CROSS_ENTROPY, LOSS_MSE
 
-_OPTIMIZER_CODES = {"sgd": SGD, "adam": ADAM, "rprop": RPROP}
-_ACTIVATION_CODES = {"identity": IDENTITY, "leaky_relu": LEAKY_RELU, "relu": RELU,
-                     "tanh": TANH, "sigmoid": SIGMOID}
-_OUTPUT_CODES = {"sigmoid": SIGMOID_BCE, "softmax": SOFTMAX_CE, "identity": IDENTITY_MSE}
+cdef enum OptimizerCode:
+    OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
+
+_ACTIVATION_CODES = implemented("compiled", "activation", tuple(ACTIVATIONS), {
+    "identity": ACT_IDENTITY, "leaky_relu": ACT_LEAKY_RELU, "relu": ACT_RELU, "tanh": ACT_TANH,
+    "sigmoid": ACT_SIGMOID, "gelu": ACT_GELU,
+})
+_OUTPUT_CODES = implemented("compiled", "output", OUTPUTS, {
+    "sigmoid": OUT_SIGMOID, "softmax": OUT_SOFTMAX, "identity": OUT_IDENTITY,
+})
+_LOSS_CODES = implemented("compiled", "loss", tuple(LOSSES), {
+    "bce": LOSS_BCE, "cross_entropy": LOSS_CROSS_ENTROPY, "mse": LOSS_MSE,
+})
+_OPTIMIZER_CODES = implemented("compiled", "optimizer", tuple(OPTIMIZERS), {
+    "sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW, "rprop": OPT_RPROP,
+})
 
 
 # =====================================================================================
@@ -84,6 +96,28 @@ cdef inline floating _tanh(floating x) noexcept nogil:
         return tanhf(x)
     else:
         return tanh(x)
+
+
+cdef inline floating _erf(floating x) noexcept nogil:
+    if floating is float:
+        return erff(x)
+    else:
+        return erf(x)
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    return sqrt(x)
+
+
+cdef inline floating _gelu(floating z) noexcept nogil:
+    """z * Phi(z), Phi the standard normal CDF: 0.5 z (1 + erf(z / sqrt(2)))."""
+    return <floating>0.5 * z * (1 + _erf(z * <floating>M_SQRT1_2))
+
+
+cdef inline floating _gelu_grad(floating z) noexcept nogil:
+    """Phi(z) + z * phi(z), phi the standard normal density exp(-z^2 / 2) / sqrt(2 pi)."""
+    return (<floating>0.5 * (1 + _erf(z * <floating>M_SQRT1_2))
+            + z * _exp(<floating>-0.5 * z * z) * <floating>(0.5 * M_2_SQRTPI * M_SQRT1_2))
 
 
 cdef inline floating _sigmoid1(floating z) noexcept nogil:
@@ -192,22 +226,25 @@ cdef void _colsum(Py_ssize_t m, Py_ssize_t n, floating alpha, const floating* D,
 # The element loops below are written branch-free (a select, not a conditional store) so
 # that the compiler vectorises them: with random signs a branch mispredicts half the time.
 
-cdef void _activate(Py_ssize_t size, const floating* Z, floating* A, int act,
-                    floating slope) noexcept nogil:
+cdef void _activation(Py_ssize_t size, const floating* Z, floating* A, int act,
+                      floating slope) noexcept nogil:
     """A = act(Z) elementwise."""
     cdef Py_ssize_t i
-    if act == LEAKY_RELU:
+    if act == ACT_LEAKY_RELU:
         for i in range(size):
             A[i] = Z[i] if Z[i] >= 0 else slope * Z[i]
-    elif act == RELU:
+    elif act == ACT_RELU:
         for i in range(size):
             A[i] = Z[i] if Z[i] > 0 else 0
-    elif act == TANH:
+    elif act == ACT_TANH:
         for i in range(size):
             A[i] = _tanh(Z[i])
-    elif act == SIGMOID:
+    elif act == ACT_SIGMOID:
         for i in range(size):
             A[i] = _sigmoid1(Z[i])
+    elif act == ACT_GELU:
+        for i in range(size):
+            A[i] = _gelu(Z[i])
     else:
         for i in range(size):
             A[i] = Z[i]
@@ -223,7 +260,7 @@ cdef void _bias_activation(Py_ssize_t m, Py_ssize_t n, const floating* b, floati
         for j in range(n):
             z[j] = z[j] + b[j]
     if A != NULL:
-        _activate(m * n, Z, A, act, slope)
+        _activation(m * n, Z, A, act, slope)
 
 
 cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floating* A,
@@ -233,18 +270,21 @@ cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floatin
     Leaky ReLU's derivative is 1 at z = 0 (the seed's choice), ReLU's is 0 there (PyTorch's).
     """
     cdef Py_ssize_t i
-    if act == LEAKY_RELU:
+    if act == ACT_LEAKY_RELU:
         for i in range(size):
             D[i] = D[i] if Z[i] >= 0 else slope * D[i]
-    elif act == RELU:
+    elif act == ACT_RELU:
         for i in range(size):
             D[i] = D[i] if Z[i] > 0 else 0
-    elif act == TANH:
+    elif act == ACT_TANH:
         for i in range(size):
             D[i] = D[i] * (1 - A[i] * A[i])
-    elif act == SIGMOID:
+    elif act == ACT_SIGMOID:
         for i in range(size):
             D[i] = D[i] * (A[i] * (1 - A[i]))
+    elif act == ACT_GELU:
+        for i in range(size):
+            D[i] = D[i] * _gelu_grad(Z[i])
 
 
 cdef struct Net:
@@ -254,8 +294,10 @@ cdef struct Net:
     Py_ssize_t* w_off         # [n_layers] offset of W_l in the flat parameter vector
     Py_ssize_t* b_off         # [n_layers] offset of b_l
     int* act                  # [n_layers - 1] hidden activation codes
-    int output                # output/loss code
+    int output                # output activation code
+    int loss                  # loss code
     double slope              # Leaky ReLU negative slope
+    double l2                 # the penalty 0.5 * l2 * sum(W**2) over the weights
     # the work buffer, laid out for batches of up to `capacity` rows
     Py_ssize_t capacity
     Py_ssize_t* z_off         # [n_layers] pre-activations Z_l (capacity, size[l + 1])
@@ -267,7 +309,7 @@ cdef struct Net:
     Py_ssize_t work_size
 
 
-cdef double _bce(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
+cdef double _sum_bce(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
                  floating scale) noexcept nogil:
     """Sum of BCE(sigmoid(z), y) over the elements; G = scale * (sigmoid(Z) - Y) if not NULL.
 
@@ -305,7 +347,7 @@ cdef double _bce(Py_ssize_t size, const floating* Z, const floating* Y, floating
     return total + log(product)
 
 
-cdef double _softmax_ce(Py_ssize_t m, Py_ssize_t k, const floating* Z, const floating* Y,
+cdef double _sum_cross_entropy(Py_ssize_t m, Py_ssize_t k, const floating* Z, const floating* Y,
                         floating* G, floating scale) noexcept nogil:
     """Sum over rows of -sum_j y_j log softmax(z)_j; G = scale * (softmax(Z) * sum(y) - Y).
 
@@ -334,7 +376,7 @@ cdef double _softmax_ce(Py_ssize_t m, Py_ssize_t k, const floating* Z, const flo
     return total
 
 
-cdef double _mse(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
+cdef double _sum_mse(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
                  floating scale) noexcept nogil:
     """Sum of (z - y)**2 over the elements; G = scale * 2 * (Z - Y) if not NULL."""
     cdef Py_ssize_t i
@@ -350,7 +392,7 @@ cdef double _mse(Py_ssize_t size, const floating* Z, const floating* Y, floating
 
 cdef double _output_loss(Py_ssize_t m, Py_ssize_t k, const floating* Z, const floating* Y,
                          const floating* w, floating* G, floating scale,
-                         int out) noexcept nogil:
+                         int loss) noexcept nogil:
     """Sum over the m rows of w_i times the per-sample loss of logits Z (m, k) against Y
     (w = NULL: all weights 1).
 
@@ -364,13 +406,13 @@ cdef double _output_loss(Py_ssize_t m, Py_ssize_t k, const floating* Z, const fl
     if w != NULL:
         for i in range(m):
             total += w[i] * _output_loss(1, k, Z + i * k, Y + i * k, NULL,
-                                         G + i * k if G != NULL else NULL, scale * w[i], out)
+                                         G + i * k if G != NULL else NULL, scale * w[i], loss)
         return total
-    if out == SOFTMAX_CE:
-        return _softmax_ce(m, k, Z, Y, G, scale)
-    if out == IDENTITY_MSE:
-        return _mse(m * k, Z, Y, G, scale / k) / k
-    return _bce(m * k, Z, Y, G, scale / k) / k
+    if loss == LOSS_CROSS_ENTROPY:
+        return _sum_cross_entropy(m, k, Z, Y, G, scale)
+    if loss == LOSS_MSE:
+        return _sum_mse(m * k, Z, Y, G, scale / k) / k
+    return _sum_bce(m * k, Z, Y, G, scale / k) / k
 
 
 cdef void _output_activation(Py_ssize_t m, Py_ssize_t k, const floating* Z, floating* P,
@@ -379,7 +421,7 @@ cdef void _output_activation(Py_ssize_t m, Py_ssize_t k, const floating* Z, floa
     cdef Py_ssize_t i, j
     cdef floating mx
     cdef double s
-    if out == SOFTMAX_CE:
+    if out == OUT_SOFTMAX:
         for i in range(m):
             mx = Z[i * k]
             for j in range(1, k):
@@ -390,7 +432,7 @@ cdef void _output_activation(Py_ssize_t m, Py_ssize_t k, const floating* Z, floa
                 s += P[i * k + j]
             for j in range(k):
                 P[i * k + j] = <floating>(P[i * k + j] / s)
-    elif out == IDENTITY_MSE:
+    elif out == OUT_IDENTITY:
         for i in range(m * k):
             P[i] = Z[i]
     else:
@@ -434,7 +476,7 @@ cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
             for j in range(n):
                 z[j] += a * W[p * n + j]
     if Aout != NULL:
-        _activate(m * n, Z, Aout, act, slope)
+        _activation(m * n, Z, Aout, act, slope)
 
 
 cdef void _forward(const Net* net, const floating* params, const floating* X,
@@ -481,35 +523,49 @@ cdef void _backward(const Net* net, floating* params, const floating* X, Py_ssiz
 
 
 cdef struct Opt:
-    int code                  # SGD, ADAM or RPROP
-    double lr, momentum, beta1, beta2, eps, etaplus, etaminus, step_min, step_max, l2
+    int code                  # an OPT_* code
+    double lr, momentum, beta1, beta2, eps, weight_decay, etaplus, etaminus, step_min, step_max
     bint nesterov
+    bint fused                # plain SGD: the step is taken inside the gradient GEMMs
     long t                    # steps taken so far (Adam's bias correction; Rprop's start)
 
 
-cdef void _update(Opt* opt, const Net* net, Py_ssize_t size, floating* p, floating* g,
-                  floating* s1, floating* s2) noexcept nogil:
-    """One optimizer step on the flat parameters p with gradient g (which includes the L2
-    term); s1, s2 are the optimizer's state, laid out like p. PyTorch's update rules:
+cdef void _scale_weights(const Net* net, floating* params, floating factor) noexcept nogil:
+    """W_l *= factor for every layer (not the biases)."""
+    cdef Py_ssize_t l, i
+    for l in range(net.n_layers):
+        for i in range(net.w_off[l], net.b_off[l]):
+            params[i] *= factor
+
+
+cdef void _update(Opt* opt, const Net* net, Py_ssize_t size, floating* params,
+                  floating* grad, floating* s1, floating* s2) noexcept nogil:
+    """One optimizer step on the flat parameters with gradient `grad` (which includes the L2
+    term); s1, s2 are the optimizer's state, laid out like params. PyTorch's update rules:
 
     sgd:   v = momentum * v + g;  p -= lr * (g + momentum * v if nesterov else v)
     adam:  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
            p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    adamw: W *= 1 - lr * weight_decay (weights only, decoupled), then the adam step
     rprop: iRPROP-: per-weight steps grow by etaplus while g keeps its sign, shrink by
            etaminus (and g counts as 0) when it flips; p -= sign(g) * step
     """
     cdef Py_ssize_t i
+    cdef floating* p = params
+    cdef floating* g = grad
     cdef floating lr = <floating>opt.lr, mu = <floating>opt.momentum, v, m, d, step
     cdef floating b1 = <floating>opt.beta1, b2 = <floating>opt.beta2, eps = <floating>opt.eps
     cdef floating root_bc2
     opt.t += 1
-    if opt.code == SGD:
+    if opt.code == OPT_SGD:
         for i in range(size):
             v = mu * s1[i] + g[i]
             s1[i] = v
             d = g[i] + mu * v if opt.nesterov else v
             p[i] -= lr * d
-    elif opt.code == ADAM:
+    elif opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
+        if opt.code == OPT_ADAMW:
+            _scale_weights(net, p, <floating>(1 - opt.lr * opt.weight_decay))
         step = <floating>(opt.lr / (1 - pow(opt.beta1, opt.t)))
         root_bc2 = <floating>sqrt(1 - pow(opt.beta2, opt.t))
         for i in range(size):
@@ -517,7 +573,7 @@ cdef void _update(Opt* opt, const Net* net, Py_ssize_t size, floating* p, floati
             v = b2 * s2[i] + (1 - b2) * g[i] * g[i]
             s1[i], s2[i] = m, v
             p[i] -= step * m / (_sqrt(v) / root_bc2 + eps)
-    else:   # RPROP: s1 = step sizes, s2 = previous gradient
+    elif opt.code == OPT_RPROP:   # s1 = step sizes, s2 = previous gradient
         if opt.t == 1:
             for i in range(size):
                 s1[i] = lr
@@ -536,14 +592,10 @@ cdef void _update(Opt* opt, const Net* net, Py_ssize_t size, floating* p, floati
             s2[i] = g[i]
 
 
-cdef inline floating _sqrt(floating x) noexcept nogil:
-    return sqrt(x)
-
-
-cdef void _add_l2(const Net* net, const floating* params, floating* grad,
-                  floating l2) noexcept nogil:
+cdef void _add_l2(const Net* net, const floating* params, floating* grad) noexcept nogil:
     """grad[W_l] += l2 * W_l for every layer (the gradient of 0.5 * l2 * sum(W**2))."""
     cdef Py_ssize_t l, i
+    cdef floating l2 = <floating>net.l2
     for l in range(net.n_layers):
         for i in range(net.w_off[l], net.b_off[l]):
             grad[i] += l2 * params[i]
@@ -553,14 +605,12 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
                    const floating* X, const floating* Y, const floating* w, Py_ssize_t n,
                    Py_ssize_t batch_size, const Py_ssize_t* order, floating* work,
                    floating* grad, floating* s1, floating* s2) noexcept nogil:
-    """One epoch of mini-batch training; returns the mean of the batch losses (each taken
-    before its step), including the L2 penalty 0.5 * l2 * sum(W**2) when l2 > 0.
-    With sample weights w (else NULL) each batch's loss is its weighted mean, and the
-    epoch's is their mean weighted by the batches' total weights.
+    """One epoch of mini-batch steps; returns the mean of the batch losses (each taken before
+    its step, with the L2 penalty), weighted by the batches' total sample weights.
 
     Batches are consecutive rows of X, or rows order[start:start + batch_size] gathered
-    into the work buffer when `order` is not NULL. Plain SGD (no momentum) applies its step
-    inside the gradient GEMMs; the other optimizers take the gradient into `grad` first.
+    into the work buffer when `order` is not NULL. Plain SGD (opt.fused) takes its step
+    inside the backward pass; the others go through `grad`.
     """
     cdef Py_ssize_t start, m, r, j, src
     cdef Py_ssize_t n_in = net.size[0], k = net.size[net.n_layers]
@@ -572,8 +622,7 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
     cdef floating* wb = work + net.wb_off
     cdef floating* Zout = work + net.z_off[net.n_layers - 1]
     cdef floating* Dout = work + net.d_off[net.n_layers - 1]
-    cdef floating lr = <floating>opt.lr, l2 = <floating>opt.l2
-    cdef bint fused = opt.code == SGD and opt.momentum == 0
+    cdef floating lr = <floating>opt.lr, l2 = <floating>net.l2
     cdef double total = 0, weight, total_weight = 0
     start = 0
     while start < n:
@@ -603,17 +652,17 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
         _forward(net, params, Xb, m, work)
         # a batch of total weight 0 contributes nothing (its data gradient is 0)
         total += _output_loss(m, k, Zout, Yb, Wb, Dout,
-                              <floating>(1.0 / weight if weight > 0 else 0), net.output)
+                              <floating>(1.0 / weight if weight > 0 else 0), net.loss)
         total_weight += weight
-        if l2 != 0:
-            total += weight * 0.5 * opt.l2 * _sum_squared_weights(net, params)
-        if fused:
+        if net.l2 != 0:
+            total += weight * 0.5 * net.l2 * _sum_squared_weights(net, params)
+        if opt.fused:
             _backward(net, params, Xb, m, work, params, -lr, 1 - lr * l2, <floating>1)
             opt.t += 1
         else:
             _backward(net, params, Xb, m, work, grad, <floating>1, <floating>0, <floating>0)
-            if l2 != 0:
-                _add_l2(net, params, grad, l2)
+            if net.l2 != 0:
+                _add_l2(net, params, grad)
             _update(opt, net, n_params, params, grad, s1, s2)
         start += m
     return total / total_weight if total_weight > 0 else 0
@@ -624,18 +673,19 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
 # =====================================================================================
 
 cdef class _Plan:
-    """The C description (`Net`) of an architecture, and the arrays that back it."""
+    """The C description (`Net`) of a ``Network`` and its work buffer's layout for batches of
+    up to `capacity` rows, and the arrays that back its pointers."""
     cdef Net net
     cdef object _ints            # keeps the integer arrays behind net's pointers alive
     cdef object _acts
 
-    def __cinit__(self, sizes, hidden, double slope, str output, Py_ssize_t capacity,
-                  bint gather):
+    def __cinit__(self, net, Py_ssize_t capacity, bint gather):
+        sizes = net.sizes
         cdef Py_ssize_t L = len(sizes) - 1, l, off = 0
         ints = np.zeros((6, L + 1), dtype=np.intp)
         ints[0, :] = sizes
         acts = np.zeros(L, dtype=np.intc)     # at least one element, never empty
-        acts[: L - 1] = [_ACTIVATION_CODES[a] for a in hidden]
+        acts[: L - 1] = [_ACTIVATION_CODES[a] for a in net.activations]
         cdef Py_ssize_t[:, ::1] iv = ints
         cdef int[::1] av = acts
         self._ints, self._acts = ints, acts
@@ -671,24 +721,40 @@ cdef class _Plan:
         self.net.a_off = &iv[4, 0]
         self.net.d_off = &iv[5, 0]
         self.net.act = &av[0]
-        self.net.output = _OUTPUT_CODES[output]
-        self.net.slope = slope
+        self.net.output = _OUTPUT_CODES[net.output]
+        self.net.loss = _LOSS_CODES[net.loss]
+        self.net.slope = net.negative_slope
+        self.net.l2 = net.l2
         self.net.capacity = capacity
 
 
-# ---------------------------------------------------------------- kernels
+cdef Opt _opt(optimizer):
+    """The C copy of a ``fastmlp._spec.Optimizer``."""
+    cdef Opt opt
+    opt.code = _OPTIMIZER_CODES[optimizer.name]
+    opt.lr, opt.momentum, opt.nesterov = optimizer.lr, optimizer.momentum, optimizer.nesterov
+    opt.beta1, opt.beta2, opt.eps = optimizer.beta1, optimizer.beta2, optimizer.eps
+    opt.weight_decay = optimizer.weight_decay
+    opt.etaplus, opt.etaminus = optimizer.etaplus, optimizer.etaminus
+    opt.step_min, opt.step_max = optimizer.step_min, optimizer.step_max
+    opt.fused, opt.t = optimizer.fused, optimizer.t
+    return opt
 
-def _dense_forward(const floating[:, ::1] A, const floating[:, ::1] W,
-                   const floating[::1] b, floating[:, ::1] Z):
+
+# ---------------------------------------------------------------- typed kernels
+# The public functions below check and convert their arguments, then call these.
+
+def _dense_forward_typed(const floating[:, ::1] A, const floating[:, ::1] W,
+                         const floating[::1] b, floating[:, ::1] Z):
     cdef Py_ssize_t m = A.shape[0], k = A.shape[1], n = W.shape[1]
     with nogil:
         _dense_activation(m, n, k, &A[0, 0], &W[0, 0], &b[0], &Z[0, 0], <floating*>NULL, 0,
                           <floating>0)
 
 
-def _dense_backward(const floating[:, ::1] A_prev, const floating[:, ::1] W,
-                    const floating[:, ::1] dZ, floating[:, ::1] dW, floating[::1] db,
-                    floating[:, ::1] dA_prev, bint want_dA):
+def _dense_backward_typed(const floating[:, ::1] A_prev, const floating[:, ::1] W,
+                          const floating[:, ::1] dZ, floating[:, ::1] dW, floating[::1] db,
+                          floating[:, ::1] dA_prev, bint want_dA):
     cdef Py_ssize_t m = A_prev.shape[0], k = A_prev.shape[1], n = W.shape[1]
     with nogil:
         _mm_tn(m, n, k, <floating>1, &A_prev[0, 0], &dZ[0, 0], <floating>0, &dW[0, 0])
@@ -697,28 +763,28 @@ def _dense_backward(const floating[:, ::1] A_prev, const floating[:, ::1] W,
             _mm_nt(m, n, k, <floating>1, &dZ[0, 0], &W[0, 0], <floating>0, &dA_prev[0, 0])
 
 
-def _activation(const floating[:, ::1] Z, floating[:, ::1] A, int act, floating slope):
+def _activation_typed(const floating[:, ::1] Z, floating[:, ::1] A, int act, floating slope):
     with nogil:
-        _activate(Z.shape[0] * Z.shape[1], &Z[0, 0], &A[0, 0], act, slope)
+        _activation(Z.shape[0] * Z.shape[1], &Z[0, 0], &A[0, 0], act, slope)
 
 
-def _activation_backward_inplace(const floating[:, ::1] Z, const floating[:, ::1] A,
-                                 floating[:, ::1] D, int act, floating slope):
+def _activation_backward_typed(const floating[:, ::1] Z, const floating[:, ::1] A,
+                               floating[:, ::1] D, int act, floating slope):
     with nogil:
         _activation_backward(Z.shape[0] * Z.shape[1], &Z[0, 0], &A[0, 0], &D[0, 0], act, slope)
 
 
-def _output_activation_k(const floating[:, ::1] Z, floating[:, ::1] P, int out):
+def _output_activation_typed(const floating[:, ::1] Z, floating[:, ::1] P, int out):
     with nogil:
         _output_activation(Z.shape[0], Z.shape[1], &Z[0, 0], &P[0, 0], out)
 
 
-def _output_loss_k(const floating[:, ::1] Z, const floating[:, ::1] Y, floating[:, ::1] G,
-                   int out):
+def _output_loss_typed(const floating[:, ::1] Z, const floating[:, ::1] Y, floating[:, ::1] G,
+                       int loss):
     cdef Py_ssize_t m = Z.shape[0], k = Z.shape[1]
     cdef double total
     with nogil:
-        total = _output_loss(m, k, &Z[0, 0], &Y[0, 0], NULL, &G[0, 0], <floating>(1.0 / m), out)
+        total = _output_loss(m, k, &Z[0, 0], &Y[0, 0], NULL, &G[0, 0], <floating>(1.0 / m), loss)
     return total / m
 
 
@@ -729,7 +795,7 @@ def dense_forward(A, W, b, Z):
         if A.shape[1] == 0:
             Z[...] = b
         else:
-            _dense_forward(A, W, b, Z)
+            _dense_forward_typed(A, W, b, Z)
     return Z
 
 
@@ -744,26 +810,27 @@ def dense_backward(A_prev, W, dZ, dW, db, dA_prev=None):
             np.matmul(dZ, W.T, out=dA_prev)
         return
     want = dA_prev is not None
-    _dense_backward(A_prev, W, dZ, dW, db, dA_prev if want else dW, want)
+    _dense_backward_typed(A_prev, W, dZ, dW, db, dA_prev if want else dW, want)
 
 
 def activation(name, Z, A, negative_slope=0.01):
     """A = name(Z) for a hidden activation name.  IN: Z.  OUT: A (same shape)."""
     (Z,) = elementwise_args(A, "A", (Z, "Z"))
-    code = _ACTIVATION_CODES[check_activation(name)]
+    code = _ACTIVATION_CODES[choice(name, "activation", tuple(ACTIVATIONS))]
+    slope = real(negative_slope, "negative_slope")
     if A.size:
-        _activation(Z, A, code, check_slope(negative_slope))
+        _activation_typed(Z, A, code, slope)
     return A
 
 
 def activation_backward(name, Z, A, dA, dZ, negative_slope=0.01):
     """dZ = dA * name'(Z).  IN: Z, A = name(Z), dA.  OUT: dZ (same shape)."""
     Z, A, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (A, "A"), (dA, "dA"))
-    code = _ACTIVATION_CODES[check_activation(name)]
-    slope = check_slope(negative_slope)
+    code = _ACTIVATION_CODES[choice(name, "activation", tuple(ACTIVATIONS))]
+    slope = real(negative_slope, "negative_slope")
     np.copyto(dZ, dA)
     if dZ.size:
-        _activation_backward_inplace(Z, A, dZ, code, slope)
+        _activation_backward_typed(Z, A, dZ, code, slope)
     return dZ
 
 
@@ -786,25 +853,25 @@ def output_activation(output, Z, P):
     """P = the output activation of the logits Z: "sigmoid", "softmax" (per row) or
     "identity".  IN: Z (n, k).  OUT: P (n, k)."""
     (Z,) = elementwise_args(P, "P", (Z, "Z"))
-    code = _OUTPUT_CODES[check_output_name(output)]
+    code = _OUTPUT_CODES[choice(output, "output", OUTPUTS)]
     if P.size:
-        _output_activation_k(Z, P, code)
+        _output_activation_typed(Z, P, code)
     return P
 
 
-def output_loss(output, Z, Y, G):
-    """Mean over samples of the loss paired with `output`, from the logits Z (stable).
+def output_loss(loss, Z, Y, G):
+    """Mean over samples of `loss`, from the logits Z (stable).
 
-    "sigmoid": binary cross-entropy, averaged over outputs too (BCEWithLogitsLoss);
-    "softmax": cross-entropy -sum_j y_j log softmax(z)_j (CrossEntropyLoss, Y one-hot);
-    "identity": squared error, averaged over outputs too (MSELoss).
+    "bce": binary cross-entropy of sigmoid(Z), averaged over outputs too (BCEWithLogitsLoss);
+    "cross_entropy": -sum_j y_j log softmax(z)_j (CrossEntropyLoss, Y one-hot);
+    "mse": squared error, averaged over outputs too (MSELoss).
     IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ.  Returns the mean loss.
     """
     Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"))
-    code = _OUTPUT_CODES[check_output_name(output)]
+    code = _LOSS_CODES[choice(loss, "loss", tuple(LOSSES))]
     if G.size == 0:
         raise ValueError("the loss needs at least one element")
-    return _output_loss_k(Z, Y, G, code)
+    return _output_loss_typed(Z, Y, G, code)
 
 
 def sigmoid_bce(Z, Y, G):
@@ -813,13 +880,13 @@ def sigmoid_bce(Z, Y, G):
     IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ = (sigmoid(Z) - Y) / (n * k).
     Returns the mean loss over samples and outputs (PyTorch's BCEWithLogitsLoss).
     """
-    return output_loss("sigmoid", Z, Y, G)
+    return output_loss("bce", Z, Y, G)
 
 
 # ---------------------------------------------------------------- whole networks
 
-def _predict(_Plan plan, floating[::1] params, const floating[:, ::1] X,
-             floating[:, ::1] out, floating[::1] work):
+def _predict_typed(_Plan plan, floating[::1] params, const floating[:, ::1] X,
+                   floating[:, ::1] out, floating[::1] work):
     cdef const Net* net = &plan.net
     cdef Py_ssize_t n = X.shape[0], k = out.shape[1], start, m
     cdef floating* Z = &work[0] + net.z_off[net.n_layers - 1]
@@ -832,9 +899,9 @@ def _predict(_Plan plan, floating[::1] params, const floating[:, ::1] X,
             start += m
 
 
-def _loss_gradient(_Plan plan, floating[::1] params, const floating[:, ::1] X,
-                   const floating[:, ::1] Y, floating[::1] grad, bint want_grad,
-                   floating[::1] work, double l2, const floating[::1] w, bint weighted):
+def _loss_gradient_typed(_Plan plan, floating[::1] params, const floating[:, ::1] X,
+                         const floating[:, ::1] Y, floating[::1] grad, bint want_grad,
+                         floating[::1] work, const floating[::1] w, bint weighted):
     cdef const Net* net = &plan.net
     cdef Py_ssize_t L = net.n_layers
     cdef Py_ssize_t n = X.shape[0], k = Y.shape[1], start, m, i
@@ -853,35 +920,29 @@ def _loss_gradient(_Plan plan, floating[::1] params, const floating[:, ::1] X,
             total += _output_loss(m, k, &work[0] + net.z_off[L - 1], &Y[start, 0],
                                   &w[start] if weighted else NULL,
                                   &work[0] + net.d_off[L - 1] if want_grad else NULL,
-                                  scale, net.output)
+                                  scale, net.loss)
             if want_grad:
                 zero_or_one = 0 if start == 0 else 1    # later chunks add to the gradient
                 _backward(net, &params[0], &X[start, 0], m, &work[0], &grad[0],
                           <floating>1, zero_or_one, zero_or_one)
             start += m
         total /= weight
-        if l2 != 0:
-            total += 0.5 * l2 * _sum_squared_weights(net, &params[0])
+        if net.l2 != 0:
+            total += 0.5 * net.l2 * _sum_squared_weights(net, &params[0])
             if want_grad:
-                _add_l2(net, &params[0], &grad[0], <floating>l2)
+                _add_l2(net, &params[0], &grad[0])
     return total
 
 
-def _train(_Plan plan, dict config, floating[::1] params, const floating[:, ::1] X,
-           const floating[:, ::1] Y, Py_ssize_t epochs, Py_ssize_t batch_size, object rng,
-           Py_ssize_t[::1] order, double[::1] losses, floating[::1] work, floating[::1] grad,
-           floating[:, ::1] state, Py_ssize_t epochs_per_check, const floating[::1] w,
-           bint weighted, object callback):
+def _train_typed(_Plan plan, optimizer, floating[::1] params, const floating[:, ::1] X,
+                 const floating[:, ::1] Y, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
+                 Py_ssize_t[::1] order, double[::1] losses, floating[::1] work,
+                 floating[::1] grad, floating[:, ::1] state, Py_ssize_t epochs_per_check,
+                 const floating[::1] w, bint weighted, callback):
     cdef const Net* net = &plan.net
     cdef Py_ssize_t n = X.shape[0], e = 0, stop, n_params = params.shape[0], i
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
-    cdef Opt opt
-    opt.code = _OPTIMIZER_CODES[config["name"]]
-    opt.lr, opt.momentum, opt.nesterov = config["lr"], config["momentum"], config["nesterov"]
-    opt.beta1, opt.beta2, opt.eps = config["beta1"], config["beta2"], config["eps"]
-    opt.etaplus, opt.etaminus = config["etaplus"], config["etaminus"]
-    opt.step_min, opt.step_max = config["step_min"], config["step_max"]
-    opt.l2, opt.t = config["l2"], config["t"]
+    cdef Opt opt = _opt(optimizer)
     try:
         while e < epochs:
             if rng is not None:   # each epoch's order depends only on the stream, not on the last
@@ -899,69 +960,62 @@ def _train(_Plan plan, dict config, floating[::1] params, const floating[:, ::1]
             if callback is not None:
                 if not callback(e - 1, losses[e - 1]):
                     break
-                opt.lr = config["lr"]    # the callback may have set the next epoch's rate
+                opt.lr = optimizer.lr    # the callback may have set the next epoch's rate
     finally:
-        config["t"] = opt.t
+        optimizer.t = opt.t
 
 
-def predict_proba(params, sizes, hidden, negative_slope, output, X, out):
-    """OUT: out (n, sizes[-1]) = the network's output activations for X."""
-    sizes, hidden, X, _ = network_args(params, sizes, hidden, output, X)
-    check_output(out, (len(X), sizes[len(sizes) - 1]), "out", params.dtype)
-    plan = _Plan(sizes, hidden, check_slope(negative_slope), output, min(len(X), CHUNK_ROWS),
-                 False)
-    _predict(plan, params, X, out, np.empty(plan.net.work_size, params.dtype))
+def predict_proba(net, params, X, out):
+    """OUT: out (n, net.sizes[-1]) = the network's output activations for X."""
+    X, _ = network_args(net, params, X)
+    check_output(out, (len(X), net.sizes[len(net.sizes) - 1]), "out", params.dtype)
+    plan = _Plan(net, min(len(X), CHUNK_ROWS), False)
+    _predict_typed(plan, params, X, out, np.empty(plan.net.work_size, params.dtype))
     return out
 
 
-def loss_gradient(params, sizes, hidden, negative_slope, output, X, Y, grad=None, l2=0.0,
-                  sample_weight=None):
+def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     """Mean loss of the network on (X, Y), plus 0.5 * l2 * sum(W**2) over the weights.
 
     With sample_weight (n,), the mean is sum(w_i * loss_i) / sum(w_i).
     OUT: grad (same layout as params), the gradient of that, if given.
     """
-    sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
+    X, Y = network_args(net, params, X, Y)
     w = check_sample_weight(sample_weight, len(X), params.dtype)
     if grad is not None:
         check_output(grad, params.shape, "grad", params.dtype)
-    plan = _Plan(sizes, hidden, check_slope(negative_slope), output, min(len(X), CHUNK_ROWS),
-                 False)
+    plan = _Plan(net, min(len(X), CHUNK_ROWS), False)
     work = np.empty(plan.net.work_size, params.dtype)
-    return _loss_gradient(plan, params, X, Y, params if grad is None else grad,
-                          grad is not None, work, check_l2(l2), params if w is None else w,
-                          w is not None)
+    return _loss_gradient_typed(plan, params, X, Y, params if grad is None else grad,
+                                grad is not None, work, params if w is None else w, w is not None)
 
 
-def train(params, sizes, hidden, negative_slope, output, X, Y, epochs, batch_size, rng,
-          losses, optimizer, state, l2=0.0, sample_weight=None, callback=None):
-    """Train `params` in place by mini-batch steps of `optimizer`.
+def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rng=None,
+          sample_weight=None, callback=None):
+    """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
-    start of every epoch when `rng` is a numpy Generator. `optimizer` is a dict (see
-    ``fastmlp._common.optimizer_config``) whose "t", the number of steps taken, is updated;
-    `state` (2, len(params)) holds the optimizer's buffers between calls (zeros at first).
-    OUT: params, state, optimizer["t"], and losses[e] = the mean training loss of epoch e
-    (each batch's loss taken before its step, with the L2 penalty). With sample_weight
-    (n,), each batch's loss is its weighted mean and epochs weigh batches by total weight.
-    callback(epoch, loss), if given, runs after every epoch; it may change optimizer["lr"]
-    for the next epoch, and returning False stops training (later losses stay untouched).
+    start of every epoch when `rng` (a numpy Generator) is given. `state` (2, len(params))
+    holds the optimizer's buffers between calls (zeros at first); ``optimizer.t`` counts
+    the steps taken. OUT: params, state, optimizer.t, and losses[e] = the mean training loss
+    of epoch e (each batch's loss taken before its step, with the L2 penalty). With
+    sample_weight (n,), each batch's loss is its weighted mean and epochs weigh batches by
+    total weight. callback(epoch, loss), if given, runs after every epoch; it may change
+    ``optimizer.lr`` for the next epoch, and returning False stops training (later losses
+    stay untouched).
+
     The epochs run without the GIL; it is taken back between epochs only to shuffle, for
     the callback, and to check for Ctrl-C (which stops the fit after a whole step, raising
     KeyboardInterrupt). The work buffers are allocated once per call.
     """
-    sizes, hidden, X, Y = network_args(params, sizes, hidden, output, X, Y)
+    X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
+                                             batch_size, rng, sample_weight, callback)
     n = len(X)
-    epochs, batch_size = train_args(epochs, batch_size, n, losses, optimizer, state, params, callback)
-    optimizer["l2"] = check_l2(l2)
-    w = check_sample_weight(sample_weight, n, params.dtype)
-    plan = _Plan(sizes, hidden, check_slope(negative_slope), output, batch_size,
-                 rng is not None)
+    plan = _Plan(net, batch_size, rng is not None)
     work = np.empty(plan.net.work_size, params.dtype)
-    fused = optimizer["name"] == "sgd" and optimizer["momentum"] == 0
-    grad = np.empty(1 if fused else len(params), params.dtype)
+    grad = np.empty(1 if optimizer.fused else len(params), params.dtype)
     order = np.arange(n, dtype=np.intp)
-    flops = 6 * n * sum(a * b for a, b in layer_shapes(sizes))
+    flops = 6 * n * sum(a * b for a, b in net.layer_shapes())
     per_check = 1 if rng is not None or callback is not None else max(1, FLOPS_PER_GIL_CHECK // max(flops, 1))
-    _train(plan, optimizer, params, X, Y, epochs, batch_size, rng, order, losses, work, grad,
-           state, per_check, params if w is None else w, w is not None, callback)
+    _train_typed(plan, optimizer, params, X, Y, epochs, batch_size, rng, order, losses, work,
+                 grad, state, per_check, params if w is None else w, w is not None, callback)

@@ -1,0 +1,198 @@
+"""What both backends take besides the data: a network description (`Network`), an
+optimizer description (`Optimizer`), the flat parameter layout, and the checks run at
+every backend entry point (so a wrong shape, dtype or layout raises before compiled code
+touches a pointer).
+"""
+
+from dataclasses import dataclass, fields
+from functools import cached_property
+
+import numpy as np
+
+from ._registry import ACTIVATIONS, FULL_BATCH, LOSSES, OPTIMIZERS, OUTPUTS, default_loss
+from ._validation import (
+    check_output,
+    check_sample_weight,
+    check_X,
+    check_Y,
+    choice,
+    flag,
+    integer,
+    real,
+)
+
+# ---------------------------------------------------------------- the network
+
+
+@dataclass(frozen=True)
+class Network:
+    """An architecture and its objective; the parameters live apart, in one flat array.
+
+    sizes: widths from input to output.  activations: one name per hidden layer (a single
+    name is repeated for all).  output: the output activation.  loss: computed through the
+    output, from the logits (None: the output's default).  negative_slope: Leaky ReLU's.
+    l2: the penalty 0.5 * l2 * sum(W**2) over the weights (not the biases).
+    """
+
+    sizes: tuple
+    activations: tuple = "leaky_relu"
+    output: str = "sigmoid"
+    loss: str = None
+    negative_slope: float = 0.01
+    l2: float = 0.0
+
+    def __post_init__(self):
+        sizes = self.sizes
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+            raise TypeError(f"layer_sizes must be a sequence of integers, got {sizes!r}")
+        sizes = tuple(integer(s, "each layer size", 1) for s in sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"layer_sizes needs at least an input and an output width, got {sizes}")
+        acts = self.activations
+        if isinstance(acts, str):
+            acts = (choice(acts, "activation", tuple(ACTIVATIONS)),) * (len(sizes) - 2)
+        acts = tuple(choice(act, "activation", tuple(ACTIVATIONS)) for act in acts)
+        if len(acts) != len(sizes) - 2:
+            raise ValueError(f"activation lists {len(acts)} names for {len(sizes) - 2} hidden layers")
+        choice(self.output, "output", OUTPUTS)
+        if self.output == "softmax" and sizes[-1] < 2:
+            raise ValueError(f"a softmax output needs at least 2 units, got {sizes[-1]} "
+                             "(use output='sigmoid' for 2 classes in 1 unit)")
+        loss = default_loss(self.output) if self.loss is None else choice(self.loss, "loss", tuple(LOSSES))
+        if LOSSES[loss] != self.output:
+            pairs = [name for name, out in LOSSES.items() if out == self.output]
+            raise ValueError(f"output {self.output!r} goes with loss {' or '.join(map(repr, pairs))}, got loss={loss!r}")
+        for name, value in (("sizes", sizes), ("activations", acts), ("loss", loss),
+                            ("negative_slope", real(self.negative_slope, "negative_slope")),
+                            ("l2", real(self.l2, "l2", minimum=0))):
+            object.__setattr__(self, name, value)
+
+    @property
+    def n_layers(self):
+        """Dense layers (weight matrices): len(sizes) - 1."""
+        return len(self.sizes) - 1
+
+    def layer_shapes(self):
+        """[(n_in, n_out), ...] of the weight matrices."""
+        return list(zip(self.sizes[:-1], self.sizes[1:]))
+
+    def param_count(self):
+        """Length of the flat vector holding W_1, b_1, W_2, b_2, ... in that order."""
+        return sum(n_in * n_out + n_out for n_in, n_out in self.layer_shapes())
+
+    @cached_property
+    def _slices(self):
+        """[(slice of W_l, its shape, slice of b_l), ...] in the flat vector."""
+        slices, offset = [], 0
+        for n_in, n_out in self.layer_shapes():
+            slices.append((slice(offset, offset + n_in * n_out), (n_in, n_out),
+                           slice(offset + n_in * n_out, offset + n_in * n_out + n_out)))
+            offset += n_in * n_out + n_out
+        return slices
+
+    def layers(self, flat):
+        """[(W_l, b_l), ...]: views into `flat`; W_l is (n_in, n_out), b_l (n_out,)."""
+        return [(flat[w].reshape(shape), flat[b]) for w, shape, b in self._slices]
+
+    def unflatten(self, flat):
+        """(coefs, intercepts): the lists of W_l and of b_l, views into `flat`."""
+        layers = self.layers(flat)
+        return [W for W, _ in layers], [b for _, b in layers]
+
+
+# ---------------------------------------------------------------- the optimizer
+
+
+@dataclass
+class Optimizer:
+    """An optimizer's name, hyperparameters (PyTorch's meanings and defaults) and step count.
+
+    The training loop advances `t` (steps taken: Adam's bias correction, RPROP's first step)
+    and reads `lr` again after each epoch's callback, so a schedule can change it. For
+    "rprop", `lr` is the initial step size of every weight. Which hyperparameters each
+    optimizer reads is listed in ``fastmlp._registry.OPTIMIZERS``.
+    """
+
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    etaplus: float = 1.2
+    etaminus: float = 0.5
+    step_min: float = 1e-6
+    step_max: float = 50.0
+    t: int = 0
+
+    def __post_init__(self):
+        choice(self.name, "optimizer", tuple(OPTIMIZERS))
+        self.nesterov = flag(self.nesterov, "nesterov")
+        self.t = integer(self.t, "t", 0)
+        for f in fields(self):
+            if f.type is float:
+                setattr(self, f.name, real(getattr(self, f.name), f.name))
+        checks = [
+            (self.lr > 0, "lr must be > 0"),
+            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (not self.nesterov or self.momentum > 0, "nesterov needs momentum > 0"),
+            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)"),
+            (self.eps > 0, "eps must be > 0"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (0 < self.etaminus < 1 < self.etaplus, "rprop needs 0 < etaminus < 1 < etaplus"),
+            (0 < self.step_min <= self.step_max, "rprop needs 0 < step_min <= step_max"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"{message}; got {self}")
+
+    @property
+    def fused(self):
+        """Plain SGD: the backends apply its step inside the gradient GEMMs (W = (1 - lr*l2) W
+        - lr dL/dW), with no gradient buffer. The one place this rule is decided."""
+        return self.name == "sgd" and self.momentum == 0
+
+    @property
+    def full_batch(self):
+        return self.name in FULL_BATCH
+
+    def hyperparameters(self):
+        """{name: value} of `lr` and what this optimizer reads."""
+        return {"lr": self.lr, **{key: getattr(self, key) for key in OPTIMIZERS[self.name]}}
+
+
+# ---------------------------------------------------------------- backend entry checks
+
+
+def network_args(net, params, X, Y=None):
+    """Check a network, its flat parameters and its data; returns (X, Y) converted to the
+    parameters' dtype (Y stays None when not given)."""
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a fastmlp._spec.Network, got {type(net).__name__}")
+    dt = check_output(params, (net.param_count(),), "params")
+    X = check_X(X, net.sizes[0], dt)
+    if Y is not None:
+        Y = check_Y(Y, len(X), net.sizes[-1], dt)
+    return X, Y
+
+
+def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, rng, sample_weight,
+               callback):
+    """Check everything `train` takes; returns (X, Y, w, epochs, batch_size) converted."""
+    X, Y = network_args(net, params, X, Y)
+    n = len(X)
+    epochs, batch_size = integer(epochs, "epochs", 0), integer(batch_size, "batch_size", 1)
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a fastmlp._spec.Optimizer, got {type(optimizer).__name__}")
+    Optimizer.__post_init__(optimizer)   # its fields may have been changed since it was made
+    check_output(losses, (epochs,), "losses", np.dtype(np.float64))
+    check_output(state, (2, len(params)), "state", params.dtype)
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator or None, got {type(rng).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    if optimizer.full_batch and batch_size < n:
+        raise ValueError(f"{optimizer.name} works on full batches: batch_size must cover all samples")
+    return X, Y, check_sample_weight(sample_weight, n, params.dtype), epochs, min(batch_size, n)

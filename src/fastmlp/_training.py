@@ -1,0 +1,305 @@
+"""Training orchestration, written once over either backend.
+
+`FitJob` is one ``fit`` call with every option checked and the data split, before any
+work; `make_runs` sets up its runs (a warm start continues the last one; restarts get their
+own initialisation and stream); `train_runs` trains them (restarts in threads) and hands
+the best to the model. Each run owns its `Optimizer`, optimizer state, `Schedule` and
+`Monitor`; the backends' ``train`` runs the epochs and calls back between them.
+"""
+
+import copy
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._registry import FULL_BATCH, OPTIMIZERS
+from ._spec import Optimizer
+from ._validation import choice, flag, integer, real
+
+FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
+SCHEDULES = ("constant", "invscaling", "plateau")
+PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.2, 2   # "plateau": lr / 5 after 2 epochs without progress
+
+
+class Run:
+    """One training run: parameters, optimizer (an `Optimizer`, or "lbfgs") and its state,
+    shuffling stream and history."""
+
+    def __init__(self, params, optimizer, rng, history=None):
+        self.params, self.optimizer, self.rng = params, optimizer, rng
+        self.state = np.zeros((2, len(params)), dtype=params.dtype)
+        self.history = copy.deepcopy(history) if history else {"loss": [], "val_loss": []}
+        self.best = None
+
+    def continues(self, optimizer):
+        """Whether a warm start with `optimizer` continues this run's optimizer state."""
+        if isinstance(optimizer, str) or isinstance(self.optimizer, str):
+            return optimizer == self.optimizer
+        return (optimizer.name == self.optimizer.name
+                and optimizer.hyperparameters() == self.optimizer.hyperparameters())
+
+    def copy(self):
+        new = copy.copy(self)
+        new.params, new.state = self.params.copy(), self.state.copy()
+        new.optimizer, new.rng = copy.deepcopy(self.optimizer), copy.deepcopy(self.rng)
+        new.history = copy.deepcopy(self.history)
+        return new
+
+    def score(self):
+        """The monitored loss the restarts are ranked by (lower is better)."""
+        if self.best is not None:
+            return self.best
+        losses = self.history["val_loss"] or self.history["loss"]
+        return losses[-1] if losses else math.inf
+
+
+class Schedule:
+    """Each epoch's learning rate from the base rate: "constant"; "invscaling",
+    lr / (epochs + 1) ** power_t with epochs counted over warm starts; "plateau", lr times
+    PLATEAU_FACTOR after every PLATEAU_PATIENCE epochs without an improvement."""
+
+    def __init__(self, kind, lr, power_t):
+        self.kind, self.base, self.power_t = kind, lr, power_t
+        self.factor, self.waited = 1.0, 0
+
+    def rate(self, epochs_done):
+        if self.kind == "invscaling":
+            return self.base / (epochs_done + 1) ** self.power_t
+        return self.base * self.factor
+
+    def observe(self, improved):
+        if self.kind != "plateau":
+            return
+        self.waited = 0 if improved else self.waited + 1
+        if self.waited >= PLATEAU_PATIENCE:
+            self.factor, self.waited = self.factor * PLATEAU_FACTOR, 0
+
+
+class Monitor:
+    """The monitored loss: its best value, epochs since it improved by `tol`, and (for
+    early stopping) the weights of the best epoch."""
+
+    def __init__(self, early_stopping, patience, tol):
+        self.early_stopping, self.patience, self.tol = early_stopping, patience, tol
+        self.best, self.best_params, self.waited = None, None, 0
+
+    def update(self, loss, params):
+        """Record one epoch's monitored loss; True when it improved."""
+        if self.best is None or loss < self.best - self.tol:
+            self.best, self.waited = loss, 0
+            if self.early_stopping:
+                self.best_params = params.copy()
+            return True
+        self.waited += 1
+        return False
+
+    @property
+    def exhausted(self):
+        return self.early_stopping and self.waited >= self.patience
+
+
+@dataclass
+class FitJob:
+    """One fit's checked options and data (X_val, Y_val None without validation)."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    w: np.ndarray
+    X_val: np.ndarray
+    Y_val: np.ndarray
+    optimizer: object          # an Optimizer, or "lbfgs"
+    epochs: int
+    batch_size: int
+    shuffle: bool
+    schedule: str
+    power_t: float
+    early_stopping: bool
+    patience: int
+    tol: float
+    n_restarts: int
+    warm_start: bool
+
+
+def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_start, optimizer,
+            momentum, nesterov, beta1, beta2, eps, weight_decay, lr_schedule, power_t,
+            validation_data, validation_fraction, early_stopping, patience, tol, n_restarts):
+    """Check a fit's options (X, Y, w already checked) and split off its validation data."""
+    epochs = integer(epochs, "epochs", 0)
+    choice(optimizer, "optimizer", FIT_OPTIMIZERS)
+    opt = Optimizer("sgd" if optimizer == "lbfgs" else optimizer, real(lr, "lr", positive=True),
+                    momentum=momentum, nesterov=nesterov, beta1=beta1, beta2=beta2, eps=eps,
+                    weight_decay=weight_decay)
+    choice(lr_schedule, "lr_schedule", SCHEDULES)
+    power_t = real(power_t, "power_t")
+    if optimizer in ("rprop", "lbfgs") and lr_schedule != "constant":
+        raise ValueError(f"lr_schedule={lr_schedule!r} does not apply to optimizer={optimizer!r}")
+    shuffle, warm_start = flag(shuffle, "shuffle"), flag(warm_start, "warm_start")
+    early_stopping = flag(early_stopping, "early_stopping")
+    patience, tol = integer(patience, "patience", 1), real(tol, "tol")
+    n_restarts = integer(n_restarts, "n_restarts", 1)
+    if warm_start and n_restarts > 1:
+        raise ValueError("warm_start continues one run; it cannot be combined with n_restarts > 1")
+    X, Y, w, X_val, Y_val = validation_split(X, Y, w, check_data, seed, validation_data, validation_fraction)
+    batch_size = check_batch_size(batch_size, len(X), optimizer)
+    return FitJob(X, Y, w, X_val, Y_val, "lbfgs" if optimizer == "lbfgs" else opt, epochs, batch_size,
+                  shuffle and batch_size < len(X), lr_schedule, power_t, early_stopping, patience, tol,
+                  n_restarts, warm_start)
+
+
+def check_batch_size(batch_size, n, optimizer):
+    """"auto" (min(200, n)), an integer (capped at n) or None (n); full-batch optimizers need n."""
+    full_batch = optimizer == "lbfgs" or optimizer in FULL_BATCH
+    if batch_size is None:
+        return n
+    if isinstance(batch_size, str):
+        choice(batch_size, "batch_size", ("auto",))
+        return n if full_batch else min(200, n)
+    batch_size = min(integer(batch_size, "batch_size", 1), n)
+    if full_batch and batch_size < n:
+        raise ValueError(f"optimizer={optimizer!r} works on the full batch; use batch_size=None")
+    return batch_size
+
+
+def validation_split(X, Y, w, check_data, seed, validation_data, validation_fraction):
+    """(X, Y, w, X_val, Y_val): the training rows (and their weights) and the held-out data,
+    or None for both. A fraction's rows are drawn from the model's seed."""
+    if validation_data is not None and validation_fraction is not None:
+        raise ValueError("give validation_data or validation_fraction, not both")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X_val, y_val)")
+        X_val, Y_val = check_data(*validation_data)
+        return X, Y, w, X_val, Y_val
+    if validation_fraction is None:
+        return X, Y, w, None, None
+    fraction = real(validation_fraction, "validation_fraction")
+    n_val = int(round(fraction * X.shape[0]))
+    if not 0 < fraction < 1 or not 1 <= n_val < X.shape[0]:
+        raise ValueError(f"validation_fraction={fraction} leaves no validation or no training rows of {X.shape[0]}")
+    stream = np.random.SeedSequence(seed).spawn(1)[0].spawn(1)[0]
+    order = np.random.default_rng(stream).permutation(X.shape[0])
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    if w is not None and not w[train].sum() > 0:
+        raise ValueError("sample_weight is 0 on every training row left after the validation split")
+    return X[train], Y[train], None if w is None else w[train], X[val], Y[val]
+
+
+def make_runs(job, previous, seed, initial_params, current_params):
+    """The runs of a fit. Run 0 continues `previous` on a warm start with the same optimizer,
+    else starts from the current weights (warm start) or the seed's initialisation; restart
+    i > 0 draws its initialisation and shuffling from streams of its own."""
+    n = job.n_restarts
+    # shuffling of run i: streams[i]; initialisation of run i > 0: streams[n + i]
+    streams = np.random.SeedSequence(seed).spawn(2 * n) if job.shuffle or n > 1 else None
+    if job.warm_start and previous is not None and previous.continues(job.optimizer):
+        run = previous.copy()
+    else:
+        params = current_params.copy() if job.warm_start else initial_params(np.random.default_rng(seed))
+        history = previous.history if job.warm_start and previous is not None else None
+        run = Run(params, copy.deepcopy(job.optimizer), None, history)
+    if job.shuffle and run.rng is None:
+        run.rng = np.random.default_rng(streams[0])
+    return [run] + [
+        Run(initial_params(np.random.default_rng(streams[n + i])), copy.deepcopy(job.optimizer),
+            np.random.default_rng(streams[i]))
+        for i in range(1, n)
+    ]
+
+
+def train_runs(impl, net, runs, job, commit):
+    """Train every run (several in threads: the compiled loop releases the GIL) and
+    `commit` the best. Ctrl-C: one run is committed as far as it got; restarts all stop
+    after their current epoch and nothing is committed."""
+    if len(runs) == 1:
+        try:
+            train_run(impl, net, runs[0], job)
+        except KeyboardInterrupt:
+            commit(runs[0])
+            raise
+        return commit(runs[0])
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(train_run, impl, net, run, job, stop) for run in runs]
+        try:
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:
+            stop.set()
+            raise
+    return commit(min(runs, key=Run.score))
+
+
+def train_run(impl, net, run, job, stop=None):
+    """Advance `run` by up to job.epochs epochs (iterations for L-BFGS); `stop`, a
+    threading.Event, ends it after the current epoch when set."""
+    monitor = Monitor(job.early_stopping, job.patience, job.tol)
+    schedule = None if run.optimizer == "lbfgs" else Schedule(job.schedule, run.optimizer.lr, job.power_t)
+
+    def watch(loss):
+        """After an epoch with training loss `loss`: False when training should stop."""
+        watched = loss
+        if job.X_val is not None:
+            watched = float(impl.loss_gradient(net, run.params, job.X_val, job.Y_val))
+            run.history["val_loss"].append(watched)
+        improved = monitor.update(watched, run.params)
+        if schedule is not None:
+            schedule.observe(improved)
+        return not monitor.exhausted and not (stop is not None and stop.is_set())
+
+    if run.optimizer == "lbfgs":
+        _lbfgs(impl, net, run, job, watch)
+    else:
+        _epochs(impl, net, run, job, schedule, watch, stop)
+    if job.early_stopping:
+        if monitor.best_params is not None:
+            run.params[...] = monitor.best_params
+        run.best = monitor.best
+
+
+def _epochs(impl, net, run, job, schedule, watch, stop):
+    """The backend's training loop over job.epochs, with `watch` and the schedule between
+    epochs when they have something to decide."""
+    opt, done_before = run.optimizer, len(run.history["loss"])
+
+    def callback(epoch, loss):
+        go_on = watch(float(loss))
+        opt.lr = schedule.rate(done_before + epoch + 1)
+        return go_on
+
+    per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant" or stop is not None
+    opt.lr = schedule.rate(done_before)
+    losses = np.full(job.epochs, -np.inf)    # -inf: not run (a loss is never -inf)
+    try:
+        impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
+                   epochs=job.epochs, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
+                   sample_weight=job.w, callback=callback if per_epoch else None)
+    finally:
+        opt.lr = schedule.base
+        run.history["loss"].extend(losses[losses != -np.inf].tolist())
+
+
+def _lbfgs(impl, net, run, job, watch):
+    """SciPy's L-BFGS-B on the flat parameters, up to job.epochs iterations."""
+    from scipy.optimize import minimize
+
+    params, grad = run.params, np.empty_like(run.params)
+
+    def loss_and_gradient(x):
+        params[...] = x
+        loss = impl.loss_gradient(net, params, job.X, job.Y, grad, job.w)
+        return loss, grad.astype(np.float64)
+
+    def callback(intermediate_result):
+        params[...] = intermediate_result.x
+        run.history["loss"].append(float(intermediate_result.fun))
+        if not watch(float(intermediate_result.fun)):
+            raise StopIteration
+
+    if job.epochs:
+        result = minimize(loss_and_gradient, params.astype(np.float64), jac=True, method="L-BFGS-B",
+                          callback=callback, options={"maxiter": job.epochs})
+        params[...] = result.x

@@ -1,0 +1,241 @@
+"""Every argument check, written once.
+
+The model layer and both backends call these same functions, so a bad value raises the
+same exception with the same message wherever it is passed in. Each check returns the
+value converted (a float, an int, a C-contiguous array of the right dtype).
+"""
+
+import math
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# ---------------------------------------------------------------- scalars
+
+
+def integer(value, name, minimum=None):
+    """`value` as an int (bools and floats refused); ValueError below `minimum`."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def real(value, name, minimum=None, positive=False):
+    """`value` as a finite float; ValueError when not > 0 (positive) or below `minimum`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(map(repr, choices))}")
+    return value
+
+
+def float_dtype(dtype):
+    """The numpy dtype for "float32"/"float64" (or their numpy types); ValueError otherwise."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+# ---------------------------------------------------------------- arrays
+
+
+def as_input(a, dtype, ndim, name):
+    """`a` as a C-contiguous array of `dtype` (no copy when it already is one)."""
+    if isinstance(a, (str, bytes)):
+        raise TypeError(f"{name} must be an array of numbers, got a string")
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def check_output(out, shape, name, dtype=None):
+    """`out` must be a writeable C-contiguous float32/float64 array of `shape`; returns its dtype."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
+    if out.dtype not in FLOAT_DTYPES or (dtype is not None and out.dtype != dtype):
+        want = dtype if dtype is not None else "float32 or float64"
+        raise TypeError(f"{name} must have dtype {want}, got {out.dtype}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be a writeable C-contiguous array")
+    return out.dtype
+
+
+def all_finite(a):
+    # a float64 sum first: no temporary array of the size of `a` unless something is wrong
+    return math.isfinite(np.sum(a, dtype=np.float64)) or bool(np.isfinite(a).all())
+
+
+def check_X(X, n_features, dtype, finite=False):
+    """X as a C-contiguous (n >= 1, n_features) array of dtype; with `finite`, no NaN/inf."""
+    if isinstance(X, (str, bytes)):
+        raise TypeError("X must be an array of numbers, got a string")
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        hint = " (use X.reshape(-1, 1) for a single feature)" if X.ndim == 1 else ""
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}{hint}")
+    if X.shape[0] == 0:
+        raise ValueError("X is empty: it needs at least one sample")
+    if X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features but the network takes {n_features}")
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if finite and not all_finite(X):
+        raise ValueError("X contains NaN or infinity")
+    return X
+
+
+def check_Y(Y, n, n_outputs, dtype, finite=False, name="Y"):
+    """Y as a C-contiguous (n, n_outputs) array of dtype; with `finite`, no NaN/inf."""
+    Y = as_input(Y, dtype, 2, name)
+    if Y.shape != (n, n_outputs):
+        raise ValueError(f"{name} must have shape {(n, n_outputs)}, got {Y.shape}")
+    if finite and not all_finite(Y):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return Y
+
+
+def check_sample_weight(sample_weight, n, dtype):
+    """None, or the weights as a C-contiguous (n,) array of dtype: finite, >= 0, sum > 0."""
+    if sample_weight is None:
+        return None
+    w = as_input(sample_weight, dtype, 1, "sample_weight")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise ValueError("sample_weight must be finite and >= 0, with a positive sum")
+    return w
+
+
+# ---------------------------------------------------------------- kernel arguments
+
+
+def _shape2(a, name):
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
+    return a.shape
+
+
+def _vector(b, dtype, n, name):
+    b = as_input(b, dtype, 1, name)
+    if b.shape != (n,):
+        raise ValueError(f"{name} must have shape {(n,)}, got {b.shape}")
+    return b
+
+
+def dense_forward_args(A, W, b, Z):
+    n, n_in = _shape2(A, "A")
+    n_in_w, n_out = _shape2(W, "W")
+    if n_in_w != n_in:
+        raise ValueError(f"A has {n_in} columns but W has {n_in_w} rows")
+    dt = check_output(Z, (n, n_out), "Z")
+    return as_input(A, dt, 2, "A"), as_input(W, dt, 2, "W"), _vector(b, dt, n_out, "b"), Z
+
+
+def dense_backward_args(A_prev, W, dZ, dW, db, dA_prev):
+    n, n_in = _shape2(A_prev, "A_prev")
+    n_in_w, n_out = _shape2(W, "W")
+    if n_in_w != n_in:
+        raise ValueError(f"A_prev has {n_in} columns but W has {n_in_w} rows")
+    if _shape2(dZ, "dZ") != (n, n_out):
+        raise ValueError(f"dZ must have shape {(n, n_out)}, got {np.shape(dZ)}")
+    dt = check_output(dW, (n_in, n_out), "dW")
+    check_output(db, (n_out,), "db", dt)
+    if dA_prev is not None:
+        check_output(dA_prev, (n, n_in), "dA_prev", dt)
+    A_prev, W, dZ = (as_input(a, dt, 2, nm) for a, nm in ((A_prev, "A_prev"), (W, "W"), (dZ, "dZ")))
+    return A_prev, W, dZ, dW, db, dA_prev
+
+
+def elementwise_args(out, out_name, *inputs):
+    """Inputs named (array, name), each of the shape of `out` (2-D), converted to its dtype."""
+    first = inputs[0][0]
+    shape = _shape2(first, inputs[0][1])
+    dt = check_output(out, shape, out_name)
+    converted = []
+    for a, name in inputs:
+        if np.shape(a) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {np.shape(a)}")
+        converted.append(as_input(a, dt, 2, name))
+    return converted
+
+
+# ---------------------------------------------------------------- targets for a loss
+
+
+def check_targets(y, n, loss, n_outputs, dtype):
+    """y as the (n, n_outputs) target array `loss` is computed against, checked.
+
+    "bce": labels in {0, 1}, shaped (n,) for one output or (n, n_outputs);
+    "cross_entropy": integer labels 0..k-1 shaped (n,), or one-hot rows (n, k);
+    other losses: any finite values shaped (n,) for one output or (n, n_outputs).
+    """
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"y must hold real numbers, got dtype {y.dtype}")
+    if loss == "cross_entropy" and y.ndim == 1:
+        return _one_hot(y, n, n_outputs, dtype)
+    if y.ndim == 1 and n_outputs == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != n_outputs:
+        want = f"({n},) or ({n}, 1)" if n_outputs == 1 else f"({n}, {n_outputs})"
+        raise ValueError(f"y must have shape {want} for {n_outputs} output(s), got {y.shape}")
+    if y.shape[0] != n:
+        raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
+    Y = check_Y(y, n, n_outputs, dtype, finite=True, name="y")
+    binary = np.all((Y == 0) | (Y == 1))
+    if loss == "bce" and not binary:
+        raise ValueError("binary cross-entropy needs labels in {0, 1}; y has other values")
+    if loss == "cross_entropy" and not (binary and np.all(Y.sum(axis=1) == 1)):
+        raise ValueError("cross-entropy needs one-hot rows in y (or integer labels 0..k-1 in a 1-D y)")
+    return Y
+
+
+def _one_hot(labels, n, k, dtype):
+    if labels.shape[0] != n:
+        raise ValueError(f"X has {n} samples but y has {labels.shape[0]}")
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+        raise ValueError("class labels in y must be integers 0..k-1")
+    if labels.min() < 0 or labels.max() >= k:
+        raise ValueError(f"class labels in y must lie in 0..{k - 1} for {k} softmax outputs, "
+                         f"got {labels.min()}..{labels.max()}")
+    Y = np.zeros((n, k), dtype=dtype)
+    Y[np.arange(n), labels.astype(np.intp)] = 1
+    return Y
