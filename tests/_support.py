@@ -4,6 +4,12 @@ import importlib
 
 import numpy as np
 
+from _seed import X as XOR_X
+from _seed import y as XOR_Y
+from fastmlp._spec import Optimizer
+
+__all__ = ["XOR_X", "XOR_Y"]  # the seed's XOR data (read-only arrays): the one copy
+
 BACKENDS = ("cython", "numpy")
 DTYPES = (np.float32, np.float64)
 # relative tolerances by dtype for comparing the two backends (and finite differences)
@@ -20,13 +26,35 @@ def assert_close(actual, desired, dtype, scale=1.0):
     np.testing.assert_allclose(actual, desired, rtol=RTOL[dtype] * scale, atol=ATOL[dtype] * scale)
 
 
-XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
-XOR_Y = np.array([[0], [1], [1], [0]], dtype=float)
-
-
 def make_data(n, sizes, seed=0, dtype=np.float64):
     """Random inputs and {0, 1} labels for a network of the given layer sizes."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
     Y = (rng.random((n, sizes[-1])) < 0.5).astype(dtype)
     return X, Y
+
+
+def train(backend, model, params, X, Y, *, epochs, batch_size, optimizer=None, losses=None, state=None,
+          **options):
+    """A backend's ``train`` for `model`'s network, called by keyword: fresh optimizer state,
+    a plain SGD optimizer and a loss buffer unless given. Returns the losses."""
+    losses = np.full(epochs, np.nan) if losses is None else losses
+    backend_module(backend).train(
+        model._net, params, X, Y, epochs=epochs, batch_size=batch_size, losses=losses,
+        optimizer=Optimizer() if optimizer is None else optimizer,
+        state=np.zeros((2, len(params)), params.dtype) if state is None else state, **options)
+    return losses
+
+
+def fd_gradient(f, x, eps=1e-5):
+    """4th-order central differences of scalar f at x (x is modified and restored)."""
+    g = np.empty_like(x)
+    for i in range(x.size):
+        orig = x.flat[i]
+        vals = []
+        for step in (2, 1, -1, -2):
+            x.flat[i] = orig + step * eps
+            vals.append(f())
+        x.flat[i] = orig
+        g.flat[i] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * eps)
+    return g

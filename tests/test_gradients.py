@@ -6,21 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fastmlp
-from _support import backend_module, make_data
-
-
-def fd_gradient(f, x, eps=1e-5):
-    """4th-order central differences of scalar f at x (x is modified and restored)."""
-    g = np.empty_like(x)
-    for i in range(x.size):
-        orig = x.flat[i]
-        vals = []
-        for step in (2, 1, -1, -2):
-            x.flat[i] = orig + step * eps
-            vals.append(f())
-        x.flat[i] = orig
-        g.flat[i] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * eps)
-    return g
+from _support import backend_module, fd_gradient, make_data
 
 
 @pytest.mark.parametrize("sizes", [[2, 4, 1], [3, 5, 4, 2], [6, 1], [4, 8, 8, 8, 3]])
@@ -56,8 +42,7 @@ def test_gradient_finite_differences_hypothesis(hidden, n_in, n_out, n, seed):
             assume(np.abs(Z).min() > 1e-3)
             A = np.where(Z >= 0, Z, net.negative_slope * Z)
         grad = np.empty_like(net.params_)
-        backend_module(backend).loss_gradient(net.params_, net.layer_sizes, net._hidden, net.negative_slope,
-                                              net.output, X, Y, grad)
+        backend_module(backend).loss_gradient(net._net, net.params_, X, Y, grad=grad)
         numeric = fd_gradient(lambda: net.loss(X, Y), net.params_)
         np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
 

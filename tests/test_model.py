@@ -6,54 +6,9 @@ import numpy as np
 import pytest
 
 import fastmlp
-from _support import XOR_X, XOR_Y, assert_close, backend_module, make_data
-from fastmlp._common import optimizer_config
-
-
-def state(net):
-    """Fresh optimizer buffers for a backend's train()."""
-    return np.zeros((2, len(net.params_)), net.params_.dtype)
-
-
-def seed_script():
-    """The seed article's NumPy script, verbatim but for the prints; returns its weights."""
-
-    def leaky_relu(z, alpha=0.01):
-        return np.where(z >= 0, z, alpha * z)
-
-    def leaky_relu_grad(z, alpha=0.01):
-        return np.where(z >= 0, 1.0, alpha)
-
-    def sigmoid(z):
-        return 1 / (1 + np.exp(-z))
-
-    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
-    y = np.array([[0], [1], [1], [0]], dtype=float)
-    rng = np.random.default_rng(42)
-    W1 = rng.standard_normal((2, 4)) * 0.1
-    b1 = np.zeros((1, 4))
-    W2 = rng.standard_normal((4, 1)) * 0.1
-    b2 = np.zeros((1, 1))
-    initial = [W1.copy(), b1.ravel().copy(), W2.copy(), b2.ravel().copy()]
-    lr = 0.1
-    epochs = 5000
-    for epoch in range(epochs):
-        z1 = X @ W1 + b1
-        a1 = leaky_relu(z1)
-        z2 = a1 @ W2 + b2
-        a2 = sigmoid(z2)
-        dL_dz2 = (a2 - y) / len(y)
-        dL_dW2 = a1.T @ dL_dz2
-        dL_db2 = dL_dz2.sum(axis=0, keepdims=True)
-        dL_da1 = dL_dz2 @ W2.T
-        dL_dz1 = dL_da1 * leaky_relu_grad(z1)
-        dL_dW1 = X.T @ dL_dz1
-        dL_db1 = dL_dz1.sum(axis=0, keepdims=True)
-        W2 -= lr * dL_dW2
-        b2 -= lr * dL_db2
-        W1 -= lr * dL_dW1
-        b1 -= lr * dL_db1
-    return initial, [W1, b1.ravel(), W2, b2.ravel()], a2
+from _support import XOR_X, XOR_Y, assert_close, make_data, train
+from _seed import seed_script
+from fastmlp._spec import Optimizer
 
 
 def xor_net(backend, dtype="float64"):
@@ -65,7 +20,7 @@ def xor_net(backend, dtype="float64"):
 
 
 def test_seed_reproduced(backend):
-    initial, final, _ = seed_script()
+    initial, final, _, _ = seed_script()
     net = xor_net(backend)
     start = [net.coefs_[0], net.intercepts_[0], net.coefs_[1], net.intercepts_[1]]
     for ours, theirs in zip(start, initial):
@@ -86,7 +41,7 @@ def test_seed_reproduced(backend):
 
 def test_seed_in_float32(backend):
     net = xor_net(backend, "float32").fit(XOR_X, XOR_Y, epochs=5000, lr=0.1)
-    _, final, _ = seed_script()
+    final = seed_script().final
     assert net.params_.dtype == np.float32
     np.testing.assert_allclose(net.coefs_[0], final[0], rtol=1e-3, atol=1e-3)
     np.testing.assert_array_equal(net.predict(XOR_X), [0, 1, 1, 0])
@@ -275,15 +230,15 @@ class InterruptAfter:
 
 def test_interrupt_stops_between_epochs(backend):
     """Ctrl-C arrives between epochs: the weights are those after the last whole epoch."""
-    mod = backend_module(backend)
     net = fastmlp.MLP([3, 4, 1], seed=0, backend=backend)
     X, Y = make_data(12, [3, 4, 1])
-    args = (net.layer_sizes, net._hidden, net.negative_slope, net.output, X, Y)
     interrupted, losses = net.params_.copy(), np.full(5, np.nan)
     with pytest.raises(KeyboardInterrupt):
-        mod.train(interrupted, *args, 5, 4, InterruptAfter(3), losses, optimizer_config(lr=0.1), state(net))
+        train(backend, net, interrupted, X, Y, epochs=5, batch_size=4, rng=InterruptAfter(3), losses=losses,
+              optimizer=Optimizer(lr=0.1))
     two, losses2 = net.params_.copy(), np.full(2, np.nan)
-    mod.train(two, *args, 2, 4, InterruptAfter(99), losses2, optimizer_config(lr=0.1), state(net))
+    train(backend, net, two, X, Y, epochs=2, batch_size=4, rng=InterruptAfter(99), losses=losses2,
+          optimizer=Optimizer(lr=0.1))
     np.testing.assert_array_equal(interrupted, two)
     np.testing.assert_array_equal(losses[:2], losses2)
     assert np.isnan(losses[2:]).all()
@@ -310,10 +265,8 @@ def test_fit_interrupted_keeps_whole_epochs(backend):
     net = fastmlp.MLP([3, 4, 1], seed=0, backend=backend)
     real_train = net._impl.train
 
-    def train_then_interrupt(params, sizes, hidden, slope, output, X, Y, epochs, batch_size, rng, losses, opt, st,
-                             l2, sample_weight, callback):
-        real_train(params, sizes, hidden, slope, output, X, Y, 2, batch_size, rng, losses[:2], opt, st, l2,
-                   sample_weight, callback)
+    def train_then_interrupt(net, params, X, Y, *, losses, epochs, **options):
+        real_train(net, params, X, Y, losses=losses[:2], epochs=2, **options)
         losses[:2] = np.nan  # pretend both finished epochs diverged
         raise KeyboardInterrupt
 

@@ -7,13 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.special import expit, log_softmax, softmax
+from scipy.stats import norm
 
 import fastmlp
-from _support import DTYPES, assert_close, backend_module, make_data
-from test_gradients import fd_gradient
-
-ACTIVATIONS = ["leaky_relu", "relu", "tanh", "sigmoid", "identity"]
-OUTPUTS = ["sigmoid", "softmax", "identity"]
+from _support import DTYPES, assert_close, backend_module, fd_gradient, make_data
+from fastmlp._registry import ACTIVATIONS, LOSSES, OUTPUTS
 
 FORMULAS = {  # f(z), f'(z) written independently of both backends
     "leaky_relu": (lambda z, s: np.where(z >= 0, z, s * z), lambda z, s: np.where(z >= 0, 1.0, s)),
@@ -21,7 +19,41 @@ FORMULAS = {  # f(z), f'(z) written independently of both backends
     "tanh": (lambda z, s: np.tanh(z), lambda z, s: 1 / np.cosh(z) ** 2),
     "sigmoid": (lambda z, s: expit(z), lambda z, s: expit(z) * expit(-z)),
     "identity": (lambda z, s: z, lambda z, s: np.ones_like(z)),
+    "gelu": (lambda z, s: z * norm.cdf(z), lambda z, s: norm.cdf(z) + z * norm.pdf(z)),   # exact (erf) GELU
 }
+
+OUTPUT_FORMULAS = {"sigmoid": expit, "softmax": lambda z: softmax(z, axis=1), "identity": lambda z: z}
+
+# mean loss over samples and its gradient with respect to the logits, for targets Y
+LOSS_FORMULAS = {
+    "bce": (lambda z, Y: np.mean(Y * np.logaddexp(0, -z) + (1 - Y) * np.logaddexp(0, z)),
+            lambda z, Y: (expit(z) - Y) / z.size),
+    "cross_entropy": (lambda z, Y: -np.mean(np.sum(Y * log_softmax(z, axis=1), axis=1)),
+                      lambda z, Y: (softmax(z, axis=1) - Y) / len(z)),
+    "mse": (lambda z, Y: np.mean((z - Y) ** 2), lambda z, Y: 2 * (z - Y) / z.size),
+}
+
+
+@pytest.mark.parametrize("kind, formulas, registered", [
+    ("activation", FORMULAS, ACTIVATIONS), ("output", OUTPUT_FORMULAS, OUTPUTS), ("loss", LOSS_FORMULAS, LOSSES)])
+def test_every_registered_name_has_a_formula_here(kind, formulas, registered):
+    assert set(formulas) == set(registered), (
+        f"{kind} formulas missing for {set(registered) - set(formulas)}, unknown {set(formulas) - set(registered)}")
+
+
+def targets(loss, shape, draw_or_rng, dtype=np.float64):
+    """Targets a loss accepts: {0, 1} for bce, one-hot rows for cross_entropy, reals for mse."""
+    n, k = shape
+    if isinstance(draw_or_rng, np.random.Generator):
+        rng = draw_or_rng
+        return {"bce": (rng.random(shape) < 0.5) * 1.0, "cross_entropy": np.eye(k)[rng.integers(0, k, n)],
+                "mse": rng.standard_normal(shape)}[loss].astype(dtype)
+    draw = draw_or_rng
+    if loss == "cross_entropy":
+        return np.eye(k, dtype=dtype)[draw(hnp.arrays(np.int64, n, elements=st.integers(0, k - 1)))]
+    if loss == "bce":
+        return draw(hnp.arrays(dtype, shape, elements=st.sampled_from([0.0, 1.0])))
+    return draw(hnp.arrays(dtype, shape, elements=st.floats(-100, 100, width=32)))
 
 
 def both():
@@ -46,49 +78,41 @@ def test_activation_kernels(name, dtype, data, slope):
         assert_close(dZ, dA * df(z, slope), dtype, scale=10)
 
 
-@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
 @settings(max_examples=30, deadline=None)
-def test_output_kernels(output, dtype, data):
+def test_output_and_loss_kernels(loss, dtype, data):
+    output = LOSSES[loss]
     n, k = data.draw(st.integers(1, 25)), data.draw(st.integers(2 if output == "softmax" else 1, 12))
     Z = data.draw(hnp.arrays(dtype, (n, k), elements=st.floats(-500, 500, width=32)))
+    Y = targets(loss, (n, k), data.draw, dtype)
     z = Z.astype(np.float64)
-    if output == "softmax":
-        Y = np.eye(k, dtype=dtype)[data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, k - 1)))]
-        P, loss = softmax(z, axis=1), -np.mean(np.sum(Y * log_softmax(z, axis=1), axis=1))
-        grad = (softmax(z, axis=1) - Y) / n
-    elif output == "sigmoid":
-        Y = data.draw(hnp.arrays(dtype, (n, k), elements=st.sampled_from([0.0, 1.0])))
-        P, loss = expit(z), np.mean(Y * np.logaddexp(0, -z) + (1 - Y) * np.logaddexp(0, z))
-        grad = (expit(z) - Y) / (n * k)
-    else:
-        Y = data.draw(hnp.arrays(dtype, (n, k), elements=st.floats(-100, 100, width=32)))
-        P, loss, grad = z, np.mean((z - Y) ** 2), 2 * (z - Y) / (n * k)
+    P = OUTPUT_FORMULAS[output](z)
+    value_formula, grad_formula = LOSS_FORMULAS[loss]
     got = []
     for mod in both():
         out, G = np.empty_like(Z), np.empty_like(Z)
         assert mod.output_activation(output, Z, out) is out
-        value = mod.output_loss(output, Z, Y, G)
+        value = mod.output_loss(loss, Z, Y, G)
         assert np.isfinite(value) and np.isfinite(G).all()
         assert_close(out, P, dtype, scale=10)
-        assert_close(value, loss, dtype, scale=100)
-        assert_close(G, grad, dtype, scale=100)
+        assert_close(value, value_formula(z, Y), dtype, scale=100)
+        assert_close(G, grad_formula(z, Y), dtype, scale=100)
         got.append((out, value, G))
     for a, b in zip(*got):
         assert_close(a, b, dtype, scale=10)
 
 
-@pytest.mark.parametrize("output", OUTPUTS)
-def test_output_loss_gradient_finite_differences(backend, output):
+@pytest.mark.parametrize("loss", LOSSES)
+def test_output_loss_gradient_finite_differences(backend, loss):
     mod = backend_module(backend)
     rng = np.random.default_rng(2)
     Z = rng.standard_normal((6, 4)) * 3
-    Y = {"sigmoid": (rng.random((6, 4)) < 0.5) * 1.0, "softmax": np.eye(4)[rng.integers(0, 4, 6)],
-         "identity": rng.standard_normal((6, 4))}[output]
+    Y = targets(loss, (6, 4), rng)
     G = np.empty_like(Z)
-    mod.output_loss(output, Z, Y, G)
-    numeric = fd_gradient(lambda: mod.output_loss(output, Z, Y, np.empty_like(Z)), Z)
+    mod.output_loss(loss, Z, Y, G)
+    numeric = fd_gradient(lambda: mod.output_loss(loss, Z, Y, np.empty_like(Z)), Z)
     np.testing.assert_allclose(G, numeric, rtol=1e-7, atol=1e-10)
 
 
@@ -112,7 +136,7 @@ def test_softmax_is_stable(backend):
     with np.errstate(over="raise", invalid="raise"):
         P, G = np.empty_like(Z), np.empty_like(Z)
         mod.output_activation("softmax", Z, P)
-        loss = mod.output_loss("softmax", Z, Y, G)
+        loss = mod.output_loss("cross_entropy", Z, Y, G)
     np.testing.assert_allclose(P, [[1, 0, 0], [0, 0.5, 0.5]], atol=1e-300)
     np.testing.assert_allclose(loss, (2000 + 1e300 + np.log(2)) / 2)
 
@@ -247,11 +271,13 @@ def test_option_errors():
     with pytest.raises(TypeError, match="l2"):
         fastmlp.MLP([3, 1], l2="big")
     with pytest.raises(ValueError, match="activation"):
-        fastmlp.MLP([3, 4, 4, 1], activation=["relu", "gelu"])
+        fastmlp.MLP([3, 4, 4, 1], activation=["relu", "swish"])
 
 
 def test_init_follows_activation():
     relu = fastmlp.MLP([400, 300, 1], activation="relu", seed=0)
+    gelu = fastmlp.MLP([400, 300, 1], activation="gelu", seed=0)
     tanh = fastmlp.MLP([400, 300, 1], activation="tanh", seed=0)
     assert abs(relu.coefs_[0].std() - np.sqrt(2 / 400)) < 0.005        # He
+    np.testing.assert_array_equal(gelu.coefs_[0], relu.coefs_[0])      # GELU: the ReLU family
     assert abs(tanh.coefs_[0].std() - np.sqrt(2 / 700)) < 0.005        # Glorot uniform: var = 2/(n_in+n_out)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import fastmlp
-from _support import assert_close, make_data
+from _support import assert_close, make_data, train
+from fastmlp._spec import Optimizer
 
 SIZES = [4, 24, 2]
 
@@ -24,6 +25,8 @@ OPTIMIZERS = [
     dict(optimizer="sgd", momentum=0.8, nesterov=True),
     dict(optimizer="adam", lr=0.01),
     dict(optimizer="adam", lr=0.003, beta1=0.5, beta2=0.9, eps=1e-6),
+    dict(optimizer="adamw", lr=0.01),
+    dict(optimizer="adamw", lr=0.003, beta1=0.5, beta2=0.9, eps=1e-6, weight_decay=0.3),
     dict(optimizer="rprop", batch_size=None),
 ]
 
@@ -63,6 +66,18 @@ def adam(lr, b1, b2, eps):
     return update
 
 
+def adamw(lr, b1, b2, eps, wd):
+    """Decoupled decay of the weights (not the biases), then Adam's step."""
+    weights = np.concatenate([np.full(n_in * n_out, True) if part == 0 else np.full(n_out, False)
+                              for n_in, n_out in zip(SIZES[:-1], SIZES[1:]) for part in (0, 1)])
+    adam_step = adam(lr, b1, b2, eps)
+
+    def update(p, g, state, t):
+        p[weights] *= 1 - lr * wd
+        adam_step(p, g, state, t)
+    return update
+
+
 def rprop(lr, up=1.2, down=0.5, lo=1e-6, hi=50):
     def update(p, g, state, t):
         step, prev = state.get("step", np.full_like(p, lr)), state.get("prev", np.zeros_like(p))
@@ -74,15 +89,28 @@ def rprop(lr, up=1.2, down=0.5, lo=1e-6, hi=50):
     return update
 
 
+# every optimizer's rule, written out from PyTorch's documentation: (fit options, update)
+RULES = {
+    "sgd": [(dict(optimizer="sgd", lr=0.1, momentum=0.9), sgd_momentum(0.1, 0.9, False)),
+            (dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True), sgd_momentum(0.1, 0.9, True)),
+            (dict(optimizer="sgd", lr=0.1), sgd_momentum(0.1, 0.0, False))],
+    "adam": [(dict(optimizer="adam", lr=0.02, beta1=0.8, beta2=0.95, eps=1e-7), adam(0.02, 0.8, 0.95, 1e-7))],
+    "adamw": [(dict(optimizer="adamw", lr=0.02), adamw(0.02, 0.9, 0.999, 1e-8, 0.01)),
+              (dict(optimizer="adamw", lr=0.02, beta1=0.8, weight_decay=0.5), adamw(0.02, 0.8, 0.999, 1e-8, 0.5))],
+    "rprop": [(dict(optimizer="rprop", lr=0.01), rprop(0.01))],
+}
+
+
+def test_every_registered_optimizer_has_a_rule_here():
+    from fastmlp._registry import OPTIMIZERS as REGISTERED
+
+    assert set(RULES) == set(REGISTERED), f"rules missing for {set(REGISTERED) - set(RULES)}, unknown {set(RULES) - set(REGISTERED)}"
+
+
 @pytest.mark.parametrize(
     "options, update",
-    [
-        (dict(optimizer="sgd", lr=0.1, momentum=0.9), sgd_momentum(0.1, 0.9, False)),
-        (dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True), sgd_momentum(0.1, 0.9, True)),
-        (dict(optimizer="adam", lr=0.02, beta1=0.8, beta2=0.95, eps=1e-7), adam(0.02, 0.8, 0.95, 1e-7)),
-        (dict(optimizer="rprop", lr=0.01), rprop(0.01)),
-    ],
-    ids=["momentum", "nesterov", "adam", "rprop"],
+    [case for cases in RULES.values() for case in cases],
+    ids=[f"{name}-{i}" for name, cases in RULES.items() for i in range(len(cases))],
 )
 def test_update_rules_match_pytorch_formulas(backend, options, update):
     """Each optimizer's full-batch steps equal the PyTorch update rule written out here."""
@@ -273,25 +301,20 @@ def test_bad_sample_weight(backend, w, match):
 def test_backend_callback_sets_lr_and_stops(backend):
     """train(callback=...) runs after every epoch, may set the next epoch's lr, and stops
     training by returning False; both backends call it the same way."""
-    from _support import backend_module
-    from fastmlp._common import optimizer_config
-
     X, Y = data()
     Y = np.asarray(Y, dtype=float)
     results = {}
     for name in ("cython", "numpy"):
-        mod = backend_module(name)
         net = fastmlp.MLP(SIZES, seed=0, backend=name)
-        config, seen = optimizer_config(lr=0.1), []
+        opt, seen = Optimizer(lr=0.1), []
 
         def callback(epoch, loss):
-            seen.append((epoch, loss, config["lr"]))
-            config["lr"] /= 2
+            seen.append((epoch, loss, opt.lr))
+            opt.lr /= 2
             return epoch < 2
 
-        losses = np.full(6, -np.inf)
-        mod.train(net.params_, net.layer_sizes, net._hidden, net.negative_slope, net.output, X, Y, 6, 16, None,
-                  losses, config, np.zeros((2, len(net.params_))), 0.0, None, callback)
+        losses = train(name, net, net.params_, X, Y, epochs=6, batch_size=16, optimizer=opt,
+                       losses=np.full(6, -np.inf), callback=callback)
         assert [e for e, _, _ in seen] == [0, 1, 2] and [lr for _, _, lr in seen] == [0.1, 0.05, 0.025]
         assert np.isfinite(losses[:3]).all() and (losses[3:] == -np.inf).all()
         manual = fastmlp.MLP(SIZES, seed=0, backend=name)

@@ -115,40 +115,109 @@ def test_bad_constructor_arguments(kwargs, error, match):
 
 def test_backend_entry_points_check_their_arrays(backend):
     """Raw backend functions refuse buffers that would make compiled code read out of bounds."""
-    from _support import backend_module
+    from _support import backend_module, train
+    from fastmlp._spec import Network, Optimizer
 
     mod = backend_module(backend)
-    net = fastmlp.MLP([2, 4, 1], seed=0, backend=backend)
-    args = (net.layer_sizes, net._hidden, net.negative_slope, net.output)
-    st = np.zeros((2, len(net.params_)))
-    from fastmlp._common import optimizer_config as opt
-
+    model = fastmlp.MLP([2, 4, 1], seed=0, backend=backend)
+    net, params = model._net, model.params_
     with pytest.raises(ValueError, match="params"):
-        mod.loss_gradient(net.params_[:-1].copy(), *args, X, XOR_Y)
-    with pytest.raises(ValueError, match="X must have shape"):
-        mod.predict_proba(net.params_, *args, X[:, :1], np.empty((4, 1)))
+        mod.loss_gradient(net, params[:-1].copy(), X, XOR_Y)
+    with pytest.raises(TypeError, match="Network"):
+        mod.loss_gradient((2, 4, 1), params, X, XOR_Y)
+    with pytest.raises(ValueError, match="features"):
+        mod.predict_proba(net, params, X[:, :1], np.empty((4, 1)))
     with pytest.raises(ValueError, match="out must have shape"):
-        mod.predict_proba(net.params_, *args, X, np.empty((3, 1)))
+        mod.predict_proba(net, params, X, np.empty((3, 1)))
     with pytest.raises(ValueError, match="Y must have shape"):
-        mod.loss_gradient(net.params_, *args, X, XOR_Y[:2])
+        mod.loss_gradient(net, params, X, XOR_Y[:2])
     with pytest.raises(ValueError, match="losses"):
-        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 4, None, np.empty(4), opt(), st)
+        train(backend, model, params.copy(), X, XOR_Y, epochs=5, batch_size=4, losses=np.empty(4))
     with pytest.raises(ValueError, match="batch_size"):
-        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 0, None, np.empty(5), opt(), st)
+        train(backend, model, params.copy(), X, XOR_Y, epochs=5, batch_size=0)
     with pytest.raises(ValueError, match="state must have shape"):
-        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 4, None, np.empty(5), opt(), st[:, 1:])
+        train(backend, model, params.copy(), X, XOR_Y, epochs=5, batch_size=4, state=np.zeros((2, 3)))
     with pytest.raises(ValueError, match="full batches"):
-        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 2, None, np.empty(5), opt("rprop"), st)
+        train(backend, model, params.copy(), X, XOR_Y, epochs=5, batch_size=2, optimizer=Optimizer("rprop"))
     with pytest.raises(TypeError, match="callback"):
-        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 4, None, np.empty(5), opt(), st, 0.0, None, "print")
+        train(backend, model, params.copy(), X, XOR_Y, epochs=5, batch_size=4, callback="print")
+    with pytest.raises(TypeError, match="rng"):
+        train(backend, model, params.copy(), X, XOR_Y, epochs=5, batch_size=4, rng=42)
     with pytest.raises(TypeError, match="optimizer"):
-        mod.train(net.params_.copy(), *args, X, XOR_Y, 5, 4, None, np.empty(5), {"name": "sgd"}, st)
-    with pytest.raises(ValueError, match="activation"):
-        mod.loss_gradient(net.params_, net.layer_sizes, ("gelu",), 0.01, "sigmoid", X, XOR_Y)
-    with pytest.raises(ValueError, match="output"):
-        mod.loss_gradient(net.params_, net.layer_sizes, net._hidden, 0.01, "softmax", X, XOR_Y)
+        train(backend, model, params.copy(), X, XOR_Y, epochs=5, batch_size=4, optimizer={"name": "sgd"})
+    changed = Optimizer()
+    changed.lr = -1.0    # a description changed after it was made is checked again
+    with pytest.raises(ValueError, match="lr"):
+        train(backend, model, params.copy(), X, XOR_Y, epochs=5, batch_size=4, optimizer=changed)
+    with pytest.raises(TypeError, match="positional"):   # beyond the data, by keyword only
+        mod.train(net, params.copy(), X, XOR_Y, Optimizer(), np.zeros((2, 17)), np.empty(5), 5, 4)
     with pytest.raises(TypeError, match="grad must have dtype"):
-        mod.loss_gradient(net.params_.astype(np.float32), *args, X, XOR_Y, np.empty(17))
+        mod.loss_gradient(net, params.astype(np.float32), X, XOR_Y, np.empty(17))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"activations": ("swish",)}, ValueError, "activation"),
+        ({"activations": ("relu", "relu")}, ValueError, "hidden layers"),
+        ({"output": "softmax"}, ValueError, "at least 2 units"),
+        ({"output": "exp"}, ValueError, "output"),
+        ({"loss": "mse"}, ValueError, "goes with loss"),
+        ({"loss": "hinge"}, ValueError, "loss"),
+        ({"negative_slope": "0.1"}, TypeError, "negative_slope"),
+        ({"l2": -1.0}, ValueError, "l2"),
+        ({"sizes": (2, 0, 1)}, ValueError, ">= 1"),
+    ],
+)
+def test_network_description_checks_match_the_model(kwargs, error, match):
+    """The backends' Network and the MLP constructor share one set of checks: the same bad
+    value raises the same exception with the same message in both."""
+    from fastmlp._spec import Network
+
+    args = {"sizes": (2, 4, 1), "activations": ("relu",), "output": "sigmoid", **kwargs}
+    with pytest.raises(error, match=match) as direct:
+        Network(**args)
+    model_args = {"layer_sizes": args.pop("sizes"), "activation": args.pop("activations"), **args}
+    with pytest.raises(error) as via_model:
+        fastmlp.MLP(**model_args)
+    assert str(via_model.value) == str(direct.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"name": "adagrad"}, ValueError, "optimizer"),
+        ({"lr": 0}, ValueError, "lr"),
+        ({"lr": "fast"}, TypeError, "lr"),
+        ({"momentum": 1.0}, ValueError, "momentum"),
+        ({"nesterov": True}, ValueError, "nesterov"),
+        ({"nesterov": "yes"}, TypeError, "nesterov"),
+        ({"beta1": 1.0}, ValueError, "beta1"),
+        ({"eps": 0}, ValueError, "eps"),
+        ({"weight_decay": -0.1}, ValueError, "weight_decay"),
+        ({"weight_decay": float("nan")}, ValueError, "weight_decay"),
+    ],
+)
+def test_optimizer_description_checks_match_fit(kwargs, error, match):
+    """Optimizer and MLP.fit share one set of checks for the optimizer's settings."""
+    from fastmlp._spec import Optimizer
+
+    with pytest.raises(error, match=match) as direct:
+        Optimizer(**kwargs)
+    fit_args = {("optimizer" if k == "name" else k): v for k, v in kwargs.items()}
+    with pytest.raises(error, match=match):
+        fastmlp.MLP([2, 4, 1], seed=0).fit(X, Y, epochs=1, **fit_args)
+    assert direct.type is error
+
+
+def test_settings_are_read_only(backend):
+    """Settings are fixed at construction, so training and saving cannot disagree."""
+    net = fastmlp.MLP([2, 4, 1], seed=0, backend=backend)
+    for name, value in [("activation", "tanh"), ("layer_sizes", (2, 1)), ("output", "identity"), ("l2", 1.0),
+                        ("negative_slope", 0.5), ("seed", 3), ("dtype", np.float32), ("backend", "numpy")]:
+        with pytest.raises(AttributeError):
+            setattr(net, name, value)
+    assert net.activation == "leaky_relu" and net.l2 == 0.0
 
 
 def test_cython_backend_missing_is_an_error_not_a_fallback(monkeypatch):

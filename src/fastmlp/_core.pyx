@@ -26,7 +26,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.math cimport M_2_SQRTPI, M_SQRT1_2, erf, exp, expf, log, pow, sqrt, tanh, tanhf
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
+from . import _registry
 from ._spec import network_args, train_args
 from ._validation import (
     check_output,
@@ -65,17 +65,17 @@ cdef enum Loss:
 cdef enum OptimizerCode:
     OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
 
-_ACTIVATION_CODES = implemented("compiled", "activation", tuple(ACTIVATIONS), {
+_ACTIVATION_CODES = _registry.implemented("compiled", "activation", tuple(_registry.ACTIVATIONS), {
     "identity": ACT_IDENTITY, "leaky_relu": ACT_LEAKY_RELU, "relu": ACT_RELU, "tanh": ACT_TANH,
     "sigmoid": ACT_SIGMOID, "gelu": ACT_GELU,
 })
-_OUTPUT_CODES = implemented("compiled", "output", OUTPUTS, {
+_OUTPUT_CODES = _registry.implemented("compiled", "output", _registry.OUTPUTS, {
     "sigmoid": OUT_SIGMOID, "softmax": OUT_SOFTMAX, "identity": OUT_IDENTITY,
 })
-_LOSS_CODES = implemented("compiled", "loss", tuple(LOSSES), {
+_LOSS_CODES = _registry.implemented("compiled", "loss", tuple(_registry.LOSSES), {
     "bce": LOSS_BCE, "cross_entropy": LOSS_CROSS_ENTROPY, "mse": LOSS_MSE,
 })
-_OPTIMIZER_CODES = implemented("compiled", "optimizer", tuple(OPTIMIZERS), {
+_OPTIMIZER_CODES = _registry.implemented("compiled", "optimizer", tuple(_registry.OPTIMIZERS), {
     "sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW, "rprop": OPT_RPROP,
 })
 
@@ -816,7 +816,7 @@ def dense_backward(A_prev, W, dZ, dW, db, dA_prev=None):
 def activation(name, Z, A, negative_slope=0.01):
     """A = name(Z) for a hidden activation name.  IN: Z.  OUT: A (same shape)."""
     (Z,) = elementwise_args(A, "A", (Z, "Z"))
-    code = _ACTIVATION_CODES[choice(name, "activation", tuple(ACTIVATIONS))]
+    code = _ACTIVATION_CODES[choice(name, "activation", tuple(_registry.ACTIVATIONS))]
     slope = real(negative_slope, "negative_slope")
     if A.size:
         _activation_typed(Z, A, code, slope)
@@ -826,7 +826,7 @@ def activation(name, Z, A, negative_slope=0.01):
 def activation_backward(name, Z, A, dA, dZ, negative_slope=0.01):
     """dZ = dA * name'(Z).  IN: Z, A = name(Z), dA.  OUT: dZ (same shape)."""
     Z, A, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (A, "A"), (dA, "dA"))
-    code = _ACTIVATION_CODES[choice(name, "activation", tuple(ACTIVATIONS))]
+    code = _ACTIVATION_CODES[choice(name, "activation", tuple(_registry.ACTIVATIONS))]
     slope = real(negative_slope, "negative_slope")
     np.copyto(dZ, dA)
     if dZ.size:
@@ -853,7 +853,7 @@ def output_activation(output, Z, P):
     """P = the output activation of the logits Z: "sigmoid", "softmax" (per row) or
     "identity".  IN: Z (n, k).  OUT: P (n, k)."""
     (Z,) = elementwise_args(P, "P", (Z, "Z"))
-    code = _OUTPUT_CODES[choice(output, "output", OUTPUTS)]
+    code = _OUTPUT_CODES[choice(output, "output", _registry.OUTPUTS)]
     if P.size:
         _output_activation_typed(Z, P, code)
     return P
@@ -868,7 +868,7 @@ def output_loss(loss, Z, Y, G):
     IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ.  Returns the mean loss.
     """
     Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"))
-    code = _LOSS_CODES[choice(loss, "loss", tuple(LOSSES))]
+    code = _LOSS_CODES[choice(loss, "loss", tuple(_registry.LOSSES))]
     if G.size == 0:
         raise ValueError("the loss needs at least one element")
     return _output_loss_typed(Z, Y, G, code)

@@ -189,8 +189,8 @@ def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, 
     Optimizer.__post_init__(optimizer)   # its fields may have been changed since it was made
     check_output(losses, (epochs,), "losses", np.dtype(np.float64))
     check_output(state, (2, len(params)), "state", params.dtype)
-    if rng is not None and not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator or None, got {type(rng).__name__}")
+    if rng is not None and not callable(getattr(rng, "shuffle", None)):
+        raise TypeError(f"rng must be a numpy Generator (or have its shuffle) or None, got {type(rng).__name__}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     if optimizer.full_batch and batch_size < n:
