@@ -131,9 +131,8 @@ class Optimizer:
         choice(self.name, "optimizer", tuple(OPTIMIZERS))
         self.nesterov = flag(self.nesterov, "nesterov")
         self.t = integer(self.t, "t", 0)
-        for f in fields(self):
-            if f.type is float:
-                setattr(self, f.name, real(getattr(self, f.name), f.name))
+        for name in _REAL_FIELDS:
+            setattr(self, name, real(getattr(self, name), name))
         checks = [
             (self.lr > 0, "lr must be > 0"),
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
@@ -161,6 +160,9 @@ class Optimizer:
     def hyperparameters(self):
         """{name: value} of `lr` and what this optimizer reads."""
         return {"lr": self.lr, **{key: getattr(self, key) for key in OPTIMIZERS[self.name]}}
+
+
+_REAL_FIELDS = tuple(f.name for f in fields(Optimizer) if f.type is float)
 
 
 # ---------------------------------------------------------------- backend entry checks

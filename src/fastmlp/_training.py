@@ -45,7 +45,7 @@ class Run:
     def copy(self):
         new = copy.copy(self)
         new.params, new.state = self.params.copy(), self.state.copy()
-        new.optimizer, new.rng = copy.deepcopy(self.optimizer), copy.deepcopy(self.rng)
+        new.optimizer, new.rng = copy.copy(self.optimizer), copy.deepcopy(self.rng)
         new.history = copy.deepcopy(self.history)
         return new
 
@@ -200,11 +200,11 @@ def make_runs(job, previous, seed, initial_params, current_params):
     else:
         params = current_params.copy() if job.warm_start else initial_params(np.random.default_rng(seed))
         history = previous.history if job.warm_start and previous is not None else None
-        run = Run(params, copy.deepcopy(job.optimizer), None, history)
+        run = Run(params, copy.copy(job.optimizer), None, history)
     if job.shuffle and run.rng is None:
         run.rng = np.random.default_rng(streams[0])
     return [run] + [
-        Run(initial_params(np.random.default_rng(streams[n + i])), copy.deepcopy(job.optimizer),
+        Run(initial_params(np.random.default_rng(streams[n + i])), copy.copy(job.optimizer),
             np.random.default_rng(streams[i]))
         for i in range(1, n)
     ]

@@ -19,8 +19,9 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def integer(value, name, minimum=None):
     """`value` as an int (bools and floats refused); ValueError below `minimum`."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if type(value) is not int:   # (the common case skips these checks)
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
     try:
         value = operator.index(value)
     except TypeError:
@@ -32,7 +33,7 @@ def integer(value, name, minimum=None):
 
 def real(value, name, minimum=None, positive=False):
     """`value` as a finite float; ValueError when not > 0 (positive) or below `minimum`."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
