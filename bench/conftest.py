@@ -1,15 +1,14 @@
-"""Shared pieces of the benchmark suite: the session header, data makers, optional rivals.
+"""Shared pieces of the benchmark suite: the session header, fixtures, optional rivals.
 
 Run with ``pytest bench/`` (the project's default ``pytest`` only collects ``tests/``).
-The header says which BLAS each library runs and with how many threads, and warns when
+The header says which fastmlp runs (installed, or the checkout's in-place build: see
+``_common.py``), which BLAS each library runs and with how many threads, and warns when
 ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are set: they pin OpenBLAS to an older kernel
 and make every BLAS-bound row slower, so benchmark with both unset.
 
 The test modules run under ``--import-mode=importlib`` and so cannot import this file;
-what they share comes in as fixtures (``make_data``, ``torch_threads``, ...).
-
-fastmlp is imported as installed (``pip install '.[bench]'``); when it is not installed,
-from the checkout's in-place build. The header prints which one runs.
+what they share comes in as fixtures (``make_data``, ``xor_data``, ``seed_script``,
+``torch_threads``, ...).
 """
 
 import os
@@ -19,37 +18,17 @@ import warnings
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/: _machine
-from _machine import cpu_busy, cpu_model  # noqa: E402
-
-try:
-    import fastmlp
-except ImportError:
-    # not installed: use the checkout's in-place build (`python setup.py build_ext --inplace`)
-    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, os.path.join(_root, "src") if os.path.isdir(os.path.join(_root, "src", "fastmlp")) else _root)
-    import fastmlp
-
-OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-
-XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
-XOR_Y = np.array([[0], [1], [1], [0]], dtype=float)
-
-
-# ---------------------------------------------------------------- data
-
-
-def make_data(n, n_features, seed=0, dtype=np.float64):
-    """X (n, n_features) standard normal and y (n, 1) in {0, 1}, both C-contiguous `dtype`.
-
-    The labels follow a random linear rule of X (with 10% of them flipped), so a network
-    can learn something and the loss has a direction to go.
-    """
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, n_features)).astype(dtype)
-    w = rng.standard_normal(n_features)
-    y = (X @ w > 0) ^ (rng.random(n) < 0.1)
-    return np.ascontiguousarray(X), y.astype(dtype).reshape(-1, 1)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/: _common
+from _common import (  # noqa: E402
+    cpu_busy_line,
+    cpu_model,
+    describe_pool,
+    fastmlp_line,
+    make_data,
+    openblas_line,
+    seed_script,
+    xor_data,
+)
 
 
 def optional(name):
@@ -95,8 +74,7 @@ def torch_fit(torch, X, y, sizes, batch_size, epochs, lr):
 
 def pytest_report_header(config):
     lines = [
-        f"fastmlp {fastmlp.__version__} from {os.path.dirname(fastmlp.__file__)}; "
-        f"backends: {fastmlp.available_backends()}",
+        fastmlp_line(),
         f"cpu: {cpu_model()}; os.cpu_count()={os.cpu_count()}; numpy {np.__version__}",
     ]
     # load every library whose thread pools matter before asking threadpoolctl:
@@ -118,37 +96,16 @@ def pytest_report_header(config):
     if threadpoolctl is None:
         lines.append("threadpoolctl: not installed, cannot say which BLAS runs (pip install threadpoolctl)")
     else:
-        for pool in threadpoolctl.threadpool_info():
-            lines.append(
-                "thread pool: {user_api}/{internal_api} {version} arch={arch} num_threads={num_threads} "
-                "({lib})".format(
-                    arch=pool.get("architecture", "-"),
-                    lib=pool["filepath"].split("site-packages" + os.sep)[-1],
-                    **{k: pool.get(k) for k in ("user_api", "internal_api", "version", "num_threads")},
-                )
-            )
+        lines += ["thread pool: " + describe_pool(pool) for pool in threadpoolctl.threadpool_info()]
         lines.append(
             "who uses which: fastmlp cython -> scipy.libs' OpenBLAS (scipy.linalg.cython_blas); "
             "fastmlp numpy, scikit-learn and the GEMM floor -> numpy.libs' OpenBLAS; "
             "torch -> its own MKL/OpenMP, sized by torch.set_num_threads per row"
         )
-    busy = cpu_busy()
+    busy = cpu_busy_line()
     if busy is not None:
-        line = f"cpu busy before the run: {busy:.0%} of all cores over 1 s"
-        if busy > 0.1:
-            line = ("WARNING: " + line + ": something else is running; multi-threaded BLAS rows "
-                    "slow down badly when a core is taken, compare only runs on a quiet machine")
-        lines.append(line)
-    set_vars = {v: os.environ[v] for v in OPENBLAS_VARS if v in os.environ}
-    if set_vars:
-        lines.append(
-            "WARNING: "
-            + ", ".join(f"{k}={v}" for k, v in set_vars.items())
-            + " is set: OpenBLAS runs a pinned (older, slower) kernel and these timings are not "
-            "representative; rerun as `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE pytest bench/`"
-        )
-    else:
-        lines.append("OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset (good: OpenBLAS picks its kernel)")
+        lines.append(busy)
+    lines.append(openblas_line("pytest bench/"))
     return lines
 
 
@@ -161,9 +118,17 @@ def _make_data_fixture():
     return make_data
 
 
-@pytest.fixture(scope="session")
-def xor_data():
-    return XOR_X.copy(), XOR_Y.copy()
+@pytest.fixture(name="xor_data", scope="session")
+def _xor_data_fixture():
+    """(X, y): the seed's XOR data, float64."""
+    return xor_data()
+
+
+@pytest.fixture(name="seed_script", scope="session")
+def _seed_script_fixture():
+    """The seed article's XOR script (tests/_seed.py): `seed_script()` runs it, returns a
+    SeedRun(initial, final, a2, loss)."""
+    return seed_script
 
 
 @pytest.fixture
@@ -182,13 +147,24 @@ def _torch_fit_fixture():
 
 
 @pytest.fixture
-def no_convergence_warning():
-    """Silence scikit-learn's ConvergenceWarning (max_iter is the point of these rows)."""
-    exceptions = pytest.importorskip("sklearn.exceptions")
+def sklearn_sgd():
+    """A function (sizes, batch_size, epochs, lr) -> scikit-learn's MLPClassifier set up as
+    the other rows train: ReLU (it has no Leaky ReLU), plain SGD steps (no momentum, no L2)
+    over contiguous batches, every epoch run (no stopping rule). Its ConvergenceWarning
+    (max_iter is the point of these rows) is silenced for the test."""
+    pytest.importorskip("sklearn")
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    def make(sizes, batch_size, epochs, lr):
+        return MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="relu", solver="sgd",
+                             batch_size=batch_size, max_iter=epochs, shuffle=False, momentum=0,
+                             learning_rate_init=lr, alpha=0, tol=0, n_iter_no_change=10**9,
+                             random_state=0)
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", exceptions.ConvergenceWarning)
-        yield
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield make
 
 
 def assert_finite_history(losses, epochs):

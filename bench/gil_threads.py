@@ -23,12 +23,7 @@ import time
 
 import numpy as np
 
-try:
-    import fastmlp
-except ImportError:  # not installed: use the checkout's in-place build
-    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, os.path.join(_root, "src") if os.path.isdir(os.path.join(_root, "src", "fastmlp")) else _root)
-    import fastmlp
+from _common import describe_pool, fastmlp, fastmlp_line, make_data, openblas_line
 
 SIZES = [784, 256, 256, 1]
 N = 4096
@@ -42,9 +37,7 @@ def make_jobs(backend):
     """Two independent (model, X, y) fits of the same size, with different data and seeds."""
     jobs = []
     for seed in (0, 1):
-        rng = np.random.default_rng(100 + seed)
-        X = rng.standard_normal((N, SIZES[0]))
-        y = (X @ rng.standard_normal(SIZES[0]) > 0).astype(np.float64)
+        X, y = make_data(N, SIZES[0], seed=100 + seed, dtype=DTYPE)
         net = fastmlp.MLP(SIZES, seed=seed, dtype=DTYPE, backend=backend)
         jobs.append((net, X, y))
     return jobs
@@ -113,11 +106,9 @@ def main(argv=None):
         sys.exit("gil_threads.py needs threadpoolctl: pip install threadpoolctl")
     import fastmlp._core  # noqa: F401  (loads scipy's BLAS, so threadpool_limits reaches it)
 
-    print(f"fastmlp {fastmlp.__version__} from {os.path.dirname(fastmlp.__file__)}")
+    print(fastmlp_line())
     print(f"os.cpu_count() = {os.cpu_count()}")
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        if var in os.environ:
-            print(f"WARNING: {var}={os.environ[var]} is set; OpenBLAS runs a pinned kernel")
+    print(openblas_line("python bench/gil_threads.py"))
     print(
         f"job: two independent fits, each {'-'.join(map(str, SIZES))} on {N}x{SIZES[0]} {DTYPE}, "
         f"batch {BATCH}, {EPOCHS} epochs, no shuffle; best of {args.repeats}"
@@ -126,8 +117,7 @@ def main(argv=None):
         pools = threadpoolctl.threadpool_info()
         print("BLAS limited to 1 thread per call (threadpoolctl.threadpool_limits(1)), so each fit uses one core:")
         for pool in pools:
-            print(f"  {pool['internal_api']} {pool.get('version')} {pool.get('architecture', '')} "
-                  f"num_threads={pool['num_threads']} ({os.path.basename(pool['filepath'])})")
+            print("  " + describe_pool(pool))
         print()
         print(f"{'fastmlp backend':<20} {'sequential (s)':>15} {'2 threads (s)':>14} {'seq / threaded':>15}")
         rows = [(backend, lambda b=backend: compare(b, args.repeats)) for backend in args.backends]

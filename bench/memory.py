@@ -14,18 +14,12 @@ Run: ``python bench/memory.py``.
 """
 
 import gc
-import os
 import sys
 import tracemalloc
 
 import numpy as np
 
-try:
-    import fastmlp
-except ImportError:  # not installed: use the checkout's in-place build
-    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, os.path.join(_root, "src") if os.path.isdir(os.path.join(_root, "src", "fastmlp")) else _root)
-    import fastmlp
+from _common import fastmlp, fastmlp_line, make_data
 
 N, D = 20000, 100
 SIZES = [D, 64, 1]
@@ -51,12 +45,10 @@ def kib(n):
     return f"{n / 1024:,.1f} KiB"
 
 
-def part_a(y):
+def part_a(X64, y):
     print("(a) X is used in place: peak memory traced during one fit vs the size of X")
     print(f"    network {'-'.join(map(str, SIZES))}, float64 model, X {N}x{D}, "
           f"1 epoch, batch_size='auto' (200), shuffle=True")
-    rng = np.random.default_rng(0)
-    X64 = rng.standard_normal((N, D))
     cases = [
         ("C-contiguous float64", X64),
         ("Fortran-ordered float64 (control)", np.asfortranarray(X64)),
@@ -115,13 +107,11 @@ def part_b(X, y):
 
 
 def main():
-    print(f"fastmlp {fastmlp.__version__} from {os.path.dirname(fastmlp.__file__)}; backends {BACKENDS}")
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((N, D))
-    y = (X @ rng.standard_normal(D) > 0).astype(np.float64).reshape(-1, 1)
+    print(fastmlp_line())
+    X, y = make_data(N, D, seed=1)  # C-contiguous float64, y (N, 1)
     tracemalloc.start()
     try:
-        part_a(y)
+        part_a(X, y)
         part_b(X, y)
     finally:
         tracemalloc.stop()

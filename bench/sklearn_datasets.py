@@ -46,20 +46,10 @@ import argparse
 import importlib
 import os
 import platform
-import sys
 import time
 import warnings
 
 import numpy as np
-
-try:
-    import fastmlp
-except ImportError:  # not installed: use the checkout's in-place build
-    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, os.path.join(_root, "src") if os.path.isdir(os.path.join(_root, "src", "fastmlp")) else _root)
-    import fastmlp
-
-from _machine import cpu_busy, cpu_model  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 import scipy
 import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS, which fastmlp's compiled backend calls)
 import sklearn
@@ -69,12 +59,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
+from _common import cpu_busy_line, cpu_model, cpu_ticks, describe_pool, fastmlp, fastmlp_line, openblas_line
+
 try:
     import threadpoolctl
 except ImportError:
     threadpoolctl = None
-
-OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 # scikit-learn's MLPClassifier defaults, written out so the output can state them
 HIDDEN = (100,)
@@ -102,14 +92,13 @@ class OtherLoad:
 
     @staticmethod
     def _sample():
-        try:
-            with open("/proc/stat") as f:
-                ticks = [int(v) for v in f.readline().split()[1:]]
-        except (OSError, ValueError):
+        """(all cores' time, their busy time, this process's CPU time), in seconds."""
+        ticks = cpu_ticks()
+        if ticks is None:
             return None
         hz = os.sysconf("SC_CLK_TCK")
         own = os.times()
-        return sum(ticks) / hz, (sum(ticks) - ticks[3] - ticks[4]) / hz, own.user + own.system
+        return ticks[0] / hz, (ticks[0] - ticks[1]) / hz, own.user + own.system
 
     def __enter__(self):
         self.start, self.fraction = self._sample(), None
@@ -125,8 +114,7 @@ class OtherLoad:
 
 
 def print_header():
-    print(f"fastmlp {fastmlp.__version__} from {os.path.dirname(fastmlp.__file__)}; "
-          f"backends: {fastmlp.available_backends()}")
+    print(fastmlp_line())
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"scikit-learn {sklearn.__version__}")
     print(f"cpu: {cpu_model()}; os.cpu_count()={os.cpu_count()}")
@@ -139,26 +127,13 @@ def print_header():
     else:
         print(f"threadpoolctl {threadpoolctl.__version__} threadpool_info():")
         for pool in threadpoolctl.threadpool_info():
-            print("  {user_api}/{internal_api} {version} architecture={arch} threads={num_threads} ({lib})".format(
-                arch=pool.get("architecture", "-"),
-                lib=pool["filepath"].split("site-packages" + os.sep)[-1],
-                **{k: pool.get(k) for k in ("user_api", "internal_api", "version", "num_threads")}))
+            print("  " + describe_pool(pool))
         print("  fastmlp cython calls SciPy's OpenBLAS (scipy.linalg.cython_blas); fastmlp numpy and "
               "scikit-learn call NumPy's; every library keeps its default number of threads")
-    set_vars = {v: os.environ[v] for v in OPENBLAS_VARS if v in os.environ}
-    if set_vars:
-        print("WARNING: " + ", ".join(f"{k}={v}" for k, v in set_vars.items())
-              + " is set: OpenBLAS runs a pinned (older, slower) kernel, so these timings are not "
-              "representative; rerun as `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python "
-              "bench/sklearn_datasets.py`")
-    else:
-        print("OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset (good: OpenBLAS picks its kernel)")
-    busy = cpu_busy()
+    print(openblas_line("python bench/sklearn_datasets.py"))
+    busy = cpu_busy_line()
     if busy is not None:
-        line = f"cpu busy before the run: {busy:.0%} of all cores over 1 s"
-        if busy > 0.1:
-            line = "WARNING: " + line + ": something else is running; timings are unreliable"
-        print(line)
+        print(busy)
 
 
 # ---------------------------------------------------------------- fits

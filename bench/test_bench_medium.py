@@ -72,15 +72,10 @@ def test_torch(benchmark, data, torch_threads, torch_fit, assert_finite_history)
     assert_finite_history(history, EPOCHS)
 
 
-def test_sklearn(benchmark, data, no_convergence_warning, assert_finite_history):
+def test_sklearn(benchmark, data, sklearn_sgd, assert_finite_history):
     sklearn = pytest.importorskip("sklearn")
-    from sklearn.neural_network import MLPClassifier
-
     dtype, X, y = data
-    clf = MLPClassifier(hidden_layer_sizes=tuple(SIZES[1:-1]), activation="relu", solver="sgd",
-                        batch_size=BATCH, max_iter=EPOCHS, shuffle=False, momentum=0,
-                        learning_rate_init=LR, alpha=0, tol=0, n_iter_no_change=10**9,
-                        random_state=0)
+    clf = sklearn_sgd(SIZES, BATCH, EPOCHS, LR)
     benchmark.group = group(dtype)
     benchmark.name = f"sklearn {sklearn.__version__} (relu)"
     benchmark.pedantic(clf.fit, args=(X, y.ravel()), rounds=ROUNDS, iterations=1, warmup_rounds=1)
