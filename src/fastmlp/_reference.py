@@ -29,9 +29,9 @@ from ._validation import (
 # Each activation beside its derivative, each loss beside its gradient (registry order).
 
 
-def _sigmoid(Z):
-    # 1 / (1 + exp(-z)), written so that exp never overflows: e = exp(-|z|)
-    e = np.exp(-np.abs(Z))
+def _sigmoid(Z, e=None):
+    """1 / (1 + exp(-z)), written so that exp never overflows: e = exp(-|z|)."""
+    e = np.exp(-np.abs(Z)) if e is None else e
     return np.where(Z >= 0, 1, e) / (1 + e)
 
 
@@ -65,8 +65,8 @@ _OUTPUTS = implemented("numpy", "output", OUTPUTS, {
 
 def _bce(Z, Y):
     """max(z, 0) - z*y + log(1 + exp(-|z|)), averaged over outputs; gradient sigmoid(z) - y."""
-    k = Z.shape[1]
-    return (np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))).sum(axis=1) / k, (_sigmoid(Z) - Y) / k
+    k, e = Z.shape[1], np.exp(-np.abs(Z))
+    return (np.maximum(Z, 0) - Z * Y + np.log1p(e)).sum(axis=1) / k, (_sigmoid(Z, e) - Y) / k
 
 
 def _cross_entropy(Z, Y):
