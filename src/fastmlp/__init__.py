@@ -5,7 +5,8 @@ backend with the same functions is the readable math, the fallback and the test 
 """
 
 from ._backend import available_backends
+from ._errors import DivergenceError, ModelFileError
 from ._model import MLP, load
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "available_backends", "load", "__version__"]
+__all__ = ["MLP", "DivergenceError", "ModelFileError", "available_backends", "load", "__version__"]
