@@ -11,11 +11,12 @@ import copy
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
 from ._spec import Optimizer
 from ._validation import choice, flag, integer, real
@@ -23,6 +24,9 @@ from ._validation import choice, flag, integer, real
 FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
 SCHEDULES = ("constant", "invscaling", "plateau")
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.2, 2   # "plateau": lr / 5 after 2 epochs without progress
+# Epochs per backend call at first (then doubling): the loss buffer follows the epochs run,
+# not the epochs asked for, when early stopping ends a fit of epochs=10**8.
+FIRST_CHUNK = 1 << 16
 
 
 class Run:
@@ -34,6 +38,7 @@ class Run:
         self.state = np.zeros((2, len(params)), dtype=params.dtype)
         self.history = copy.deepcopy(history) if history else {"loss": [], "val_loss": []}
         self.best = None
+        self.diverged = None     # the epoch (counted over warm starts) whose loss was not finite
 
     def continues(self, optimizer):
         """Whether a warm start with `optimizer` continues this run's optimizer state."""
@@ -50,11 +55,13 @@ class Run:
         return new
 
     def score(self):
-        """The monitored loss the restarts are ranked by (lower is better)."""
-        if self.best is not None:
-            return self.best
-        losses = self.history["val_loss"] or self.history["loss"]
-        return losses[-1] if losses else math.inf
+        """The restarts' ranking key (lower is better): the monitored loss, with diverged runs
+        and non-finite losses after every finite one."""
+        value = self.best
+        if value is None:
+            losses = self.history["val_loss"] or self.history["loss"]
+            value = losses[-1] if losses else math.inf
+        return (self.diverged is not None, value if math.isfinite(value) else math.inf)
 
 
 class Schedule:
@@ -212,25 +219,44 @@ def make_runs(job, previous, seed, initial_params, current_params):
 
 def train_runs(impl, net, runs, job, commit):
     """Train every run (several in threads: the compiled loop releases the GIL) and
-    `commit` the best. Ctrl-C: one run is committed as far as it got; restarts all stop
-    after their current epoch and nothing is committed."""
+    `commit` the best; DivergenceError when every run diverged (the best is committed).
+
+    Ctrl-C or SystemExit in a single run commits it as far as it got. With restarts, any
+    exception (Ctrl-C, a signal handler's, an error in one restart) stops every restart
+    after its current step and is raised once all threads have ended; nothing is committed.
+    """
     if len(runs) == 1:
         try:
             train_run(impl, net, runs[0], job)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             commit(runs[0])
             raise
-        return commit(runs[0])
+    else:
+        _train_in_threads(impl, net, runs, job)
+    best = commit(min(runs, key=Run.score))
+    if best.diverged is not None:
+        raise DivergenceError(
+            f"training diverged: the loss of epoch {best.diverged} is not finite"
+            f"{' in every restart' if len(runs) > 1 else ''}; the model keeps the weights after the "
+            "last step with a finite loss and the history of the epochs before it. Try a smaller lr "
+            "or scaled inputs (e.g. standardised features)")
+    return best
+
+
+def _train_in_threads(impl, net, runs, job):
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1)) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1))
+    try:
         futures = [pool.submit(train_run, impl, net, run, job, stop) for run in runs]
-        try:
-            for future in futures:
-                future.result()
-        except KeyboardInterrupt:
-            stop.set()
-            raise
-    return commit(min(runs, key=Run.score))
+        wait(futures, return_when=FIRST_EXCEPTION)   # a signal handler may raise in here
+        for future in futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)     # after `stop`, each run ends after its current step
 
 
 def train_run(impl, net, run, job, stop=None):
@@ -261,32 +287,48 @@ def train_run(impl, net, run, job, stop=None):
 
 
 def _epochs(impl, net, run, job, schedule, watch, stop):
-    """The backend's training loop over job.epochs, with `watch` and the schedule between
-    epochs when they have something to decide."""
-    opt, done_before = run.optimizer, len(run.history["loss"])
+    """The backend's training loop over job.epochs (in calls of growing length, so the loss
+    buffer follows the epochs run), with `watch` and the schedule between epochs when they
+    have something to decide. A non-finite epoch loss ends it and sets run.diverged."""
+    opt, history = run.optimizer, run.history["loss"]
+    state = {"go_on": True}
 
     def callback(epoch, loss):
-        go_on = watch(float(loss))
-        opt.lr = schedule.rate(done_before + epoch + 1)
-        return go_on
+        state["go_on"] = watch(float(loss))
+        opt.lr = schedule.rate(len(history) + epoch + 1)
+        return state["go_on"]
 
     per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant" or stop is not None
-    opt.lr = schedule.rate(done_before)
-    losses = np.full(job.epochs, -np.inf)    # -inf: not run (a loss is never -inf)
-    try:
-        impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
-                   epochs=job.epochs, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
-                   sample_weight=job.w, callback=callback if per_epoch else None)
-    finally:
-        opt.lr = schedule.base
-        run.history["loss"].extend(losses[losses != -np.inf].tolist())
+    left, chunk = job.epochs, min(job.epochs, FIRST_CHUNK)
+    while left > 0 and state["go_on"]:
+        opt.lr = schedule.rate(len(history))
+        losses = np.full(chunk, -np.inf)    # -inf: not run (a loss is never -inf)
+        try:
+            with np.errstate(all="ignore"):   # overflow is caught below, as divergence
+                impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
+                           epochs=chunk, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
+                           sample_weight=job.w, callback=callback if per_epoch else None)
+        finally:
+            opt.lr = schedule.base
+            ran = losses[losses != -np.inf]
+            finite = np.isfinite(ran)
+            if not finite.all():
+                run.diverged = len(history) + int(np.argmin(finite))
+                ran = ran[: int(np.argmin(finite))]
+            history.extend(ran.tolist())
+        if run.diverged is not None or len(ran) < chunk:
+            break
+        left -= chunk
+        chunk = min(left, 2 * chunk)
 
 
 def _lbfgs(impl, net, run, job, watch):
-    """SciPy's L-BFGS-B on the flat parameters, up to job.epochs iterations."""
+    """SciPy's L-BFGS-B on the flat parameters, up to job.epochs iterations. A non-finite
+    loss at the end sets run.diverged and keeps the last iterate L-BFGS accepted."""
     from scipy.optimize import minimize
 
     params, grad = run.params, np.empty_like(run.params)
+    accepted = params.astype(np.float64)
 
     def loss_and_gradient(x):
         params[...] = x
@@ -294,12 +336,16 @@ def _lbfgs(impl, net, run, job, watch):
         return loss, grad.astype(np.float64)
 
     def callback(intermediate_result):
-        params[...] = intermediate_result.x
+        accepted[...] = params[...] = intermediate_result.x
         run.history["loss"].append(float(intermediate_result.fun))
         if not watch(float(intermediate_result.fun)):
             raise StopIteration
 
     if job.epochs:
-        result = minimize(loss_and_gradient, params.astype(np.float64), jac=True, method="L-BFGS-B",
-                          callback=callback, options={"maxiter": job.epochs})
-        params[...] = result.x
+        with np.errstate(all="ignore"):
+            result = minimize(loss_and_gradient, params.astype(np.float64), jac=True, method="L-BFGS-B",
+                              callback=callback, options={"maxiter": job.epochs})
+        finite = np.isfinite(result.fun) and np.isfinite(result.x).all()
+        params[...] = result.x if finite else accepted
+        if not finite:
+            run.diverged = len(run.history["loss"])

@@ -133,15 +133,23 @@ def check_Y(Y, n, n_outputs, dtype, finite=False, name="Y"):
 
 
 def check_sample_weight(sample_weight, n, dtype):
-    """None, or the weights as a C-contiguous (n,) array of dtype: finite, >= 0, sum > 0."""
+    """None, or the weights as a C-contiguous (n,) array of dtype, divided by their largest
+    value: every mean they weigh is sum(w_i x_i) / sum(w_i), so this changes no result, and
+    weights scaled by any constant give the same model, however tiny (subnormal) or huge
+    they are. Refused unless finite and >= 0 with at least one positive weight."""
     if sample_weight is None:
         return None
-    w = as_input(sample_weight, dtype, 1, "sample_weight")
+    w = as_input(sample_weight, np.float64, 1, "sample_weight")
     if w.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
-        raise ValueError("sample_weight must be finite and >= 0, with a positive sum")
-    return w
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight must be finite (it contains NaN or infinity)")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be >= 0 (it has negative weights)")
+    top = w.max()
+    if not top > 0:
+        raise ValueError("sample_weight needs a positive sum: all its weights are 0")
+    return np.ascontiguousarray(w / top, dtype=dtype)
 
 
 # ---------------------------------------------------------------- kernel arguments
