@@ -60,16 +60,20 @@ class MLP:
     def __init__(self, layer_sizes, activation="leaky_relu", output="sigmoid", loss=None,
                  negative_slope=0.01, l2=0.0, init="auto", init_scale=None, seed=None,
                  dtype="float64", backend="auto"):
+        self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
+                        seed, dtype, backend)
+        self._set_state(self._initial_params(np.random.default_rng(self._seed)), {"loss": [], "val_loss": []})
+
+    def _configure(self, layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
+                   seed, dtype, backend):
+        """Check and keep the settings, allocating nothing (``load`` checks a file's config
+        with this before it reads any array)."""
         self._net = Network(layer_sizes, activation, output, loss, negative_slope, l2)
         self._init, self._init_scale = check_init(init, init_scale)
         self._seed = None if seed is None else integer(seed, "seed", 0)
         self._dtype = float_dtype(dtype)
         self._backend, self._impl = _backend.resolve(backend)
         self._activation = activation if isinstance(activation, str) else self._net.activations
-        self._params = self._initial_params(np.random.default_rng(self._seed))
-        self._run = None          # the optimizer state, shuffling stream and history of the last fit
-        self.history_ = {"loss": [], "val_loss": []}
-        self.n_iter_ = 0
 
     activation = _setting("activation", "The hidden activation(s), as given.")
     init = _setting("init", "The weight initialisation.")
@@ -103,12 +107,12 @@ class MLP:
     def _initial_params(self, rng):
         return initial_params(self._net, self._init, self._init_scale, rng, self._dtype)
 
-    def _set_state(self, params, history):
+    def _set_state(self, params, history, run=None):
         self._params, self.history_, self.n_iter_ = params, history, len(history["loss"])
+        self._run = run       # the last fit's optimizer and its state, shuffling stream, history
 
     def _commit(self, run):
-        self._run = run
-        self._set_state(run.params, {key: list(values) for key, values in run.history.items()})
+        self._set_state(run.params, {key: list(values) for key, values in run.history.items()}, run)
         return run
 
     # ------------------------------------------------------------------ data
@@ -226,13 +230,46 @@ class MLP:
         }
 
     def save(self, path):
-        """Write the configuration, parameters and history to an ``.npz`` file."""
+        """Write the model to an uncompressed ``.npz`` file (".npz" is appended to a path
+        without it): the constructor arguments, the parameters, the history and, once
+        fitted, the last fit's optimizer (name, hyperparameters, step count), its state
+        arrays and the state of the shuffling stream, so that ``load`` then ``partial_fit``
+        or ``fit(warm_start=True)`` continues exactly as this model would. No pickle.
+
+        The save is atomic: it writes a temporary file beside `path`, flushes it to disk and
+        renames it over `path`; if it fails (disk full, Ctrl-C), the file at `path` is as it
+        was and the temporary file is removed. ValueError if the parameters hold NaN or
+        infinity (``load`` refuses such files); OSError from the file system.
+        """
         _persistence.save(self, path)
+
+    def __getstate__(self):
+        """Pickles and copies name the backend (a module cannot be pickled)."""
+        state = self.__dict__.copy()
+        del state["_impl"]
+        return state
+
+    def __setstate__(self, state):
+        """The backend is looked up again by name; where the compiled one is missing, the
+        NumPy backend is used, with the warning of ``backend="auto"``."""
+        self.__dict__.update(state)
+        self._backend, self._impl = _persistence.restore_backend(self._backend)
 
     def __repr__(self):
         return f"MLP({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())}, backend={self._backend!r})"
 
 
 def load(path, backend="auto"):
-    """Read a model written by ``MLP.save``."""
+    """Read a model written by ``MLP.save`` (or an older fastmlp), on `backend`.
+
+    Restores the settings, parameters and history and, when the file has them, the last
+    fit's optimizer, its state and the shuffling stream, so training continues bit for bit.
+    Everything is checked before use and memory is bounded by the file's size and parameter
+    count. Errors: FileNotFoundError (or another OSError) when `path` cannot be opened;
+    ``fastmlp.ModelFileError`` (a ValueError) naming the path and the problem for anything
+    that is not a valid model file: a directory, an empty, text, ``.npy`` or corrupt file, a
+    zip without the members, a compressed member, a member whose header and size disagree,
+    an invalid config, parameters that do not fit it, that hold NaN or infinity, or are
+    not of its dtype, an invalid optimizer or stream record. ValueError for a bad `backend`.
+    """
     return _persistence.load(MLP, path, backend)
