@@ -16,7 +16,9 @@ optimizer_state    (2, n_params) array of the model's dtype, with ``run``: the o
 =================  =========================================================================
 
 Files from before ``run`` existed still load; a warm start then keeps their weights and
-history and starts its optimizer afresh.
+history and starts its optimizer afresh. Parameters must be finite: `save` will not write
+NaN or infinity and `load` refuses a file holding them (there is nothing to predict with or
+resume from); the history may hold any float.
 
 `load` trusts nothing it has not checked. It reads each member's ``.npy`` header first
 and refuses a compressed or encrypted member (a deflated member can inflate to gigabytes)
