@@ -31,8 +31,12 @@ def available_backends():
     return tuple(found)
 
 
-def resolve(backend="auto"):
-    """(name, module) for a backend name: "auto", "cython" or "numpy"."""
+def resolve(backend="auto", fallback=False):
+    """(name, module) for a backend name: "auto", "cython" or "numpy".
+
+    With `fallback` (an unpickled model's backend), "cython" where it cannot import gives
+    the NumPy backend and the warning that "auto" gives, as "auto" would.
+    """
     global _warned_fallback
     if backend == "auto":
         backend = os.environ.get("FASTMLP_BACKEND", "").strip().lower() or "auto"
@@ -40,7 +44,7 @@ def resolve(backend="auto"):
             raise ValueError(
                 f"FASTMLP_BACKEND must be 'cython', 'numpy' or 'auto', got {os.environ['FASTMLP_BACKEND']!r}"
             )
-    if backend == "auto":
+    if backend == "auto" or (fallback and backend == "cython"):
         try:
             return "cython", _import("cython")
         except ImportError as exc:

@@ -35,7 +35,6 @@ import math
 import os
 import secrets
 import stat
-import warnings
 import zipfile
 
 import numpy as np
@@ -395,14 +394,5 @@ def restore_backend(name):
     """(name, module) for an unpickled model's backend `name`. A model pickled with the
     compiled backend falls back to NumPy where that is not importable, with the warning
     (given once) of ``backend="auto"``."""
-    try:
-        return _backend.resolve(name)
-    except ImportError as exc:
-        if name != "cython":
-            raise
-        if not _backend._warned_fallback:
-            warnings.warn(f"fastmlp's compiled backend is not available ({exc.__cause__ or exc}); "
-                          "using the NumPy backend", RuntimeWarning, stacklevel=3)
-            _backend._warned_fallback = True
-        return _backend.resolve("numpy")
+    return _backend.resolve(name, fallback=True)
 
