@@ -1,4 +1,5 @@
 # Type stub for the compiled backend (src/fastmlp/_core.pyx); same API as fastmlp._reference.
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -46,4 +47,5 @@ def train(
     rng: np.random.Generator | None = None,
     sample_weight: ArrayLike | None = None,
     callback: Callable[[int, float], bool] | None = None,
+    stop: threading.Event | None = None,
 ) -> None: ...

@@ -23,14 +23,13 @@ import numpy as np
 
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
-from libc.math cimport M_2_SQRTPI, M_SQRT1_2, erf, exp, expf, log, pow, sqrt, tanh, tanhf
+from cpython.ref cimport PyObject
+from libc.math cimport M_2_SQRTPI, M_SQRT1_2, erf, exp, expf, isfinite, log, pow, sqrt, tanh, tanhf
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from . import _registry
-from ._spec import network_args, train_args
+from ._spec import loss_gradient_args, out_of_range, predict_args, shuffled, train_args
 from ._validation import (
-    check_output,
-    check_sample_weight,
     choice,
     dense_backward_args,
     dense_forward_args,
@@ -44,8 +43,9 @@ cdef extern from "<math.h>" nogil:
 cdef enum:
     # Below this many multiply-adds (m * n * k) a dense product runs as plain loops.
     BLAS_MIN_WORK = 4096
-    # Without shuffling, the training loop takes the GIL back (to check for Ctrl-C) about
-    # once per this many flops of work, not after every epoch of a tiny network.
+    # The training loop takes the GIL back to check for Ctrl-C (and its `stop` event) about
+    # once per this many flops of work: inside a long epoch every few batches, and between
+    # epochs (without shuffling or a callback) not after every epoch of a tiny network.
     FLOPS_PER_GIL_CHECK = 50000000
     # Rows per chunk when predicting or taking full-data gradients: bounds the work buffer.
     CHUNK_ROWS = 2048
@@ -290,6 +290,7 @@ cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floatin
 cdef struct Net:
     # the architecture
     Py_ssize_t n_layers       # dense layers (weights), = len(sizes) - 1
+    Py_ssize_t n_params       # length of the flat parameter vector
     Py_ssize_t* size          # [n_layers + 1] widths, input first
     Py_ssize_t* w_off         # [n_layers] offset of W_l in the flat parameter vector
     Py_ssize_t* b_off         # [n_layers] offset of b_l
@@ -494,7 +495,7 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
         A_prev = A
 
 
-cdef void _backward(const Net* net, floating* params, const floating* X, Py_ssize_t m,
+cdef void _backward(const Net* net, const floating* params, const floating* X, Py_ssize_t m,
                     floating* work, floating* target, floating alpha, floating beta_w,
                     floating beta_b) noexcept nogil:
     """Backward pass after `_forward` and `_output_loss` (which left dL/dZ_L in d_off[L-1]).
@@ -601,16 +602,43 @@ cdef void _add_l2(const Net* net, const floating* params, floating* grad) noexce
             grad[i] += l2 * params[i]
 
 
+cdef struct Poll:
+    # When and how the training loop looks up from its batches (`_poll`).
+    Py_ssize_t every          # batches between polls (from a batch's flops)
+    Py_ssize_t countdown      # batches left until the next poll
+    PyObject* event           # borrowed: train's `stop` (it has is_set()), or NULL
+    PyObject* errors          # borrowed: a list; gets what a signal handler raised
+    bint stopped              # set by a poll: training ends before the next batch
+
+
+cdef bint _poll(Poll* stop) noexcept nogil:
+    """Take the GIL for a moment: run pending signal handlers (Ctrl-C raises
+    KeyboardInterrupt in them) and ask stop.event.is_set(). True, with stop.stopped set, when
+    training must end; an exception is kept in stop.errors for `train` to raise."""
+    stop.countdown = stop.every
+    with gil:
+        try:
+            PyErr_CheckSignals()
+            if stop.event != NULL and (<object>stop.event).is_set():
+                stop.stopped = True
+        except BaseException as exc:
+            (<list>stop.errors).append(exc)
+            stop.stopped = True
+    return stop.stopped
+
+
 cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* params,
                    const floating* X, const floating* Y, const floating* w, Py_ssize_t n,
                    Py_ssize_t batch_size, const Py_ssize_t* order, floating* work,
-                   floating* grad, floating* s1, floating* s2) noexcept nogil:
+                   floating* grad, floating* s1, floating* s2, Poll* stop) noexcept nogil:
     """One epoch of mini-batch steps; returns the mean of the batch losses (each taken before
     its step, with the L2 penalty), weighted by the batches' total sample weights.
 
     Batches are consecutive rows of X, or rows order[start:start + batch_size] gathered
     into the work buffer when `order` is not NULL. Plain SGD (opt.fused) takes its step
-    inside the backward pass; the others go through `grad`.
+    inside the backward pass; the others go through `grad`. Ends early, params whole: a
+    batch loss that is not finite is returned at once, before its step; a poll (every
+    stop.every batches) that sets stop.stopped ends it before the next batch.
     """
     cdef Py_ssize_t start, m, r, j, src
     cdef Py_ssize_t n_in = net.size[0], k = net.size[net.n_layers]
@@ -623,9 +651,12 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
     cdef floating* Zout = work + net.z_off[net.n_layers - 1]
     cdef floating* Dout = work + net.d_off[net.n_layers - 1]
     cdef floating lr = <floating>opt.lr, l2 = <floating>net.l2
-    cdef double total = 0, weight, total_weight = 0
+    cdef double total = 0, weight, total_weight = 0, loss
     start = 0
     while start < n:
+        stop.countdown -= 1
+        if stop.countdown <= 0 and _poll(stop):
+            return 0
         m = min(batch_size, n - start)
         if order == NULL:
             Xb = X + start * n_in
@@ -651,11 +682,14 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
                 weight += Wb[r]
         _forward(net, params, Xb, m, work)
         # a batch of total weight 0 contributes nothing (its data gradient is 0)
-        total += _output_loss(m, k, Zout, Yb, Wb, Dout,
-                              <floating>(1.0 / weight if weight > 0 else 0), net.loss)
-        total_weight += weight
+        loss = _output_loss(m, k, Zout, Yb, Wb, Dout,
+                            <floating>(1.0 / weight if weight > 0 else 0), net.loss)
         if net.l2 != 0:
-            total += weight * 0.5 * net.l2 * _sum_squared_weights(net, params)
+            loss += weight * 0.5 * net.l2 * _sum_squared_weights(net, params)
+        if not isfinite(loss):
+            return loss            # diverged: no step from a non-finite loss
+        total += loss
+        total_weight += weight
         if opt.fused:
             _backward(net, params, Xb, m, work, params, -lr, 1 - lr * l2, <floating>1)
             opt.t += 1
@@ -671,6 +705,14 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
 # =====================================================================================
 # 3. Python wrappers
 # =====================================================================================
+# The public functions check and convert their arguments (``_spec``, ``_validation``), then
+# call a typed ``cdef`` function for their dtype (not callable from Python, so nothing can
+# reach the loops unchecked). The typed functions build the C plan of the network and check
+# once more that the arrays' extents fit it: what the loops index is bounded by the plan's
+# own numbers, whatever the Network object in hand claims.
+
+cdef enum:
+    INT_MAX = 2147483647       # BLAS's int: the largest extent a ?gemm call may get
 
 cdef class _Plan:
     """The C description (`Net`) of a ``Network`` and its work buffer's layout for batches of
@@ -680,8 +722,11 @@ cdef class _Plan:
     cdef object _acts
 
     def __cinit__(self, net, Py_ssize_t capacity, bint gather):
-        sizes = net.sizes
-        cdef Py_ssize_t L = len(sizes) - 1, l, off = 0
+        sizes = [int(s) for s in net.sizes]
+        cdef Py_ssize_t L = len(sizes) - 1, l
+        if L < 1 or min(sizes) < 1 or max(sizes) > INT_MAX or not 1 <= capacity <= INT_MAX:
+            raise ValueError(f"a network needs at least 2 layer sizes in 1..{INT_MAX} and batches "
+                             f"of 1..{INT_MAX} rows, got sizes {sizes} and {capacity} rows")
         ints = np.zeros((6, L + 1), dtype=np.intp)
         ints[0, :] = sizes
         acts = np.zeros(L, dtype=np.intc)     # at least one element, never empty
@@ -689,26 +734,28 @@ cdef class _Plan:
         cdef Py_ssize_t[:, ::1] iv = ints
         cdef int[::1] av = acts
         self._ints, self._acts = ints, acts
+        off = 0                     # a Python int: offsets cannot wrap around
         for l in range(L):
             iv[1, l] = off
-            off += iv[0, l] * iv[0, l + 1]
+            off += sizes[l] * sizes[l + 1]
             iv[2, l] = off
-            off += iv[0, l + 1]
+            off += sizes[l + 1]
+        self.net.n_params = off
         off = 0
         for l in range(L):
             iv[3, l] = off          # Z
-            off += capacity * iv[0, l + 1]
+            off += capacity * sizes[l + 1]
             iv[4, l] = off          # A
             if l < L - 1:
-                off += capacity * iv[0, l + 1]
+                off += capacity * sizes[l + 1]
             iv[5, l] = off          # D
-            off += capacity * iv[0, l + 1]
+            off += capacity * sizes[l + 1]
         self.net.xb_off = off
         if gather:
-            off += capacity * iv[0, 0]
+            off += capacity * sizes[0]
         self.net.yb_off = off
         if gather:
-            off += capacity * iv[0, L]
+            off += capacity * sizes[L]
         self.net.wb_off = off
         if gather:
             off += capacity
@@ -728,6 +775,24 @@ cdef class _Plan:
         self.net.capacity = capacity
 
 
+cdef int _check_fit(const Net* net, Py_ssize_t n_params, Py_ssize_t n_in, Py_ssize_t n_out,
+                    bint rows_agree) except -1:
+    """ValueError unless arrays of these extents (and equal row counts) fit `net`."""
+    if n_params != net.n_params or n_in != net.size[0] or n_out != net.size[net.n_layers] or not rows_agree:
+        raise ValueError(f"the arrays (params ({n_params},), {n_in} inputs, {n_out} outputs) do not "
+                         f"fit the network's sizes ({net.n_params} params, {net.size[0]} inputs, "
+                         f"{net.size[net.n_layers]} outputs) or their row counts differ")
+    return 0
+
+
+cdef object _dtype(const floating* witness):
+    """The numpy dtype of `floating` (the pointer only selects the specialization)."""
+    if floating is float:
+        return np.float32
+    else:
+        return np.float64
+
+
 cdef Opt _opt(optimizer):
     """The C copy of a ``fastmlp._spec.Optimizer``."""
     cdef Opt opt
@@ -741,21 +806,38 @@ cdef Opt _opt(optimizer):
     return opt
 
 
+cdef int _take_order(perm, Py_ssize_t[::1] order) except -1:
+    """order[:] = perm (a permutation from ``_spec.shuffled``), each index checked to lie in
+    0..n-1 as it is copied: rows are gathered by these, so they must stay inside X. The copy
+    is ours; the rng keeps no handle on it."""
+    cdef const Py_ssize_t[::1] p = perm
+    cdef Py_ssize_t i, v, n = order.shape[0]
+    if p.shape[0] != n:
+        out_of_range(perm, n)
+    for i in range(n):
+        v = p[i]
+        if v < 0 or v >= n:
+            out_of_range(perm, n)
+        order[i] = v
+    return 0
+
+
 # ---------------------------------------------------------------- typed kernels
 # The public functions below check and convert their arguments, then call these.
 
-def _dense_forward_typed(const floating[:, ::1] A, const floating[:, ::1] W,
-                         const floating[::1] b, floating[:, ::1] Z):
+cdef _dense_forward_typed(const floating[:, ::1] A, const floating[:, ::1] W,
+                          const floating[::1] b, floating[:, ::1] Z):
     cdef Py_ssize_t m = A.shape[0], k = A.shape[1], n = W.shape[1]
     with nogil:
         _dense_activation(m, n, k, &A[0, 0], &W[0, 0], &b[0], &Z[0, 0], <floating*>NULL, 0,
                           <floating>0)
 
 
-def _dense_backward_typed(const floating[:, ::1] A_prev, const floating[:, ::1] W,
-                          const floating[:, ::1] dZ, floating[:, ::1] dW, floating[::1] db,
-                          floating[:, ::1] dA_prev, bint want_dA):
+cdef _dense_backward_typed(const floating[:, ::1] A_prev, const floating[:, ::1] W,
+                           const floating[:, ::1] dZ, floating[:, ::1] dW, floating[::1] db,
+                           floating[:, ::1] dA_prev):
     cdef Py_ssize_t m = A_prev.shape[0], k = A_prev.shape[1], n = W.shape[1]
+    cdef bint want_dA = dA_prev is not None
     with nogil:
         _mm_tn(m, n, k, <floating>1, &A_prev[0, 0], &dZ[0, 0], <floating>0, &dW[0, 0])
         _colsum(m, n, <floating>1, &dZ[0, 0], <floating>0, &db[0])
@@ -763,24 +845,24 @@ def _dense_backward_typed(const floating[:, ::1] A_prev, const floating[:, ::1] 
             _mm_nt(m, n, k, <floating>1, &dZ[0, 0], &W[0, 0], <floating>0, &dA_prev[0, 0])
 
 
-def _activation_typed(const floating[:, ::1] Z, floating[:, ::1] A, int act, floating slope):
+cdef _activation_typed(const floating[:, ::1] Z, floating[:, ::1] A, int act, floating slope):
     with nogil:
         _activation(Z.shape[0] * Z.shape[1], &Z[0, 0], &A[0, 0], act, slope)
 
 
-def _activation_backward_typed(const floating[:, ::1] Z, const floating[:, ::1] A,
-                               floating[:, ::1] D, int act, floating slope):
+cdef _activation_backward_typed(const floating[:, ::1] Z, const floating[:, ::1] A,
+                                floating[:, ::1] D, int act, floating slope):
     with nogil:
         _activation_backward(Z.shape[0] * Z.shape[1], &Z[0, 0], &A[0, 0], &D[0, 0], act, slope)
 
 
-def _output_activation_typed(const floating[:, ::1] Z, floating[:, ::1] P, int out):
+cdef _output_activation_typed(const floating[:, ::1] Z, floating[:, ::1] P, int out):
     with nogil:
         _output_activation(Z.shape[0], Z.shape[1], &Z[0, 0], &P[0, 0], out)
 
 
-def _output_loss_typed(const floating[:, ::1] Z, const floating[:, ::1] Y, floating[:, ::1] G,
-                       int loss):
+cdef double _output_loss_typed(const floating[:, ::1] Z, const floating[:, ::1] Y,
+                               floating[:, ::1] G, int loss):
     cdef Py_ssize_t m = Z.shape[0], k = Z.shape[1]
     cdef double total
     with nogil:
@@ -789,48 +871,61 @@ def _output_loss_typed(const floating[:, ::1] Z, const floating[:, ::1] Y, float
 
 
 def dense_forward(A, W, b, Z):
-    """Z = A @ W + b.  IN: A (n, n_in), W (n_in, n_out), b (n_out,).  OUT: Z (n, n_out)."""
+    """Z = A @ W + b.  IN: A (n, n_in), W (n_in, n_out), b (n_out,).  OUT: Z (n, n_out),
+    sharing no memory with the inputs."""
     A, W, b, Z = dense_forward_args(A, W, b, Z)
     if Z.size:
         if A.shape[1] == 0:
             Z[...] = b
+        elif Z.dtype == np.float32:
+            _dense_forward_typed[float](A, W, b, Z)
         else:
-            _dense_forward_typed(A, W, b, Z)
+            _dense_forward_typed[double](A, W, b, Z)
     return Z
 
 
 def dense_backward(A_prev, W, dZ, dW, db, dA_prev=None):
     """Gradients of a dense layer.  IN: A_prev (n, n_in), W (n_in, n_out), dZ (n, n_out).
-    OUT: dW = A_prev.T @ dZ, db = dZ summed over rows, and dA_prev = dZ @ W.T if given."""
+    OUT: dW = A_prev.T @ dZ, db = dZ summed over rows, and dA_prev = dZ @ W.T if given
+    (outputs share no memory with the inputs or each other)."""
     A_prev, W, dZ, dW, db, dA_prev = dense_backward_args(A_prev, W, dZ, dW, db, dA_prev)
     if A_prev.size == 0 or dZ.size == 0:     # degenerate shapes: let NumPy define them
         np.matmul(A_prev.T, dZ, out=dW)
         np.sum(dZ, axis=0, out=db)
         if dA_prev is not None:
             np.matmul(dZ, W.T, out=dA_prev)
-        return
-    want = dA_prev is not None
-    _dense_backward_typed(A_prev, W, dZ, dW, db, dA_prev if want else dW, want)
+    elif dW.dtype == np.float32:
+        _dense_backward_typed[float](A_prev, W, dZ, dW, db, dA_prev)
+    else:
+        _dense_backward_typed[double](A_prev, W, dZ, dW, db, dA_prev)
 
 
 def activation(name, Z, A, negative_slope=0.01):
-    """A = name(Z) for a hidden activation name.  IN: Z.  OUT: A (same shape)."""
-    (Z,) = elementwise_args(A, "A", (Z, "Z"))
+    """A = name(Z) for a hidden activation name.  IN: Z.  OUT: A (same shape; may be Z itself)."""
+    (Z,) = elementwise_args(A, "A", (Z, "Z"), in_place=("Z",))
     code = _ACTIVATION_CODES[choice(name, "activation", tuple(_registry.ACTIVATIONS))]
     slope = real(negative_slope, "negative_slope")
-    if A.size:
-        _activation_typed(Z, A, code, slope)
+    if A.size == 0:
+        pass
+    elif A.dtype == np.float32:
+        _activation_typed[float](Z, A, code, slope)
+    else:
+        _activation_typed[double](Z, A, code, slope)
     return A
 
 
 def activation_backward(name, Z, A, dA, dZ, negative_slope=0.01):
-    """dZ = dA * name'(Z).  IN: Z, A = name(Z), dA.  OUT: dZ (same shape)."""
-    Z, A, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (A, "A"), (dA, "dA"))
+    """dZ = dA * name'(Z).  IN: Z, A = name(Z), dA.  OUT: dZ (same shape; may be dA itself)."""
+    Z, A, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (A, "A"), (dA, "dA"), in_place=("dA",))
     code = _ACTIVATION_CODES[choice(name, "activation", tuple(_registry.ACTIVATIONS))]
     slope = real(negative_slope, "negative_slope")
     np.copyto(dZ, dA)
-    if dZ.size:
-        _activation_backward_typed(Z, A, dZ, code, slope)
+    if dZ.size == 0:
+        pass
+    elif dZ.dtype == np.float32:
+        _activation_backward_typed[float](Z, A, dZ, code, slope)
+    else:
+        _activation_backward_typed[double](Z, A, dZ, code, slope)
     return dZ
 
 
@@ -851,11 +946,15 @@ def sigmoid(Z, A):
 
 def output_activation(output, Z, P):
     """P = the output activation of the logits Z: "sigmoid", "softmax" (per row) or
-    "identity".  IN: Z (n, k).  OUT: P (n, k)."""
-    (Z,) = elementwise_args(P, "P", (Z, "Z"))
+    "identity".  IN: Z (n, k).  OUT: P (n, k; may be Z itself)."""
+    (Z,) = elementwise_args(P, "P", (Z, "Z"), in_place=("Z",))
     code = _OUTPUT_CODES[choice(output, "output", _registry.OUTPUTS)]
-    if P.size:
-        _output_activation_typed(Z, P, code)
+    if P.size == 0:
+        pass
+    elif P.dtype == np.float32:
+        _output_activation_typed[float](Z, P, code)
+    else:
+        _output_activation_typed[double](Z, P, code)
     return P
 
 
@@ -865,13 +964,15 @@ def output_loss(loss, Z, Y, G):
     "bce": binary cross-entropy of sigmoid(Z), averaged over outputs too (BCEWithLogitsLoss);
     "cross_entropy": -sum_j y_j log softmax(z)_j (CrossEntropyLoss, Y one-hot);
     "mse": squared error, averaged over outputs too (MSELoss).
-    IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ.  Returns the mean loss.
+    IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ (may be Z or Y itself).  Returns the mean loss.
     """
-    Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"))
+    Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"), in_place=("Z", "Y"))
     code = _LOSS_CODES[choice(loss, "loss", tuple(_registry.LOSSES))]
     if G.size == 0:
         raise ValueError("the loss needs at least one element")
-    return _output_loss_typed(Z, Y, G, code)
+    if G.dtype == np.float32:
+        return _output_loss_typed[float](Z, Y, G, code)
+    return _output_loss_typed[double](Z, Y, G, code)
 
 
 def sigmoid_bce(Z, Y, G):
@@ -885,26 +986,33 @@ def sigmoid_bce(Z, Y, G):
 
 # ---------------------------------------------------------------- whole networks
 
-def _predict_typed(_Plan plan, floating[::1] params, const floating[:, ::1] X,
-                   floating[:, ::1] out, floating[::1] work):
-    cdef const Net* net = &plan.net
+cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X,
+                    floating[:, ::1] out):
+    cdef _Plan plan = _Plan(net, min(X.shape[0], CHUNK_ROWS), False)
+    cdef const Net* cnet = &plan.net
     cdef Py_ssize_t n = X.shape[0], k = out.shape[1], start, m
-    cdef floating* Z = &work[0] + net.z_off[net.n_layers - 1]
+    _check_fit(cnet, params.shape[0], X.shape[1], k, out.shape[0] == n)
+    cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
+    cdef floating* Z = &work[0] + cnet.z_off[cnet.n_layers - 1]
     with nogil:
         start = 0
         while start < n:
-            m = min(net.capacity, n - start)
-            _forward(net, &params[0], &X[start, 0], m, &work[0])
-            _output_activation(m, k, Z, &out[start, 0], net.output)
+            m = min(cnet.capacity, n - start)
+            _forward(cnet, &params[0], &X[start, 0], m, &work[0])
+            _output_activation(m, k, Z, &out[start, 0], cnet.output)
             start += m
 
 
-def _loss_gradient_typed(_Plan plan, floating[::1] params, const floating[:, ::1] X,
-                         const floating[:, ::1] Y, floating[::1] grad, bint want_grad,
-                         floating[::1] work, const floating[::1] w, bint weighted):
-    cdef const Net* net = &plan.net
-    cdef Py_ssize_t L = net.n_layers
+cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1] X,
+                          const floating[:, ::1] Y, floating[::1] grad, const floating[::1] w):
+    cdef _Plan plan = _Plan(net, min(X.shape[0], CHUNK_ROWS), False)
+    cdef const Net* cnet = &plan.net
+    cdef Py_ssize_t L = cnet.n_layers
     cdef Py_ssize_t n = X.shape[0], k = Y.shape[1], start, m, i
+    cdef bint want_grad = grad is not None, weighted = w is not None
+    _check_fit(cnet, params.shape[0], X.shape[1], k, Y.shape[0] == n
+               and (not want_grad or grad.shape[0] == cnet.n_params) and (not weighted or w.shape[0] == n))
+    cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
     cdef double total = 0, weight = n
     cdef floating zero_or_one, scale
     with nogil:
@@ -915,47 +1023,69 @@ def _loss_gradient_typed(_Plan plan, floating[::1] params, const floating[:, ::1
         scale = <floating>(1.0 / weight)
         start = 0
         while start < n:
-            m = min(net.capacity, n - start)
-            _forward(net, &params[0], &X[start, 0], m, &work[0])
-            total += _output_loss(m, k, &work[0] + net.z_off[L - 1], &Y[start, 0],
+            m = min(cnet.capacity, n - start)
+            _forward(cnet, &params[0], &X[start, 0], m, &work[0])
+            total += _output_loss(m, k, &work[0] + cnet.z_off[L - 1], &Y[start, 0],
                                   &w[start] if weighted else NULL,
-                                  &work[0] + net.d_off[L - 1] if want_grad else NULL,
-                                  scale, net.loss)
+                                  &work[0] + cnet.d_off[L - 1] if want_grad else NULL,
+                                  scale, cnet.loss)
             if want_grad:
                 zero_or_one = 0 if start == 0 else 1    # later chunks add to the gradient
-                _backward(net, &params[0], &X[start, 0], m, &work[0], &grad[0],
+                _backward(cnet, &params[0], &X[start, 0], m, &work[0], &grad[0],
                           <floating>1, zero_or_one, zero_or_one)
             start += m
         total /= weight
-        if net.l2 != 0:
-            total += 0.5 * net.l2 * _sum_squared_weights(net, &params[0])
+        if cnet.l2 != 0:
+            total += 0.5 * cnet.l2 * _sum_squared_weights(cnet, &params[0])
             if want_grad:
-                _add_l2(net, &params[0], &grad[0])
+                _add_l2(cnet, &params[0], &grad[0])
     return total
 
 
-def _train_typed(_Plan plan, optimizer, floating[::1] params, const floating[:, ::1] X,
-                 const floating[:, ::1] Y, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
-                 Py_ssize_t[::1] order, double[::1] losses, floating[::1] work,
-                 floating[::1] grad, floating[:, ::1] state, Py_ssize_t epochs_per_check,
-                 const floating[::1] w, bint weighted, callback):
-    cdef const Net* net = &plan.net
-    cdef Py_ssize_t n = X.shape[0], e = 0, stop, n_params = params.shape[0], i
+cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X,
+                  const floating[:, ::1] Y, const floating[::1] w, double[::1] losses,
+                  floating[:, ::1] state, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
+                  callback, stop, Py_ssize_t epochs_per_check, Py_ssize_t batches_per_poll):
+    cdef _Plan plan = _Plan(net, batch_size, rng is not None)
+    cdef const Net* cnet = &plan.net
+    cdef Py_ssize_t n = X.shape[0], e = 0, last, n_params = cnet.n_params
+    cdef bint weighted = w is not None
+    _check_fit(cnet, params.shape[0], X.shape[1], Y.shape[1], Y.shape[0] == n and batch_size <= n
+               and state.shape[1] == n_params and losses.shape[0] >= epochs and (not weighted or w.shape[0] == n))
+    cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
+    cdef floating[::1] grad = np.empty(n_params, _dtype(&params[0]))
+    cdef Py_ssize_t[::1] order = np.empty(n, np.intp)
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
+    cdef const floating* w_ptr = &w[0] if weighted else NULL
     cdef Opt opt = _opt(optimizer)
+    cdef Poll poll
+    cdef double loss
+    errors = []
+    poll.every = poll.countdown = batches_per_poll
+    poll.event = <PyObject*>stop if stop is not None else NULL
+    poll.errors, poll.stopped = <PyObject*>errors, False
     try:
         while e < epochs:
+            if stop is not None and stop.is_set():
+                break
             if rng is not None:   # each epoch's order depends only on the stream, not on the last
-                for i in range(n):
-                    order[i] = i
-                rng.shuffle(order.base)
-            stop = min(epochs, e + epochs_per_check)
+                _take_order(shuffled(rng, n, False), order)
+            last = min(epochs, e + epochs_per_check)
             with nogil:
-                while e < stop:
-                    losses[e] = _epoch(net, &opt, n_params, &params[0], &X[0, 0], &Y[0, 0],
-                                       &w[0] if weighted else NULL, n, batch_size, order_ptr,
-                                       &work[0], &grad[0], &state[0, 0], &state[1, 0])
+                while e < last:
+                    loss = _epoch(cnet, &opt, n_params, &params[0], &X[0, 0], &Y[0, 0], w_ptr, n,
+                                  batch_size, order_ptr, &work[0], &grad[0], &state[0, 0],
+                                  &state[1, 0], &poll)
+                    if poll.stopped:
+                        break          # after a whole step; this epoch's loss is not written
+                    losses[e] = loss
                     e += 1
+                    if not isfinite(loss):
+                        break          # diverged: params as after the last finite batch
+            if errors:
+                raise errors[0]        # a signal handler's exception (Ctrl-C)
+            if poll.stopped or not isfinite(losses[e - 1]):
+                break
             PyErr_CheckSignals()   # raises KeyboardInterrupt between epochs; params are whole
             if callback is not None:
                 if not callback(e - 1, losses[e - 1]):
@@ -966,32 +1096,31 @@ def _train_typed(_Plan plan, optimizer, floating[::1] params, const floating[:, 
 
 
 def predict_proba(net, params, X, out):
-    """OUT: out (n, net.sizes[-1]) = the network's output activations for X."""
-    X, _ = network_args(net, params, X)
-    check_output(out, (len(X), net.sizes[len(net.sizes) - 1]), "out", params.dtype)
-    plan = _Plan(net, min(len(X), CHUNK_ROWS), False)
-    _predict_typed(plan, params, X, out, np.empty(plan.net.work_size, params.dtype))
+    """OUT: out (n, net.sizes[-1]) = the network's output activations for X. `params` may be
+    read-only (memory-mapped, shared); `out` shares no memory with params or X."""
+    X = predict_args(net, params, X, out)
+    if params.dtype == np.float32:
+        _predict_typed[float](net, params, X, out)
+    else:
+        _predict_typed[double](net, params, X, out)
     return out
 
 
 def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     """Mean loss of the network on (X, Y), plus 0.5 * l2 * sum(W**2) over the weights.
 
-    With sample_weight (n,), the mean is sum(w_i * loss_i) / sum(w_i).
-    OUT: grad (same layout as params), the gradient of that, if given.
+    With sample_weight (n,), the mean is sum(w_i * loss_i) / sum(w_i). `params` may be
+    read-only. OUT: grad (same layout as params, sharing no memory with the inputs), the
+    gradient of that, if given.
     """
-    X, Y = network_args(net, params, X, Y)
-    w = check_sample_weight(sample_weight, len(X), params.dtype)
-    if grad is not None:
-        check_output(grad, params.shape, "grad", params.dtype)
-    plan = _Plan(net, min(len(X), CHUNK_ROWS), False)
-    work = np.empty(plan.net.work_size, params.dtype)
-    return _loss_gradient_typed(plan, params, X, Y, params if grad is None else grad,
-                                grad is not None, work, params if w is None else w, w is not None)
+    X, Y, w = loss_gradient_args(net, params, X, Y, grad, sample_weight)
+    if params.dtype == np.float32:
+        return _loss_gradient_typed[float](net, params, X, Y, grad, w)
+    return _loss_gradient_typed[double](net, params, X, Y, grad, w)
 
 
 def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rng=None,
-          sample_weight=None, callback=None):
+          sample_weight=None, callback=None, stop=None):
     """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -1004,18 +1133,28 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     ``optimizer.lr`` for the next epoch, and returning False stops training (later losses
     stay untouched).
 
-    The epochs run without the GIL; it is taken back between epochs only to shuffle, for
-    the callback, and to check for Ctrl-C (which stops the fit after a whole step, raising
-    KeyboardInterrupt). The work buffers are allocated once per call.
+    Training ends early, params and state whole, in three cases. A batch loss that is not
+    finite: its step is not taken, losses[e] = that loss and train returns (no callback for
+    epoch e). `stop` (a threading.Event, or anything with is_set()) set: train returns
+    without raising after the current step (checked every few batches, about once per
+    FLOPS_PER_GIL_CHECK flops, and between epochs); the partial epoch's loss is not written.
+    An exception from a signal handler (Ctrl-C's KeyboardInterrupt, a SIGTERM handler's
+    SystemExit), seen at the same points: likewise, and raised.
+
+    The epochs run without the GIL; it is taken back for a moment at those points, and
+    between epochs to shuffle and for the callback. The work buffers are allocated once per
+    call.
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
-                                             batch_size, rng, sample_weight, callback)
+                                             batch_size, rng, sample_weight, callback, stop)
     n = len(X)
-    plan = _Plan(net, batch_size, rng is not None)
-    work = np.empty(plan.net.work_size, params.dtype)
-    grad = np.empty(1 if optimizer.fused else len(params), params.dtype)
-    order = np.arange(n, dtype=np.intp)
-    flops = 6 * n * sum(a * b for a, b in net.layer_shapes())
-    per_check = 1 if rng is not None or callback is not None else max(1, FLOPS_PER_GIL_CHECK // max(flops, 1))
-    _train_typed(plan, optimizer, params, X, Y, epochs, batch_size, rng, order, losses, work,
-                 grad, state, per_check, params if w is None else w, w is not None, callback)
+    batch_flops = 6 * batch_size * sum(a * b for a, b in net.layer_shapes())
+    per_poll = max(1, FLOPS_PER_GIL_CHECK // max(batch_flops, 1))
+    per_check = 1 if rng is not None or callback is not None else max(
+        1, FLOPS_PER_GIL_CHECK // max(batch_flops * (-(-n // batch_size)), 1))
+    if params.dtype == np.float32:
+        _train_typed[float](net, optimizer, params, X, Y, w, losses, state, epochs, batch_size,
+                            rng, callback, stop, per_check, per_poll)
+    else:
+        _train_typed[double](net, optimizer, params, X, Y, w, losses, state, epochs, batch_size,
+                             rng, callback, stop, per_check, per_poll)

@@ -14,10 +14,8 @@ import numpy as np
 from scipy.special import erf
 
 from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
-from ._spec import network_args, train_args
+from ._spec import loss_gradient_args, predict_args, shuffled, train_args
 from ._validation import (
-    check_output,
-    check_sample_weight,
     choice,
     dense_backward_args,
     dense_forward_args,
@@ -225,25 +223,32 @@ def _update(opt, net, params, grad, s1, s2):
     _UPDATES[opt.name](opt, net, params, grad, s1, s2)
 
 
-def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, s1, s2):
+def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, s1, s2, stop):
     """One epoch of mini-batch steps; returns the mean of the batch losses (each taken before
     its step, with the L2 penalty), weighted by the batches' total sample weights.
 
     Batches are consecutive rows of X, or rows order[start:start + batch_size]. Plain SGD
     (opt.fused) takes its step inside the backward pass; the others go through `grad`.
+    Ends early, params whole: a batch loss that is not finite is returned at once, before
+    its step; None is returned, before the next batch, once `stop` (an Event or None) is set.
     """
     total = total_weight = 0.0
     for start in range(0, len(X), batch_size):
+        if stop is not None and stop.is_set():
+            return None
         rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
         Xb, Yb, wb = X[rows], Y[rows], None if w is None else w[rows]
         weight = len(Xb) if w is None else float(np.sum(wb, dtype=np.float64))
         _forward(net, params, Xb, work)
         work.D[-1] = np.empty_like(work.Z[-1])
         # a batch of total weight 0 contributes nothing (its data gradient is 0)
-        total += _output_loss(work.Z[-1], Yb, wb, work.D[-1], 1 / weight if weight > 0 else 0, net.loss)
-        total_weight += weight
+        loss = _output_loss(work.Z[-1], Yb, wb, work.D[-1], 1 / weight if weight > 0 else 0, net.loss)
         if net.l2:
-            total += weight * 0.5 * net.l2 * _sum_squared_weights(net, params)
+            loss += weight * 0.5 * net.l2 * _sum_squared_weights(net, params)
+        if not math.isfinite(loss):
+            return loss            # diverged: no step from a non-finite loss
+        total += loss
+        total_weight += weight
         if opt.fused:
             _backward(net, params, Xb, work, params, -opt.lr, 1 - opt.lr * net.l2, 1)
             opt.t += 1
@@ -278,13 +283,13 @@ def dense_backward(A_prev, W, dZ, dW, db, dA_prev=None):
 
 def activation(name, Z, A, negative_slope=0.01):
     """A = name(Z) for a hidden activation name.  IN: Z.  OUT: A (same shape)."""
-    (Z,) = elementwise_args(A, "A", (Z, "Z"))
+    (Z,) = elementwise_args(A, "A", (Z, "Z"), in_place=("Z",))
     return _activation(Z, A, choice(name, "activation", tuple(ACTIVATIONS)), real(negative_slope, "negative_slope"))
 
 
 def activation_backward(name, Z, A, dA, dZ, negative_slope=0.01):
     """dZ = dA * name'(Z).  IN: Z, A = name(Z), dA.  OUT: dZ (same shape)."""
-    Z, A, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (A, "A"), (dA, "dA"))
+    Z, A, dA = elementwise_args(dZ, "dZ", (Z, "Z"), (A, "A"), (dA, "dA"), in_place=("dA",))
     act, slope = choice(name, "activation", tuple(ACTIVATIONS)), real(negative_slope, "negative_slope")
     np.copyto(dZ, dA)
     return _activation_backward(Z, A, dZ, act, slope)
@@ -308,7 +313,7 @@ def sigmoid(Z, A):
 def output_activation(output, Z, P):
     """P = the output activation of the logits Z: "sigmoid", "softmax" (per row) or
     "identity".  IN: Z (n, k).  OUT: P (n, k)."""
-    (Z,) = elementwise_args(P, "P", (Z, "Z"))
+    (Z,) = elementwise_args(P, "P", (Z, "Z"), in_place=("Z",))
     return _output_activation(Z, P, choice(output, "output", OUTPUTS))
 
 
@@ -320,7 +325,7 @@ def output_loss(loss, Z, Y, G):
     "mse": squared error, averaged over outputs too (MSELoss).
     IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ.  Returns the mean loss.
     """
-    Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"))
+    Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"), in_place=("Z", "Y"))
     choice(loss, "loss", tuple(LOSSES))
     if G.size == 0:
         raise ValueError("the loss needs at least one element")
@@ -341,8 +346,7 @@ def sigmoid_bce(Z, Y, G):
 
 def predict_proba(net, params, X, out):
     """OUT: out (n, net.sizes[-1]) = the network's output activations for X."""
-    X, _ = network_args(net, params, X)
-    check_output(out, (len(X), net.sizes[-1]), "out", params.dtype)
+    X = predict_args(net, params, X, out)
     work = _Work(net)
     _forward(net, params, X, work)
     return _output_activation(work.Z[-1], out, net.output)
@@ -354,10 +358,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     With sample_weight (n,), the mean is sum(w_i * loss_i) / sum(w_i).
     OUT: grad (same layout as params), the gradient of that, if given.
     """
-    X, Y = network_args(net, params, X, Y)
-    w = check_sample_weight(sample_weight, len(X), params.dtype)
-    if grad is not None:
-        check_output(grad, params.shape, "grad", params.dtype)
+    X, Y, w = loss_gradient_args(net, params, X, Y, grad, sample_weight)
     weight = len(X) if w is None else float(np.sum(w, dtype=np.float64))
     work = _Work(net)
     _forward(net, params, X, work)
@@ -373,7 +374,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
 
 
 def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rng=None,
-          sample_weight=None, callback=None):
+          sample_weight=None, callback=None, stop=None):
     """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -385,15 +386,23 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     total weight. callback(epoch, loss), if given, runs after every epoch; it may change
     ``optimizer.lr`` for the next epoch, and returning False stops training (later losses
     stay untouched).
+
+    Training ends early, params and state whole, in three cases. A batch loss that is not
+    finite: its step is not taken, losses[e] = that loss and train returns (no callback for
+    epoch e). `stop` (a threading.Event, or anything with is_set()) set: train returns
+    without raising after the current step (checked before every batch here, every few
+    batches compiled, and between epochs); the partial epoch's loss is not written. An
+    exception from a signal handler (Ctrl-C's KeyboardInterrupt) likewise, raised.
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
-                                             batch_size, rng, sample_weight, callback)
+                                             batch_size, rng, sample_weight, callback, stop)
     work, grad = _Work(net), np.empty_like(params)
-    order = None if rng is None else np.empty(len(X), dtype=np.intp)
     for epoch in range(epochs):
-        if rng is not None:   # each epoch's order depends only on the stream, not on the last
-            order[...] = np.arange(len(X))
-            rng.shuffle(order)
-        losses[epoch] = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state)
-        if callback is not None and not callback(epoch, losses[epoch]):
-            break
+        # each epoch's order depends only on the stream, not on the last
+        order = None if rng is None else shuffled(rng, len(X))
+        loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
+        if loss is None:
+            return
+        losses[epoch] = loss
+        if not math.isfinite(loss) or (callback is not None and not callback(epoch, losses[epoch])):
+            return

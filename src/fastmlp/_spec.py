@@ -12,10 +12,12 @@ import numpy as np
 from ._registry import ACTIVATIONS, FULL_BATCH, LOSSES, OPTIMIZERS, OUTPUTS, default_loss
 from ._validation import (
     check_output,
+    check_params,
     check_sample_weight,
     check_X,
     check_Y,
     choice,
+    disjoint,
     flag,
     integer,
     real,
@@ -166,24 +168,49 @@ _REAL_FIELDS = tuple(f.name for f in fields(Optimizer) if f.type is float)
 
 
 # ---------------------------------------------------------------- backend entry checks
+# Compiled code trusts what these return: shapes, dtypes, C-contiguity, and outputs that
+# share no memory with an input or another output.
+
+BLAS_INT_MAX = 2**31 - 1      # BLAS takes its extents as C ints
 
 
-def network_args(net, params, X, Y=None):
-    """Check a network, its flat parameters and its data; returns (X, Y) converted to the
-    parameters' dtype (Y stays None when not given)."""
+def network_args(net, params, X, Y=None, writeable=False):
+    """Check a network, its flat parameters (read-only allowed unless `writeable`) and its
+    data; returns (X, Y) converted to the parameters' dtype (Y stays None when not given)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a fastmlp._spec.Network, got {type(net).__name__}")
-    dt = check_output(params, (net.param_count(),), "params")
+    if max(net.sizes) > BLAS_INT_MAX:
+        raise ValueError(f"layer sizes must be at most {BLAS_INT_MAX} (BLAS's int), got {net.sizes}")
+    n_params = net.param_count()
+    dt = check_output(params, (n_params,), "params") if writeable else check_params(params, n_params)
     X = check_X(X, net.sizes[0], dt)
     if Y is not None:
         Y = check_Y(Y, len(X), net.sizes[-1], dt)
     return X, Y
 
 
-def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, rng, sample_weight,
-               callback):
-    """Check everything `train` takes; returns (X, Y, w, epochs, batch_size) converted."""
+def predict_args(net, params, X, out):
+    """Check what ``predict_proba`` takes; returns X converted."""
+    X, _ = network_args(net, params, X)
+    check_output(out, (len(X), net.sizes[-1]), "out", params.dtype)
+    disjoint([(out, "out")], [(params, "params"), (X, "X")])
+    return X
+
+
+def loss_gradient_args(net, params, X, Y, grad, sample_weight):
+    """Check what ``loss_gradient`` takes; returns (X, Y, w) converted (w None if unweighted)."""
     X, Y = network_args(net, params, X, Y)
+    w = check_sample_weight(sample_weight, len(X), params.dtype)
+    if grad is not None:
+        check_output(grad, params.shape, "grad", params.dtype)
+        disjoint([(grad, "grad")], [(params, "params"), (X, "X"), (Y, "Y"), (w, "sample_weight")])
+    return X, Y, w
+
+
+def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, rng, sample_weight,
+               callback, stop):
+    """Check everything `train` takes; returns (X, Y, w, epochs, batch_size) converted."""
+    X, Y = network_args(net, params, X, Y, writeable=True)
     n = len(X)
     epochs, batch_size = integer(epochs, "epochs", 0), integer(batch_size, "batch_size", 1)
     if not isinstance(optimizer, Optimizer):
@@ -195,6 +222,33 @@ def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, 
         raise TypeError(f"rng must be a numpy Generator (or have its shuffle) or None, got {type(rng).__name__}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise TypeError(f"stop must be a threading.Event (or have its is_set) or None, got {type(stop).__name__}")
     if optimizer.full_batch and batch_size < n:
         raise ValueError(f"{optimizer.name} works on full batches: batch_size must cover all samples")
-    return X, Y, check_sample_weight(sample_weight, n, params.dtype), epochs, min(batch_size, n)
+    if min(batch_size, n) > BLAS_INT_MAX:
+        raise ValueError(f"batch_size must be at most {BLAS_INT_MAX} (BLAS's int), got {batch_size}")
+    w = check_sample_weight(sample_weight, n, params.dtype)
+    disjoint([(params, "params"), (state, "state"), (losses, "losses")],
+             [(X, "X"), (Y, "Y"), (w, "sample_weight")])
+    return X, Y, w, epochs, min(batch_size, n)
+
+
+def shuffled(rng, n, check_bounds=True):
+    """A new permutation of range(n) from ``rng.shuffle(np.arange(n))``, checked before any
+    row is gathered with it: still an intp array (n,) (TypeError), and with `check_bounds`,
+    indices in 0..n-1 (else `out_of_range` raises). The compiled backend checks the bounds in
+    its own copy loop and calls `out_of_range` for the error."""
+    order = np.arange(n, dtype=np.intp)
+    rng.shuffle(order)
+    if type(order) is not np.ndarray or order.dtype != np.intp or order.shape != (n,) or not order.flags.c_contiguous:
+        raise TypeError(f"rng.shuffle must permute its array in place; it left {order.dtype} of shape {order.shape}")
+    if check_bounds and n and not (0 <= order.min() and order.max() < n):
+        out_of_range(order, n)
+    return order
+
+
+def out_of_range(order, n):
+    bad = order[(order < 0) | (order >= n)]
+    raise IndexError(f"rng.shuffle wrote row indices outside 0..{n - 1} (e.g. {bad[0] if bad.size else '?'}); "
+                     "it must only permute the array it is given")

@@ -152,7 +152,47 @@ def check_sample_weight(sample_weight, n, dtype):
     return np.ascontiguousarray(w / top, dtype=dtype)
 
 
+# ---------------------------------------------------------------- parameters read, not written
+
+
+def check_params(params, n):
+    """`params` must be a C-contiguous float32/float64 array of shape (n,); read-only is fine
+    (inference only reads them: memory-mapped or shared weights). Returns its dtype."""
+    if not isinstance(params, np.ndarray):
+        raise TypeError(f"params must be a numpy array, got {type(params).__name__}")
+    if params.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"params must have dtype float32 or float64, got {params.dtype}")
+    if params.shape != (n,):
+        raise ValueError(f"params must have shape {(n,)}, got {params.shape}")
+    if not params.flags.c_contiguous:
+        raise ValueError("params must be a C-contiguous array")
+    return params.dtype
+
+
 # ---------------------------------------------------------------- kernel arguments
+
+
+def disjoint(outputs, inputs=(), in_place=()):
+    """ValueError when an output (array, name) shares memory with another output or an input
+    (None entries are skipped): compiled loops would read what they already overwrote. An
+    input named in `in_place` may instead be exactly the output (same memory, elementwise
+    update in place). Every array here is C-contiguous, where np.may_share_memory's bounds
+    test is exact."""
+    for i, (out, out_name) in enumerate(outputs):
+        if out is None:
+            continue
+        for other, name in (*outputs[i + 1:], *inputs):
+            if other is None or not np.may_share_memory(out, other):
+                continue
+            if name in in_place and _same_memory(out, other):
+                continue
+            raise ValueError(f"{out_name} shares memory with {name}: an output must not overlap "
+                             "an input or another output")
+
+
+def _same_memory(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.dtype == b.dtype)
 
 
 def _shape2(a, name):
@@ -175,7 +215,9 @@ def dense_forward_args(A, W, b, Z):
     if n_in_w != n_in:
         raise ValueError(f"A has {n_in} columns but W has {n_in_w} rows")
     dt = check_output(Z, (n, n_out), "Z")
-    return as_input(A, dt, 2, "A"), as_input(W, dt, 2, "W"), _vector(b, dt, n_out, "b"), Z
+    A, W, b = as_input(A, dt, 2, "A"), as_input(W, dt, 2, "W"), _vector(b, dt, n_out, "b")
+    disjoint([(Z, "Z")], [(A, "A"), (W, "W"), (b, "b")])
+    return A, W, b, Z
 
 
 def dense_backward_args(A_prev, W, dZ, dW, db, dA_prev):
@@ -190,11 +232,13 @@ def dense_backward_args(A_prev, W, dZ, dW, db, dA_prev):
     if dA_prev is not None:
         check_output(dA_prev, (n, n_in), "dA_prev", dt)
     A_prev, W, dZ = (as_input(a, dt, 2, nm) for a, nm in ((A_prev, "A_prev"), (W, "W"), (dZ, "dZ")))
+    disjoint([(dW, "dW"), (db, "db"), (dA_prev, "dA_prev")], [(A_prev, "A_prev"), (W, "W"), (dZ, "dZ")])
     return A_prev, W, dZ, dW, db, dA_prev
 
 
-def elementwise_args(out, out_name, *inputs):
-    """Inputs named (array, name), each of the shape of `out` (2-D), converted to its dtype."""
+def elementwise_args(out, out_name, *inputs, in_place=()):
+    """Inputs named (array, name), each of the shape of `out` (2-D), converted to its dtype.
+    `out` may be exactly (not partly) an input named in `in_place`: updated in place."""
     first = inputs[0][0]
     shape = _shape2(first, inputs[0][1])
     dt = check_output(out, shape, out_name)
@@ -203,6 +247,7 @@ def elementwise_args(out, out_name, *inputs):
         if np.shape(a) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {np.shape(a)}")
         converted.append(as_input(a, dt, 2, name))
+    disjoint([(out, out_name)], list(zip(converted, (name for _, name in inputs))), in_place)
     return converted
 
 
