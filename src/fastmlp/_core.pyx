@@ -28,7 +28,7 @@ from libc.math cimport M_2_SQRTPI, M_SQRT1_2, erf, exp, expf, isfinite, log, pow
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from . import _registry
-from ._spec import loss_gradient_args, out_of_range, predict_args, shuffled, train_args
+from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args
 from ._validation import (
     choice,
     dense_backward_args,
@@ -949,6 +949,8 @@ def output_activation(output, Z, P):
     "identity".  IN: Z (n, k).  OUT: P (n, k; may be Z itself)."""
     (Z,) = elementwise_args(P, "P", (Z, "Z"), in_place=("Z",))
     code = _OUTPUT_CODES[choice(output, "output", _registry.OUTPUTS)]
+    if code == OUT_SOFTMAX and P.shape[1] == 0:
+        raise ValueError("softmax needs at least one column (class)")
     if P.size == 0:
         pass
     elif P.dtype == np.float32:
@@ -1090,7 +1092,8 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
             if callback is not None:
                 if not callback(e - 1, losses[e - 1]):
                     break
-                opt.lr = optimizer.lr    # the callback may have set the next epoch's rate
+                if e < epochs:
+                    opt.lr = next_lr(optimizer)    # the callback may have set the next epoch's rate
     finally:
         optimizer.t = opt.t
 

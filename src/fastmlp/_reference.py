@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import erf
 
 from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
-from ._spec import loss_gradient_args, predict_args, shuffled, train_args
+from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args
 from ._validation import (
     choice,
     dense_backward_args,
@@ -234,7 +234,7 @@ def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, s1, s2, sto
     """
     total = total_weight = 0.0
     for start in range(0, len(X), batch_size):
-        if stop is not None and stop.is_set():
+        if start and stop is not None and stop.is_set():   # (train asks before each epoch)
             return None
         rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
         Xb, Yb, wb = X[rows], Y[rows], None if w is None else w[rows]
@@ -398,6 +398,8 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
                                              batch_size, rng, sample_weight, callback, stop)
     work, grad = _Work(net), np.empty_like(params)
     for epoch in range(epochs):
+        if stop is not None and stop.is_set():
+            return
         # each epoch's order depends only on the stream, not on the last
         order = None if rng is None else shuffled(rng, len(X))
         loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
@@ -406,3 +408,5 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
         losses[epoch] = loss
         if not math.isfinite(loss) or (callback is not None and not callback(epoch, losses[epoch])):
             return
+        if epoch + 1 < epochs:
+            next_lr(optimizer)      # the callback may have set the next epoch's rate

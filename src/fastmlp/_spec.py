@@ -20,6 +20,7 @@ from ._validation import (
     disjoint,
     flag,
     integer,
+    plain_arrays,
     real,
 )
 
@@ -144,6 +145,7 @@ class Optimizer:
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (0 < self.etaminus < 1 < self.etaplus, "rprop needs 0 < etaminus < 1 < etaplus"),
             (0 < self.step_min <= self.step_max, "rprop needs 0 < step_min <= step_max"),
+            (self.t <= 2**62, "t (steps taken) must be at most 2**62"),   # a C long when compiled
         ]
         for ok, message in checks:
             if not ok:
@@ -174,18 +176,21 @@ _REAL_FIELDS = tuple(f.name for f in fields(Optimizer) if f.type is float)
 BLAS_INT_MAX = 2**31 - 1      # BLAS takes its extents as C ints
 
 
-def network_args(net, params, X, Y=None, writeable=False):
+_NO_TARGETS = object()
+
+
+def network_args(net, params, X, Y=_NO_TARGETS, writeable=False):
     """Check a network, its flat parameters (read-only allowed unless `writeable`) and its
-    data; returns (X, Y) converted to the parameters' dtype (Y stays None when not given)."""
+    data; returns (X, Y) converted to the parameters' dtype (Y None when not given)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a fastmlp._spec.Network, got {type(net).__name__}")
     if max(net.sizes) > BLAS_INT_MAX:
         raise ValueError(f"layer sizes must be at most {BLAS_INT_MAX} (BLAS's int), got {net.sizes}")
     n_params = net.param_count()
     dt = check_output(params, (n_params,), "params") if writeable else check_params(params, n_params)
+    plain_arrays((params, "params"))
     X = check_X(X, net.sizes[0], dt)
-    if Y is not None:
-        Y = check_Y(Y, len(X), net.sizes[-1], dt)
+    Y = None if Y is _NO_TARGETS else check_Y(Y, len(X), net.sizes[-1], dt)
     return X, Y
 
 
@@ -193,6 +198,7 @@ def predict_args(net, params, X, out):
     """Check what ``predict_proba`` takes; returns X converted."""
     X, _ = network_args(net, params, X)
     check_output(out, (len(X), net.sizes[-1]), "out", params.dtype)
+    plain_arrays((out, "out"))
     disjoint([(out, "out")], [(params, "params"), (X, "X")])
     return X
 
@@ -203,6 +209,7 @@ def loss_gradient_args(net, params, X, Y, grad, sample_weight):
     w = check_sample_weight(sample_weight, len(X), params.dtype)
     if grad is not None:
         check_output(grad, params.shape, "grad", params.dtype)
+        plain_arrays((grad, "grad"))
         disjoint([(grad, "grad")], [(params, "params"), (X, "X"), (Y, "Y"), (w, "sample_weight")])
     return X, Y, w
 
@@ -229,9 +236,16 @@ def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, 
     if min(batch_size, n) > BLAS_INT_MAX:
         raise ValueError(f"batch_size must be at most {BLAS_INT_MAX} (BLAS's int), got {batch_size}")
     w = check_sample_weight(sample_weight, n, params.dtype)
+    plain_arrays((state, "state"), (losses, "losses"))
     disjoint([(params, "params"), (state, "state"), (losses, "losses")],
              [(X, "X"), (Y, "Y"), (w, "sample_weight")])
     return X, Y, w, epochs, min(batch_size, n)
+
+
+def next_lr(optimizer):
+    """``optimizer.lr`` after a callback, which may set the next epoch's rate, checked again:
+    a finite real >= 0 (a decaying schedule may underflow to 0)."""
+    return real(optimizer.lr, "lr (as the callback left it)", minimum=0)
 
 
 def shuffled(rng, n, check_bounds=True):

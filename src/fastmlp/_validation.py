@@ -172,6 +172,15 @@ def check_params(params, n):
 # ---------------------------------------------------------------- kernel arguments
 
 
+def plain_arrays(*arrays):
+    """TypeError unless each (array, name), an output or parameters, is a plain numpy array
+    or a np.memmap: a subclass's own arithmetic (masked arrays, matrices) would change what
+    the NumPy backend computes, while the compiled one reads and writes the memory only."""
+    for out, name in arrays:
+        if out is not None and type(out) is not np.ndarray and not isinstance(out, np.memmap):
+            raise TypeError(f"{name} must be a plain numpy array (or a np.memmap), got {type(out).__name__}")
+
+
 def disjoint(outputs, inputs=(), in_place=()):
     """ValueError when an output (array, name) shares memory with another output or an input
     (None entries are skipped): compiled loops would read what they already overwrote. An
@@ -215,6 +224,7 @@ def dense_forward_args(A, W, b, Z):
     if n_in_w != n_in:
         raise ValueError(f"A has {n_in} columns but W has {n_in_w} rows")
     dt = check_output(Z, (n, n_out), "Z")
+    plain_arrays((Z, "Z"))
     A, W, b = as_input(A, dt, 2, "A"), as_input(W, dt, 2, "W"), _vector(b, dt, n_out, "b")
     disjoint([(Z, "Z")], [(A, "A"), (W, "W"), (b, "b")])
     return A, W, b, Z
@@ -231,6 +241,7 @@ def dense_backward_args(A_prev, W, dZ, dW, db, dA_prev):
     check_output(db, (n_out,), "db", dt)
     if dA_prev is not None:
         check_output(dA_prev, (n, n_in), "dA_prev", dt)
+    plain_arrays((dW, "dW"), (db, "db"), (dA_prev, "dA_prev"))
     A_prev, W, dZ = (as_input(a, dt, 2, nm) for a, nm in ((A_prev, "A_prev"), (W, "W"), (dZ, "dZ")))
     disjoint([(dW, "dW"), (db, "db"), (dA_prev, "dA_prev")], [(A_prev, "A_prev"), (W, "W"), (dZ, "dZ")])
     return A_prev, W, dZ, dW, db, dA_prev
@@ -242,6 +253,7 @@ def elementwise_args(out, out_name, *inputs, in_place=()):
     first = inputs[0][0]
     shape = _shape2(first, inputs[0][1])
     dt = check_output(out, shape, out_name)
+    plain_arrays((out, out_name))
     converted = []
     for a, name in inputs:
         if np.shape(a) != shape:
