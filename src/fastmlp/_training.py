@@ -298,7 +298,7 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
         opt.lr = schedule.rate(len(history) + epoch + 1)
         return state["go_on"]
 
-    per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant" or stop is not None
+    per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant"
     left, chunk = job.epochs, min(job.epochs, FIRST_CHUNK)
     while left > 0 and state["go_on"]:
         opt.lr = schedule.rate(len(history))
@@ -307,7 +307,7 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
             with np.errstate(all="ignore"):   # overflow is caught below, as divergence
                 impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
                            epochs=chunk, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
-                           sample_weight=job.w, callback=callback if per_epoch else None)
+                           sample_weight=job.w, callback=callback if per_epoch else None, stop=stop)
         finally:
             opt.lr = schedule.base
             ran = losses[losses != -np.inf]
