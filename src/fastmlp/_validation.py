@@ -186,12 +186,15 @@ def disjoint(outputs, inputs=(), in_place=()):
     (None entries are skipped): compiled loops would read what they already overwrote. An
     input named in `in_place` may instead be exactly the output (same memory, elementwise
     update in place). Every array here is C-contiguous, where np.may_share_memory's bounds
-    test is exact."""
-    for i, (out, out_name) in enumerate(outputs):
-        if out is None:
-            continue
-        for other, name in (*outputs[i + 1:], *inputs):
-            if other is None or not np.may_share_memory(out, other):
+    test is exact; two distinct arrays that each own their data cannot overlap (the common
+    case, answered without it)."""
+    arrays = [(a, name, a.flags.owndata) for a, name in outputs if a is not None]
+    n_outputs = len(arrays)
+    arrays += [(a, name, a.flags.owndata) for a, name in inputs if a is not None]
+    for i in range(n_outputs):
+        out, out_name, owns = arrays[i]
+        for other, name, other_owns in arrays[i + 1:]:
+            if (owns and other_owns and other is not out) or not np.may_share_memory(out, other):
                 continue
             if name in in_place and _same_memory(out, other):
                 continue
