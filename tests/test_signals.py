@@ -115,7 +115,7 @@ def _run_child(*, backend="cython", dtype="float64", send=None, restarts=1, inte
     return caught, report, latency
 
 
-def _assert_stopped_mid_epoch(caught, report, latency, exception):
+def _assert_stopped_mid_epoch(caught, report, latency, exception, whole_steps=True):
     assert caught["outcome"] == exception, caught
     steps = report["steps"]
     n_batches = ROWS // BATCH
@@ -125,7 +125,8 @@ def _assert_stopped_mid_epoch(caught, report, latency, exception):
         f"{latency:.3f} s from the signal to {exception} (one epoch: ~{epoch:.1f} s)")
     assert report["finite"] and report["loss_finite"], report
     assert report["history"] == 0, "the partial epoch's loss was recorded"
-    assert report["replayed"], f"the params are not those after {steps} whole steps"
+    if whole_steps:
+        assert report["replayed"], f"the params are not those after {steps} whole steps"
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -135,8 +136,11 @@ def test_ctrl_c_stops_a_compiled_epoch_within_a_few_batches(dtype):
 
 
 def test_ctrl_c_stops_a_numpy_epoch_within_a_batch():
+    """Python raises KeyboardInterrupt at the next bytecode, which may fall between two
+    layers' updates of a step: the NumPy backend's params are finite but not always whole
+    steps (the compiled backend's are)."""
     caught, report, latency = _run_child(backend="numpy", send=signal.SIGINT)
-    _assert_stopped_mid_epoch(caught, report, latency, "KeyboardInterrupt")
+    _assert_stopped_mid_epoch(caught, report, latency, "KeyboardInterrupt", whole_steps=False)
 
 
 def test_a_sigterm_handler_raising_systemexit_stops_the_epoch():
