@@ -9,4 +9,16 @@ from ._errors import DivergenceError, ModelFileError
 from ._model import MLP, load
 
 __version__ = "0.1.0"
-__all__ = ["MLP", "DivergenceError", "ModelFileError", "available_backends", "load", "__version__"]
+__all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFileError",
+           "available_backends", "load", "__version__"]
+
+_SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+
+
+def __getattr__(name):
+    """The scikit-learn estimators, imported on first use: scikit-learn is an optional
+    dependency (``pip install fastmlp[sklearn]``)."""
+    if name in _SKLEARN_ESTIMATORS:
+        from . import _sklearn
+        return getattr(_sklearn, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

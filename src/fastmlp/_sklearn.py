@@ -1,0 +1,345 @@
+"""``MLPClassifier`` and ``MLPRegressor``: scikit-learn's estimators of the same names, as a
+thin layer over ``fastmlp.MLP``.
+
+Same parameters, defaults, fitted attributes and errors as scikit-learn's; parameters are
+stored by ``__init__`` and validated by ``fit`` through scikit-learn's own constraint
+machinery. The estimators translate labels, ``alpha`` and the losses' scales (see
+``_sklearn_train``) and train through the model layer's one training loop.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+
+from . import _sklearn_train
+from ._model import MLP
+
+# scikit-learn's hidden activation names -> fastmlp's
+ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
+               "leaky_relu": "leaky_relu", "gelu": "gelu"}
+OUTPUTS = {"logistic": ("sigmoid", "bce"), "softmax": ("softmax", "cross_entropy"),
+           "identity": ("identity", "mse")}
+
+
+def _stochastic(est):
+    if est.solver not in _sklearn_train.STOCHASTIC:
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers. {est.solver} is not "
+                             "stochastic.")
+    return True
+
+
+class _BaseMLP(BaseEstimator):
+    """What both estimators share: parameters, fitting, the forward pass."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "solver": [StrOptions({"lbfgs", *_sklearn_train.STOCHASTIC})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "negative_slope": [Interval(Real, None, None, closed="neither")],
+        "n_restarts": [Interval(Integral, 1, None, closed="left")],
+        "backend": [StrOptions({"auto", "cython", "numpy"})],
+    }
+    _is_classifier = False
+
+    # ------------------------------------------------------------------ fitted weights
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_mlp")
+
+    @property
+    def coefs_(self):
+        """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out): views into the model's parameters."""
+        check_is_fitted(self)
+        return self._mlp.coefs_
+
+    @coefs_.setter
+    def coefs_(self, values):
+        for W, value in zip(self.coefs_, values, strict=True):
+            W[...] = value
+
+    @property
+    def intercepts_(self):
+        """Bias vectors, ``intercepts_[i]`` of shape (n_out,): views into the model's parameters."""
+        check_is_fitted(self)
+        return self._mlp.intercepts_
+
+    @intercepts_.setter
+    def intercepts_(self, values):
+        for b, value in zip(self.intercepts_, values, strict=True):
+            b[...] = value
+
+    # ------------------------------------------------------------------ fitting
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to X (n_samples, n_features) and y: class labels (classifier) or
+        values (regressor), shape (n_samples,) or (n_samples, n_outputs). Returns self."""
+        if self.n_restarts > 1 and not (self.warm_start and hasattr(self, "_mlp")):
+            return self._fit_restarts(X, y, sample_weight)
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental):
+        if getattr(self, "loss", "squared_error") == "poisson":
+            raise ValueError("MLPRegressor(loss='poisson') is not supported by fastmlp yet (it needs an "
+                             "exponential output and a Poisson loss in the backends); use "
+                             "loss='squared_error'")
+        hidden = self.hidden_layer_sizes
+        hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
+        first_pass = not hasattr(self, "_mlp") or (not self.warm_start and not incremental)
+        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, [X.shape[1], *hidden, Y.shape[1]], X.dtype, random_state)
+        elif self._mlp.layer_sizes != (X.shape[1], *hidden, Y.shape[1]):
+            raise ValueError(f"the network {self._mlp.layer_sizes} does not fit layers {[X.shape[1], *hidden]} "
+                             f"and {Y.shape[1]} outputs; fit again without warm_start")
+        Y = Y.astype(self._mlp.dtype)
+        if self.solver == "lbfgs":
+            _sklearn_train.fit_lbfgs(self, X, Y, sample_weight)
+        else:
+            _sklearn_train.fit_stochastic(self, X, Y, sample_weight, incremental, random_state)
+        return self
+
+    def _initialize(self, Y, layer_units, dtype, random_state):
+        """A new network with scikit-learn's initial weights (Glorot uniform, biases too,
+        drawn from `random_state` layer by layer) and the fitted attributes reset."""
+        self.n_iter_, self.t_ = 0, 0
+        self.n_outputs_, self.n_layers_ = Y.shape[1], len(layer_units)
+        self.out_activation_ = self._out_activation()
+        output, loss = OUTPUTS[self.out_activation_]
+        self._loss_scale, self._loss_report = _sklearn_train.loss_scales(self.out_activation_, self.n_outputs_)
+        self._mlp = MLP(layer_units, activation=ACTIVATIONS[self.activation], output=output, loss=loss,
+                        negative_slope=self.negative_slope, seed=0, dtype=dtype, backend=self.backend)
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for W, b in zip(self._mlp.coefs_, self._mlp.intercepts_):
+            bound = np.sqrt(factor / sum(W.shape))
+            W[...] = random_state.uniform(-bound, bound, W.shape)
+            b[...] = random_state.uniform(-bound, bound, b.shape)
+        self._run, self._best_params = None, None
+        if self.solver in _sklearn_train.STOCHASTIC:
+            self.loss_curve_, self._no_improvement_count = [], 0
+            if self.early_stopping:
+                self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
+            else:
+                self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
+
+    def _fit_restarts(self, X, y, sample_weight):
+        """Our extra: n_restarts fits from random states drawn from random_state, in threads
+        (the compiled loop releases the GIL); keeps the best validation score with early
+        stopping, else the lowest final loss."""
+        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_restarts)
+        fits = [clone(self).set_params(n_restarts=1, random_state=int(s), warm_start=False) for s in seeds]
+        with ThreadPoolExecutor(max_workers=self.n_restarts) as pool:
+            fitted = list(pool.map(lambda est: est._fit(X, y, sample_weight, False), fits))
+        if self.early_stopping and self.solver != "lbfgs":
+            best = max(fitted, key=lambda est: est.best_validation_score_)
+        else:
+            best = min(fitted, key=lambda est: est.loss_)
+        params = self.get_params(deep=False)
+        self.__dict__.update(best.__dict__)
+        self.__dict__.update(params)
+        return self
+
+    def _partial_fit(self, X, y, sample_weight):
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    # ------------------------------------------------------------------ prediction
+
+    def _forward(self, X, check_input=True):
+        """Output activations (n_samples, n_outputs) of the network for X."""
+        check_is_fitted(self)
+        if check_input:
+            X = validate_data(self, X, reset=False)
+        return self._mlp.predict_proba(X)
+
+    def _score_now(self, X, y, sample_weight):
+        """The validation score of the current weights (accuracy or R^2); NaN for non-finite outputs."""
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        score = accuracy_score if self._is_classifier else r2_score
+        return score(y, y_pred, sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False     # sparse input: not yet (issue 9)
+        return tags
+
+
+def _mlp_params(hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+                learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
+                warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
+                beta_1, beta_2, epsilon, n_iter_no_change, max_fun, negative_slope, n_restarts,
+                backend):
+    return dict(locals())
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier: scikit-learn's ``MLPClassifier`` (same parameters,
+    defaults, attributes and methods) trained by fastmlp.
+
+    Extras: activation "leaky_relu" (with `negative_slope`) and "gelu"; solver "adamw"
+    (alpha is its decoupled weight decay) and "rprop" (full batch, learning_rate_init is
+    its initial step); `n_restarts` fits from different random states, keeping the best;
+    `backend` ("auto", "cython", "numpy"). float32 X trains in float32.
+    """
+
+    _is_classifier = True
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 max_fun=15000, negative_slope=0.01, n_restarts=1, backend="auto"):
+        vars(self).update(_mlp_params(
+            hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
+            power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
+            nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
+            n_iter_no_change, max_fun, negative_slope, n_restarts, backend))
+
+    def _out_activation(self):
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same classes as in the "
+                                     f"previous call to fit. Previously got {self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                                 f"'y' has {classes}.")
+        return X, self._label_binarizer.transform(y).astype(X.dtype)
+
+    def _decode(self, Y):
+        return self._label_binarizer.inverse_transform(Y)
+
+    def predict(self, X):
+        """Class labels (n_samples,), or the indicator matrix for multilabel targets."""
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        out = self._forward(X, check_input)
+        return self._label_binarizer.inverse_transform(out[:, 0] if self.n_outputs_ == 1 else out)
+
+    @available_if(_stochastic)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over (X, y); `classes` (all labels) is required on the first call."""
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._partial_fit(X, y, sample_weight)
+
+    def predict_proba(self, X):
+        """Probabilities (n_samples, n_classes) in the order of classes_; (n, 2) for binary."""
+        out = self._forward(X)
+        if self.n_outputs_ == 1:
+            return np.column_stack([1 - out[:, 0], out[:, 0]])
+        return out
+
+    def predict_log_proba(self, X):
+        """log(predict_proba(X))."""
+        proba = self.predict_proba(X)
+        return np.log(proba, out=proba)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor: scikit-learn's ``MLPRegressor`` (same parameters,
+    defaults, attributes and methods) trained by fastmlp; loss="poisson" is not supported
+    yet. Extras as ``MLPClassifier``'s."""
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001,
+                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 max_fun=15000, negative_slope=0.01, n_restarts=1, backend="auto"):
+        self.loss = loss
+        vars(self).update(_mlp_params(
+            hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
+            power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
+            nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
+            n_iter_no_change, max_fun, negative_slope, n_restarts, backend))
+
+    def _out_activation(self):
+        return "identity"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32),
+                             reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, (y.reshape(-1, 1) if y.ndim == 1 else y).astype(X.dtype)
+
+    def _decode(self, Y):
+        return Y[:, 0] if Y.shape[1] == 1 else Y
+
+    def predict(self, X):
+        """Predicted values, (n_samples,) for one output, else (n_samples, n_outputs)."""
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        out = self._forward(X, check_input)
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    @available_if(_stochastic)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y)."""
+        return self._partial_fit(X, y, sample_weight)
+

@@ -1,0 +1,255 @@
+"""How the scikit-learn estimators train: scikit-learn's objective and bookkeeping,
+expressed through the model layer's one training loop.
+
+scikit-learn minimises, per batch of n_b rows (or of total sample weight n_b),
+
+    c * L + 0.5 * alpha * sum(W**2) / n_b
+
+where L is fastmlp's loss (PyTorch's conventions). scikit-learn's gradient is that of
+c * L + ..., with c the factor between the two: the number of outputs for log-loss with
+logistic outputs (scikit-learn sums the per-output means, fastmlp averages them), half
+the number of outputs for squared error (scikit-learn halves it and, in its gradient,
+sums over outputs: its reported loss averages them, so there c_loss = 0.5 != c), 1 for
+softmax. Dividing by c gives fastmlp's objective L + 0.5 * l2 * sum(W**2) with
+l2 = alpha / (c * n_b); its gradient is scikit-learn's divided by c, so SGD takes
+lr = c * learning_rate_init and Adam (invariant to the gradient's scale but for epsilon)
+epsilon / c, which makes every step scikit-learn's. Losses are reported on
+scikit-learn's scale.
+
+Exact where every batch has the same n_b (n divisible by batch_size, or full batch:
+L-BFGS, RPROP) and the rate is constant; a smaller last batch gets the l2 of a full one.
+"""
+
+import dataclasses
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+
+from . import _training
+from ._errors import DivergenceError
+from ._spec import Optimizer
+from ._validation import check_sample_weight
+
+STOCHASTIC = ("sgd", "adam", "adamw", "rprop")
+MIN_ADAPTIVE_LR = 1e-6      # scikit-learn's "adaptive" stops below this rate
+ADAPTIVE_FACTOR = 5.0       # ... and otherwise divides the rate by this
+
+
+def loss_scales(out_activation, n_outputs):
+    """(c, c_loss): scikit-learn's gradient, and its reported data loss, divided by fastmlp's."""
+    if out_activation == "identity":
+        return 0.5 * n_outputs, 0.5
+    if out_activation == "logistic":
+        return float(n_outputs), float(n_outputs)
+    return 1.0, 1.0
+
+
+def report(est, net, params, loss):
+    """scikit-learn's loss from fastmlp's (`loss` of `net`, with its l2 penalty at `params`):
+    exact but where c != c_loss (multi-output regression) with alpha > 0, where the penalty
+    is taken at `params` (the epoch's end) rather than at each batch."""
+    c, c_loss = est._loss_scale, est._loss_report
+    if c == c_loss or not net.l2:
+        return c * loss
+    penalty = 0.5 * net.l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in net.unflatten(params)[0])
+    return c_loss * (loss - penalty) + c * penalty
+
+
+def objective(est, mlp, n_batch, weight_mean):
+    """The Network trained on: `mlp`'s with scikit-learn's alpha as fastmlp's l2 for batches
+    of `n_batch` rows of mean raw sample weight `weight_mean` (adamw: decoupled decay instead)."""
+    if est.solver == "adamw":
+        return dataclasses.replace(mlp._net, l2=0.0)
+    l2 = est.alpha / (est._loss_scale * n_batch * weight_mean)
+    return dataclasses.replace(mlp._net, l2=float(l2))
+
+
+def optimizer(est, lr):
+    """The fastmlp Optimizer for `est`'s solver at scikit-learn rate `lr`."""
+    c, name = est._loss_scale, est.solver
+    if name == "sgd":
+        return Optimizer("sgd", c * lr, momentum=est.momentum,
+                         nesterov=bool(est.nesterovs_momentum and est.momentum > 0))
+    if name == "rprop":
+        return Optimizer("rprop", lr)
+    return Optimizer(name, lr, beta1=est.beta_1, beta2=est.beta_2, eps=est.epsilon / c,
+                     weight_decay=est.alpha if name == "adamw" else 0.01)
+
+
+class SklearnOrder:
+    """The rows of each epoch in scikit-learn's order from its RandomState: each epoch
+    permutes the previous epoch's order (``sklearn.utils.shuffle`` on the index array)."""
+
+    def __init__(self, random_state, n):
+        self.random_state, self.order = random_state, np.arange(n)
+
+    def shuffle(self, out):
+        self.random_state.shuffle(out)          # out arrives as arange(n)
+        out[...] = self.order[out]
+        self.order = out.copy()
+
+
+class SklearnRate:
+    """The schedule `_training._epochs` reads: fastmlp's rate for scikit-learn's current one."""
+
+    def __init__(self, est):
+        self.est, self.factor = est, est._loss_scale if est.solver == "sgd" else 1.0
+        self.base = self.rate(0)
+
+    def rate(self, epochs_done):
+        return self.factor * self.est._learning_rate
+
+
+def batch_size(est, n):
+    if est.solver == "rprop":
+        return n
+    if est.batch_size == "auto":
+        return min(200, n)
+    if est.batch_size > n:
+        warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+    return int(np.clip(est.batch_size, 1, n))
+
+
+def split(est, X, Y, w, random_state):
+    """(X, Y, w) to train on and (X, y, w) to score on, as scikit-learn splits them."""
+    if not est.early_stopping:
+        return (X, Y, w), None
+    stratify = Y if est._is_classifier and est.n_outputs_ == 1 else None
+    arrays = (X, Y) if w is None else (X, Y, w)
+    parts = train_test_split(*arrays, random_state=random_state, test_size=est.validation_fraction,
+                             stratify=stratify)
+    train, val = parts[0::2], parts[1::2]
+    if val[0].shape[0] < 2:
+        raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of "
+                         "your dataset.")
+    if w is None:
+        train, val = (*train, None), (*val, None)
+    return train, (val[0], est._decode(val[1]), val[2])
+
+
+def fit_stochastic(est, X, Y, w, incremental, random_state):
+    """scikit-learn's ``_fit_stochastic`` on the model layer: one call of the backends'
+    training loop, with scikit-learn's bookkeeping between epochs (`EpochWatch`)."""
+    if est.early_stopping and incremental:
+        raise ValueError("partial_fit does not support early_stopping=True")
+    mlp = est._mlp
+    (X_train, Y_train, w_train), validation = split(est, X, Y, w, random_state)
+    n = X_train.shape[0]
+    size = batch_size(est, n)
+    weight_mean = 1.0 if w_train is None else float(np.mean(w_train))
+    net = objective(est, mlp, size, weight_mean)
+    run = est._run if incremental and est._run is not None else None
+    if run is None or run.optimizer.name != est.solver:
+        est._learning_rate = est.learning_rate_init
+        run = _training.Run(mlp._params, optimizer(est, est._learning_rate), None)
+        est._run = run
+    run.params, run.history, run.diverged = mlp._params, {"loss": [], "val_loss": []}, None
+    run.rng = SklearnOrder(random_state, n) if est.shuffle else None
+    job = _training.FitJob(
+        X=X_train, Y=Y_train, w=check_sample_weight(w_train, n, mlp.dtype), X_val=None, Y_val=None,
+        optimizer=run.optimizer, epochs=1 if incremental else est.max_iter, batch_size=size,
+        shuffle=est.shuffle, schedule="sklearn", power_t=est.power_t, early_stopping=False, patience=1,
+        tol=est.tol, n_restarts=1, warm_start=incremental)
+    watch = EpochWatch(est, n, validation, lambda loss: report(est, net, mlp._params, loss))
+    est.n_iter_ = 0
+    try:
+        _training._epochs(mlp._impl, net, run, job, SklearnRate(est), watch, None)
+    except KeyboardInterrupt:
+        warnings.warn("Training interrupted by user.")
+    if run.diverged is not None:
+        raise DivergenceError(
+            f"training diverged: the loss of iteration {est.n_iter_ + 1} is not finite; the model keeps "
+            "the weights after the last finite step. Try a smaller learning_rate_init or scaled inputs")
+    if est.early_stopping and est._best_params is not None:
+        mlp._params[...] = est._best_params
+
+
+class EpochWatch:
+    """scikit-learn's end-of-epoch steps: loss_curve_, no-improvement count (training loss, or
+    validation score with early stopping), best weights, the "invscaling" and "adaptive"
+    rates, stopping, and ConvergenceWarning at max_iter. Called with fastmlp's epoch loss;
+    returns False to stop."""
+
+    def __init__(self, est, n_train, validation, report):
+        self.est, self.n_train, self.validation, self.report = est, n_train, validation, report
+
+    def __call__(self, loss):
+        est = self.est
+        est.n_iter_ += 1
+        est.loss_ = self.report(loss)
+        est.t_ += self.n_train
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+        self.update_no_improvement_count()
+        if est.solver == "sgd" and est.learning_rate == "invscaling":
+            est._learning_rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+        if est._no_improvement_count > est.n_iter_no_change:
+            if not self.trigger_stopping():
+                return False
+            est._no_improvement_count = 0
+        if est.n_iter_ == est.max_iter:
+            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
+                          "hasn't converged yet." % est.max_iter, ConvergenceWarning)
+        return True
+
+    def update_no_improvement_count(self):
+        est = self.est
+        if self.validation is not None:
+            X_val, y_val, w_val = self.validation
+            score = est._score_now(X_val, y_val, w_val)
+            est.validation_scores_.append(score)
+            if est.verbose:
+                print("Validation score: %f" % score)
+            worse = score < est.best_validation_score_ + est.tol
+            est._no_improvement_count = est._no_improvement_count + 1 if worse else 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                est._best_params = est._mlp._params.copy()
+        else:
+            worse = est.loss_curve_[-1] > est.best_loss_ - est.tol
+            est._no_improvement_count = est._no_improvement_count + 1 if worse else 0
+            est.best_loss_ = min(est.best_loss_, est.loss_curve_[-1])
+
+    def trigger_stopping(self):
+        """True to go on (the "adaptive" rate divided by 5), False to stop."""
+        est = self.est
+        what = "Validation score" if self.validation is not None else "Training loss"
+        msg = f"{what} did not improve more than tol={est.tol:f} for {est.n_iter_no_change} consecutive epochs."
+        if est.solver != "sgd" or est.learning_rate != "adaptive":
+            if est.verbose:
+                print(msg + " Stopping.")
+            return False
+        if est._learning_rate <= MIN_ADAPTIVE_LR:
+            if est.verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return False
+        est._learning_rate /= ADAPTIVE_FACTOR
+        if est.verbose:
+            print(msg + " Setting learning rate to %f" % est._learning_rate)
+        return True
+
+
+def fit_lbfgs(est, X, Y, w):
+    """scikit-learn's L-BFGS fit through the model layer's L-BFGS (SciPy's L-BFGS-B on the
+    flat parameters): full batch, so the alpha scaling is exact."""
+    mlp = est._mlp
+    weight_mean = 1.0 if w is None else float(np.mean(w))
+    net = objective(est, mlp, X.shape[0], weight_mean)
+    w = check_sample_weight(w, X.shape[0], mlp.dtype)
+    run = _training.Run(mlp._params, "lbfgs", None)
+    job = _training.FitJob(
+        X=X, Y=Y, w=w, X_val=None, Y_val=None, optimizer="lbfgs", epochs=est.max_iter, batch_size=X.shape[0],
+        shuffle=False, schedule="constant", power_t=0.5, early_stopping=False, patience=1, tol=est.tol,
+        n_restarts=1, warm_start=False)
+    _training._lbfgs(mlp._impl, net, run, job, lambda loss: True)
+    if run.diverged is not None:
+        raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
+                         "values and need to be preprocessed.")
+    est.n_iter_ = len(run.history["loss"])
+    est.loss_ = report(est, net, mlp._params, float(mlp._impl.loss_gradient(net, mlp._params, X, Y, None, w)))
+    if est.n_iter_ >= est.max_iter:
+        warnings.warn("lbfgs failed to converge after %d iteration(s) (status=1): STOP: TOTAL NO. of "
+                      "ITERATIONS REACHED LIMIT" % est.n_iter_, ConvergenceWarning)
