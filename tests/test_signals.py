@@ -7,7 +7,6 @@ machine; the child reports the moment it caught the exception, how many steps it
 and whether its parameters equal that many steps replayed from the start.
 """
 
-import inspect
 import json
 import os
 import select
@@ -157,13 +156,6 @@ def test_ctrl_c_stops_restarts_running_in_threads():
     assert report["finite"], report
 
 
-@pytest.mark.skipif("stop=" not in inspect.getsource(fastmlp._training._epochs),
-                    reason="fastmlp._training does not pass stop= to the backends' train yet")
-@pytest.mark.xfail(strict=False, reason=(
-    "fastmlp._training._train_in_threads waits for the restarts with an untimed "
-    "concurrent.futures.wait: _thread.interrupt_main() sets a flag but sends no signal, so the "
-    "main thread does not wake until the restarts end (measured: 17 s; 0.05 s with a wait loop "
-    "of 50 ms timeouts)"))
 def test_interrupt_main_stops_restarts_running_in_threads():
     """_thread.interrupt_main() from a timer thread (no real signal, so a main thread blocked
     on a lock does not wake for it) during fit(n_restarts=2)."""

@@ -24,7 +24,8 @@ import numpy as np
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
-from libc.math cimport M_2_SQRTPI, M_SQRT1_2, erf, exp, expf, isfinite, log, pow, sqrt, tanh, tanhf
+from libc.math cimport M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, isfinite, log, pow, sqrt, tanh, tanhf
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from . import _registry
@@ -702,6 +703,43 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
     return total / total_weight if total_weight > 0 else 0
 
 
+cdef void _save_point(floating* snap, const floating* params, const floating* state,
+                      Py_ssize_t n_params, bint with_state) noexcept nogil:
+    """snap = params, and the optimizer's state (2 * n_params) after them unless it keeps none."""
+    memcpy(snap, params, n_params * sizeof(floating))
+    if with_state:
+        memcpy(snap + n_params, state, 2 * n_params * sizeof(floating))
+
+
+cdef bint _all_finite(const floating* a, Py_ssize_t size) noexcept nogil:
+    """No NaN or infinity in a[:size] (x * 0 is 0 for finite x, NaN otherwise)."""
+    cdef Py_ssize_t i
+    cdef floating s = 0
+    for i in range(size):
+        s += a[i] * 0
+    return s == 0
+
+
+cdef Py_ssize_t _roll_back(double* losses, Py_ssize_t cur, Py_ssize_t written, floating* params,
+                           floating* state, const floating* snaps, const long* steps, Opt* opt,
+                           Py_ssize_t n_params, bint with_state) noexcept nogil:
+    """After a divergence: params, state and opt.t back to the save point taken when epoch
+    `cur` started, or when the epoch before it started if that one holds non-finite params
+    (the steps of epoch cur - 1 overflowed). The losses of the epochs undone (those written,
+    < `written`) become NaN. Returns the epoch whose start the params are now at."""
+    if cur > 0 and not _all_finite(snaps + (cur % 2) * 3 * n_params, n_params):
+        if cur < written:
+            losses[cur] = NAN
+        cur -= 1
+    if cur < written:
+        losses[cur] = NAN
+    memcpy(params, snaps + (cur % 2) * 3 * n_params, n_params * sizeof(floating))
+    if with_state:
+        memcpy(state, snaps + (cur % 2) * 3 * n_params + n_params, 2 * n_params * sizeof(floating))
+    opt.t = steps[cur % 2]
+    return cur
+
+
 # =====================================================================================
 # 3. Python wrappers
 # =====================================================================================
@@ -1062,6 +1100,9 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
     cdef Opt opt = _opt(optimizer)
     cdef Poll poll
     cdef double loss
+    cdef floating[::1] snaps = np.empty(6 * n_params, _dtype(&params[0]))   # two save points
+    cdef long steps[2]
+    cdef Py_ssize_t cur = -1
     errors = []
     poll.every = poll.countdown = batches_per_poll
     poll.event = <PyObject*>stop if stop is not None else NULL
@@ -1075,6 +1116,9 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
             last = min(epochs, e + epochs_per_check)
             with nogil:
                 while e < last:
+                    cur, steps[e % 2] = e, opt.t
+                    _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
+                                not opt.fused)
                     loss = _epoch(cnet, &opt, n_params, &params[0], &X[0, 0], &Y[0, 0], w_ptr, n,
                                   batch_size, order_ptr, &work[0], &grad[0], &state[0, 0],
                                   &state[1, 0], &poll)
@@ -1095,6 +1139,9 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                 if e < epochs:
                     opt.lr = next_lr(optimizer)    # the callback may have set the next epoch's rate
     finally:
+        if cur >= 0 and ((cur < e and not isfinite(losses[cur])) or not _all_finite(&params[0], n_params)):
+            _roll_back(&losses[0], cur, e, &params[0], &state[0, 0], &snaps[0], steps, &opt, n_params,
+                       not opt.fused)
         optimizer.t = opt.t
 
 

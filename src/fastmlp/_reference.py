@@ -397,16 +397,50 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
                                              batch_size, rng, sample_weight, callback, stop)
     work, grad = _Work(net), np.empty_like(params)
-    for epoch in range(epochs):
-        if stop is not None and stop.is_set():
-            return
-        # each epoch's order depends only on the stream, not on the last
-        order = None if rng is None else shuffled(rng, len(X))
-        loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
-        if loss is None:
-            return
-        losses[epoch] = loss
-        if not math.isfinite(loss) or (callback is not None and not callback(epoch, losses[epoch])):
-            return
-        if epoch + 1 < epochs:
-            next_lr(optimizer)      # the callback may have set the next epoch's rate
+    snaps, steps, cur, written = np.empty((2, 3 * len(params)), params.dtype), [0, 0], -1, 0
+    try:
+        for epoch in range(epochs):
+            if stop is not None and stop.is_set():
+                return
+            # each epoch's order depends only on the stream, not on the last
+            order = None if rng is None else shuffled(rng, len(X))
+            cur, steps[epoch % 2] = epoch, optimizer.t
+            _save_point(snaps[epoch % 2], params, state, not optimizer.fused)
+            loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
+            if loss is None:
+                return
+            losses[epoch], written = loss, epoch + 1
+            if not math.isfinite(loss) or (callback is not None and not callback(epoch, losses[epoch])):
+                return
+            if epoch + 1 < epochs:
+                next_lr(optimizer)      # the callback may have set the next epoch's rate
+    finally:
+        if cur >= 0 and ((cur < written and not math.isfinite(losses[cur])) or not np.isfinite(params).all()):
+            _roll_back(losses, cur, written, params, state, snaps, steps, optimizer, not optimizer.fused)
+
+
+def _save_point(snap, params, state, with_state):
+    """snap = params, and the optimizer's state after them unless it keeps none."""
+    n = len(params)
+    snap[:n] = params
+    if with_state:
+        snap[n:] = state.ravel()
+
+
+def _roll_back(losses, cur, written, params, state, snaps, steps, opt, with_state):
+    """After a divergence: params, state and opt.t back to the save point taken when epoch
+    `cur` started, or when the epoch before it started if that one holds non-finite params
+    (the steps of epoch cur - 1 overflowed). The losses of the epochs undone (those written,
+    < `written`) become NaN. Returns the epoch whose start the params are now at."""
+    n = len(params)
+    if cur > 0 and not np.isfinite(snaps[cur % 2][:n]).all():
+        if cur < written:
+            losses[cur] = np.nan
+        cur -= 1
+    if cur < written:
+        losses[cur] = np.nan
+    params[...] = snaps[cur % 2][:n]
+    if with_state:
+        state[...] = snaps[cur % 2][n:].reshape(state.shape)
+    opt.t = steps[cur % 2]
+    return cur

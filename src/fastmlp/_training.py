@@ -236,10 +236,9 @@ def train_runs(impl, net, runs, job, commit):
     best = commit(min(runs, key=Run.score))
     if best.diverged is not None:
         raise DivergenceError(
-            f"training diverged: the loss of epoch {best.diverged} is not finite"
-            f"{' in every restart' if len(runs) > 1 else ''}; the model keeps the weights after the "
-            "last step with a finite loss and the history of the epochs before it. Try a smaller lr "
-            "or scaled inputs (e.g. standardised features)")
+            f"training diverged at epoch {best.diverged}{' in every restart' if len(runs) > 1 else ''}: "
+            "the loss or the weights became NaN or infinite; the model keeps the weights and history "
+            "of the epochs before it. Try a smaller lr or scaled inputs (e.g. standardised features)")
     return best
 
 
@@ -248,7 +247,11 @@ def _train_in_threads(impl, net, runs, job):
     pool = ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1))
     try:
         futures = [pool.submit(train_run, impl, net, run, job, stop) for run in runs]
-        wait(futures, return_when=FIRST_EXCEPTION)   # a signal handler may raise in here
+        pending = futures
+        while pending:   # short waits: Ctrl-C, _thread.interrupt_main() and handlers get in between
+            done, pending = wait(pending, timeout=0.05, return_when=FIRST_EXCEPTION)
+            if any(future.exception() is not None for future in done):
+                break
         for future in futures:
             if future.done() and future.exception() is not None:
                 raise future.exception()
