@@ -126,16 +126,18 @@ def _output_loss(Z, Y, w, G, scale, loss):
 
 
 class _Work:
-    """One batch's pre-activations Z[l], hidden activations A[l] and dL/dZ[l] (D[l])."""
+    """One batch's pre-activations Z[l], hidden activations A[l] and dL/dZ[l] (D[l]), and
+    the layer views (W_l, b_l) of the params the forward pass read."""
 
     def __init__(self, net):
         self.Z, self.A, self.D = ([None] * net.n_layers for _ in range(3))
+        self.layers = None
 
 
 def _forward(net, params, X, work):
     """Forward pass: Z_l = A_{l-1} W_l + b_l, A_l = act_l(Z_l), A_0 = X; logits in work.Z[-1]."""
-    A = X
-    for l, (W, b) in enumerate(net.layers(params)):
+    A, work.layers = X, net.layers(params)
+    for l, (W, b) in enumerate(work.layers):
         work.Z[l] = A @ W + b
         if l < net.n_layers - 1:
             A = work.A[l] = _activation(work.Z[l], np.empty_like(work.Z[l]), net.activations[l], net.negative_slope)
@@ -159,7 +161,8 @@ def _backward(net, params, X, work, target, alpha, beta_w, beta_b):
     alpha = -lr, beta_b = 1 and beta_w = 1 - lr * l2 it is the SGD step with weight decay,
     taken once dL/dA_{l-1} has been computed from the old W_l.
     """
-    layers, targets = net.layers(params), net.layers(target)
+    layers = work.layers                      # the views of `params` _forward read
+    targets = layers if target is params else net.layers(target)
     for l in reversed(range(net.n_layers)):
         A_prev, D, W = (X if l == 0 else work.A[l - 1]), work.D[l], layers[l][0]
         if l > 0:   # the chain rule, one layer down
