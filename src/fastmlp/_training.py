@@ -82,8 +82,8 @@ class Schedule:
         if self.kind != "plateau":
             return
         self.waited = 0 if improved else self.waited + 1
-        if self.waited >= PLATEAU_PATIENCE:
-            self.factor, self.waited = self.factor * PLATEAU_FACTOR, 0
+        if self.waited >= PLATEAU_PATIENCE:   # (never below 1e-30 of the base: lr stays > 0)
+            self.factor, self.waited = max(self.factor * PLATEAU_FACTOR, 1e-30), 0
 
 
 class Monitor:
