@@ -338,3 +338,23 @@ def test_feature_names(backend):
 
 def test_exported_from_the_package():
     assert fastmlp.MLPClassifier is MLPClassifier and "MLPRegressor" in fastmlp.__all__
+
+
+def test_divergence_as_sklearn(backend):
+    """Without early stopping, scikit-learn's ValueError (a fastmlp.DivergenceError); with it,
+    the best epoch's finite weights are kept and no error is raised, as in scikit-learn."""
+    X, y = data("regression")
+    with pytest.raises(fastmlp.DivergenceError, match="Solver produced non-finite parameter weights"):
+        fit_quietly(MLPRegressor(solver="sgd", learning_rate_init=50.0, max_iter=20, random_state=0,
+                                 backend=backend), X * 1e3, y)
+    est = fit_quietly(MLPRegressor(solver="sgd", learning_rate_init=50.0, max_iter=20, random_state=0,
+                                   early_stopping=True, backend=backend), X * 1e3, y)
+    assert all(np.isfinite(W).all() for W in est.coefs_) and np.isfinite(est.predict(X)).all()
+
+
+def test_early_stopping_split_is_stratified_on_the_labels(backend):
+    X, y = data("binary", n=20)
+    y = np.zeros(20, dtype=int)
+    y[0] = 1
+    with pytest.raises(ValueError, match=r"Classes with too few members are: \['True'\]"):
+        MLPClassifier(early_stopping=True, backend=backend).fit(X, y)

@@ -148,7 +148,7 @@ class _BaseMLP(BaseEstimator):
             bound = np.sqrt(factor / sum(W.shape))
             W[...] = random_state.uniform(-bound, bound, W.shape)
             b[...] = random_state.uniform(-bound, bound, b.shape)
-        self._run, self._best_params = None, None
+        self._run, self._best_params = None, self._mlp.params_.copy()   # early stopping's best so far
         if self.solver in _sklearn_train.STOCHASTIC:
             self.loss_curve_, self._no_improvement_count = [], 0
             if self.early_stopping:

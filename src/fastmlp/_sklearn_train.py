@@ -35,6 +35,8 @@ from ._validation import check_sample_weight
 STOCHASTIC = ("sgd", "adam", "adamw", "rprop")
 MIN_ADAPTIVE_LR = 1e-6      # scikit-learn's "adaptive" stops below this rate
 ADAPTIVE_FACTOR = 5.0       # ... and otherwise divides the rate by this
+NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and "
+              "need to be preprocessed.")
 
 
 def loss_scales(out_activation, n_outputs):
@@ -116,7 +118,7 @@ def split(est, X, Y, w, random_state):
     """(X, Y, w) to train on and (X, y, w) to score on, as scikit-learn splits them."""
     if not est.early_stopping:
         return (X, Y, w), None
-    stratify = Y if est._is_classifier and est.n_outputs_ == 1 else None
+    stratify = Y.astype(bool) if est._is_classifier and est.n_outputs_ == 1 else None
     arrays = (X, Y) if w is None else (X, Y, w)
     parts = train_test_split(*arrays, random_state=random_state, test_size=est.validation_fraction,
                              stratify=stratify)
@@ -158,12 +160,11 @@ def fit_stochastic(est, X, Y, w, incremental, random_state):
         _training._epochs(mlp._impl, net, run, job, SklearnRate(est), watch, None)
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
-    if run.diverged is not None:
-        raise DivergenceError(
-            f"training diverged: the loss of iteration {est.n_iter_ + 1} is not finite; the model keeps "
-            "the weights after the last finite step. Try a smaller learning_rate_init or scaled inputs")
-    if est.early_stopping and est._best_params is not None:
-        mlp._params[...] = est._best_params
+    if est.early_stopping:
+        mlp._params[...] = est._best_params     # finite: a diverged fit keeps its best epoch, as scikit-learn
+    elif run.diverged is not None:
+        raise DivergenceError(f"{NON_FINITE} (fastmlp: the loss of iteration {est.n_iter_ + 1} is not finite; "
+                              "the model keeps the weights after the last finite step)")
 
 
 class EpochWatch:
@@ -246,8 +247,7 @@ def fit_lbfgs(est, X, Y, w):
         n_restarts=1, warm_start=False)
     _training._lbfgs(mlp._impl, net, run, job, lambda loss: True)
     if run.diverged is not None:
-        raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
-                         "values and need to be preprocessed.")
+        raise DivergenceError(NON_FINITE)
     est.n_iter_ = len(run.history["loss"])
     est.loss_ = report(est, net, mlp._params, float(mlp._impl.loss_gradient(net, mlp._params, X, Y, None, w)))
     if est.n_iter_ >= est.max_iter:
