@@ -167,7 +167,7 @@ def test_sample_weights_scaled_by_a_constant_give_the_same_model(backend, dtype,
 
 @pytest.mark.parametrize("w, match", [
     (np.zeros(48), "positive sum"), (-np.ones(48), ">= 0"), (np.full(48, np.nan), "finite"),
-    (np.full(48, np.inf), "finite"), (np.r_[np.ones(47), -1e-300], ">= 0"),
+    (np.full(48, np.inf), "finite"), (np.r_[np.ones(47), -1e-300], ">= 0"), (np.ones(5), "shape"),
 ])
 def test_bad_sample_weights_are_refused(backend, w, match):
     X, Y = data()
