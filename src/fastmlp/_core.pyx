@@ -712,12 +712,13 @@ cdef void _save_point(floating* snap, const floating* params, const floating* st
 
 
 cdef bint _all_finite(const floating* a, Py_ssize_t size) noexcept nogil:
-    """No NaN or infinity in a[:size] (x * 0 is 0 for finite x, NaN otherwise)."""
+    """No NaN or infinity in a[:size]: x - x is 0 for finite x, NaN otherwise (an integer
+    OR over the elements, which the compiler vectorises)."""
     cdef Py_ssize_t i
-    cdef floating s = 0
+    cdef int bad = 0
     for i in range(size):
-        s += a[i] * 0
-    return s == 0
+        bad |= (a[i] - a[i]) != 0
+    return bad == 0
 
 
 cdef Py_ssize_t _roll_back(double* losses, Py_ssize_t cur, Py_ssize_t written, floating* params,
