@@ -274,8 +274,6 @@ def test_errors_and_warnings(backend):
         MLPClassifier(max_iter=2, backend=backend).fit(X, y)
     with pytest.warns(ConvergenceWarning):
         MLPRegressor(solver="lbfgs", max_iter=2, backend=backend).fit(X, y.astype(float))
-    with pytest.raises(ValueError, match="poisson"):
-        MLPRegressor(loss="poisson", backend=backend).fit(X, np.abs(y))
     messages = []
     for Est in (MLPClassifier, neural_network.MLPClassifier):     # the same message as scikit-learn's
         with pytest.raises(InvalidParameterError, match="The 'momentum' parameter of") as info:
@@ -358,3 +356,25 @@ def test_early_stopping_split_is_stratified_on_the_labels(backend):
     y[0] = 1
     with pytest.raises(ValueError, match=r"Classes with too few members are: \['True'\]"):
         MLPClassifier(early_stopping=True, backend=backend).fit(X, y)
+
+
+def test_poisson_regression_matches_scikit_learn(backend, dtype):
+    """loss="poisson": an exponential output and half the Poisson deviance, as scikit-learn's;
+    plain SGD on equal batches gives scikit-learn's weights and loss curve."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((60, 4)).astype(dtype)
+    y = rng.poisson(np.exp(0.5 * X[:, 0])).astype(dtype)
+    options = dict(loss="poisson", hidden_layer_sizes=(7,), solver="sgd", batch_size=20, momentum=0.0,
+                   learning_rate_init=0.01, max_iter=5, shuffle=False, random_state=0, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPRegressor(backend=backend, **options).fit(X, y)
+        theirs = neural_network.MLPRegressor(**options).fit(X, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    rtol = 1e-4 if dtype == np.float32 else 1e-9
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=rtol)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=rtol)
+    with pytest.raises(ValueError, match=">= 0"):
+        MLPRegressor(backend=backend, **options).fit(X, -y - 1)

@@ -161,7 +161,7 @@ def test_backend_entry_points_check_their_arrays(backend):
         ({"activations": ("swish",)}, ValueError, "activation"),
         ({"activations": ("relu", "relu")}, ValueError, "hidden layers"),
         ({"output": "softmax"}, ValueError, "at least 2 units"),
-        ({"output": "exp"}, ValueError, "output"),
+        ({"output": "softplus"}, ValueError, "output"),
         ({"loss": "mse"}, ValueError, "goes with loss"),
         ({"loss": "hinge"}, ValueError, "loss"),
         ({"negative_slope": "0.1"}, TypeError, "negative_slope"),

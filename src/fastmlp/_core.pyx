@@ -58,10 +58,10 @@ cdef enum Activation:
     ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_TANH, ACT_SIGMOID, ACT_GELU
 
 cdef enum Output:
-    OUT_SIGMOID, OUT_SOFTMAX, OUT_IDENTITY
+    OUT_SIGMOID, OUT_SOFTMAX, OUT_IDENTITY, OUT_EXP
 
 cdef enum Loss:
-    LOSS_BCE, LOSS_CROSS_ENTROPY, LOSS_MSE
+    LOSS_BCE, LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_POISSON
 
 cdef enum OptimizerCode:
     OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
@@ -71,10 +71,10 @@ _ACTIVATION_CODES = _registry.implemented("compiled", "activation", tuple(_regis
     "sigmoid": ACT_SIGMOID, "gelu": ACT_GELU,
 })
 _OUTPUT_CODES = _registry.implemented("compiled", "output", _registry.OUTPUTS, {
-    "sigmoid": OUT_SIGMOID, "softmax": OUT_SOFTMAX, "identity": OUT_IDENTITY,
+    "sigmoid": OUT_SIGMOID, "softmax": OUT_SOFTMAX, "identity": OUT_IDENTITY, "exp": OUT_EXP,
 })
 _LOSS_CODES = _registry.implemented("compiled", "loss", tuple(_registry.LOSSES), {
-    "bce": LOSS_BCE, "cross_entropy": LOSS_CROSS_ENTROPY, "mse": LOSS_MSE,
+    "bce": LOSS_BCE, "cross_entropy": LOSS_CROSS_ENTROPY, "mse": LOSS_MSE, "poisson": LOSS_POISSON,
 })
 _OPTIMIZER_CODES = _registry.implemented("compiled", "optimizer", tuple(_registry.OPTIMIZERS), {
     "sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW, "rprop": OPT_RPROP,
@@ -392,14 +392,30 @@ cdef double _sum_mse(Py_ssize_t size, const floating* Z, const floating* Y, floa
     return total
 
 
+cdef double _sum_poisson(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
+                         floating scale) noexcept nogil:
+    """Sum of exp(z) - y z + y log y - y over the elements (half the Poisson deviance of the
+    rate exp(z): 0 where exp(z) = y); G = scale * (exp(Z) - Y) if not NULL."""
+    cdef Py_ssize_t i
+    cdef floating e, y
+    cdef double total = 0
+    for i in range(size):
+        e, y = _exp(Z[i]), Y[i]
+        total += e - y * Z[i] - y + (y * log(y) if y != 0 else 0)   # (NaN for y < 0, as xlogy)
+        if G != NULL:
+            G[i] = scale * (e - y)
+    return total
+
+
 cdef double _output_loss(Py_ssize_t m, Py_ssize_t k, const floating* Z, const floating* Y,
                          const floating* w, floating* G, floating scale,
                          int loss) noexcept nogil:
     """Sum over the m rows of w_i times the per-sample loss of logits Z (m, k) against Y
     (w = NULL: all weights 1).
 
-    The per-sample loss is the mean over outputs for BCE and MSE (PyTorch's convention for
-    BCEWithLogitsLoss and MSELoss), the sum -sum_j y_j log p_j for cross-entropy.
+    The per-sample loss is the mean over outputs for BCE, MSE and Poisson (PyTorch's
+    convention for BCEWithLogitsLoss and MSELoss), the sum -sum_j y_j log p_j for
+    cross-entropy.
     G = scale * d(that sum)/dZ unless NULL: scale = 1/sum(w) gives the gradient of the
     (weighted) mean.
     """
@@ -414,12 +430,14 @@ cdef double _output_loss(Py_ssize_t m, Py_ssize_t k, const floating* Z, const fl
         return _sum_cross_entropy(m, k, Z, Y, G, scale)
     if loss == LOSS_MSE:
         return _sum_mse(m * k, Z, Y, G, scale / k) / k
+    if loss == LOSS_POISSON:
+        return _sum_poisson(m * k, Z, Y, G, scale / k) / k
     return _sum_bce(m * k, Z, Y, G, scale / k) / k
 
 
 cdef void _output_activation(Py_ssize_t m, Py_ssize_t k, const floating* Z, floating* P,
                              int out) noexcept nogil:
-    """P = the output activation of the logits Z: sigmoid, softmax (per row) or identity."""
+    """P = the output activation of the logits Z: sigmoid, softmax (per row), identity or exp."""
     cdef Py_ssize_t i, j
     cdef floating mx
     cdef double s
@@ -437,6 +455,9 @@ cdef void _output_activation(Py_ssize_t m, Py_ssize_t k, const floating* Z, floa
     elif out == OUT_IDENTITY:
         for i in range(m * k):
             P[i] = Z[i]
+    elif out == OUT_EXP:
+        for i in range(m * k):
+            P[i] = _exp(Z[i])
     else:
         for i in range(m * k):
             P[i] = _sigmoid1(Z[i])

@@ -31,10 +31,10 @@ class MLP:
         ``"leaky_relu"``, ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"identity"``, ``"gelu"``.
     output : str
         Output activation: ``"sigmoid"`` (binary or multi-label), ``"softmax"``
-        (one of k classes), ``"identity"`` (regression).
+        (one of k classes), ``"identity"`` (regression), ``"exp"`` (counts, rates).
     loss : str or None
         Loss paired with the output, inferred when None: ``"bce"`` for sigmoid,
-        ``"cross_entropy"`` for softmax, ``"mse"`` for identity. BCE and MSE are means over
+        ``"cross_entropy"`` for softmax, ``"mse"`` for identity, ``"poisson"`` for exp. BCE and MSE are means over
         samples and outputs, cross-entropy the mean over samples (PyTorch's conventions).
     negative_slope : float
         Slope of Leaky ReLU for negative inputs.

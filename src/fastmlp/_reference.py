@@ -11,7 +11,7 @@ ones also take the extents (m, n, k, size) that NumPy arrays carry themselves.
 import math
 
 import numpy as np
-from scipy.special import erf
+from scipy.special import erf, xlogy
 
 from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
 from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args
@@ -58,6 +58,7 @@ _OUTPUTS = implemented("numpy", "output", OUTPUTS, {
     "sigmoid": _sigmoid,
     "softmax": _softmax,
     "identity": lambda Z: Z,
+    "exp": np.exp,
 })
 
 
@@ -80,11 +81,19 @@ def _mse(Z, Y):
     return ((Z - Y) ** 2).sum(axis=1) / k, 2 * (Z - Y) / k
 
 
+def _poisson(Z, Y):
+    """exp(z) - y z + y log y - y (half the Poisson deviance of the rate exp(z)), averaged over
+    outputs; gradient exp(z) - y."""
+    k, E = Z.shape[1], np.exp(Z)
+    return (E - Y * Z + xlogy(Y, Y) - Y).sum(axis=1) / k, (E - Y) / k
+
+
 # loss -> per-sample losses (n,) and their gradients with respect to the logits (n, k)
 _LOSSES = implemented("numpy", "loss", tuple(LOSSES), {
     "bce": _bce,
     "cross_entropy": _cross_entropy,
     "mse": _mse,
+    "poisson": _poisson,
 })
 
 

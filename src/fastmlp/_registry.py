@@ -18,7 +18,7 @@ ACTIVATIONS = {
 }
 
 # Output activations: what ``predict_proba`` returns from the logits of the last layer.
-OUTPUTS = ("sigmoid", "softmax", "identity")
+OUTPUTS = ("sigmoid", "softmax", "identity", "exp")
 
 # Losses -> the output activation each is computed through, stably from the logits. The
 # first loss listed for an output is the one a model pairs with it by default.
@@ -26,6 +26,7 @@ LOSSES = {
     "bce": "sigmoid",
     "cross_entropy": "softmax",
     "mse": "identity",
+    "poisson": "exp",
 }
 
 # Optimizers run by the backends' training loop -> the hyperparameters each reads besides

@@ -27,7 +27,7 @@ from ._model import MLP
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
                "leaky_relu": "leaky_relu", "gelu": "gelu"}
 OUTPUTS = {"logistic": ("sigmoid", "bce"), "softmax": ("softmax", "cross_entropy"),
-           "identity": ("identity", "mse")}
+           "identity": ("identity", "mse"), "exp": ("exp", "poisson")}
 
 
 def _stochastic(est):
@@ -108,10 +108,6 @@ class _BaseMLP(BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, incremental):
-        if getattr(self, "loss", "squared_error") == "poisson":
-            raise ValueError("MLPRegressor(loss='poisson') is not supported by fastmlp yet (it needs an "
-                             "exponential output and a Poisson loss in the backends); use "
-                             "loss='squared_error'")
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
@@ -295,8 +291,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's ``MLPRegressor`` (same parameters,
-    defaults, attributes and methods) trained by fastmlp; loss="poisson" is not supported
-    yet. Extras as ``MLPClassifier``'s."""
+    defaults, attributes and methods) trained by fastmlp, including loss="poisson" (an
+    exponential output and half the Poisson deviance). Extras as ``MLPClassifier``'s."""
 
     _parameter_constraints: dict = {
         **_BaseMLP._parameter_constraints,
@@ -317,13 +313,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             n_iter_no_change, max_fun, negative_slope, n_restarts, backend))
 
     def _out_activation(self):
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32),
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and (y < 0).any():
+            raise ValueError("loss='poisson' needs counts or rates y >= 0; y has negative values")
         return X, (y.reshape(-1, 1) if y.ndim == 1 else y).astype(X.dtype)
 
     def _decode(self, Y):

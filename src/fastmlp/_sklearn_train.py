@@ -43,7 +43,7 @@ def loss_scales(out_activation, n_outputs):
     """(c, c_loss): scikit-learn's gradient, and its reported data loss, divided by fastmlp's."""
     if out_activation == "identity":
         return 0.5 * n_outputs, 0.5
-    if out_activation == "logistic":
+    if out_activation in ("logistic", "exp"):     # sums of per-output means; no 0.5 factor
         return float(n_outputs), float(n_outputs)
     return 1.0, 1.0
 
@@ -163,8 +163,8 @@ def fit_stochastic(est, X, Y, w, incremental, random_state):
     if est.early_stopping:
         mlp._params[...] = est._best_params     # finite: a diverged fit keeps its best epoch, as scikit-learn
     elif run.diverged is not None:
-        raise DivergenceError(f"{NON_FINITE} (fastmlp: the loss of iteration {est.n_iter_ + 1} is not finite; "
-                              "the model keeps the weights after the last finite step)")
+        raise DivergenceError(f"{NON_FINITE} (fastmlp: iteration {est.n_iter_ + 1} diverged; the model keeps "
+                              "the weights of the iterations before it)")
 
 
 class EpochWatch:

@@ -292,6 +292,8 @@ def check_targets(y, n, loss, n_outputs, dtype):
     binary = np.all((Y == 0) | (Y == 1))
     if loss == "bce" and not binary:
         raise ValueError("binary cross-entropy needs labels in {0, 1}; y has other values")
+    if loss == "poisson" and (Y < 0).any():
+        raise ValueError("the Poisson loss needs counts or rates >= 0 in y; y has negative values")
     if loss == "cross_entropy" and not (binary and np.all(Y.sum(axis=1) == 1)):
         raise ValueError("cross-entropy needs one-hot rows in y (or integer labels 0..k-1 in a 1-D y)")
     return Y
