@@ -37,6 +37,21 @@ def _stochastic(est):
     return True
 
 
+def _weight_views(name, what):
+    """A fitted attribute that reads the model's `name` (views into its parameters) and, when
+    assigned a list of arrays, copies them into those views."""
+
+    def get(self):
+        check_is_fitted(self)
+        return getattr(self._mlp, name)
+
+    def set(self, values):
+        for view, value in zip(get(self), values, strict=True):
+            view[...] = value
+
+    return property(get, set, doc=f"{what}: views into the model's parameters.")
+
+
 class _BaseMLP(BaseEstimator):
     """What both estimators share: parameters, fitting, the forward pass."""
 
@@ -75,27 +90,8 @@ class _BaseMLP(BaseEstimator):
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_mlp")
 
-    @property
-    def coefs_(self):
-        """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out): views into the model's parameters."""
-        check_is_fitted(self)
-        return self._mlp.coefs_
-
-    @coefs_.setter
-    def coefs_(self, values):
-        for W, value in zip(self.coefs_, values, strict=True):
-            W[...] = value
-
-    @property
-    def intercepts_(self):
-        """Bias vectors, ``intercepts_[i]`` of shape (n_out,): views into the model's parameters."""
-        check_is_fitted(self)
-        return self._mlp.intercepts_
-
-    @intercepts_.setter
-    def intercepts_(self, values):
-        for b, value in zip(self.intercepts_, values, strict=True):
-            b[...] = value
+    coefs_ = _weight_views("coefs_", "Weight matrices, ``coefs_[i]`` of shape (n_in, n_out)")
+    intercepts_ = _weight_views("intercepts_", "Bias vectors, ``intercepts_[i]`` of shape (n_out,)")
 
     # ------------------------------------------------------------------ fitting
 
