@@ -378,3 +378,48 @@ def test_poisson_regression_matches_scikit_learn(backend, dtype):
     np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=rtol)
     with pytest.raises(ValueError, match=">= 0"):
         MLPRegressor(backend=backend, **options).fit(X, -y - 1)
+
+
+# ================================================================== L-BFGS: max_fun, tol, verbose, partial_fit
+
+
+def fit_recording(est, X, y):
+    """`est` fitted, and the messages of the ConvergenceWarnings it raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y)
+    return [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+LBFGS = dict(solver="lbfgs", hidden_layer_sizes=(8, 4), activation="tanh", random_state=1, alpha=0.01)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel", "regression"])
+@pytest.mark.parametrize("limits", [dict(max_fun=10, max_iter=200), dict(max_fun=40, max_iter=200, tol=0.0),
+                                    dict(max_fun=15000, max_iter=7)], ids=["max_fun10", "max_fun40", "max_iter7"])
+def test_lbfgs_limits_stop_and_warn_as_sklearn(kind, limits, backend):
+    """maxfun and maxiter reach SciPy: a small max_fun stops L-BFGS-B at scikit-learn's
+    iteration, with its ConvergenceWarning word for word (SciPy's status and message)."""
+    X, y = data(kind)
+    ours, theirs = pair(kind, backend, **LBFGS, **limits)
+    ours_warned, theirs_warned = fit_recording(ours, X, y), fit_recording(theirs, X, y)
+    assert ours.n_iter_ == theirs.n_iter_ <= min(limits["max_fun"], limits["max_iter"])
+    assert ours_warned == theirs_warned and len(ours_warned) == 1
+    expected = "ITERATIONS REACHED LIMIT" if limits["max_iter"] < 10 else "F,G EVALUATIONS EXCEEDS LIMIT"
+    assert ours_warned[0].startswith(f"lbfgs failed to converge after {ours.n_iter_} iteration(s) (status=1):\n")
+    assert expected in ours_warned[0]
+    assert ("Increase the number of iterations" in ours_warned[0]) == (ours.n_iter_ == limits["max_iter"])
+    np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=1e-6)
+    np.testing.assert_allclose(ours.predict(X[:10]), theirs.predict(X[:10]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel", "regression"])
+def test_lbfgs_tol_is_sklearns_gradient_tolerance(kind, backend):
+    """tol is SciPy's gtol on scikit-learn's gradient (fastmlp's, whose scale differs by c
+    for multilabel and regression, gets tol / c): L-BFGS converges at scikit-learn's
+    iteration, without a warning."""
+    X, y = data(kind)
+    ours, theirs = pair(kind, backend, **LBFGS, max_iter=2000, tol=1e-2)
+    assert fit_recording(ours, X, y) == fit_recording(theirs, X, y) == []
+    assert ours.n_iter_ == theirs.n_iter_ < 2000
+    np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=1e-6)

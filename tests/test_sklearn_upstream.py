@@ -25,8 +25,6 @@ IMPORT = re.compile(r"^from sklearn\.neural_network import MLPClassifier, MLPReg
 DESELECTED = {
     "test_fit": "hand-sets scikit-learn's private internals (_coef_grads, velocities) on an unfitted estimator",
     "test_gradient": "calls scikit-learn's private _backprop and _loss_grad_lbfgs",
-    "test_lbfgs_classification_maxfun": "max_fun is not honoured: the training layer's L-BFGS takes no maxfun",
-    "test_lbfgs_regression_maxfun": "max_fun is not honoured: the training layer's L-BFGS takes no maxfun",
     "test_learning_rate_warmstart": "reads scikit-learn's private _optimizer",
     "test_adaptive_learning_rate": "reads scikit-learn's private _optimizer",
     "test_sparse_matrices": "sparse input is not supported yet",

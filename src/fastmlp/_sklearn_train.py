@@ -26,6 +26,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
+from sklearn.utils.fixes import _get_additional_lbfgs_options_dict   # iprint only where SciPy still takes it
+from sklearn.utils.optimize import _check_optimize_result             # n_iter_ and scikit-learn's warning
 
 from . import _training
 from ._errors import DivergenceError
@@ -235,21 +237,24 @@ class EpochWatch:
 
 def fit_lbfgs(est, X, Y, w):
     """scikit-learn's L-BFGS fit through the model layer's L-BFGS (SciPy's L-BFGS-B on the
-    flat parameters): full batch, so the alpha scaling is exact."""
+    flat parameters): full batch, so the alpha scaling is exact. SciPy gets scikit-learn's
+    limits (maxiter=max_iter, maxfun=max_fun) and gradient tolerance (tol, divided by c as
+    the gradient is), and its printing when verbose; n_iter_ and the ConvergenceWarning
+    come from SciPy's result as scikit-learn reads them."""
     mlp = est._mlp
     weight_mean = 1.0 if w is None else float(np.mean(w))
     net = objective(est, mlp, X.shape[0], weight_mean)
     w = check_sample_weight(w, X.shape[0], mlp.dtype)
     run = _training.Run(mlp._params, "lbfgs", None)
+    iprint = 1 if est.verbose is True or est.verbose >= 1 else -1
+    options = {"maxfun": est.max_fun, "gtol": est.tol / est._loss_scale,
+               **_get_additional_lbfgs_options_dict("iprint", iprint)}
     job = _training.FitJob(
         X=X, Y=Y, w=w, X_val=None, Y_val=None, optimizer="lbfgs", epochs=est.max_iter, batch_size=X.shape[0],
         shuffle=False, schedule="constant", power_t=0.5, early_stopping=False, patience=1, tol=est.tol,
-        n_restarts=1, warm_start=False)
-    _training._lbfgs(mlp._impl, net, run, job, lambda loss: True)
+        n_restarts=1, warm_start=False, lbfgs_options=options)
+    result = _training._lbfgs(mlp._impl, net, run, job, lambda loss: True)
+    est.n_iter_ = _check_optimize_result("lbfgs", result, est.max_iter)
     if run.diverged is not None:
         raise DivergenceError(NON_FINITE)
-    est.n_iter_ = len(run.history["loss"])
     est.loss_ = report(est, net, mlp._params, float(mlp._impl.loss_gradient(net, mlp._params, X, Y, None, w)))
-    if est.n_iter_ >= est.max_iter:
-        warnings.warn("lbfgs failed to converge after %d iteration(s) (status=1): STOP: TOTAL NO. of "
-                      "ITERATIONS REACHED LIMIT" % est.n_iter_, ConvergenceWarning)

@@ -129,6 +129,7 @@ class FitJob:
     tol: float
     n_restarts: int
     warm_start: bool
+    lbfgs_options: dict = None  # SciPy L-BFGS-B options besides maxiter (maxfun, gtol, ...); None: SciPy's
 
 
 def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_start, optimizer,
@@ -326,8 +327,9 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
 
 
 def _lbfgs(impl, net, run, job, watch):
-    """SciPy's L-BFGS-B on the flat parameters, up to job.epochs iterations. A non-finite
-    loss at the end sets run.diverged and keeps the last iterate L-BFGS accepted."""
+    """SciPy's L-BFGS-B on the flat parameters, up to job.epochs iterations (with
+    job.lbfgs_options); returns SciPy's result, None for epochs=0. A non-finite loss at the
+    end sets run.diverged and keeps the last iterate L-BFGS accepted."""
     from scipy.optimize import minimize
 
     params, grad = run.params, np.empty_like(run.params)
@@ -347,8 +349,10 @@ def _lbfgs(impl, net, run, job, watch):
     if job.epochs:
         with np.errstate(all="ignore"):
             result = minimize(loss_and_gradient, params.astype(np.float64), jac=True, method="L-BFGS-B",
-                              callback=callback, options={"maxiter": job.epochs})
+                              callback=callback, options={"maxiter": job.epochs, **(job.lbfgs_options or {})})
         finite = np.isfinite(result.fun) and np.isfinite(result.x).all()
         params[...] = result.x if finite else accepted
         if not finite:
             run.diverged = len(run.history["loss"])
+        return result
+    return None
