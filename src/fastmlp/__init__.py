@@ -16,9 +16,12 @@ _SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 
 
 def __getattr__(name):
-    """The scikit-learn estimators, imported on first use: scikit-learn is an optional
-    dependency (``pip install fastmlp[sklearn]``)."""
+    """The scikit-learn estimators and ``fastmlp.plot``, imported on first use: scikit-learn
+    and matplotlib are optional dependencies (``pip install fastmlp[sklearn]``, ``[plot]``)."""
     if name in _SKLEARN_ESTIMATORS:
         from . import _sklearn
         return getattr(_sklearn, name)
+    if name == "plot":
+        import importlib
+        return importlib.import_module(".plot", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
