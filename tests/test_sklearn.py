@@ -423,3 +423,29 @@ def test_lbfgs_tol_is_sklearns_gradient_tolerance(kind, backend):
     assert fit_recording(ours, X, y) == fit_recording(theirs, X, y) == []
     assert ours.n_iter_ == theirs.n_iter_ < 2000
     np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["binary", "regression"])
+def test_lbfgs_verbose_prints_as_sklearn(kind, backend, capfd, monkeypatch):
+    """verbose=True asks SciPy to print (iprint=1) exactly where scikit-learn does: SciPy
+    >= 1.15 deprecates iprint and prints nothing, so there scikit-learn passes nothing and
+    neither prints; older SciPy prints its L-BFGS-B report. verbose=False: silence."""
+    import scipy.optimize
+    from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+
+    X, y = data(kind)
+    scipy_prints = bool(_get_additional_lbfgs_options_dict("iprint", 1))
+    minimize, seen = scipy.optimize.minimize, []
+    monkeypatch.setattr(scipy.optimize, "minimize", lambda *a, **k: seen.append(k["options"]) or minimize(*a, **k))
+    for verbose in (True, False):
+        outputs = []
+        for est in pair(kind, backend, **LBFGS, max_iter=5, verbose=verbose):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", DeprecationWarning)     # no deprecated iprint
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                est.fit(X, y)
+            outputs.append(capfd.readouterr().out)
+        assert bool(outputs[0]) == bool(outputs[1]) == (verbose and scipy_prints), outputs
+        theirs, ours = seen.pop(), seen.pop()
+        assert ours.get("iprint") == theirs.get("iprint") == ((1 if verbose else -1) if scipy_prints else None)
+        assert ours["maxfun"] == theirs["maxfun"] == 15000 and ours["maxiter"] == theirs["maxiter"] == 5
