@@ -331,9 +331,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         out = self._forward(X, check_input)
         return out[:, 0] if out.shape[1] == 1 else out
 
-    @available_if(_stochastic)
+    # always available, as scikit-learn's (its guard never calls its solver check): with
+    # solver="lbfgs" each call is a whole L-BFGS fit that starts from the current weights
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y)."""
+        """One epoch over (X, y); solver="lbfgs": an L-BFGS fit from the current weights."""
         return self._partial_fit(X, y, sample_weight)
 
