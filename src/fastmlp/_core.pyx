@@ -25,7 +25,7 @@ from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
 from libc.math cimport M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, isfinite, log, pow, sqrt, tanh, tanhf
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from . import _registry
@@ -309,6 +309,17 @@ cdef struct Net:
     Py_ssize_t yb_off         # gathered batch of Y rows
     Py_ssize_t wb_off         # gathered batch of sample weights
     Py_ssize_t work_size
+    # sparse input: X is CSR and the first layer reads it through `sparse` (NULL: dense X)
+    Sparse* sparse
+
+
+cdef struct Sparse:
+    # CSR rows of X (index arrays: our own checked intp copies) and the ids of the rows that
+    # make up the current batch: the loops write `rows`, the first layer reads it
+    const Py_ssize_t* indptr
+    const Py_ssize_t* indices
+    const void* data          # floating, of the network's dtype
+    Py_ssize_t* rows          # [capacity]
 
 
 cdef double _sum_bce(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
@@ -475,6 +486,55 @@ cdef double _sum_squared_weights(const Net* net, const floating* params) noexcep
     return total
 
 
+cdef void _sparse_activation(Py_ssize_t m, Py_ssize_t n, const Sparse* sp, const floating* W,
+                             const floating* b, floating* Z, floating* Aout, int act,
+                             floating slope) noexcept nogil:
+    """Z (m, n) = X[rows] @ W + b for the CSR rows sp.rows[:m]; Aout = act(Z) unless NULL.
+    Each stored value adds its multiple of one row of W: the work is nnz * n, and the
+    sparse rows are never expanded."""
+    cdef const floating* data = <const floating*>sp.data
+    cdef Py_ssize_t i, j, p, row
+    cdef floating a
+    cdef floating* z
+    cdef const floating* w
+    for i in range(m):
+        z = Z + i * n
+        for j in range(n):
+            z[j] = b[j]
+        row = sp.rows[i]
+        for p in range(sp.indptr[row], sp.indptr[row + 1]):
+            a = data[p]
+            w = W + sp.indices[p] * n
+            for j in range(n):
+                z[j] += a * w[j]
+    if Aout != NULL:
+        _activation(m * n, Z, Aout, act, slope)
+
+
+cdef void _sparse_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha, const Sparse* sp,
+                     const floating* D, floating beta, floating* C) noexcept nogil:
+    """C (k, n) = alpha * X[rows].T @ D (m, n) + beta * C for the CSR rows sp.rows[:m];
+    C is not read when beta == 0 (BLAS's rule)."""
+    cdef const floating* data = <const floating*>sp.data
+    cdef Py_ssize_t i, j, p, row
+    cdef floating a
+    cdef floating* c
+    cdef const floating* d
+    if beta == 0:
+        memset(C, 0, k * n * sizeof(floating))
+    elif beta != 1:
+        for i in range(k * n):
+            C[i] *= beta
+    for i in range(m):
+        row = sp.rows[i]
+        d = D + i * n
+        for p in range(sp.indptr[row], sp.indptr[row + 1]):
+            a = alpha * data[p]
+            c = C + sp.indices[p] * n
+            for j in range(n):
+                c[j] += a * d[j]
+
+
 cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* A,
                             const floating* W, const floating* b, floating* Z, floating* Aout,
                             int act, floating slope) noexcept nogil:
@@ -504,16 +564,21 @@ cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
 
 cdef void _forward(const Net* net, const floating* params, const floating* X,
                    Py_ssize_t m, floating* work) noexcept nogil:
-    """Forward pass of m rows; Z_l and A_l land in `work`, the logits in Z of the last layer."""
+    """Forward pass of m rows; Z_l and A_l land in `work`, the logits in Z of the last layer.
+    With sparse input (net.sparse), X is NULL and the rows are net.sparse.rows[:m]."""
     cdef Py_ssize_t l, L = net.n_layers
     cdef const floating* A_prev = X
     cdef floating* A
     cdef floating slope = <floating>net.slope
     for l in range(L):
         A = work + net.a_off[l] if l < L - 1 else NULL
-        _dense_activation(m, net.size[l + 1], net.size[l], A_prev, params + net.w_off[l],
-                          params + net.b_off[l], work + net.z_off[l], A,
-                          net.act[l] if l < L - 1 else 0, slope)
+        if l == 0 and net.sparse != NULL:
+            _sparse_activation(m, net.size[1], net.sparse, params + net.w_off[0], params + net.b_off[0],
+                               work + net.z_off[0], A, net.act[0] if L > 1 else 0, slope)
+        else:
+            _dense_activation(m, net.size[l + 1], net.size[l], A_prev, params + net.w_off[l],
+                              params + net.b_off[l], work + net.z_off[l], A,
+                              net.act[l] if l < L - 1 else 0, slope)
         A_prev = A
 
 
@@ -541,7 +606,10 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
                    work + net.d_off[l - 1])
             _activation_backward(m * n_in, work + net.z_off[l - 1], work + net.a_off[l - 1],
                                  work + net.d_off[l - 1], net.act[l - 1], slope)
-        _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta_w, target + net.w_off[l])
+        if l == 0 and net.sparse != NULL:
+            _sparse_tn(m, n_out, n_in, alpha, net.sparse, D, beta_w, target + net.w_off[0])
+        else:
+            _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta_w, target + net.w_off[l])
         _colsum(m, n_out, alpha, D, beta_b, target + net.b_off[l])
 
 
@@ -657,7 +725,8 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
     its step, with the L2 penalty), weighted by the batches' total sample weights.
 
     Batches are consecutive rows of X, or rows order[start:start + batch_size] gathered
-    into the work buffer when `order` is not NULL. Plain SGD (opt.fused) takes its step
+    into the work buffer when `order` is not NULL; with sparse input (net.sparse, X NULL)
+    only the batch's row ids are written, for the first layer to read. Plain SGD (opt.fused) takes its step
     inside the backward pass; the others go through `grad`. Ends early, params whole: a
     batch loss that is not finite is returned at once, before its step; a poll (every
     stop.every batches) that sets stop.stopped ends it before the next batch.
@@ -680,21 +749,25 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
         if stop.countdown <= 0 and _poll(stop):
             return 0
         m = min(batch_size, n - start)
+        if net.sparse != NULL:
+            for r in range(m):
+                net.sparse.rows[r] = start + r if order == NULL else order[start + r]
         if order == NULL:
-            Xb = X + start * n_in
+            Xb = X + start * n_in if X != NULL else NULL
             Yb = Y + start * k
             if w != NULL:
                 Wb = w + start
         else:
             for r in range(m):
                 src = order[start + r]
-                for j in range(n_in):
-                    xb[r * n_in + j] = X[src * n_in + j]
+                if X != NULL:
+                    for j in range(n_in):
+                        xb[r * n_in + j] = X[src * n_in + j]
                 for j in range(k):
                     yb[r * k + j] = Y[src * k + j]
                 if w != NULL:
                     wb[r] = w[src]
-            Xb, Yb = xb, yb
+            Xb, Yb = xb if X != NULL else NULL, yb
             if w != NULL:
                 Wb = wb
         weight = m
@@ -722,6 +795,14 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
             _update(opt, net, n_params, params, grad, s1, s2)
         start += m
     return total / total_weight if total_weight > 0 else 0
+
+
+cdef void _set_rows(const Net* net, Py_ssize_t start, Py_ssize_t m) noexcept nogil:
+    """Sparse input: the next batch is rows start..start + m - 1 of X."""
+    cdef Py_ssize_t r
+    if net.sparse != NULL:
+        for r in range(m):
+            net.sparse.rows[r] = start + r
 
 
 cdef void _save_point(floating* snap, const floating* params, const floating* state,
@@ -778,10 +859,12 @@ cdef class _Plan:
     """The C description (`Net`) of a ``Network`` and its work buffer's layout for batches of
     up to `capacity` rows, and the arrays that back its pointers."""
     cdef Net net
+    cdef Sparse csr
     cdef object _ints            # keeps the integer arrays behind net's pointers alive
     cdef object _acts
+    cdef object _csr             # ... and the CSR arrays and batch row ids behind net.sparse
 
-    def __cinit__(self, net, Py_ssize_t capacity, bint gather):
+    def __cinit__(self, net, Py_ssize_t capacity, bint gather, csr=None):
         sizes = [int(s) for s in net.sizes]
         cdef Py_ssize_t L = len(sizes) - 1, l
         if L < 1 or min(sizes) < 1 or max(sizes) > INT_MAX or not 1 <= capacity <= INT_MAX:
@@ -811,7 +894,7 @@ cdef class _Plan:
             iv[5, l] = off          # D
             off += capacity * sizes[l + 1]
         self.net.xb_off = off
-        if gather:
+        if gather and csr is None:
             off += capacity * sizes[0]
         self.net.yb_off = off
         if gather:
@@ -833,6 +916,18 @@ cdef class _Plan:
         self.net.slope = net.negative_slope
         self.net.l2 = net.l2
         self.net.capacity = capacity
+        self.net.sparse = NULL
+        if csr is not None:
+            self._attach(csr[0], csr[1], csr[2], np.empty(capacity, np.intp))
+
+    cdef _attach(self, const Py_ssize_t[::1] indptr, const Py_ssize_t[::1] indices, data,
+                 Py_ssize_t[::1] rows):
+        """Sparse input: the loops read X's CSR arrays from ``_csr_arrays`` (kept alive here)."""
+        cdef const signed char[::1] values = data.view(np.int8)
+        self._csr = (indptr, indices, data, rows)
+        self.csr.indptr, self.csr.indices = &indptr[0], &indices[0]
+        self.csr.data, self.csr.rows = &values[0], &rows[0]
+        self.net.sparse = &self.csr
 
 
 cdef int _check_fit(const Net* net, Py_ssize_t n_params, Py_ssize_t n_in, Py_ssize_t n_out,
@@ -843,6 +938,31 @@ cdef int _check_fit(const Net* net, Py_ssize_t n_params, Py_ssize_t n_in, Py_ssi
                          f"fit the network's sizes ({net.n_params} params, {net.size[0]} inputs, "
                          f"{net.size[net.n_layers]} outputs) or their row counts differ")
     return 0
+
+
+cdef _csr_arrays(X, Py_ssize_t n_features, dtype):
+    """(indptr, indices, data) of a CSR X for the loops: intp copies of the index arrays
+    (ours, so nothing can change them after this check), checked to stay inside the rows'
+    stored values and the network's inputs, and the values in the network's dtype; each
+    holds one element at least, so that the pointers to them exist."""
+    indptr = np.array(X.indptr, dtype=np.intp)
+    indices = np.array(X.indices, dtype=np.intp)
+    data = np.ascontiguousarray(X.data, dtype=dtype)
+    cdef const Py_ssize_t[::1] ip = indptr
+    cdef const Py_ssize_t[::1] ix = indices
+    cdef Py_ssize_t i, bad = 0, n = ip.shape[0] - 1
+    if n < 1 or ip[0] != 0 or ip[n] > ix.shape[0] or ip[n] > data.shape[0]:
+        raise ValueError("X is not a valid CSR matrix: its indptr does not delimit its indices and data")
+    for i in range(n):
+        bad |= ip[i + 1] < ip[i]
+    for i in range(ip[n]):
+        bad |= (ix[i] < 0) | (ix[i] >= n_features)
+    if bad:
+        raise ValueError(f"X is not a valid CSR matrix: its indptr decreases or a column index is "
+                         f"outside 0..{n_features - 1}")
+    if indices.shape[0] == 0:
+        indices, data = np.zeros(1, np.intp), np.zeros(1, dtype)
+    return indptr, indices, data
 
 
 cdef object _dtype(const floating* witness):
@@ -1048,33 +1168,39 @@ def sigmoid_bce(Z, Y, G):
 
 # ---------------------------------------------------------------- whole networks
 
-cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X,
+cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, csr, Py_ssize_t n,
                     floating[:, ::1] out):
-    cdef _Plan plan = _Plan(net, min(X.shape[0], CHUNK_ROWS), False)
+    cdef _Plan plan = _Plan(net, min(n, CHUNK_ROWS), False, csr)
     cdef const Net* cnet = &plan.net
-    cdef Py_ssize_t n = X.shape[0], k = out.shape[1], start, m
-    _check_fit(cnet, params.shape[0], X.shape[1], k, out.shape[0] == n)
+    cdef Py_ssize_t k = out.shape[1], start, m, n_in = cnet.size[0]
+    _check_fit(cnet, params.shape[0], n_in if X is None else X.shape[1], k,
+               out.shape[0] == n and (X is None or X.shape[0] == n))
     cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
     cdef floating* Z = &work[0] + cnet.z_off[cnet.n_layers - 1]
+    cdef const floating* Xp = NULL if X is None else &X[0, 0]
     with nogil:
         start = 0
         while start < n:
             m = min(cnet.capacity, n - start)
-            _forward(cnet, &params[0], &X[start, 0], m, &work[0])
+            _set_rows(cnet, start, m)
+            _forward(cnet, &params[0], Xp + start * n_in if Xp != NULL else NULL, m, &work[0])
             _output_activation(m, k, Z, &out[start, 0], cnet.output)
             start += m
 
 
-cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1] X,
+cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1] X, csr,
                           const floating[:, ::1] Y, floating[::1] grad, const floating[::1] w):
-    cdef _Plan plan = _Plan(net, min(X.shape[0], CHUNK_ROWS), False)
+    cdef Py_ssize_t n = Y.shape[0]
+    cdef _Plan plan = _Plan(net, min(n, CHUNK_ROWS), False, csr)
     cdef const Net* cnet = &plan.net
-    cdef Py_ssize_t L = cnet.n_layers
-    cdef Py_ssize_t n = X.shape[0], k = Y.shape[1], start, m, i
+    cdef Py_ssize_t L = cnet.n_layers, n_in = cnet.size[0]
+    cdef Py_ssize_t k = Y.shape[1], start, m, i
     cdef bint want_grad = grad is not None, weighted = w is not None
-    _check_fit(cnet, params.shape[0], X.shape[1], k, Y.shape[0] == n
+    _check_fit(cnet, params.shape[0], n_in if X is None else X.shape[1], k,
+               (X is None or X.shape[0] == n) and (csr is None or csr[0].shape[0] == n + 1)
                and (not want_grad or grad.shape[0] == cnet.n_params) and (not weighted or w.shape[0] == n))
     cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
+    cdef const floating* Xp = NULL
     cdef double total = 0, weight = n
     cdef floating zero_or_one, scale
     with nogil:
@@ -1086,14 +1212,16 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
         start = 0
         while start < n:
             m = min(cnet.capacity, n - start)
-            _forward(cnet, &params[0], &X[start, 0], m, &work[0])
+            _set_rows(cnet, start, m)
+            Xp = NULL if X is None else &X[start, 0]
+            _forward(cnet, &params[0], Xp, m, &work[0])
             total += _output_loss(m, k, &work[0] + cnet.z_off[L - 1], &Y[start, 0],
                                   &w[start] if weighted else NULL,
                                   &work[0] + cnet.d_off[L - 1] if want_grad else NULL,
                                   scale, cnet.loss)
             if want_grad:
                 zero_or_one = 0 if start == 0 else 1    # later chunks add to the gradient
-                _backward(cnet, &params[0], &X[start, 0], m, &work[0], &grad[0],
+                _backward(cnet, &params[0], Xp, m, &work[0], &grad[0],
                           <floating>1, zero_or_one, zero_or_one)
             start += m
         total /= weight
@@ -1104,16 +1232,18 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
     return total
 
 
-cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X,
+cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X, csr,
                   const floating[:, ::1] Y, const floating[::1] w, double[::1] losses,
                   floating[:, ::1] state, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
                   callback, stop, Py_ssize_t epochs_per_check, Py_ssize_t batches_per_poll):
-    cdef _Plan plan = _Plan(net, batch_size, rng is not None)
+    cdef _Plan plan = _Plan(net, batch_size, rng is not None, csr)
     cdef const Net* cnet = &plan.net
-    cdef Py_ssize_t n = X.shape[0], e = 0, last, n_params = cnet.n_params
+    cdef Py_ssize_t n = Y.shape[0], e = 0, last, n_params = cnet.n_params
     cdef bint weighted = w is not None
-    _check_fit(cnet, params.shape[0], X.shape[1], Y.shape[1], Y.shape[0] == n and batch_size <= n
+    _check_fit(cnet, params.shape[0], cnet.size[0] if X is None else X.shape[1], Y.shape[1],
+               (X is None or X.shape[0] == n) and (csr is None or csr[0].shape[0] == n + 1) and batch_size <= n
                and state.shape[1] == n_params and losses.shape[0] >= epochs and (not weighted or w.shape[0] == n))
+    cdef const floating* Xp = NULL if X is None else &X[0, 0]
     cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
     cdef floating[::1] grad = np.empty(n_params, _dtype(&params[0]))
     cdef Py_ssize_t[::1] order = np.empty(n, np.intp)
@@ -1141,7 +1271,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                     cur, steps[e % 2] = e, opt.t
                     _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
                                 not opt.fused)
-                    loss = _epoch(cnet, &opt, n_params, &params[0], &X[0, 0], &Y[0, 0], w_ptr, n,
+                    loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
                                   batch_size, order_ptr, &work[0], &grad[0], &state[0, 0],
                                   &state[1, 0], &poll)
                     if poll.stopped:
@@ -1167,14 +1297,22 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
         optimizer.t = opt.t
 
 
+def _dense_or_csr(X, net, dtype):
+    """(X, None) for a dense X, or (None, its checked CSR arrays) for a sparse one."""
+    if isinstance(X, np.ndarray):
+        return X, None
+    return None, _csr_arrays(X, net.sizes[0], dtype)
+
+
 def predict_proba(net, params, X, out):
     """OUT: out (n, net.sizes[-1]) = the network's output activations for X. `params` may be
     read-only (memory-mapped, shared); `out` shares no memory with params or X."""
     X = predict_args(net, params, X, out)
+    X, csr = _dense_or_csr(X, net, params.dtype)
     if params.dtype == np.float32:
-        _predict_typed[float](net, params, X, out)
+        _predict_typed[float](net, params, X, csr, out.shape[0], out)
     else:
-        _predict_typed[double](net, params, X, out)
+        _predict_typed[double](net, params, X, csr, out.shape[0], out)
     return out
 
 
@@ -1186,9 +1324,10 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     gradient of that, if given.
     """
     X, Y, w = loss_gradient_args(net, params, X, Y, grad, sample_weight)
+    X, csr = _dense_or_csr(X, net, params.dtype)
     if params.dtype == np.float32:
-        return _loss_gradient_typed[float](net, params, X, Y, grad, w)
-    return _loss_gradient_typed[double](net, params, X, Y, grad, w)
+        return _loss_gradient_typed[float](net, params, X, csr, Y, grad, w)
+    return _loss_gradient_typed[double](net, params, X, csr, Y, grad, w)
 
 
 def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rng=None,
@@ -1219,14 +1358,15 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
                                              batch_size, rng, sample_weight, callback, stop)
-    n = len(X)
+    n = Y.shape[0]
+    X, csr = _dense_or_csr(X, net, params.dtype)
     batch_flops = 6 * batch_size * sum(a * b for a, b in net.layer_shapes())
     per_poll = max(1, FLOPS_PER_GIL_CHECK // max(batch_flops, 1))
     per_check = 1 if rng is not None or callback is not None else max(
         1, FLOPS_PER_GIL_CHECK // max(batch_flops * (-(-n // batch_size)), 1))
     if params.dtype == np.float32:
-        _train_typed[float](net, optimizer, params, X, Y, w, losses, state, epochs, batch_size,
+        _train_typed[float](net, optimizer, params, X, csr, Y, w, losses, state, epochs, batch_size,
                             rng, callback, stop, per_check, per_poll)
     else:
-        _train_typed[double](net, optimizer, params, X, Y, w, losses, state, epochs, batch_size,
+        _train_typed[double](net, optimizer, params, X, csr, Y, w, losses, state, epochs, batch_size,
                              rng, callback, stop, per_check, per_poll)

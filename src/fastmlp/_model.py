@@ -122,7 +122,7 @@ class MLP:
 
     def _check_Xy(self, X, y):
         X = self._check_X(X)
-        return X, check_targets(y, len(X), self._net.loss, self._net.sizes[-1], self._dtype)
+        return X, check_targets(y, X.shape[0], self._net.loss, self._net.sizes[-1], self._dtype)
 
     # ------------------------------------------------------------------ training
 
@@ -134,6 +134,9 @@ class MLP:
         """Train the network; returns self. Every check runs before any work, and a call that
         raises leaves the model as it was.
 
+        X : (n, n_features), an array or a scipy.sparse matrix or array (CSR is read as it
+            is, other formats are converted to CSR; the first layer multiplies the sparse
+            rows, which are never made dense).
         epochs : passes over the data (iterations for "lbfgs").
         lr : step size ("rprop": the initial step of every weight).
         batch_size : "auto" (min(200, n)), an integer, or None for the full batch
@@ -158,7 +161,7 @@ class MLP:
             epoch's) becomes sum(w_i * loss_i) / sum(w_i).
         """
         X, Y = self._check_Xy(X, y)
-        w = check_sample_weight(sample_weight, len(X), self._dtype)
+        w = check_sample_weight(sample_weight, X.shape[0], self._dtype)
         job = _training.fit_job(
             X, Y, w, self._check_Xy, self._seed, epochs=epochs, lr=lr, batch_size=batch_size,
             shuffle=shuffle, warm_start=warm_start, optimizer=optimizer, momentum=momentum,

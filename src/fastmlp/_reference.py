@@ -245,12 +245,12 @@ def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, s1, s2, sto
     its step; None is returned, before the next batch, once `stop` (an Event or None) is set.
     """
     total = total_weight = 0.0
-    for start in range(0, len(X), batch_size):
+    for start in range(0, X.shape[0], batch_size):
         if start and stop is not None and stop.is_set():   # (train asks before each epoch)
             return None
         rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
         Xb, Yb, wb = X[rows], Y[rows], None if w is None else w[rows]
-        weight = len(Xb) if w is None else float(np.sum(wb, dtype=np.float64))
+        weight = Xb.shape[0] if w is None else float(np.sum(wb, dtype=np.float64))
         _forward(net, params, Xb, work)
         work.D[-1] = np.empty_like(work.Z[-1])
         # a batch of total weight 0 contributes nothing (its data gradient is 0)
@@ -371,7 +371,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     OUT: grad (same layout as params), the gradient of that, if given.
     """
     X, Y, w = loss_gradient_args(net, params, X, Y, grad, sample_weight)
-    weight = len(X) if w is None else float(np.sum(w, dtype=np.float64))
+    weight = X.shape[0] if w is None else float(np.sum(w, dtype=np.float64))
     work = _Work(net)
     _forward(net, params, X, work)
     work.D[-1] = None if grad is None else np.empty_like(work.Z[-1])
@@ -415,7 +415,7 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
             if stop is not None and stop.is_set():
                 return
             # each epoch's order depends only on the stream, not on the last
-            order = None if rng is None else shuffled(rng, len(X))
+            order = None if rng is None else shuffled(rng, X.shape[0])
             cur, steps[epoch % 2] = epoch, optimizer.t
             _save_point(snaps[epoch % 2], params, state, not optimizer.fused)
             loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)

@@ -28,6 +28,8 @@ ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "r
                "leaky_relu": "leaky_relu", "gelu": "gelu"}
 OUTPUTS = {"logistic": ("sigmoid", "bce"), "softmax": ("softmax", "cross_entropy"),
            "identity": ("identity", "mse"), "exp": ("exp", "poisson")}
+# sparse X: CSR and CSC as they are; other formats become CSR (the first layer reads CSR)
+SPARSE = ["csr", "csc"]
 
 
 def _stochastic(est):
@@ -174,7 +176,7 @@ class _BaseMLP(BaseEstimator):
         """Output activations (n_samples, n_outputs) of the network for X."""
         check_is_fitted(self)
         if check_input:
-            X = validate_data(self, X, reset=False)
+            X = validate_data(self, X, reset=False, accept_sparse=SPARSE)
         return self._mlp.predict_proba(X)
 
     def _score_now(self, X, y, sample_weight):
@@ -187,7 +189,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False     # sparse input: not yet (issue 9)
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -227,7 +229,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset,
+                             accept_sparse=SPARSE)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -313,7 +316,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32),
-                             reset=reset)
+                             reset=reset, accept_sparse=SPARSE)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and (y < 0).any():

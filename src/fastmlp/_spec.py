@@ -20,6 +20,7 @@ from ._validation import (
     disjoint,
     flag,
     integer,
+    memory_of,
     plain_arrays,
     real,
 )
@@ -190,27 +191,27 @@ def network_args(net, params, X, Y=_NO_TARGETS, writeable=False):
     dt = check_output(params, (n_params,), "params") if writeable else check_params(params, n_params)
     plain_arrays((params, "params"))
     X = check_X(X, net.sizes[0], dt)
-    Y = None if Y is _NO_TARGETS else check_Y(Y, len(X), net.sizes[-1], dt)
+    Y = None if Y is _NO_TARGETS else check_Y(Y, X.shape[0], net.sizes[-1], dt)
     return X, Y
 
 
 def predict_args(net, params, X, out):
     """Check what ``predict_proba`` takes; returns X converted."""
     X, _ = network_args(net, params, X)
-    check_output(out, (len(X), net.sizes[-1]), "out", params.dtype)
+    check_output(out, (X.shape[0], net.sizes[-1]), "out", params.dtype)
     plain_arrays((out, "out"))
-    disjoint([(out, "out")], [(params, "params"), (X, "X")])
+    disjoint([(out, "out")], [(params, "params"), (memory_of(X), "X")])
     return X
 
 
 def loss_gradient_args(net, params, X, Y, grad, sample_weight):
     """Check what ``loss_gradient`` takes; returns (X, Y, w) converted (w None if unweighted)."""
     X, Y = network_args(net, params, X, Y)
-    w = check_sample_weight(sample_weight, len(X), params.dtype)
+    w = check_sample_weight(sample_weight, X.shape[0], params.dtype)
     if grad is not None:
         check_output(grad, params.shape, "grad", params.dtype)
         plain_arrays((grad, "grad"))
-        disjoint([(grad, "grad")], [(params, "params"), (X, "X"), (Y, "Y"), (w, "sample_weight")])
+        disjoint([(grad, "grad")], [(params, "params"), (memory_of(X), "X"), (Y, "Y"), (w, "sample_weight")])
     return X, Y, w
 
 
@@ -218,7 +219,7 @@ def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, 
                callback, stop):
     """Check everything `train` takes; returns (X, Y, w, epochs, batch_size) converted."""
     X, Y = network_args(net, params, X, Y, writeable=True)
-    n = len(X)
+    n = X.shape[0]
     epochs, batch_size = integer(epochs, "epochs", 0), integer(batch_size, "batch_size", 1)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastmlp._spec.Optimizer, got {type(optimizer).__name__}")
@@ -238,7 +239,7 @@ def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, 
     w = check_sample_weight(sample_weight, n, params.dtype)
     plain_arrays((state, "state"), (losses, "losses"))
     disjoint([(params, "params"), (state, "state"), (losses, "losses")],
-             [(X, "X"), (Y, "Y"), (w, "sample_weight")])
+             [(memory_of(X), "X"), (Y, "Y"), (w, "sample_weight")])
     return X, Y, w, epochs, min(batch_size, n)
 
 

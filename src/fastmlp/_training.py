@@ -152,9 +152,9 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
     if warm_start and n_restarts > 1:
         raise ValueError("warm_start continues one run; it cannot be combined with n_restarts > 1")
     X, Y, w, X_val, Y_val = validation_split(X, Y, w, check_data, seed, validation_data, validation_fraction)
-    batch_size = check_batch_size(batch_size, len(X), optimizer)
+    batch_size = check_batch_size(batch_size, X.shape[0], optimizer)
     return FitJob(X, Y, w, X_val, Y_val, "lbfgs" if optimizer == "lbfgs" else opt, epochs, batch_size,
-                  shuffle and batch_size < len(X), lr_schedule, power_t, early_stopping, patience, tol,
+                  shuffle and batch_size < X.shape[0], lr_schedule, power_t, early_stopping, patience, tol,
                   n_restarts, warm_start)
 
 

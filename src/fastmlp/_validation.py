@@ -10,6 +10,7 @@ import numbers
 import operator
 
 import numpy as np
+import scipy.sparse
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -103,10 +104,12 @@ def all_finite(a):
 
 
 def check_X(X, n_features, dtype, finite=False):
-    """X as a C-contiguous (n >= 1, n_features) array of dtype; with `finite`, no NaN/inf."""
+    """X as a C-contiguous (n >= 1, n_features) array of dtype; with `finite`, no NaN/inf.
+    A scipy.sparse X (matrix or array) becomes CSR of dtype instead (`check_csr`)."""
     if isinstance(X, (str, bytes)):
         raise TypeError("X must be an array of numbers, got a string")
-    X = np.asarray(X)
+    sparse = scipy.sparse.issparse(X)
+    X = X if sparse else np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
     if X.ndim != 2:
@@ -116,10 +119,33 @@ def check_X(X, n_features, dtype, finite=False):
         raise ValueError("X is empty: it needs at least one sample")
     if X.shape[1] != n_features:
         raise ValueError(f"X has {X.shape[1]} features but the network takes {n_features}")
-    X = np.ascontiguousarray(X, dtype=dtype)
-    if finite and not all_finite(X):
+    X = check_csr(X, dtype) if sparse else np.ascontiguousarray(X, dtype=dtype)
+    if finite and not all_finite(X.data if sparse else X):
         raise ValueError("X contains NaN or infinity")
     return X
+
+
+def check_csr(X, dtype):
+    """A 2-D scipy.sparse X as CSR with values of dtype (CSC and the other formats are
+    converted; the rows are never made dense), its structure checked, since the backends
+    index the weights by its column indices: ValueError if indptr does not start at 0, or
+    decreases, or runs past the indices, or if a column index lies outside the columns."""
+    X = X.tocsr()
+    if X.dtype != dtype:
+        X = X.astype(dtype)
+    indptr, indices, n_rows, n_cols = X.indptr, X.indices, *X.shape
+    if (indptr.ndim != 1 or indptr.shape[0] != n_rows + 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0)
+            or indptr[-1] > min(indices.shape[0], X.data.shape[0])):
+        raise ValueError("X is not a valid CSR matrix: its indptr does not delimit its indices and data")
+    used = indices[: indptr[-1]]
+    if used.size and (used.min() < 0 or used.max() >= n_cols):
+        raise ValueError(f"X is not a valid CSR matrix: a column index lies outside 0..{n_cols - 1}")
+    return X
+
+
+def memory_of(X):
+    """What a dense or sparse X holds in memory, for `disjoint`: the array, or the values."""
+    return X.data if scipy.sparse.issparse(X) else X
 
 
 def check_Y(Y, n, n_outputs, dtype, finite=False, name="Y"):
