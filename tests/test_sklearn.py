@@ -449,3 +449,29 @@ def test_lbfgs_verbose_prints_as_sklearn(kind, backend, capfd, monkeypatch):
         theirs, ours = seen.pop(), seen.pop()
         assert ours.get("iprint") == theirs.get("iprint") == ((1 if verbose else -1) if scipy_prints else None)
         assert ours["maxfun"] == theirs["maxfun"] == 15000 and ours["maxiter"] == theirs["maxiter"] == 5
+
+
+def test_regressor_partial_fit_with_lbfgs_as_sklearn(backend):
+    """scikit-learn 1.9.1's MLPRegressor.partial_fit is there for every solver (its guard never
+    calls the solver check) and with "lbfgs" each call runs a whole L-BFGS fit (max_iter,
+    max_fun) from the current weights; MLPClassifier's is for stochastic solvers only."""
+    assert hasattr(MLPRegressor(solver="lbfgs"), "partial_fit")
+    assert hasattr(neural_network.MLPRegressor(solver="lbfgs"), "partial_fit")
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
+    assert not hasattr(neural_network.MLPClassifier(solver="lbfgs"), "partial_fit")
+    X, y = data("regression")
+    ours, theirs = pair("regression", backend, **LBFGS, max_iter=15)
+    for rows in (slice(None), slice(60)):
+        warned = []
+        for est in (ours, theirs):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                est.partial_fit(X[rows], y[rows])
+            warned.append([str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)])
+        assert warned[0] == warned[1] and "after 15 iteration(s)" in warned[0][0]
+        assert ours.n_iter_ == theirs.n_iter_ == 15 and ours.t_ == theirs.t_ == 0
+        np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=1e-6)
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-5, atol=1e-6)
+    assert not hasattr(ours, "loss_curve_") and not hasattr(theirs, "loss_curve_")
+    fresh = fit_quietly(MLPRegressor(backend=backend, **LBFGS, max_iter=15), X[:60], y[:60])
+    assert not np.allclose(fresh.predict(X), ours.predict(X), atol=1e-3)      # it continued, not restarted
