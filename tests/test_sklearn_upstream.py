@@ -27,7 +27,6 @@ DESELECTED = {
     "test_gradient": "calls scikit-learn's private _backprop and _loss_grad_lbfgs",
     "test_learning_rate_warmstart": "reads scikit-learn's private _optimizer",
     "test_adaptive_learning_rate": "reads scikit-learn's private _optimizer",
-    "test_sparse_matrices": "sparse input is not supported yet",
 }
 
 
