@@ -7,7 +7,7 @@ orchestration in ``_training``, files in ``_persistence``.
 
 import numpy as np
 
-from . import _backend, _persistence, _training
+from . import _backend, _persistence, _progress, _training
 from ._initializers import check_init, initial_params
 from ._spec import Network
 from ._validation import check_sample_weight, check_targets, check_X, float_dtype, integer
@@ -130,7 +130,7 @@ class MLP:
             optimizer="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8,
             lr_schedule="constant", power_t=0.5, validation_data=None, validation_fraction=None,
             early_stopping=False, patience=10, tol=1e-4, n_restarts=1, sample_weight=None,
-            weight_decay=0.01):
+            weight_decay=0.01, callback=None, progress=False):
         """Train the network; returns self. Every check runs before any work, and a call that
         raises leaves the model as it was.
 
@@ -159,6 +159,12 @@ class MLP:
             threads and keep the one with the lowest monitored loss.
         sample_weight : (n,) weights >= 0: every mean over samples (a batch's loss, the
             epoch's) becomes sum(w_i * loss_i) / sum(w_i).
+        callback : callback(epoch, logs) after every epoch (L-BFGS: iteration), with logs
+            {"loss", "val_loss" (with validation data), "lr" (None for L-BFGS), "elapsed"
+            (seconds since fit began), "restart"}; returning False stops that run after
+            this epoch. Restarts call it from their threads. An exception from it ends the
+            fit and leaves the model as it was.
+        progress : show a tqdm progress bar on stderr (needs the "progress" extra).
         """
         X, Y = self._check_Xy(X, y)
         w = check_sample_weight(sample_weight, X.shape[0], self._dtype)
@@ -169,8 +175,10 @@ class MLP:
             lr_schedule=lr_schedule, power_t=power_t, validation_data=validation_data,
             validation_fraction=validation_fraction, early_stopping=early_stopping,
             patience=patience, tol=tol, n_restarts=n_restarts)
-        runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params)
-        _training.train_runs(self._impl, self._net, runs, job, self._commit)
+        with _progress.reporting(callback, progress, job.epochs * job.n_restarts, "fastmlp fit") as report:
+            job.report = report if report.active else None
+            runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params)
+            _training.train_runs(self._impl, self._net, runs, job, self._commit)
         return self
 
     def partial_fit(self, X, y, **options):

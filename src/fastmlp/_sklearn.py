@@ -20,7 +20,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
-from . import _sklearn_train
+from . import _progress, _sklearn_train
 from ._model import MLP
 
 # scikit-learn's hidden activation names -> fastmlp's
@@ -84,6 +84,8 @@ class _BaseMLP(BaseEstimator):
         "negative_slope": [Interval(Real, None, None, closed="neither")],
         "n_restarts": [Interval(Integral, 1, None, closed="left")],
         "backend": [StrOptions({"auto", "cython", "numpy"})],
+        "callback": [callable, None],
+        "progress": ["boolean"],
     }
     _is_classifier = False
 
@@ -101,11 +103,17 @@ class _BaseMLP(BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         """Fit the network to X (n_samples, n_features) and y: class labels (classifier) or
         values (regressor), shape (n_samples,) or (n_samples, n_outputs). Returns self."""
-        if self.n_restarts > 1 and not (self.warm_start and hasattr(self, "_mlp")):
-            return self._fit_restarts(X, y, sample_weight)
-        return self._fit(X, y, sample_weight, incremental=False)
+        restarts = self.n_restarts > 1 and not (self.warm_start and hasattr(self, "_mlp"))
+        with self._reporting(self.max_iter * (self.n_restarts if restarts else 1)) as report:
+            if restarts:
+                return self._fit_restarts(X, y, sample_weight, report)
+            return self._fit(X, y, sample_weight, False, report)
 
-    def _fit(self, X, y, sample_weight, incremental):
+    def _reporting(self, epochs):
+        """Our extras' per-epoch hook for a fit of up to `epochs` epochs: `callback`, `progress`."""
+        return _progress.reporting(self.callback, self.progress, epochs, f"fastmlp {type(self).__name__}")
+
+    def _fit(self, X, y, sample_weight, incremental, report, restart=0):
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
@@ -121,10 +129,11 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"the network {self._mlp.layer_sizes} does not fit layers {[X.shape[1], *hidden]} "
                              f"and {Y.shape[1]} outputs; fit again without warm_start")
         Y = Y.astype(self._mlp.dtype)
+        hook = _sklearn_train.Hook(report, restart) if report.active else None
         if self.solver == "lbfgs":
-            _sklearn_train.fit_lbfgs(self, X, Y, sample_weight)
+            _sklearn_train.fit_lbfgs(self, X, Y, sample_weight, hook)
         else:
-            _sklearn_train.fit_stochastic(self, X, Y, sample_weight, incremental, random_state)
+            _sklearn_train.fit_stochastic(self, X, Y, sample_weight, incremental, random_state, hook)
         return self
 
     def _initialize(self, Y, layer_units, dtype, random_state):
@@ -150,14 +159,14 @@ class _BaseMLP(BaseEstimator):
             else:
                 self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
 
-    def _fit_restarts(self, X, y, sample_weight):
+    def _fit_restarts(self, X, y, sample_weight, report):
         """Our extra: n_restarts fits from random states drawn from random_state, in threads
         (the compiled loop releases the GIL); keeps the best validation score with early
         stopping, else the lowest final loss."""
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_restarts)
         fits = [clone(self).set_params(n_restarts=1, random_state=int(s), warm_start=False) for s in seeds]
         with ThreadPoolExecutor(max_workers=self.n_restarts) as pool:
-            fitted = list(pool.map(lambda est: est._fit(X, y, sample_weight, False), fits))
+            fitted = list(pool.map(lambda i: fits[i]._fit(X, y, sample_weight, False, report, i), range(len(fits))))
         if self.early_stopping and self.solver != "lbfgs":
             best = max(fitted, key=lambda est: est.best_validation_score_)
         else:
@@ -168,7 +177,8 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _partial_fit(self, X, y, sample_weight):
-        return self._fit(X, y, sample_weight, incremental=True)
+        with self._reporting(self.max_iter if self.solver == "lbfgs" else 1) as report:
+            return self._fit(X, y, sample_weight, True, report)
 
     # ------------------------------------------------------------------ prediction
 
@@ -197,7 +207,7 @@ def _mlp_params(hidden_layer_sizes, activation, solver, alpha, batch_size, learn
                 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
                 warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, negative_slope, n_restarts,
-                backend):
+                backend, callback, progress):
     return dict(locals())
 
 
@@ -208,7 +218,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Extras: activation "leaky_relu" (with `negative_slope`) and "gelu"; solver "adamw"
     (alpha is its decoupled weight decay) and "rprop" (full batch, learning_rate_init is
     its initial step); `n_restarts` fits from different random states, keeping the best;
-    `backend` ("auto", "cython", "numpy"). float32 X trains in float32.
+    `backend` ("auto", "cython", "numpy"); `callback(epoch, logs)` after every epoch
+    (iteration for lbfgs; logs: "loss" on scikit-learn's scale, "val_score" with early
+    stopping, "lr", "elapsed", "restart"; returning False stops the fit after it);
+    `progress` (a tqdm bar on stderr). float32 X trains in float32.
     """
 
     _is_classifier = True
@@ -218,12 +231,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, negative_slope=0.01, n_restarts=1, backend="auto"):
+                 max_fun=15000, negative_slope=0.01, n_restarts=1, backend="auto", callback=None,
+                 progress=False):
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
             power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
             nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-            n_iter_no_change, max_fun, negative_slope, n_restarts, backend))
+            n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress))
 
     def _out_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -303,13 +317,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, negative_slope=0.01, n_restarts=1, backend="auto"):
+                 max_fun=15000, negative_slope=0.01, n_restarts=1, backend="auto", callback=None,
+                 progress=False):
         self.loss = loss
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
             power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
             nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-            n_iter_no_change, max_fun, negative_slope, n_restarts, backend))
+            n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress))
 
     def _out_activation(self):
         return "exp" if self.loss == "poisson" else "identity"

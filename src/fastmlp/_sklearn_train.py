@@ -133,7 +133,21 @@ def split(est, X, Y, w, random_state):
     return train, (val[0], est._decode(val[1]), val[2])
 
 
-def fit_stochastic(est, X, Y, w, incremental, random_state):
+class Hook:
+    """Our extras' per-epoch report (`_progress.EpochReport`: callback, progress bar) for
+    one estimator fit, restart number `restart`: called with scikit-learn's epoch
+    record, it returns False when the callback asked to stop."""
+
+    def __init__(self, report, restart):
+        self.report, self.restart = report, restart
+
+    def __call__(self, est, loss, lr=None):
+        scores = est.validation_scores_ if est.solver != "lbfgs" else None
+        extra = {"val_score": float(scores[-1])} if scores else {}
+        return self.report(est.n_iter_ - 1, loss, None, lr, self.restart, **extra)
+
+
+def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None):
     """scikit-learn's ``_fit_stochastic`` on the model layer: one call of the backends'
     training loop, with scikit-learn's bookkeeping between epochs (`EpochWatch`)."""
     if est.early_stopping and incremental:
@@ -156,7 +170,7 @@ def fit_stochastic(est, X, Y, w, incremental, random_state):
         optimizer=run.optimizer, epochs=1 if incremental else est.max_iter, batch_size=size,
         shuffle=est.shuffle, schedule="sklearn", power_t=est.power_t, early_stopping=False, patience=1,
         tol=est.tol, n_restarts=1, warm_start=incremental)
-    watch = EpochWatch(est, n, validation, lambda loss: report(est, net, mlp._params, loss))
+    watch = EpochWatch(est, n, validation, lambda loss: report(est, net, mlp._params, loss), hook)
     est.n_iter_ = 0
     try:
         _training._epochs(mlp._impl, net, run, job, SklearnRate(est), watch, None)
@@ -175,8 +189,8 @@ class EpochWatch:
     rates, stopping, and ConvergenceWarning at max_iter. Called with fastmlp's epoch loss;
     returns False to stop."""
 
-    def __init__(self, est, n_train, validation, report):
-        self.est, self.n_train, self.validation, self.report = est, n_train, validation, report
+    def __init__(self, est, n_train, validation, report, hook=None):
+        self.est, self.n_train, self.validation, self.report, self.hook = est, n_train, validation, report, hook
 
     def __call__(self, loss):
         est = self.est
@@ -187,6 +201,8 @@ class EpochWatch:
         if est.verbose:
             print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
         self.update_no_improvement_count()
+        if self.hook is not None and not self.hook(est, est.loss_, est._learning_rate):
+            return False
         if est.solver == "sgd" and est.learning_rate == "invscaling":
             est._learning_rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
         if est._no_improvement_count > est.n_iter_no_change:
@@ -235,7 +251,7 @@ class EpochWatch:
         return True
 
 
-def fit_lbfgs(est, X, Y, w):
+def fit_lbfgs(est, X, Y, w, hook=None):
     """scikit-learn's L-BFGS fit through the model layer's L-BFGS (SciPy's L-BFGS-B on the
     flat parameters): full batch, so the alpha scaling is exact. SciPy gets scikit-learn's
     limits (maxiter=max_iter, maxfun=max_fun) and gradient tolerance (tol, divided by c as
@@ -253,8 +269,19 @@ def fit_lbfgs(est, X, Y, w):
         X=X, Y=Y, w=w, X_val=None, Y_val=None, optimizer="lbfgs", epochs=est.max_iter, batch_size=X.shape[0],
         shuffle=False, schedule="constant", power_t=0.5, early_stopping=False, patience=1, tol=est.tol,
         n_restarts=1, warm_start=False, lbfgs_options=options)
-    result = _training._lbfgs(mlp._impl, net, run, job, lambda loss: True)
-    est.n_iter_ = _check_optimize_result("lbfgs", result, est.max_iter)
+    stopped = []
+
+    def watch(loss):
+        if hook is None:
+            return True
+        est.n_iter_ = len(run.history["loss"])
+        if not hook(est, report(est, net, mlp._params, loss)):
+            stopped.append(est.n_iter_)
+        return not stopped
+
+    result = _training._lbfgs(mlp._impl, net, run, job, watch)
+    # stopped by our callback: no ConvergenceWarning, the stop was asked for
+    est.n_iter_ = stopped[0] if stopped else _check_optimize_result("lbfgs", result, est.max_iter)
     if run.diverged is not None:
         raise DivergenceError(NON_FINITE)
     est.loss_ = report(est, net, mlp._params, float(mlp._impl.loss_gradient(net, mlp._params, X, Y, None, w)))

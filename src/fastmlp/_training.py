@@ -130,6 +130,11 @@ class FitJob:
     n_restarts: int
     warm_start: bool
     lbfgs_options: dict = None  # SciPy L-BFGS-B options besides maxiter (maxfun, gtol, ...); None: SciPy's
+    report: object = None       # a _progress.EpochReport (callback, progress bar), or None
+
+    @property
+    def per_epoch_report(self):
+        return self.report is not None and self.report.active
 
 
 def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_start, optimizer,
@@ -247,7 +252,7 @@ def _train_in_threads(impl, net, runs, job):
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1))
     try:
-        futures = [pool.submit(train_run, impl, net, run, job, stop) for run in runs]
+        futures = [pool.submit(train_run, impl, net, run, job, stop, i) for i, run in enumerate(runs)]
         pending = futures
         while pending:   # short waits: Ctrl-C, _thread.interrupt_main() and handlers get in between
             done, pending = wait(pending, timeout=0.05, return_when=FIRST_EXCEPTION)
@@ -263,22 +268,27 @@ def _train_in_threads(impl, net, runs, job):
         pool.shutdown(wait=True)     # after `stop`, each run ends after its current step
 
 
-def train_run(impl, net, run, job, stop=None):
-    """Advance `run` by up to job.epochs epochs (iterations for L-BFGS); `stop`, a
-    threading.Event, ends it after the current epoch when set."""
+def train_run(impl, net, run, job, stop=None, restart=0):
+    """Advance `run` (restart number `restart`) by up to job.epochs epochs (iterations for
+    L-BFGS); `stop`, a threading.Event, ends it after the current epoch when set."""
     monitor = Monitor(job.early_stopping, job.patience, job.tol)
-    schedule = None if run.optimizer == "lbfgs" else Schedule(job.schedule, run.optimizer.lr, job.power_t)
+    lbfgs = run.optimizer == "lbfgs"
+    schedule = None if lbfgs else Schedule(job.schedule, run.optimizer.lr, job.power_t)
+    epochs = [len(run.history["loss"])]    # the next epoch's number, counted over warm starts
 
     def watch(loss):
         """After an epoch with training loss `loss`: False when training should stop."""
-        watched = loss
+        val_loss = None
         if job.X_val is not None:
-            watched = float(impl.loss_gradient(net, run.params, job.X_val, job.Y_val))
-            run.history["val_loss"].append(watched)
-        improved = monitor.update(watched, run.params)
+            val_loss = float(impl.loss_gradient(net, run.params, job.X_val, job.Y_val))
+            run.history["val_loss"].append(val_loss)
+        improved = monitor.update(loss if val_loss is None else val_loss, run.params)
+        go_on = job.report is None or job.report(epochs[0], loss, val_loss, None if lbfgs else run.optimizer.lr,
+                                                 restart)
+        epochs[0] += 1
         if schedule is not None:
             schedule.observe(improved)
-        return not monitor.exhausted and not (stop is not None and stop.is_set())
+        return go_on and not monitor.exhausted and not (stop is not None and stop.is_set())
 
     if run.optimizer == "lbfgs":
         _lbfgs(impl, net, run, job, watch)
@@ -302,7 +312,7 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
         opt.lr = schedule.rate(len(history) + epoch + 1)
         return state["go_on"]
 
-    per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant"
+    per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant" or job.per_epoch_report
     left, chunk = job.epochs, min(job.epochs, FIRST_CHUNK)
     while left > 0 and state["go_on"]:
         opt.lr = schedule.rate(len(history))

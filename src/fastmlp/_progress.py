@@ -1,0 +1,85 @@
+"""What a fit tells the outside between epochs: the user's callback and the progress bar.
+
+Both see the same per-epoch record (`EpochReport.logs`): the epoch (counted over warm
+starts, from 0), the restart it belongs to, the training loss, the validation loss when
+there is validation data, the learning rate the epoch ran with (None for L-BFGS) and the
+seconds since the fit started. Nothing here runs unless a callback or a bar was asked
+for, so a plain fit keeps its epochs inside the compiled loop.
+"""
+
+import contextlib
+import math
+import sys
+import threading
+import time
+
+from ._validation import flag
+
+
+def check_callback(callback):
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(epoch, logs) or None, got {type(callback).__name__}")
+    return callback
+
+
+class EpochReport:
+    """The per-epoch hook of one fit: calls the callback and advances the bar; `__call__`
+    returns False when the callback asked to stop (it returned False, or anything falsy
+    but None)."""
+
+    def __init__(self, callback, bar):
+        self.callback, self.bar = callback, bar
+        self.started = time.perf_counter()
+
+    @property
+    def active(self):
+        return self.callback is not None or self.bar is not None
+
+    def __call__(self, epoch, loss, val_loss=None, lr=None, restart=0, **extra):
+        logs = {"loss": float(loss), "lr": None if lr is None else float(lr),
+                "elapsed": time.perf_counter() - self.started, "restart": restart}
+        if val_loss is not None:
+            logs["val_loss"] = float(val_loss)
+        logs.update(extra)
+        if self.bar is not None:
+            self.bar.epoch(logs)
+        if self.callback is None:
+            return True
+        answer = self.callback(epoch, logs)
+        return answer is None or bool(answer)
+
+
+class ProgressBar:
+    """A tqdm bar on stderr over the epochs of every restart, showing the latest losses.
+    Restarts update it from their threads (one lock)."""
+
+    def __init__(self, total, description):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            raise ImportError("progress=True needs tqdm: pip install 'fastmlp[progress]'") from None
+        self._bar = tqdm(total=total, desc=description, unit="epoch", file=sys.stderr, dynamic_ncols=True,
+                         leave=True)
+        self._lock = threading.Lock()
+
+    def epoch(self, logs):
+        shown = {key: f"{logs[key]:.4g}" for key in ("loss", "val_loss", "val_score")
+                 if key in logs and math.isfinite(logs[key])}
+        with self._lock:
+            self._bar.set_postfix(shown, refresh=False)
+            self._bar.update(1)
+
+    def close(self):
+        self._bar.close()
+
+
+@contextlib.contextmanager
+def reporting(callback, progress, total, description):
+    """The EpochReport of one fit, its bar (if `progress`) closed at the end, whatever happens."""
+    callback = check_callback(callback)
+    bar = ProgressBar(total, description) if flag(progress, "progress") else None
+    try:
+        yield EpochReport(callback, bar)
+    finally:
+        if bar is not None:
+            bar.close()
