@@ -1,12 +1,12 @@
-"""Command line: ``python -m fastmlp xor`` trains the seed's XOR network and reports it."""
+"""Command line: ``python -m fastmlp xor`` trains the seed's XOR network and reports it;
+``train``, ``predict``, ``evaluate`` and ``info`` work with CSV files (see ``_cli``)."""
 
-import argparse
 import sys
 import time
 
 import numpy as np
 
-from . import MLP
+from . import MLP, __version__, _cli, _cli_io
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 XOR_Y = np.array([[0], [1], [1], [0]], dtype=float)
@@ -19,6 +19,8 @@ def xor_model(backend="auto", dtype="float64"):
 
 
 def _xor(args):
+    if args.plot:
+        _cli_io.plot_path(args.plot)
     net = xor_model(args.backend, args.dtype)
     start = time.perf_counter()
     net.fit(XOR_X, XOR_Y, epochs=args.epochs, lr=args.lr)
@@ -31,23 +33,42 @@ def _xor(args):
     print(f"final loss: {net.loss(XOR_X, XOR_Y):.6f}")
     print(f"backend: {net.backend}")
     print(f"training time: {seconds * 1e3:.3f} ms")
+    if args.plot:
+        plot_xor(net, args.plot)
+        print(f"decision boundary: {args.plot}")
     return 0
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="fastmlp", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def plot_xor(net, path):
+    """Save the decision boundary `net` learned on XOR, with the four points, to `path`."""
+    from . import plot
+
+    fig, ax = _cli_io.figure()
+    plot.decision_boundary(net, XOR_X, XOR_Y, ax=ax)
+    ax.set_title("XOR: P(1) learned by the 2-4-1 network")
+    _cli_io.save_figure(fig, path)
+
+
+def parser():
+    """The ``fastmlp`` argument parser: ``--version``, ``xor`` and the CSV commands."""
+    main_parser = _cli.Parser(prog="fastmlp", description="Fast multi-layer perceptrons on the CPU: the seed's "
+                              "XOR demo, and networks trained on, applied to and scored on CSV files.")
+    main_parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
+    sub = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     xor = sub.add_parser("xor", help="train the seed's XOR network and print its predictions")
     xor.add_argument("--backend", choices=("auto", "cython", "numpy"), default="auto")
     xor.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     xor.add_argument("--epochs", type=int, default=5000)
     xor.add_argument("--lr", type=float, default=0.1)
-    args = parser.parse_args(argv)
-    try:
-        return _xor(args)
-    except (ValueError, TypeError, ImportError) as exc:
-        print(f"fastmlp: error: {exc}", file=sys.stderr)
-        return 2
+    xor.add_argument("--plot", metavar="FILE", help="save the learned decision boundary to this image")
+    xor.set_defaults(handler=_xor)
+    _cli.add_commands(sub)
+    return main_parser
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    return _cli.run(args.handler, args)
 
 
 if __name__ == "__main__":

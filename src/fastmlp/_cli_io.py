@@ -1,0 +1,161 @@
+"""What the command line reads and writes besides models: CSV files (through pandas), their
+columns, and figures. Every problem is a `UsageError` with a one-line message."""
+
+import os
+
+import numpy as np
+
+MAX_CLASSES = 20        # an integer target with at most this many values (and at most half
+                        # as many as the rows) is taken for class labels by --task auto
+
+
+class UsageError(Exception):
+    """Bad input on the command line: the message is printed and the exit status is 2."""
+
+
+def require(module, extra):
+    """Import `module`, or a UsageError naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise UsageError(f"this command needs {module.split('.')[0]} ({exc}): "
+                         f"pip install 'fastmlp[{extra}]'") from None
+
+
+def existing_file(path, what="file"):
+    """`path`, if it names a readable regular file."""
+    if not os.path.exists(path):
+        hint = f" (did you mean {path}.npz?)" if what == "model file" and os.path.isfile(path + ".npz") else ""
+        raise UsageError(f"no such {what}: {path}{hint}")
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory, not a {what}")
+    return path
+
+
+def writable(path, what="output file"):
+    """`path`, if its directory exists (checked before any long work)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"cannot write the {what} {path}: no such directory {directory}")
+    if os.path.isdir(path):
+        raise UsageError(f"cannot write the {what} {path}: it is a directory")
+    return path
+
+
+def line(index):
+    """The file line of data row `index` (the header is line 1)."""
+    return int(index) + 2
+
+
+# ================================================================== CSV
+
+
+def read_csv(path):
+    """The CSV file at `path` (a header row, then data) as a DataFrame with rows."""
+    pd = require("pandas", "cli")
+    existing_file(path, "CSV file")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise UsageError(f"{path} is empty: expected a CSV file with a header row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{path} is not a readable CSV file: {exc}") from None
+    if frame.empty:
+        raise UsageError(f"{path} has a header but no data rows")
+    return frame
+
+
+def column(frame, name, path):
+    """Column `name` of `frame`; the error lists the columns there are."""
+    if name not in frame.columns:
+        raise UsageError(f"{path} has no column {name!r}; its columns are: {listing(frame.columns)}")
+    values = frame[name]
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise UsageError(f"column {name!r} of {path} has {missing.sum()} empty value(s), the first on line "
+                         f"{line(np.flatnonzero(missing)[0])}")
+    return values
+
+
+def numeric_features(frame, names, path):
+    """Columns `names` of `frame` as a float DataFrame (column names kept); the error names
+    a column that is not numeric or has empty values, and the line."""
+    pd = require("pandas", "cli")
+    for name in names:
+        values = column(frame, name, path)
+        if not pd.api.types.is_numeric_dtype(values):
+            bad = np.flatnonzero(pd.to_numeric(values, errors="coerce").isna().to_numpy())
+            first = bad[0] if bad.size else 0
+            raise UsageError(f"column {name!r} of {path} is not numeric (line {line(first)}: "
+                             f"{values.iloc[first]!r}); feature columns must hold numbers")
+    return frame[list(names)].astype(np.float64)
+
+
+def model_features(frame, path, feature_names, n_features, target):
+    """The columns a model with `n_features` inputs reads from `frame`: its `feature_names`
+    when it has them (in its order; other columns ignored), else every column but `target`."""
+    if feature_names is not None:
+        absent = [name for name in feature_names if name not in frame.columns]
+        if absent:
+            raise UsageError(f"{path} lacks the model's feature column(s) {listing(absent)}; "
+                             f"its columns are: {listing(frame.columns)}")
+        return numeric_features(frame, feature_names, path)
+    names = [name for name in frame.columns if name != target]
+    if len(names) != n_features:
+        besides = f" besides the target {target!r}" if target in frame.columns else ""
+        raise UsageError(f"the model takes {n_features} feature columns, {path} has {len(names)}{besides}: "
+                         f"{listing(names)}")
+    return numeric_features(frame, names, path)
+
+
+def infer_task(target):
+    """"classification" for a text, boolean or categorical target, or an integer one with
+    few values; else "regression"."""
+    pd = require("pandas", "cli")
+    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+        return "classification"
+    if pd.api.types.is_integer_dtype(target):
+        n_values, n_rows = target.nunique(), len(target)
+        if n_values <= max(2, min(MAX_CLASSES, n_rows // 2)):
+            return "classification"
+    return "regression"
+
+
+def listing(values, limit=12):
+    """`values` as a short comma-separated list."""
+    values = [str(value) for value in values]
+    shown = ", ".join(values[:limit])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+# ================================================================== figures
+
+
+def figure():
+    """A new matplotlib Figure and its Axes, without pyplot (no display needed)."""
+    require("matplotlib", "plot")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    return fig, fig.subplots()
+
+
+def plot_path(path):
+    """`path`, if matplotlib is installed and can write an image there (checked before
+    training, so a typo does not cost a fit)."""
+    writable(path, "plot")
+    require("matplotlib", "plot")
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    extension = os.path.splitext(path)[1][1:].lower()
+    if extension not in formats:
+        raise UsageError(f"cannot write the plot {path}: give a file name ending in one of "
+                         f"{listing(('.' + name for name in sorted(formats)), 20)}")
+    return path
+
+
+def save_figure(fig, path):
+    fig.savefig(path, dpi=100)
