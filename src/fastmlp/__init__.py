@@ -10,7 +10,7 @@ from ._model import MLP, load
 
 __version__ = "0.1.0"
 __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFileError",
-           "available_backends", "load", "__version__"]
+           "available_backends", "load", "to_onnx", "__version__"]
 
 _SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 
@@ -24,4 +24,7 @@ def __getattr__(name):
     if name == "plot":
         import importlib
         return importlib.import_module(".plot", __name__)
+    if name == "to_onnx":                 # onnx is an optional dependency too: [onnx]
+        from ._onnx import to_onnx
+        return to_onnx
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

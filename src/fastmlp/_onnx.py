@@ -1,0 +1,245 @@
+"""Export to ONNX: ``to_onnx(model, path=None)``.
+
+The graph is built with ``onnx.helper`` from standard operators only (opset 17, IR version
+8), one ``Gemm`` per dense layer followed by its activation, in the model's dtype. Every
+operator used runs in onnxruntime's CPU provider in float32 and float64; two that lack a
+float64 kernel there are built from primitives in float64 models:
+
+- Leaky ReLU: ``Where(Z >= 0, Z, slope * Z)``, the backends' own formula.
+- GELU: ``Erf`` has no float64 kernel, so ``Phi(z) = erfc(-z / sqrt 2) / 2`` is evaluated
+  as ``exp(-a^2) * erfcx(a)`` with ``a = |z| / sqrt 2`` and ``erfcx`` a degree-30 Chebyshev
+  series in ``y = (a - 3) / (a + 3)`` (Clenshaw's recurrence), whose coefficients are
+  interpolated from ``scipy.special.erfcx`` at export: erfc to about 1e-14 on all of
+  ``[0, inf)``. ``Phi`` is then ``e / 2`` for ``z < 0`` and ``1 - e / 2`` otherwise.
+"""
+
+import functools
+import math
+import os
+import sys
+
+import numpy as np
+
+from ._model import MLP
+
+OPSET, IR_VERSION = 17, 8          # IR 8 is the one that goes with opset 17: older runtimes load it
+INSTALL_HINT = "pip install 'fastmlp[onnx]'"
+_CHEBYSHEV_DEGREE, _CHEBYSHEV_SCALE = 30, 3.0
+_HIDDEN_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
+_OUTPUT_OPS = {"sigmoid": "Sigmoid", "softmax": "Softmax", "exp": "Exp"}
+
+
+def to_onnx(model, path=None):
+    """An ``onnx.ModelProto`` computing `model`'s predictions; written to `path` too when given
+    (atomically: a temporary file beside it, then a rename).
+
+    `model` is a ``fastmlp.MLP`` or a fitted ``MLPClassifier`` or ``MLPRegressor``, float32 or
+    float64, with any hidden activations and output. The graph has one input, ``"X"``, of
+    shape ``[N, n_features]`` and the model's dtype (``N``, the batch, is dynamic), and these
+    outputs:
+
+    - ``MLP``: ``"probabilities"``, ``[N, n_outputs]``, what ``predict_proba`` returns; and
+      for a sigmoid or softmax output also ``"label"``, int64, what ``predict`` returns:
+      ``[N]`` (one sigmoid unit: ``p >= 0.5``; softmax: the argmax) or ``[N, n_outputs]``
+      (several sigmoid units).
+    - ``MLPClassifier``: ``"label"``, ``predict``'s labels in the type of ``classes_``
+      (strings, integers, floats or booleans), ``[N]``, or the int64 indicator matrix
+      ``[N, n_classes]`` for multilabel targets; and ``"probabilities"``, ``[N, n_classes]``,
+      ``predict_proba``'s (two columns for binary targets).
+    - ``MLPRegressor``: ``"variable"``, ``predict``'s values, ``[N]`` for one output, else
+      ``[N, n_outputs]``.
+
+    ImportError when onnx is missing; TypeError for anything else than those models or for
+    labels ONNX cannot hold; sklearn's NotFittedError for an unfitted estimator.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(f"fastmlp.to_onnx needs the onnx package: {INSTALL_HINT}") from None
+    net, head = _network(model)
+    graph = _Graph(onnx, net.dtype)
+    head(graph, _forward(graph, net), net)
+    proto = graph.model(f"fastmlp {type(model).__name__} {'-'.join(map(str, net.layer_sizes))}")
+    if path is not None:
+        _write(proto, path)
+    return proto
+
+
+def _network(model):
+    """(the MLP, the function adding the outputs) for `model`; TypeError or NotFittedError."""
+    if isinstance(model, MLP):
+        return model, _mlp_outputs
+    estimators = sys.modules.get("fastmlp._sklearn")    # loaded if `model` is one of ours
+    if estimators is not None and isinstance(model, (estimators.MLPClassifier, estimators.MLPRegressor)):
+        from sklearn.utils.validation import check_is_fitted
+        check_is_fitted(model)
+        if isinstance(model, estimators.MLPRegressor):
+            return model._mlp, _regressor_outputs
+        return model._mlp, functools.partial(_classifier_outputs, model)
+    raise TypeError("fastmlp.to_onnx exports a fastmlp.MLP, MLPClassifier or MLPRegressor, got "
+                    f"{type(model).__module__}.{type(model).__qualname__}")
+
+
+def _write(proto, path):
+    from ._persistence import _atomic_write
+    data = proto.SerializeToString()
+    if hasattr(path, "write"):
+        path.write(data)
+        return
+    _atomic_write(os.path.realpath(os.fsdecode(os.fspath(path))), lambda file: file.write(data))
+
+
+class _Graph:
+    """Nodes, constants and outputs of the graph being built, each with a fresh name."""
+
+    def __init__(self, onnx, dtype):
+        self.onnx, self.dtype = onnx, np.dtype(dtype)
+        self.type = onnx.helper.np_dtype_to_tensor_dtype(self.dtype)
+        self.input = onnx.helper.make_tensor_value_info("X", self.type, ["N", None])   # set by _forward
+        self.nodes, self.constants, self.outputs, self.count = [], [], [], 0
+
+    def name(self, hint):
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def const(self, value, hint="c", dtype=None):
+        """A constant tensor (an initializer) holding `value`, in the model's dtype by default."""
+        array = np.asarray(value, self.dtype if dtype is None else dtype)
+        tensor = self.onnx.numpy_helper.from_array(array, self.name(hint))
+        self.constants.append(tensor)
+        return tensor.name
+
+    def op(self, op_type, *inputs, hint=None, **attributes):
+        output = self.name(hint or op_type.lower())
+        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), [output], **attributes))
+        return output
+
+    def output(self, name, value, elem_type, shape):
+        """Expose `value` as the graph output `name` (renamed by an Identity node)."""
+        self.nodes.append(self.onnx.helper.make_node("Identity", [value], [name]))
+        self.outputs.append(self.onnx.helper.make_tensor_value_info(name, elem_type, shape))
+
+    def model(self, doc):
+        helper = self.onnx.helper
+        graph = helper.make_graph(self.nodes, "fastmlp", [self.input], self.outputs, self.constants,
+                                  doc_string=doc)
+        from . import __version__
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
+                                 producer_name="fastmlp", producer_version=__version__, doc_string=doc)
+
+
+# ------------------------------------------------------------------ the network
+
+
+def _forward(g, net):
+    """The output activations (name of an [N, n_outputs] tensor) of `net` for input "X"."""
+    g.input = g.onnx.helper.make_tensor_value_info("X", g.type, ["N", net.layer_sizes[0]])
+    A, n_layers = "X", len(net.coefs_)
+    for l, (W, b) in enumerate(zip(net.coefs_, net.intercepts_)):
+        Z = g.op("Gemm", A, g.const(W, f"W{l}"), g.const(b, f"b{l}"), hint=f"Z{l}")
+        A = _hidden(g, Z, net._net.activations[l], net.negative_slope) if l < n_layers - 1 else Z
+    if net.output == "identity":
+        return A
+    return g.op(_OUTPUT_OPS[net.output], A, hint="P", **({"axis": 1} if net.output == "softmax" else {}))
+
+
+def _hidden(g, Z, activation, slope):
+    if activation == "identity":
+        return Z
+    if activation in _HIDDEN_OPS:
+        return g.op(_HIDDEN_OPS[activation], Z)
+    if activation == "leaky_relu":
+        if g.dtype == np.float32:
+            return g.op("LeakyRelu", Z, alpha=float(slope))
+        return g.op("Where", g.op("GreaterOrEqual", Z, g.const(0)), Z, g.op("Mul", Z, g.const(slope)))
+    assert activation == "gelu", activation
+    return g.op("Mul", Z, _Phi(g, Z) if g.dtype == np.float64 else _Phi_erf(g, Z), hint="gelu")
+
+
+def _Phi_erf(g, Z):
+    """Phi(z) = 0.5 * (1 + erf(z / sqrt 2)), through the Erf operator."""
+    erf = g.op("Erf", g.op("Mul", Z, g.const(math.sqrt(0.5))))
+    return g.op("Mul", g.op("Add", erf, g.const(1)), g.const(0.5))
+
+
+def _Phi(g, Z):
+    """Phi(z) without Erf (see the module's docstring): e = erfc(|z| / sqrt 2), then
+    e / 2 for z < 0, 1 - e / 2 otherwise."""
+    a = g.op("Mul", g.op("Abs", Z), g.const(math.sqrt(0.5)))
+    k = g.const(_CHEBYSHEV_SCALE)
+    y = g.op("Div", g.op("Sub", a, k), g.op("Add", a, k))
+    y2 = g.op("Add", y, y)
+    coefficients = _erfcx_chebyshev()
+    b1, b2 = g.const(coefficients[-1]), g.const(0)     # Clenshaw: b_k = 2y b_{k+1} - b_{k+2} + c_k
+    for c in coefficients[-2:0:-1]:
+        b1, b2 = g.op("Add", g.op("Sub", g.op("Mul", y2, b1), b2), g.const(c)), b1
+    erfcx = g.op("Add", g.op("Sub", g.op("Mul", y, b1), b2), g.const(coefficients[0]))
+    half_e = g.op("Mul", g.op("Mul", g.op("Exp", g.op("Neg", g.op("Mul", a, a))), erfcx), g.const(0.5))
+    return g.op("Where", g.op("Less", Z, g.const(0)), half_e, g.op("Sub", g.const(1), half_e))
+
+
+@functools.cache
+def _erfcx_chebyshev():
+    """Chebyshev coefficients of erfcx(a) in y = (a - k) / (a + k), y in [-1, 1)."""
+    from scipy.special import erfcx
+    k = _CHEBYSHEV_SCALE
+    return tuple(np.polynomial.chebyshev.chebinterpolate(lambda y: erfcx(k * (1 + y) / (1 - y)),
+                                                         _CHEBYSHEV_DEGREE))
+
+
+# ------------------------------------------------------------------ the outputs of each model
+
+
+def _flat(g, value):
+    return g.op("Reshape", value, g.const([-1], dtype=np.int64))
+
+
+def _mlp_outputs(g, P, net):
+    k = net.layer_sizes[-1]
+    g.output("probabilities", P, g.type, ["N", k])
+    int64 = g.onnx.TensorProto.INT64
+    if net.output == "softmax":
+        g.output("label", g.op("ArgMax", P, axis=1, keepdims=0), int64, ["N"])
+    elif net.output == "sigmoid":
+        labels = g.op("Cast", g.op("GreaterOrEqual", P, g.const(0.5)), to=int64)
+        g.output("label", _flat(g, labels) if k == 1 else labels, int64, ["N"] if k == 1 else ["N", k])
+
+
+def _regressor_outputs(g, P, net):
+    k = net.layer_sizes[-1]
+    g.output("variable", _flat(g, P) if k == 1 else P, g.type, ["N"] if k == 1 else ["N", k])
+
+
+def _classifier_outputs(est, g, P, net):
+    """predict's labels as LabelBinarizer.inverse_transform decodes them (threshold: p > 0.5)
+    and predict_proba's probabilities."""
+    int64 = g.onnx.TensorProto.INT64
+    if est.out_activation_ == "softmax":
+        labels, elem_type = _class_table(g, est.classes_)
+        g.output("label", g.op("Gather", labels, g.op("ArgMax", P, axis=1, keepdims=0), axis=0), elem_type, ["N"])
+        g.output("probabilities", P, g.type, ["N", est.n_outputs_])
+    elif est.n_outputs_ > 1:                                       # multilabel: the indicator matrix
+        g.output("label", g.op("Cast", g.op("Greater", P, g.const(0.5)), to=int64), int64, ["N", est.n_outputs_])
+        g.output("probabilities", P, g.type, ["N", est.n_outputs_])
+    else:                                                          # binary (or a single class)
+        labels, elem_type = _class_table(g, est.classes_[[0, -1]])
+        positive = g.op("Cast", g.op("Greater", _flat(g, P), g.const(0.5)), to=int64)
+        g.output("label", g.op("Gather", labels, positive, axis=0), elem_type, ["N"])
+        g.output("probabilities", g.op("Concat", g.op("Sub", g.const(1), P), P, axis=1), g.type, ["N", 2])
+
+
+def _class_table(g, classes):
+    """(a constant holding `classes`, its ONNX element type): strings as STRING, numbers and
+    booleans as themselves. TypeError for labels of another type."""
+    classes = np.asarray(classes)
+    if classes.dtype.kind == "O" and not all(isinstance(c, str) for c in classes):
+        classes = np.asarray(classes.tolist())     # e.g. Python ints in an object array
+    if classes.dtype.kind in "UO" and all(isinstance(c, str) for c in classes.tolist()):
+        tensor = g.onnx.helper.make_tensor(g.name("classes"), g.onnx.TensorProto.STRING, [len(classes)],
+                                           [c.encode("utf-8") for c in classes.tolist()])
+        g.constants.append(tensor)
+        return tensor.name, g.onnx.TensorProto.STRING
+    if classes.dtype.kind not in "biuf":
+        raise TypeError(f"fastmlp.to_onnx cannot export class labels of dtype {classes.dtype}: ONNX holds "
+                        "strings, integers, floats and booleans")
+    return g.const(classes, "classes", classes.dtype), g.onnx.helper.np_dtype_to_tensor_dtype(classes.dtype)
