@@ -4,6 +4,8 @@ A compiled (Cython) backend runs the whole training loop without the GIL; a pure
 backend with the same functions is the readable math, the fallback and the test oracle.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._backend import available_backends
 from ._errors import DivergenceError, ModelFileError
 from ._model import MLP, load
@@ -14,8 +16,12 @@ __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFile
 
 _SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 
+if TYPE_CHECKING:      # what the lazy attributes below are, for type checkers
+    from . import plot
+    from ._sklearn import MLPClassifier, MLPRegressor
 
-def __getattr__(name):
+
+def __getattr__(name: str) -> Any:
     """The scikit-learn estimators and ``fastmlp.plot``, imported on first use: scikit-learn
     and matplotlib are optional dependencies (``pip install fastmlp[sklearn]``, ``[plot]``)."""
     if name in _SKLEARN_ESTIMATORS:

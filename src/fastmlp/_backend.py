@@ -19,7 +19,7 @@ def _import(name):
     return importlib.import_module(_MODULES[name])
 
 
-def available_backends():
+def available_backends() -> tuple[str, ...]:
     """Names of the backends that can run here, fastest first, e.g. ("cython", "numpy")."""
     found = []
     for name in BACKENDS:

@@ -5,18 +5,21 @@ The jobs around it live in their own modules: argument checks in ``_validation``
 orchestration in ``_training``, files in ``_persistence``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import _backend, _persistence, _progress, _training
 from ._initializers import check_init, initial_params
 from ._spec import Network
+from ._typing import ArrayLike, Callback, Floats, Input, Labels, PathLike, Setting
 from ._validation import check_sample_weight, check_targets, check_X, float_dtype, integer
 
-
-def _setting(name, doc):
-    """A read-only attribute: settings are fixed at construction (make a new model to change
-    one), so what `fit` trains and what `save` writes cannot disagree."""
-    return property(lambda self: getattr(self, "_" + name), doc=doc)
+_Model = TypeVar("_Model", bound="MLP")
 
 
 class MLP:
@@ -57,9 +60,13 @@ class MLP:
     The settings are read-only attributes of the same names (``loss_name`` for `loss`).
     """
 
-    def __init__(self, layer_sizes, activation="leaky_relu", output="sigmoid", loss=None,
-                 negative_slope=0.01, l2=0.0, init="auto", init_scale=None, seed=None,
-                 dtype="float64", backend="auto"):
+    history_: dict[str, list[float]]
+    n_iter_: int
+
+    def __init__(self, layer_sizes: Sequence[int], activation: str | Sequence[str] = "leaky_relu",
+                 output: str = "sigmoid", loss: str | None = None, negative_slope: float = 0.01, l2: float = 0.0,
+                 init: str = "auto", init_scale: float | None = None, seed: int | None = None,
+                 dtype: DTypeLike = "float64", backend: str = "auto") -> None:
         self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
                         seed, dtype, backend)
         self._set_state(self._initial_params(np.random.default_rng(self._seed)), {"loss": [], "val_loss": []})
@@ -75,32 +82,32 @@ class MLP:
         self._backend, self._impl = _backend.resolve(backend)
         self._activation = activation if isinstance(activation, str) else self._net.activations
 
-    activation = _setting("activation", "The hidden activation(s), as given.")
-    init = _setting("init", "The weight initialisation.")
-    init_scale = _setting("init_scale", 'Standard deviation of init="normal", or None.')
-    seed = _setting("seed", "The seed of the initialisation, shuffling, splits and restarts.")
-    dtype = _setting("dtype", "The numpy dtype of the parameters and all computation.")
-    backend = _setting("backend", '"cython" or "numpy".')
-    layer_sizes = property(lambda self: self._net.sizes, doc="Widths from input to output.")
-    output = property(lambda self: self._net.output, doc="The output activation.")
-    loss_name = property(lambda self: self._net.loss, doc="The loss paired with the output.")
-    negative_slope = property(lambda self: self._net.negative_slope, doc="Leaky ReLU's slope.")
-    l2 = property(lambda self: self._net.l2, doc="The L2 penalty on the weights.")
+    activation: Setting[str | tuple[str, ...]] = Setting("_activation", "The hidden activation(s), as given.")
+    init: Setting[str] = Setting("_init", "The weight initialisation.")
+    init_scale: Setting[float | None] = Setting("_init_scale", 'Standard deviation of init="normal", or None.')
+    seed: Setting[int | None] = Setting("_seed", "The seed of the initialisation, shuffling, splits and restarts.")
+    dtype: Setting[np.dtype[Any]] = Setting("_dtype", "The numpy dtype of the parameters and all computation.")
+    backend: Setting[str] = Setting("_backend", '"cython" or "numpy".')
+    layer_sizes: Setting[tuple[int, ...]] = Setting("_net.sizes", "Widths from input to output.")
+    output: Setting[str] = Setting("_net.output", "The output activation.")
+    loss_name: Setting[str] = Setting("_net.loss", "The loss paired with the output.")
+    negative_slope: Setting[float] = Setting("_net.negative_slope", "Leaky ReLU's slope.")
+    l2: Setting[float] = Setting("_net.l2", "The L2 penalty on the weights.")
 
     # ------------------------------------------------------------------ parameters
 
     @property
-    def params_(self):
+    def params_(self) -> Floats:
         """All weights and biases in one flat array (``coefs_``/``intercepts_`` are views)."""
         return self._params
 
     @property
-    def coefs_(self):
+    def coefs_(self) -> list[Floats]:
         """Weight matrices, ``coefs_[l]`` of shape (n_in, n_out): views into ``params_``."""
         return self._net.unflatten(self._params)[0]
 
     @property
-    def intercepts_(self):
+    def intercepts_(self) -> list[Floats]:
         """Bias vectors, ``intercepts_[l]`` of shape (n_out,): views into ``params_``."""
         return self._net.unflatten(self._params)[1]
 
@@ -126,11 +133,14 @@ class MLP:
 
     # ------------------------------------------------------------------ training
 
-    def fit(self, X, y, epochs=200, lr=0.01, batch_size="auto", shuffle=True, warm_start=False,
-            optimizer="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8,
-            lr_schedule="constant", power_t=0.5, validation_data=None, validation_fraction=None,
-            early_stopping=False, patience=10, tol=1e-4, n_restarts=1, sample_weight=None,
-            weight_decay=0.01, callback=None, progress=False):
+    def fit(self: _Model, X: Input, y: ArrayLike, epochs: int = 200, lr: float = 0.01,
+            batch_size: int | str | None = "auto", shuffle: bool = True, warm_start: bool = False,
+            optimizer: str = "sgd", momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9,
+            beta2: float = 0.999, eps: float = 1e-8, lr_schedule: str = "constant", power_t: float = 0.5,
+            validation_data: tuple[Input, ArrayLike] | None = None, validation_fraction: float | None = None,
+            early_stopping: bool = False, patience: int = 10, tol: float = 1e-4, n_restarts: int = 1,
+            sample_weight: ArrayLike | None = None, weight_decay: float = 0.01, callback: Callback | None = None,
+            progress: bool = False) -> _Model:
         """Train the network; returns self. Every check runs before any work, and a call that
         raises leaves the model as it was.
 
@@ -181,7 +191,7 @@ class MLP:
             _training.train_runs(self._impl, self._net, runs, job, self._commit)
         return self
 
-    def partial_fit(self, X, y, **options):
+    def partial_fit(self: _Model, X: Input, y: ArrayLike, **options: Any) -> _Model:
         """One epoch on (X, y), continuing the weights, optimizer state and history:
         ``fit(X, y, epochs=1, warm_start=True, **options)``."""
         for key in ("epochs", "warm_start", "n_restarts"):
@@ -191,14 +201,14 @@ class MLP:
 
     # ------------------------------------------------------------------ inference
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Input) -> Floats:
         """Output activations, shape (n_samples, n_outputs): probabilities for sigmoid and
         softmax, the predicted values for identity."""
         X = self._check_X(X)
         out = np.empty((X.shape[0], self._net.sizes[-1]), dtype=self._dtype)
         return self._impl.predict_proba(self._net, self._params, X, out)
 
-    def predict(self, X):
+    def predict(self, X: Input) -> Labels:
         """sigmoid: 0/1 labels, shape (n,) for one output, (n, k) for several;
         softmax: class indices, shape (n,); identity: the values, (n,) for one output."""
         out = self.predict_proba(X)
@@ -208,13 +218,14 @@ class MLP:
             out = (out >= 0.5).astype(np.int64)
         return out[:, 0] if out.shape[1] == 1 else out
 
-    def loss(self, X, y, sample_weight=None):
+    def loss(self, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Mean loss on (X, y) (weighted by sample_weight), with the L2 penalty when l2 > 0."""
         X, Y = self._check_Xy(X, y)
         w = check_sample_weight(sample_weight, X.shape[0], self._dtype)
         return float(self._impl.loss_gradient(self._net, self._params, X, Y, None, w))
 
-    def gradients(self, X, y, sample_weight=None):
+    def gradients(self, X: Input, y: ArrayLike,
+                  sample_weight: ArrayLike | None = None) -> tuple[list[Floats], list[Floats]]:
         """Gradients of the mean loss, as (dcoefs, dintercepts) shaped like coefs_/intercepts_."""
         X, Y = self._check_Xy(X, y)
         w = check_sample_weight(sample_weight, X.shape[0], self._dtype)
@@ -224,23 +235,11 @@ class MLP:
 
     # ------------------------------------------------------------------ persistence
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """The constructor arguments, as JSON-friendly values."""
-        net = self._net
-        return {
-            "layer_sizes": list(net.sizes),
-            "activation": self._activation if isinstance(self._activation, str) else list(self._activation),
-            "output": net.output,
-            "loss": net.loss,
-            "negative_slope": net.negative_slope,
-            "l2": net.l2,
-            "init": self._init,
-            "init_scale": self._init_scale,
-            "seed": self._seed,
-            "dtype": self._dtype.name,
-        }
+        return _persistence.config(self)
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the model to an uncompressed ``.npz`` file (".npz" is appended to a path
         without it): the constructor arguments, the parameters, the history and, once
         fitted, the last fit's optimizer (name, hyperparameters, step count), its state
@@ -266,11 +265,11 @@ class MLP:
         self.__dict__.update(state)
         self._backend, self._impl = _persistence.restore_backend(self._backend)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"MLP({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())}, backend={self._backend!r})"
 
 
-def load(path, backend="auto"):
+def load(path: PathLike, backend: str = "auto") -> MLP:
     """Read a model written by ``MLP.save`` (or an older fastmlp), on `backend`.
 
     Restores the settings, parameters and history and, when the file has them, the last

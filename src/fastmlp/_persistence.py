@@ -71,6 +71,23 @@ def save(model, path):
     _atomic_write(os.path.realpath(target), lambda file: _write_archive(file, arrays))
 
 
+def config(model):
+    """`model`'s constructor arguments, as JSON-friendly values (``MLP.get_config``)."""
+    net = model._net
+    return {
+        "layer_sizes": list(net.sizes),
+        "activation": model._activation if isinstance(model._activation, str) else list(model._activation),
+        "output": net.output,
+        "loss": net.loss,
+        "negative_slope": net.negative_slope,
+        "l2": net.l2,
+        "init": model._init,
+        "init_scale": model._init_scale,
+        "seed": model._seed,
+        "dtype": model._dtype.name,
+    }
+
+
 def _arrays(model):
     """The members of `model`'s file; ValueError if its parameters are not finite."""
     params = model.params_

@@ -7,8 +7,12 @@ machinery. The estimators translate labels, ``alpha`` and the losses' scales (se
 ``_sklearn_train``) and train through the model layer's one training loop.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
+from typing import Any, TypeVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
@@ -22,6 +26,20 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 from . import _progress, _sklearn_train
 from ._model import MLP
+from ._typing import ArrayLike, Callback, Floats, Input, Labels
+
+_Estimator = TypeVar("_Estimator", bound="_BaseMLP")
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _fitting(method: _Method) -> _Method:
+    """scikit-learn's fit context (parameter validation first), keeping `method`'s type."""
+    return _fit_context(prefer_skip_nested_validation=True)(method)  # type: ignore[no-any-return]
+
+
+def _if_stochastic(method: _Method) -> _Method:
+    """`method` only where the solver is stochastic (scikit-learn's available_if), keeping its type."""
+    return available_if(_stochastic)(method)  # type: ignore[no-any-return]
 
 # scikit-learn's hidden activation names -> fastmlp's
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -99,8 +117,8 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    @_fitting
+    def fit(self: _Estimator, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _Estimator:
         """Fit the network to X (n_samples, n_features) and y: class labels (classifier) or
         values (regressor), shape (n_samples,) or (n_samples, n_outputs). Returns self."""
         restarts = self.n_restarts > 1 and not (self.warm_start and hasattr(self, "_mlp"))
@@ -226,13 +244,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _is_classifier = True
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
-                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
-                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
-                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, negative_slope=0.01, n_restarts=1, backend="auto", callback=None,
-                 progress=False):
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: str = "relu", *,
+                 solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001, power_t: float = 0.5,
+                 max_iter: int = 200, shuffle: bool = True, random_state: int | np.random.RandomState | None = None,
+                 tol: float = 1e-4, verbose: bool | int = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
+                 max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: str = "auto",
+                 callback: Callback | None = None, progress: bool = False) -> None:
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
             power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
@@ -264,7 +284,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _decode(self, Y):
         return self._label_binarizer.inverse_transform(Y)
 
-    def predict(self, X):
+    def predict(self, X: Input) -> Labels:
         """Class labels (n_samples,), or the indicator matrix for multilabel targets."""
         return self._predict(X)
 
@@ -272,9 +292,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         out = self._forward(X, check_input)
         return self._label_binarizer.inverse_transform(out[:, 0] if self.n_outputs_ == 1 else out)
 
-    @available_if(_stochastic)
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    @_if_stochastic
+    @_fitting
+    def partial_fit(self, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> MLPClassifier:
         """One epoch over (X, y); `classes` (all labels) is required on the first call."""
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
@@ -284,14 +305,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(classes)
         return self._partial_fit(X, y, sample_weight)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Input) -> Floats:
         """Probabilities (n_samples, n_classes) in the order of classes_; (n, 2) for binary."""
         out = self._forward(X)
         if self.n_outputs_ == 1:
             return np.column_stack([1 - out[:, 0], out[:, 0]])
         return out
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: Input) -> Floats:
         """log(predict_proba(X))."""
         proba = self.predict_proba(X)
         return np.log(proba, out=proba)
@@ -312,13 +333,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         "loss": [StrOptions({"squared_error", "poisson"})],
     }
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001,
-                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
-                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
-                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, negative_slope=0.01, n_restarts=1, backend="auto", callback=None,
-                 progress=False):
+    def __init__(self, loss: str = "squared_error", hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | str = "auto", learning_rate: str = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: int | np.random.RandomState | None = None, tol: float = 1e-4,
+                 verbose: bool | int = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
+                 max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: str = "auto",
+                 callback: Callback | None = None, progress: bool = False) -> None:
         self.loss = loss
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
@@ -341,7 +365,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _decode(self, Y):
         return Y[:, 0] if Y.shape[1] == 1 else Y
 
-    def predict(self, X):
+    def predict(self, X: Input) -> Floats:
         """Predicted values, (n_samples,) for one output, else (n_samples, n_outputs)."""
         return self._predict(X)
 
@@ -351,8 +375,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     # always available, as scikit-learn's (its guard never calls its solver check): with
     # solver="lbfgs" each call is a whole L-BFGS fit that starts from the current weights
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
+    @_fitting
+    def partial_fit(self, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None) -> MLPRegressor:
         """One epoch over (X, y); solver="lbfgs": an L-BFGS fit from the current weights."""
         return self._partial_fit(X, y, sample_weight)
 
