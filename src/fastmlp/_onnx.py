@@ -13,14 +13,22 @@ float64 kernel there are built from primitives in float64 models:
   ``[0, inf)``. ``Phi`` is then ``e / 2`` for ``z < 0`` and ``1 - e / 2`` otherwise.
 """
 
+from __future__ import annotations
+
 import functools
 import math
 import os
 import sys
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from ._model import MLP
+
+if TYPE_CHECKING:
+    import onnx
+
+    from ._sklearn import MLPClassifier, MLPRegressor
 
 OPSET, IR_VERSION = 17, 8          # IR 8 is the one that goes with opset 17: older runtimes load it
 INSTALL_HINT = "pip install 'fastmlp[onnx]'"
@@ -29,7 +37,8 @@ _HIDDEN_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
 _OUTPUT_OPS = {"sigmoid": "Sigmoid", "softmax": "Softmax", "exp": "Exp"}
 
 
-def to_onnx(model, path=None):
+def to_onnx(model: MLP | MLPClassifier | MLPRegressor,
+            path: str | os.PathLike[str] | IO[bytes] | None = None) -> onnx.ModelProto:
     """An ``onnx.ModelProto`` computing `model`'s predictions; written to `path` too when given
     (atomically: a temporary file beside it, then a rename).
 
