@@ -143,8 +143,8 @@ def trained(files):
     runs = {
         "cython": ("train", files["pets"], "--target", "animal", "--output", d / "pets_cython", "--hidden", 8,
                    "--epochs", 40, "--lr", 0.02, "--seed", 0, "--backend", "cython", "--plot", d / "loss.png"),
-        "numpy": ("train", files["pets"], "--target", "animal", "--output", d / "pets_numpy", "--hidden", 8,
-                  "--epochs", 40, "--lr", 0.02, "--seed", 0, "--backend", "numpy"),
+        "numpy": ("train", files["colors"], "--target", "animal", "--drop", "color", "--output", d / "pets_numpy",
+                  "--hidden", 8, "--epochs", 40, "--lr", 0.02, "--seed", 0, "--backend", "numpy"),
         "regression": ("train", files["houses"], "--target", "price", "-o", d / "houses.npz", "--hidden", 6,
                        "--epochs", 30, "--solver", "lbfgs", "--seed", 1, "--backend", "numpy"),
     }
@@ -157,7 +157,7 @@ def test_classification_with_text_labels_end_to_end(files, trained, backend, tmp
 
     result, model = trained[backend]
     out = ok(result)
-    assert "90 rows, 2 features, 3 classes (bird, cat, dog)" in out
+    assert "90 rows, 2 features, 3 classes (bird, cat, dog)" in out       # numpy: --drop color
     assert f"MLPClassifier 2-8-3 (relu, softmax), solver adam, backend {backend}" in out
     assert "epochs run:  40 of 40" in out and "final loss:" in out and "time:" in out
     assert f"saved:       {model}.npz" in out
@@ -257,7 +257,10 @@ BAD_INPUT = {   # the issue's list, run in subprocesses
 MORE_BAD_INPUT = {   # the same checks in process (each subprocess costs seconds of imports)
     "unknown evaluate column": ("evaluate {pets_model} {pets} --target species", "has no column 'species'"),
     "zero epochs": ("train {pets} --target animal -o {dir}/m --epochs 0", "argument --epochs: '0' is not"),
-    "text feature": ("train {colors} --target animal -o {dir}/m", "column 'color' of {colors} is not numeric (line 2"),
+    "text feature": ("train {colors} --target animal -o {dir}/m",
+                     ("column 'color' of {colors} is not numeric (line 2: 'red'); feature columns must hold "
+                      "numbers (or leave it out with --drop COLUMN)")),
+    "drop unknown column": ("train {colors} --target animal --drop colour -o {dir}/m", "has no column 'colour'"),
     "text regression target": ("train {pets} --target animal -o {dir}/m --task regression",
                                "target column 'animal' is not numeric"),
     "empty csv": ("train {empty} --target animal -o {dir}/m", "{empty} is empty"),

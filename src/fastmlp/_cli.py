@@ -59,10 +59,12 @@ def add_commands(sub):
     """Add train, predict, evaluate and info to the subparsers `sub`."""
     train = sub.add_parser("train", help="train a network on a CSV file and save it",
                            description="Train an MLPClassifier or MLPRegressor on the columns of a CSV file "
-                                       "(a header row; every column but the target is a numeric feature).")
+                                       "(a header row; every column but the target and --drop is a numeric feature).")
     train.add_argument("data", metavar="DATA.csv")
     train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
     train.add_argument("--output", "-o", required=True, metavar="MODEL", help="model file to write (.npz)")
+    train.add_argument("--drop", nargs="+", default=[], metavar="COLUMN",
+                       help="columns that are not features (ids, other targets)")
     train.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                        help="auto: a text, boolean or few-valued integer target is classification")
     train.add_argument("--hidden", type=WIDTH, nargs="+", default=[100], metavar="N",
@@ -151,7 +153,10 @@ def train_command(args):
         _cli_io.plot_path(args.plot)
     frame = _cli_io.read_csv(args.data)
     y = _cli_io.column(frame, args.target, args.data)
-    X = _cli_io.numeric_features(frame, [name for name in frame.columns if name != args.target], args.data)
+    for name in args.drop:
+        _cli_io.column(frame, name, args.data)
+    features = [name for name in frame.columns if name != args.target and name not in args.drop]
+    X = _cli_io.numeric_features(frame, features, args.data, " (or leave it out with --drop COLUMN)")
     if X.shape[1] == 0:
         raise UsageError(f"{args.data} has no feature columns besides the target {args.target!r}")
     task = _cli_io.infer_task(y) if args.task == "auto" else args.task

@@ -79,9 +79,9 @@ def column(frame, name, path):
     return values
 
 
-def numeric_features(frame, names, path):
+def numeric_features(frame, names, path, hint=""):
     """Columns `names` of `frame` as a float DataFrame (column names kept); the error names
-    a column that is not numeric or has empty values, and the line."""
+    a column that is not numeric or has empty values, and the line (then `hint`)."""
     pd = require("pandas", "cli")
     for name in names:
         values = column(frame, name, path)
@@ -89,7 +89,7 @@ def numeric_features(frame, names, path):
             bad = np.flatnonzero(pd.to_numeric(values, errors="coerce").isna().to_numpy())
             first = bad[0] if bad.size else 0
             raise UsageError(f"column {name!r} of {path} is not numeric (line {line(first)}: "
-                             f"{values.iloc[first]!r}); feature columns must hold numbers")
+                             f"{values.iloc[first]!r}); feature columns must hold numbers{hint}")
     return frame[list(names)].astype(np.float64)
 
 

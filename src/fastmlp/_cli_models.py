@@ -91,7 +91,11 @@ def summary(est, data, X, y, seconds, path, plot_path):
     else:
         what = f"regression target {y.name!r}"
     layers = "-".join(str(n) for n in est._mlp.layer_sizes)
-    stopped = " (early stopping)" if est.early_stopping and est.n_iter_ < est.max_iter else ""
+    stopped = ""
+    if est.n_iter_ < est.max_iter:
+        stalled = "validation score" if est.early_stopping else "training loss"
+        stopped = (" (converged)" if est.solver == "lbfgs" else
+                   f" (stopped: the {stalled} improved by less than {est.tol:g} for {est.n_iter_no_change} epochs)")
     lines = [
         f"data:        {data}: {rows} rows, {features} features, {what}",
         (f"model:       {type(est).__name__} {layers} ({est.activation}, {est.out_activation_}), "
