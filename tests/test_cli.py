@@ -370,6 +370,19 @@ def test_estimator_files_keep_pandas_feature_names_and_integer_classes(tmp_path)
         loaded.predict(X.rename(columns={"u": "w"}))
 
 
+def test_estimator_files_hold_no_code(tmp_path):
+    pytest.importorskip("sklearn")
+    from fastmlp._estimator_io import load_estimator, save_estimator
+
+    est = fastmlp.MLPClassifier((3,), max_iter=3, random_state=np.random.RandomState(0))
+    if "callback" in est.get_params():
+        est.set_params(callback=lambda *args: None)
+    _fit(est, np.eye(4), [0, 1, 1, 0])
+    loaded = load_estimator(save_estimator(est, tmp_path / "m"))
+    assert loaded.random_state is None and loaded.get_params().get("callback") is None
+    np.testing.assert_array_equal(loaded.predict_proba(np.eye(4)), est.predict_proba(np.eye(4)))
+
+
 def _rewrite_record(path, change):
     """Rewrite the estimator record of the file at `path` with change(record)."""
     with np.load(path, allow_pickle=False) as archive:

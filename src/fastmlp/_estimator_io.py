@@ -6,8 +6,8 @@ An estimator's file is its network's ``MLP.save`` archive (config, params, histo
 ================  =============================================================================
 format            1
 class             "MLPClassifier" or "MLPRegressor"
-params            the constructor arguments (``get_params()``; a RandomState instance is
-                  written as null)
+params            the constructor arguments (``get_params()``; a RandomState instance and
+                  a ``callback`` function are written as null)
 attributes        the fitted bookkeeping: n_iter_, t_, n_features_in_, n_outputs_, n_layers_,
                   out_activation_, loss_, loss_curve_, validation_scores_,
                   best_validation_score_, best_loss_ and the private counters the estimators
@@ -44,6 +44,7 @@ _ATTRIBUTES = {
     "_learning_rate": float,
 }
 _CLASS_KINDS = "biufUO"       # numpy dtype kinds allowed for classes_ (object: strings only)
+_CODE_PARAMS = {"callback"}   # functions: a model file holds no code, so these are written as null
 
 
 # ================================================================== save
@@ -69,6 +70,8 @@ def _record(est, metadata):
     params = est.get_params(deep=False)
     if not isinstance(params["random_state"], (int, np.integer, type(None))):
         params["random_state"] = None
+    for name in _CODE_PARAMS & set(params):
+        params[name] = None
     classes = None
     if hasattr(est, "classes_"):
         binarizer = est._label_binarizer
@@ -140,6 +143,7 @@ def load_estimator(path, backend=None):
 
 def _estimator(path, record, backend):
     from . import _sklearn
+    from ._sklearn_train import loss_scales
 
     def fail(problem):
         raise ModelFileError(f"{os.fsdecode(path)} is not a fastmlp model file: {MEMBER}: {problem}")
@@ -165,7 +169,7 @@ def _estimator(path, record, backend):
         if isinstance(exc, ModelFileError):
             raise
         fail(" ".join(str(exc).split()))
-    est._loss_scale, est._loss_report = _sklearn_scales(est)
+    est._loss_scale, est._loss_report = loss_scales(est.out_activation_, est.n_outputs_)
     est._run, est._best_params = None, est._mlp.params_.copy()
     return est
 
@@ -241,9 +245,3 @@ def _check_network(est, sklearn_module):
         wanted = 1 if y_type == "binary" else n_classes
         if est.n_outputs_ != wanted or (y_type == "binary" and n_classes > 2):
             raise ValueError(f"{est.n_outputs_} outputs do not fit {n_classes} {y_type} classes")
-
-
-def _sklearn_scales(est):
-    from ._sklearn_train import loss_scales
-
-    return loss_scales(est.out_activation_, est.n_outputs_)

@@ -5,7 +5,19 @@ Both functions take a ``fastmlp.MLP`` or a fitted ``MLPClassifier``/``MLPRegress
 on `ax` (a new figure's axes when None) and return the matplotlib ``Axes``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:                      # matplotlib is optional: only type checkers import it here
+    from matplotlib.axes import Axes
+
+    from ._model import MLP
+    from ._sklearn import MLPClassifier, MLPRegressor
+
+    Model = MLP | MLPClassifier | MLPRegressor
 
 _GRID = 200            # points per side of the decision boundary's grid
 _MARGIN = 0.15         # the grid extends the data's range by this fraction on each side
@@ -47,7 +59,7 @@ def _curves(model):
     return model.loss_curve_, model.validation_scores_ or None, f"validation {score}", False
 
 
-def loss_curve(model, ax=None):
+def loss_curve(model: Model, ax: Axes | None = None) -> Axes:
     """The training loss per epoch (and the validation loss, or an estimator's validation
     score on a second y axis at the right, when the fit recorded one). The y axis is
     logarithmic when the loss falls by more than a factor of 100."""
@@ -141,7 +153,7 @@ def _colours(values, classes, label, y):
     return "tab10", Normalize(0, 9), np.arange(len(classes) + 1) - 0.5, np.arange(len(classes))
 
 
-def decision_boundary(model, X, y, ax=None):
+def decision_boundary(model: Model, X: Any, y: Any, ax: Axes | None = None) -> Axes:
     """What `model` predicts over the plane of its two input features, as a filled contour
     (the probability of the positive class for a binary classifier, the predicted class for
     several, the value for a regressor), with the samples (X, y) on top, coloured alike."""
