@@ -146,7 +146,7 @@ def trained(files):
         "numpy": ("train", files["colors"], "--target", "animal", "--drop", "color", "--output", d / "pets_numpy",
                   "--hidden", 8, "--epochs", 40, "--lr", 0.02, "--seed", 0, "--backend", "numpy"),
         "regression": ("train", files["houses"], "--target", "price", "-o", d / "houses.npz", "--hidden", 6,
-                       "--epochs", 30, "--solver", "lbfgs", "--seed", 1, "--backend", "numpy"),
+                       "--epochs", 30, "--solver", "lbfgs", "--seed", 1, "--backend", "numpy", "--progress"),
     }
     return dict(zip(runs, zip(run_all(*runs.values()), (d / "pets_cython", d / "pets_numpy", d / "houses.npz"))))
 
@@ -195,6 +195,8 @@ def test_regression_end_to_end(files, trained, capsys):
 
     result, model = trained["regression"]
     out = ok(result)
+    assert "fastmlp MLPRegressor:" in result.stderr and "epoch" in result.stderr     # --progress: the bar
+    assert "fastmlp MLPClassifier:" not in trained["cython"][0].stderr    # stderr is no terminal: no bar
     assert "80 rows, 2 features, regression target 'price'" in out
     assert "MLPRegressor 2-6-1 (relu, identity), solver lbfgs, backend numpy" in out
     est = load_estimator(model)

@@ -87,6 +87,8 @@ def add_commands(sub):
                        help="rows held out by --early-stopping (default 0.1)")
     train.add_argument("--backend", choices=BACKENDS, default="auto")
     train.add_argument("--plot", metavar="FILE", help="save the loss curve to this image (.png, .svg, .pdf)")
+    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="a progress bar on stderr (default: when stderr is a terminal)")
     train.set_defaults(handler=train_command)
 
     predict = sub.add_parser("predict", help="predict the rows of a CSV file",

@@ -1,6 +1,9 @@
 """The command line's models: building the estimator `train` fits, saving and loading model
 files, predictions, scores, and the lines `train` and `info` print."""
 
+import importlib.util
+import sys
+
 import numpy as np
 
 from . import _cli_io, _estimator_io
@@ -16,7 +19,17 @@ def estimator(task, args):
     options = {} if args.validation_fraction is None else {"validation_fraction": args.validation_fraction}
     return cls(hidden_layer_sizes=tuple(args.hidden), activation=args.activation, solver=args.solver,
                alpha=args.alpha, batch_size=args.batch_size, learning_rate_init=args.lr, max_iter=args.epochs,
-               random_state=args.seed, early_stopping=args.early_stopping, backend=args.backend, **options)
+               random_state=args.seed, early_stopping=args.early_stopping, backend=args.backend,
+               progress=_progress(args.progress), **options)
+
+
+def _progress(asked):
+    """--progress / --no-progress, else a bar when stderr is a terminal and tqdm is there."""
+    if asked is not None:
+        if asked:
+            _cli_io.require("tqdm", "progress")
+        return asked
+    return sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
 
 
 def save(est, path, metadata):
