@@ -57,13 +57,8 @@ def save_estimator(est, path, metadata=None):
     mlp = getattr(est, "_mlp", None)
     if mlp is None:
         raise ValueError(f"this {type(est).__name__} is not fitted yet: fit it before saving")
-    arrays = _persistence._arrays(mlp)
-    arrays[MEMBER] = np.array(json.dumps(_record(est, metadata or {}), default=_jsonable))
-    target = os.fsdecode(os.fspath(path))
-    if not target.endswith(_persistence.SUFFIX):
-        target += _persistence.SUFFIX
-    _persistence._atomic_write(os.path.realpath(target), lambda file: _persistence._write_archive(file, arrays))
-    return target
+    record = json.loads(json.dumps(_record(est, metadata or {}), default=_jsonable))
+    return _persistence.save(mlp, path, {MEMBER: record})
 
 
 def _record(est, metadata):
@@ -105,7 +100,7 @@ def read_record(path):
     """The ``estimator`` record of the file at `path` (checked to be a JSON object of the
     known format), or None for a plain ``MLP.save`` file. ModelFileError for anything that is
     not a fastmlp model file, FileNotFoundError for a missing path."""
-    with _persistence._Archive(path) as archive:
+    with _persistence.Archive(path) as archive:
         if "config" not in archive:
             archive.fail("it has no 'config' member")
         if MEMBER not in archive:

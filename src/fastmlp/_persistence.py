@@ -57,18 +57,25 @@ NO_OPTIMIZER = "unknown (file without optimizer state)"
 # ================================================================== save
 
 
-def save(model, path):
+def save(model, path, extra=None):
     """Write `model` to `path` (".npz" appended when missing) atomically: into a temporary
     file beside it, flushed to disk, then renamed over `path`. A save that fails leaves
-    whatever was at `path` untouched and no temporary file behind."""
+    whatever was at `path` untouched and no temporary file behind. `extra`: more members,
+    {name: JSON-friendly value} (written as JSON; ``Archive.json`` reads one back). Returns
+    the path written (None for an open file)."""
     arrays = _arrays(model)
+    for name, value in (extra or {}).items():
+        if name in arrays:
+            raise ValueError(f"{name!r} is a member every model file has; choose another name")
+        arrays[name] = np.array(json.dumps(value))
     if hasattr(path, "write"):               # an open file: written in place, not atomically
         _write_archive(path, arrays)
-        return
+        return None
     target = os.fsdecode(os.fspath(path))
     if not target.endswith(SUFFIX):
         target += SUFFIX                     # np.savez's rule, kept from earlier versions
     _atomic_write(os.path.realpath(target), lambda file: _write_archive(file, arrays))
+    return target
 
 
 def config(model):
@@ -180,7 +187,7 @@ def _fsync_directory(directory):
 def load(cls, path, backend="auto"):
     """A `cls` (``MLP``) rebuilt from a file written by `save`, every part checked first."""
     name, _ = _backend.resolve(backend)          # a bad `backend` is not a file problem
-    with _Archive(path) as archive:
+    with Archive(path) as archive:
         model = _configured(cls, archive, name)
         n_params = model._net.param_count()
         archive.expect("params", (n_params,), model.dtype)
@@ -260,7 +267,7 @@ def _generator(state):
     return np.random.Generator(bit_generator)
 
 
-class _Archive:
+class Archive:
     """A model file opened for checking: each member's ``.npy`` header is read and checked
     (`expect`) before its data (`read`), and every problem is a ModelFileError naming the
     file. A missing path stays FileNotFoundError."""
