@@ -61,15 +61,29 @@ class ProgressBar:
         self._bar = tqdm(total=total, desc=description, unit="epoch", file=sys.stderr, dynamic_ncols=True,
                          leave=True)
         self._lock = threading.Lock()
+        self._pending, self._logs, self._shown_at = 0, None, time.monotonic()
 
     def epoch(self, logs):
-        shown = {key: f"{logs[key]:.4g}" for key in ("loss", "val_loss", "val_score")
-                 if key in logs and math.isfinite(logs[key])}
+        """Count the epoch; the bar is redrawn at most every EVERY seconds (a fit of many
+        short epochs would otherwise spend its time formatting the bar)."""
         with self._lock:
-            self._bar.set_postfix(shown, refresh=False)
-            self._bar.update(1)
+            self._pending, self._logs = self._pending + 1, logs
+            if time.monotonic() - self._shown_at >= self.EVERY:
+                self._show()
+
+    EVERY = 0.1
+
+    def _show(self):
+        shown = {key: f"{self._logs[key]:.4g}" for key in ("loss", "val_loss", "val_score")
+                 if key in self._logs and math.isfinite(self._logs[key])}
+        self._bar.set_postfix(shown, refresh=False)
+        self._bar.update(self._pending)
+        self._pending, self._shown_at = 0, time.monotonic()
 
     def close(self):
+        with self._lock:
+            if self._pending:
+                self._show()
         self._bar.close()
 
 
