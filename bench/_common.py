@@ -9,12 +9,19 @@
   tests and the benchmarks share (loaded by path: tests/ is not a package, nor on sys.path
   for the scripts).
 - What the headers say about the machine: CPU model, load, BLAS thread pools, and whether
-  ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` pin OpenBLAS to an older kernel.
+  ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` pin OpenBLAS to an older kernel
+  (``print_header`` prints all of it for a script).
+- For the scripts that time fits side by side: ``blas_threads`` (a threadpoolctl limit, or
+  none), ``interleaved`` (rounds of every variant in turn, so load that comes and goes hits
+  them alike; ``timed_rounds`` also takes the thread's CPU time), ``OtherLoad`` (how much CPU other processes took meanwhile),
+  ``scaled_split`` (scikit-learn's stratified 75/25 split, standardised on the training
+  part) and ``paired_diff`` (mean and standard error of per-seed differences).
 
 The scripts import it directly (``python bench/x.py`` puts bench/ first on sys.path);
 conftest.py puts bench/ on sys.path itself and hands these to the test modules as fixtures.
 """
 
+import contextlib
 import importlib.util
 import os
 import platform
@@ -142,3 +149,149 @@ def openblas_line(command):
     return ("WARNING: " + ", ".join(f"{k}={v}" for k, v in set_vars.items())
             + " is set: OpenBLAS runs a pinned (older, slower) kernel and these timings are not "
             f"representative; rerun as `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE {command}`")
+
+
+def print_header(command, extra=()):
+    """The machine header of a script run as `command`: which fastmlp, library versions,
+    CPU, every BLAS thread pool (fastmlp's compiled backend calls SciPy's OpenBLAS,
+    NumPy and scikit-learn NumPy's), the OPENBLAS_* check and how busy the cores are."""
+    import scipy
+    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS, which fastmlp's compiled backend calls)
+
+    versions = [f"python {platform.python_version()}", f"numpy {np.__version__}", f"scipy {scipy.__version__}"]
+    for name in ("sklearn", "joblib", "threadpoolctl"):
+        try:
+            versions.append(f"{name} {importlib.import_module(name).__version__}")
+        except ImportError:
+            versions.append(f"{name} not installed")
+    print(fastmlp_line())
+    print(", ".join(versions))
+    print(f"cpu: {cpu_model()}; os.cpu_count()={os.cpu_count()}")
+    try:
+        importlib.import_module("fastmlp._core")  # so its BLAS shows up below
+    except ImportError as exc:
+        print(f"fastmlp._core not importable ({exc}): the cython rows will fail")
+    try:
+        import threadpoolctl
+    except ImportError:
+        print("threadpoolctl not installed: cannot say which BLAS runs (pip install threadpoolctl)")
+    else:
+        print("threadpoolctl.threadpool_info():")
+        for pool in threadpoolctl.threadpool_info():
+            print("  " + describe_pool(pool))
+    for line in extra:
+        print(line)
+    print(openblas_line(command))
+    busy = cpu_busy_line()
+    if busy is not None:
+        print(busy)
+
+
+# ---------------------------------------------------------------- timing side by side
+
+
+def blas_threads(n):
+    """A context limiting every BLAS pool to `n` threads (threadpoolctl), or changing
+    nothing when `n` is None (each library keeps its default)."""
+    if n is None:
+        return contextlib.nullcontext()
+    import threadpoolctl
+
+    return threadpoolctl.threadpool_limits(n)
+
+
+def interleaved(variants, repeats, warmup=True):
+    """{name: [seconds per round]}: `repeats` rounds, each calling every zero-argument
+    callable of `variants` (a dict) once, in turn, so that load which comes and goes on a
+    shared machine falls on all of them alike. With `warmup`, each runs once untimed first."""
+    return timed_rounds(variants, repeats, warmup)[0]
+
+
+def timed_rounds(variants, repeats, warmup=True):
+    """``interleaved``'s rounds, timed on two clocks: (wall, cpu), each {name: [seconds per
+    round]}, wall-clock time and the calling thread's CPU time (``time.thread_time``).
+
+    With BLAS limited to one thread the whole call runs in this thread, and its CPU time
+    leaves out the time other processes held the core: the steadier measure on a busy
+    machine (it still feels their cache and memory traffic). With BLAS threads it misses
+    their work: use the wall clock then.
+    """
+    if warmup:
+        for fn in variants.values():
+            fn()
+    wall = {name: [] for name in variants}
+    cpu = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            c0, w0 = time.thread_time(), time.perf_counter()
+            fn()
+            w1, c1 = time.perf_counter(), time.thread_time()
+            wall[name].append(w1 - w0)
+            cpu[name].append(c1 - c0)
+    return wall, cpu
+
+
+class OtherLoad:
+    """CPU time other processes took while a block ran, as a fraction of all cores' time:
+    the machine's busy ticks (/proc/stat) minus this process's own CPU time (``fraction``,
+    None where /proc/stat is missing)."""
+
+    @staticmethod
+    def _sample():
+        """(all cores' time, their busy time, this process's CPU time), in seconds."""
+        ticks = cpu_ticks()
+        if ticks is None:
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        own = os.times()
+        return ticks[0] / hz, (ticks[0] - ticks[1]) / hz, own.user + own.system
+
+    def __enter__(self):
+        self.start, self.fraction = self._sample(), None
+        return self
+
+    def __exit__(self, *exc):
+        end = self._sample()
+        if self.start is not None and end is not None:
+            total = end[0] - self.start[0]
+            others = (end[1] - self.start[1]) - (end[2] - self.start[2])
+            self.fraction = max(others, 0.0) / max(total, 1e-9)
+        return False
+
+    def line(self, what="this table"):
+        """A line saying how busy other processes kept the cores, a WARNING above 5%."""
+        if self.fraction is None:
+            return None
+        line = f"    other processes used {self.fraction:.0%} of all cores while {what} ran"
+        if self.fraction > 0.05:
+            line = ("WARNING:" + line[len("   "):] + ": the timings are disturbed (two-thread BLAS "
+                    "rows most of all), rerun on a quiet machine")
+        return line
+
+
+# ---------------------------------------------------------------- scikit-learn data
+
+
+def scaled_split(X, y, seed, test_size=0.25, dtype=np.float64):
+    """``train_test_split(stratify=y, random_state=seed)``, then a ``StandardScaler`` fit on
+    the training part: (X_train, X_test, y_train, y_test), X C-contiguous `dtype`."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed,
+                                                        stratify=y)
+    scaler = StandardScaler().fit(X_train)
+    X_train = np.ascontiguousarray(scaler.transform(X_train), dtype=dtype)
+    X_test = np.ascontiguousarray(scaler.transform(X_test), dtype=dtype)
+    return X_train, X_test, y_train, y_test
+
+
+def paired_diff(values, reference):
+    """(mean, standard error, n) of values[s] - reference[s] over the keys both dicts have;
+    SE is NaN for fewer than two pairs."""
+    keys = sorted(set(values) & set(reference))
+    d = np.array([values[k] - reference[k] for k in keys], dtype=float)
+    if len(d) == 0:
+        return float("nan"), float("nan"), 0
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return float(d.mean()), se, len(d)
