@@ -238,3 +238,28 @@ def test_cython_backend_missing_is_an_error_not_a_fallback(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert fastmlp.MLP([2, 1]).backend == "numpy"  # warned once only
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_agrees_with_the_elementwise_test(dtype):
+    """The BLAS sum-of-squares shortcut answers exactly as np.isfinite(...).all(): for finite
+    values whose squares overflow, a lone NaN or infinity anywhere, and odd layouts."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    from fastmlp._validation import all_finite
+
+    @settings(max_examples=200, deadline=None)
+    @given(arrays(dtype, st.tuples(st.integers(0, 9), st.integers(1, 9)),
+                  elements=st.floats(width=32 if dtype == np.float32 else 64, allow_nan=True, allow_infinity=True)),
+           st.booleans())
+    def check(a, transpose):
+        a = a.T if transpose else a
+        assert all_finite(a) == bool(np.isfinite(a).all())
+
+    check()
+    huge = np.full((3, 5), np.finfo(dtype).max / 2, dtype)
+    assert all_finite(huge)
+    huge[2, 4] = -np.inf
+    assert not all_finite(huge)

@@ -10,6 +10,7 @@ import numbers
 import operator
 
 import numpy as np
+import scipy.linalg.blas
 import scipy.sparse
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -99,8 +100,23 @@ def check_output(out, shape, name, dtype=None):
 
 
 def all_finite(a):
-    # a float64 sum first: no temporary array of the size of `a` unless something is wrong
-    return math.isfinite(np.sum(a, dtype=np.float64)) or bool(np.isfinite(a).all())
+    """No NaN or infinity in `a`. First a sum of squares through BLAS ?dot in a's own dtype
+    (a streaming pass at memory speed, with no temporary array): it is finite exactly when
+    every element is, unless the squares overflow, and only then (or for another dtype)
+    does the exact elementwise test run."""
+    flat = a.reshape(-1)
+    dot = _DOTS.get(flat.dtype) if flat.flags.c_contiguous else None
+    if dot is None:
+        return math.isfinite(np.sum(flat, dtype=np.float64)) or bool(np.isfinite(flat).all())
+    for start in range(0, flat.size, DOT_CHUNK):
+        chunk = flat[start:start + DOT_CHUNK]
+        if not math.isfinite(dot(chunk, chunk)) and not np.isfinite(chunk).all():
+            return False
+    return True
+
+
+DOT_CHUNK = 1 << 30          # elements per ?dot call: BLAS counts them in a 32-bit int
+_DOTS = {np.dtype(np.float32): scipy.linalg.blas.sdot, np.dtype(np.float64): scipy.linalg.blas.ddot}
 
 
 def check_X(X, n_features, dtype, finite=False):
