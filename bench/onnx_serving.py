@@ -3,8 +3,8 @@
 cost does not depend on training).
 
 For each dtype (float32, float64) and batch size (a large batch of 8192 rows, a small one of
-32), every variant is timed as the best of several rounds (the variants taking turns), each
-round enough calls to last about 0.2 s, and printed as rows per second, with the ratio
+32), every variant is timed as the best of several rounds (in a block of its own), each
+round enough calls to last about 0.1 s, and printed as rows per second, with the ratio
 onnxruntime / fastmlp (compiled backend): above 1, onnxruntime serves faster. The outputs
 are checked to agree first.
 
@@ -31,7 +31,8 @@ from _common import (
 
 SIZES = [784, 256, 256, 1]
 COMMAND = "python bench/onnx_serving.py"
-ROUND_SECONDS = 0.2
+ROUND_SECONDS = 0.1
+PAUSE_SECONDS = 1.0              # lets the previous variant's worker threads stop spinning
 
 
 def calls_per_round(call):
@@ -46,17 +47,20 @@ def calls_per_round(call):
 
 def best_rates(calls, rows, rounds):
     """{name: rows per second} of each zero-argument call (one batch of `rows` rows each):
-    the best of `rounds` rounds, the variants taking turns within each round so that load
-    from elsewhere which comes and goes hits them alike."""
-    counts = {name: calls_per_round(call) for name, call in calls.items()}
-    best = dict.fromkeys(calls, float("inf"))
-    for _ in range(rounds):
-        for name, call in calls.items():
+    the best of `rounds` rounds. Each variant is timed in a block of its own after a pause:
+    OpenBLAS's and onnxruntime's worker threads spin for a while after a call, so variants
+    taking turns would slow each other down (numpy and scipy each bring an OpenBLAS pool)."""
+    rates = {}
+    for name, call in calls.items():
+        time.sleep(PAUSE_SECONDS)
+        count, best = calls_per_round(call), float("inf")
+        for _ in range(rounds):
             start = time.perf_counter()
-            for _ in range(counts[name]):
+            for _ in range(count):
                 call()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: rows * counts[name] / best[name] for name in calls}
+            best = min(best, time.perf_counter() - start)
+        rates[name] = rows * count / best
+    return rates
 
 
 def session(net, threads):
@@ -130,7 +134,7 @@ def table(rows):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7, help="best of this many timed rounds")
+    parser.add_argument("--rounds", type=int, default=15, help="best of this many timed rounds")
     parser.add_argument("--threads", type=int, default=0, help="cap BLAS and onnxruntime at N threads")
     parser.add_argument("--batches", type=int, nargs="+", default=[8192, 32])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
