@@ -11,7 +11,8 @@
   ``test_bench_medium.gemm_floor``'s definition (per batch the L forward products, then
   dW for every layer and dA for every layer but the first) for any layer sizes, on
   preallocated buffers; through ``np.matmul(out=)`` (NumPy's OpenBLAS) or through SciPy's
-  f2py ``?gemm`` (SciPy's OpenBLAS, the build fastmlp's compiled backend calls).
+  f2py ``?gemm`` (SciPy's OpenBLAS, the build fastmlp's compiled backend calls);
+  ``jax_gemm_floor``: the same products in a jitted scan (XLA's own dot kernels).
 
 Importing this module turns on ``jax_enable_x64`` (the float64 jobs need it), so the
 float32 jobs give every array an explicit dtype.
@@ -88,6 +89,40 @@ def jax_trainer(epochs, n_batches, lr, slope=0.01):
         return lax.scan(epoch, params, None, length=epochs)
 
     return jax.jit(train)
+
+
+def jax_gemm_floor(epochs, n_batches):
+    """A jitted ``run(X, W) -> the last batch's products``: the GEMM floor's products (the
+    L forward ones, dW for every layer, dA for every layer but the first) in JAX, scanned
+    like ``jax_trainer``'s steps, with nothing else: a linear chain, Z_l = Z_(l-1) @ W_l,
+    the output's Z as its own dZ, dA_(l-1) = dZ_l @ W_l.T as the next dZ, so that every
+    product depends on the batch (XLA hoists products of loop-invariant operands out of
+    the loop) and none is dead code."""
+
+    def run(X, W):
+        n, d = X.shape
+        batches = X.reshape(n_batches, n // n_batches, d)
+
+        def products(Xb):
+            ins = [Xb]
+            for Wl in W:
+                ins.append(ins[-1] @ Wl)
+            dZ, outs = ins[-1], list(ins[1:])
+            for layer in reversed(range(len(W))):
+                outs.append(ins[layer].T @ dZ)
+                if layer > 0:
+                    dZ = dZ @ W[layer].T
+                    outs.append(dZ)
+            return outs
+
+        def epoch(last, _):
+            return lax.scan(lambda _, Xb: (products(Xb), None), last, batches)[0], None
+
+        first = jax.eval_shape(products, batches[0])
+        init = [jnp.zeros(s.shape, s.dtype) for s in first]
+        return lax.scan(epoch, init, None, length=epochs)[0]
+
+    return jax.jit(run)
 
 
 def block(tree):

@@ -110,6 +110,20 @@ def jax_rows(job, train, args, net, epochs, rtol, params_rtol=None):
     return lambda: jj.block(train(*args))
 
 
+def jax_floor_row(job, epochs, n_batches, X, floor):
+    """{name: callable}: the GEMM floor's products in a jitted JAX scan (its compile time
+    goes to job.lines), on `floor`'s weights."""
+    run = jj.jax_gemm_floor(epochs, n_batches)
+    args = (jj.jax.device_put(X), jj.jax_params_from(floor.W))
+    first, out = jax_first_call(run, *args)
+    Xb = X[-floor.batch:].astype(np.float64)
+    ref = Xb @ floor.W[0].astype(np.float64)   # the last batch's first product
+    np.testing.assert_allclose(out[0], ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+    job.lines.append(f"JAX GEMM floor: the same products alone (a linear chain, see _jaxjobs.jax_gemm_floor); "
+                     f"first call {ms(first):.0f} ms")
+    return {"GEMM floor (JAX jit, same products)": lambda: jj.block(run(*args))}
+
+
 def compile_line(job, name):
     return (f"JAX compile: first call {ms(job.compile_s):.0f} ms (trace + compile + one run), "
             f"{ms(job.compile_s - job.median(name)):.0f} ms over a timed call")
@@ -221,6 +235,8 @@ def tabular_job(repeats):
     floor = "GEMM floor (np.matmul, out=)"
     variants[floor] = lambda: np_floor.run(b.EPOCHS)
     variants["GEMM floor (scipy.linalg.blas.dgemm)"] = lambda: sp_floor.run(b.EPOCHS)
+    if jj.jax is not None:
+        variants.update(jax_floor_row(job, b.EPOCHS, b.N // b.BATCH, X, np_floor))
     with OtherLoad() as load:
         job.rows.update(interleaved(variants, repeats))
     np_floor.check()
@@ -280,6 +296,8 @@ def medium_job(dtype, epochs, repeats, data_cache):
     variants[floor] = np_floor
     gemm = "sgemm" if dtype == "float32" else "dgemm"
     variants[f"GEMM floor (scipy.linalg.blas.{gemm})"] = lambda: sp_floor.run(epochs)
+    if jj.jax is not None:
+        variants.update(jax_floor_row(job, epochs, b.N // b.BATCH, X, sp_floor))
     with OtherLoad() as load:
         job.rows.update(interleaved(variants, repeats))
     job.lines.append(f"GEMM floor = test_bench_medium.gemm_floor (8 products per batch) x {epochs}")
