@@ -2,10 +2,12 @@
 
 The graph is built with ``onnx.helper`` from standard operators only (opset 17, IR version
 8), one ``Gemm`` per dense layer followed by its activation, in the model's dtype. Every
-operator used runs in onnxruntime's CPU provider in float32 and float64; two that lack a
-float64 kernel there are built from primitives in float64 models:
+operator used runs in onnxruntime's CPU provider in float32 and float64. Two activations are
+built from primitives in float64 models:
 
-- Leaky ReLU: ``Where(Z >= 0, Z, slope * Z)``, the backends' own formula.
+- Leaky ReLU: ``Where(Z >= 0, Z, slope * Z)``, the backends' own formula. ``LeakyRelu``'s
+  slope is a float32 attribute (0.01 becomes 0.0099999998: errors of 1e-10 downstream), and
+  onnxruntime registers no float64 kernel for it from opset 21 on.
 - GELU: ``Erf`` has no float64 kernel, so ``Phi(z) = erfc(-z / sqrt 2) / 2`` is evaluated
   as ``exp(-a^2) * erfcx(a)`` with ``a = |z| / sqrt 2`` and ``erfcx`` a degree-30 Chebyshev
   series in ``y = (a - 3) / (a + 3)`` (Clenshaw's recurrence), whose coefficients are
