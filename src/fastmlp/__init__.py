@@ -18,12 +18,14 @@ _SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 
 if TYPE_CHECKING:      # what the lazy attributes below are, for type checkers
     from . import plot
+    from ._onnx import to_onnx
     from ._sklearn import MLPClassifier, MLPRegressor
 
 
 def __getattr__(name: str) -> Any:
-    """The scikit-learn estimators and ``fastmlp.plot``, imported on first use: scikit-learn
-    and matplotlib are optional dependencies (``pip install fastmlp[sklearn]``, ``[plot]``)."""
+    """The scikit-learn estimators, ``fastmlp.plot`` and ``to_onnx``, imported on first use:
+    scikit-learn, matplotlib and onnx are optional dependencies (``pip install
+    fastmlp[sklearn]``, ``[plot]``, ``[onnx]``)."""
     if name in _SKLEARN_ESTIMATORS:
         from . import _sklearn
         return getattr(_sklearn, name)

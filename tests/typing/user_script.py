@@ -41,7 +41,11 @@ def estimators() -> float:
     reveal_type(reg)  # expect: MLPRegressor
     proba: npt.NDArray[np.floating] = clf.predict_proba(X)
     more: MLPClassifier = clf.partial_fit(X, y)
-    print(proba, more, reg.predict(X))
+    graph = fastmlp.to_onnx(clf)
+    reveal_type(graph)  # expect: ModelProto
+    axes = fastmlp.plot.loss_curve(clf)
+    reveal_type(axes)  # expect: Axes
+    print(proba, more, reg.predict(X), graph.graph.name, axes.get_title())
     return float(clf.score(X, y)) + float(reg.score(X, X[:, 0]))
 
 
