@@ -156,7 +156,7 @@ def print_header(command, extra=()):
     CPU, every BLAS thread pool (fastmlp's compiled backend calls SciPy's OpenBLAS,
     NumPy and scikit-learn NumPy's), the OPENBLAS_* check and how busy the cores are."""
     import scipy
-    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS, which fastmlp's compiled backend calls)
+    import scipy.linalg  # loads SciPy's OpenBLAS, which fastmlp's compiled backend calls
 
     versions = [f"python {platform.python_version()}", f"numpy {np.__version__}", f"scipy {scipy.__version__}"]
     for name in ("sklearn", "joblib", "threadpoolctl"):
@@ -212,9 +212,10 @@ def timed_rounds(variants, repeats, warmup=True):
     round]}, wall-clock time and the calling thread's CPU time (``time.thread_time``).
 
     With BLAS limited to one thread the whole call runs in this thread, and its CPU time
-    leaves out the time other processes held the core: the steadier measure on a busy
-    machine (it still feels their cache and memory traffic). With BLAS threads it misses
-    their work: use the wall clock then.
+    leaves out the time the kernel gave the core to other processes. It does not leave out
+    a virtual machine's steal time, nor other load's cache and memory traffic: on the
+    shared 2-core VM of bench/RESULTS.md it tracked the wall clock within 1%, slow rounds
+    included. With BLAS threads it misses their work: use the wall clock then.
     """
     if warmup:
         for fn in variants.values():
