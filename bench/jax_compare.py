@@ -49,8 +49,8 @@ def ms(seconds):
 class Job:
     """One job's timings (seconds per call, per row), extra lines and goal checks."""
 
-    def __init__(self, title):
-        self.title, self.rows, self.lines, self.goals = title, {}, [], []
+    def __init__(self, title, short):
+        self.title, self.short, self.rows, self.lines, self.goals = title, short, {}, [], []
 
     def median(self, name):
         return statistics.median(self.rows[name])
@@ -135,7 +135,7 @@ def compile_line(job, name):
 def xor_job(repeats, pause_rounds, pause):
     X, y = xor_data()
     epochs, lr = xor_bench.EPOCHS, xor_bench.LR
-    job = Job(f"XOR: 2-4-1, {epochs} full-batch steps, lr {lr}, float64, seed 42 N(0, 0.1^2) init")
+    job = Job(f"XOR: 2-4-1, {epochs} full-batch steps, lr {lr}, float64, seed 42 N(0, 0.1^2) init", "XOR")
     net = fastmlp.MLP([2, 4, 1], activation="leaky_relu", output="sigmoid", loss="bce", init="normal",
                       init_scale=0.1, seed=42, dtype="float64", backend="cython")
     initial = jj.fastmlp_params(net)
@@ -190,7 +190,7 @@ def xor_job(repeats, pause_rounds, pause):
         job.goal("fastmlp >= 1.2x faster than the numba loop", f"numba/fastmlp = {r:.2f}x", r >= 1.2)
         pf, pn = paused
         r = job.median(pn) / job.median(pf)
-        job.goal("... also right after an idle pause", f"numba/fastmlp = {r:.2f}x (medians of {pause_rounds})",
+        job.goal(f"the same right after a {pause:g} s idle pause", f"numba/fastmlp = {r:.2f}x (medians of {pause_rounds})",
                  r >= 1.2)
     job.goal("an epochs=1 fit's fixed cost < 0.1 ms", f"{ms(t_one - per_epoch):.4f} ms", t_one - per_epoch < 1e-4)
     if jj.jax is not None:
@@ -207,7 +207,7 @@ def tabular_job(repeats):
     b = tabular_bench
     X, y = make_data(b.N, b.D, seed=1, dtype=np.float64)
     job = Job(f"tabular: {b.N}x{b.D} float64, {'-'.join(map(str, b.SIZES))}, batch {b.BATCH}, "
-              f"{b.EPOCHS} epochs, no shuffle, lr {b.LR}")
+              f"{b.EPOCHS} epochs, no shuffle, lr {b.LR}", "tabular")
     net = fastmlp.MLP(b.SIZES, activation="leaky_relu", output="sigmoid", loss="bce", seed=0,
                       dtype="float64", backend="cython")
     initial = jj.fastmlp_params(net)
@@ -262,7 +262,8 @@ def medium_job(dtype, epochs, repeats, data_cache):
         data_cache[dtype] = make_data(b.N, b.D, seed=2, dtype=np.dtype(dtype))
     X, y = data_cache[dtype]
     job = Job(f"medium: {b.N}x{b.D} {dtype}, {'-'.join(map(str, b.SIZES))}, batch {b.BATCH}, "
-              f"{epochs} epoch{'s' if epochs > 1 else ''} in one fit, no shuffle, lr {b.LR}")
+              f"{epochs} epoch{'s' if epochs > 1 else ''} in one fit, no shuffle, lr {b.LR}",
+              f"medium {dtype} {epochs} epoch{'s' if epochs > 1 else ''}")
     net = fastmlp.MLP(b.SIZES, activation="leaky_relu", output="sigmoid", loss="bce", seed=0,
                       dtype=dtype, backend="cython")
     initial, flat = jj.fastmlp_params(net), net.params_.copy()
@@ -353,9 +354,9 @@ def main():
     print("\n=== summary of the goals")
     for job in results:
         for text, value, met in job.goals:
-            print(f"{'met   ' if met else 'MISSED'} {job.title.split(',')[0]}: {text}: {value}")
+            print(f"{'met   ' if met else 'MISSED'} {job.short}: {text}: {value}")
         if getattr(job, "matches", True) is False:
-            print(f"NO MATCH {job.title.split(',')[0]}: JAX did not reach fastmlp's final params/loss")
+            print(f"NO MATCH {job.short}: JAX did not reach fastmlp's final params/loss")
     print(f"\ntotal run time {time.perf_counter() - t0:.1f} s")
 
 
