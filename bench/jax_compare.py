@@ -18,11 +18,13 @@ test_bench_*.py), from the same initial weights:
   definition, through NumPy's matmul and through SciPy's ?gemm) and, for tabular, fastmlp
   with BLAS limited to one thread.
 
-Rows of a table are timed in interleaved rounds (``_common.interleaved``), and each table
-says how much CPU other processes took meanwhile (``_common.OtherLoad``). Every library keeps
-its default threads (OpenBLAS and XLA: both cores here). The goals are issue 12's.
+Rows of a table are timed in interleaved rounds (``_common.interleaved``; in the tabular and
+medium tables each row after --settle seconds of idle, so that no other thread pool is still
+spinning: see ``settled``), and each table says how much CPU other processes took meanwhile
+(``_common.OtherLoad``). Every library keeps its default threads (OpenBLAS and XLA: both
+cores here). The goals are issue 12's.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/jax_compare.py [--quick] [--jobs xor,tabular,medium]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/jax_compare.py [--quick] [--jobs xor,tabular,medium] [--settle 0.2]
 
 JAX missing: its rows are skipped (``pip install jax``); numba missing: its rows too.
 """
@@ -77,6 +79,22 @@ class Job:
             print("    " + line)
         for text, value, met in self.goals:
             print(f"    goal: {text}: {value} -> {'met' if met else 'MISSED'}")
+
+
+def settled(variants, repeats, settle):
+    """``interleaved`` with `settle` seconds of sleep (an untimed pseudo-row) before every
+    row: on two cores, OpenBLAS's threads keep spinning for a while (about 0.1 s) after a
+    call, and a row on another thread pool (SciPy's OpenBLAS, NumPy's, XLA's) that starts
+    meanwhile shares the cores with them (a 1-epoch medium fit right after the NumPy
+    floor took ~2x as long as after a 0.2 s pause). Settled, every row starts with every
+    pool asleep."""
+    if not settle:
+        return interleaved(variants, repeats)
+    spaced = {}
+    for i, (name, fn) in enumerate(variants.items()):
+        spaced[f"_settle{i}"] = lambda: time.sleep(settle)
+        spaced[name] = fn
+    return {k: v for k, v in interleaved(spaced, repeats).items() if not k.startswith("_settle")}
 
 
 def jax_first_call(train, *args):
@@ -203,7 +221,7 @@ def xor_job(repeats, pause_rounds, pause):
 # ---------------------------------------------------------------- tabular
 
 
-def tabular_job(repeats):
+def tabular_job(repeats, settle):
     b = tabular_bench
     X, y = make_data(b.N, b.D, seed=1, dtype=np.float64)
     job = Job(f"tabular: {b.N}x{b.D} float64, {'-'.join(map(str, b.SIZES))}, batch {b.BATCH}, "
@@ -238,8 +256,9 @@ def tabular_job(repeats):
     if jj.jax is not None:
         variants.update(jax_floor_row(job, b.EPOCHS, b.N // b.BATCH, X, np_floor))
     with OtherLoad() as load:
-        job.rows.update(interleaved(variants, repeats))
+        job.rows.update(settled(variants, repeats, settle))
     np_floor.check()
+    job.lines.append(f"every row timed after {settle:g} s idle (the other thread pools asleep; see settled())")
     if jj.jax is not None:
         job.lines.append(compile_line(job, jname))
         r = job.median(jname) / job.median(ref)
@@ -256,7 +275,7 @@ def tabular_job(repeats):
 # ---------------------------------------------------------------- medium
 
 
-def medium_job(dtype, epochs, repeats, data_cache):
+def medium_job(dtype, epochs, repeats, data_cache, settle):
     b = medium_bench
     if dtype not in data_cache:
         data_cache[dtype] = make_data(b.N, b.D, seed=2, dtype=np.dtype(dtype))
@@ -300,8 +319,9 @@ def medium_job(dtype, epochs, repeats, data_cache):
     if jj.jax is not None:
         variants.update(jax_floor_row(job, epochs, b.N // b.BATCH, X, sp_floor))
     with OtherLoad() as load:
-        job.rows.update(interleaved(variants, repeats))
-    job.lines.append(f"GEMM floor = test_bench_medium.gemm_floor (8 products per batch) x {epochs}")
+        job.rows.update(settled(variants, repeats, settle))
+    job.lines.append(f"GEMM floor = test_bench_medium.gemm_floor (8 products per batch) x {epochs}; every "
+                     f"row timed after {settle:g} s idle (the other thread pools asleep; see settled())")
     if jj.jax is not None:
         job.lines.append(compile_line(job, jname))
     job.lines.append(load.line())
@@ -331,6 +351,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a check that every row runs")
     parser.add_argument("--jobs", default="xor,tabular,medium")
+    parser.add_argument("--settle", type=float, default=0.2,
+                        help="seconds of idle before each timed row of the tabular and medium tables")
     opts = parser.parse_args()
     jobs = opts.jobs.split(",")
     q = opts.quick
@@ -344,13 +366,13 @@ def main():
     if "xor" in jobs:
         results.append(xor_job(repeats=20 if q else 200, pause_rounds=2 if q else 9, pause=1.0))
     if "tabular" in jobs:
-        results.append(tabular_job(repeats=3 if q else 21))
+        results.append(tabular_job(repeats=3 if q else 21, settle=opts.settle))
     if "medium" in jobs:
         cache = {}
         for dtype in ("float32", "float64"):
             for epochs in (10, 1):
                 repeats = (2 if q else 7) if epochs > 1 else (3 if q else 15)
-                results.append(medium_job(dtype, epochs, repeats, cache))
+                results.append(medium_job(dtype, epochs, repeats, cache, opts.settle))
     print("\n=== summary of the goals")
     for job in results:
         for text, value, met in job.goals:
