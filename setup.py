@@ -35,7 +35,9 @@ if os.name == "nt":  # MSVC: /O2; its debug info goes to a separate .pdb, not th
 else:
     # -fno-trapping-math: the code never unmasks FP exceptions, and without it GCC
     # will not turn the activation selects (z >= 0 ? z : slope*z) into vector blends.
-    compile_args, link_args = ["-O3", "-fno-trapping-math"], []
+    # -fno-math-errno: nothing reads errno, and without it sqrt stays a library call that
+    # keeps the Adam update loop scalar.
+    compile_args, link_args = ["-O3", "-fno-trapping-math", "-fno-math-errno"], []
     if not flag("FASTMLP_DEBUG_SYMBOLS"):
         compile_args.append("-g0")  # after Python's own CFLAGS, so it overrides their -g
         if sys.platform.startswith("linux"):

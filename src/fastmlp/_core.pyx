@@ -19,14 +19,17 @@ same roles and argument order there; here they also take the extents (m, n, k, s
 that NumPy arrays carry themselves.
 """
 
+import os
+
 import numpy as np
+import scipy
 
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
 from libc.math cimport M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, isfinite, log, pow, sqrt, tanh, tanhf
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
 from . import _registry
 from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args
@@ -50,6 +53,8 @@ cdef enum:
     FLOPS_PER_GIL_CHECK = 50000000
     # Rows per chunk when predicting or taking full-data gradients: bounds the work buffer.
     CHUNK_ROWS = 2048
+    # Elements per BLAS ?dot call (its n is a C int).
+    DOT_CHUNK = 1 << 30
 
 # The codes of the extension points. Each table must name exactly what fastmlp._registry
 # lists (checked here, at import): a registered name without a kernel fails the import.
@@ -65,6 +70,11 @@ cdef enum Loss:
 
 cdef enum OptimizerCode:
     OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
+
+# For fastmlp._threads: where the BLAS this module calls lives (SciPy's: its wheels carry it
+# in scipy.libs, beside the package), and the smallest product it is given.
+BLAS_LIBRARY_DIR = os.path.dirname(os.path.abspath(scipy.__file__))
+BLAS_MIN_PRODUCT = BLAS_MIN_WORK
 
 _ACTIVATION_CODES = _registry.implemented("compiled", "activation", tuple(_registry.ACTIVATIONS), {
     "identity": ACT_IDENTITY, "leaky_relu": ACT_LEAKY_RELU, "relu": ACT_RELU, "tanh": ACT_TANH,
@@ -369,23 +379,31 @@ cdef double _sum_cross_entropy(Py_ssize_t m, Py_ssize_t k, const floating* Z, co
     cdef Py_ssize_t i, j
     cdef const floating* z
     cdef const floating* y
-    cdef floating mx
-    cdef double total = 0, lse, ysum, zy, s
+    cdef floating* g
+    cdef floating mx, r
+    cdef double total = 0, ysum, zy, s
     for i in range(m):
         z, y = Z + i * k, Y + i * k
         mx = z[0]
         for j in range(1, k):
             mx = z[j] if z[j] > mx else mx
         s, ysum, zy = 0, 0, 0
-        for j in range(k):
-            s += _exp(z[j] - mx)
-            ysum += y[j]
-            zy += y[j] * z[j]
-        lse = mx + log(s)
-        total += ysum * lse - zy
-        if G != NULL:
+        if G != NULL:   # keep exp(z - max) in G: one exp per output, not two
+            g = G + i * k
             for j in range(k):
-                G[i * k + j] = scale * (<floating>(_exp(z[j] - mx) / s * ysum) - y[j])
+                g[j] = _exp(z[j] - mx)
+                s += g[j]
+                ysum += y[j]
+                zy += y[j] * z[j]
+            r = <floating>(ysum / s)
+            for j in range(k):
+                g[j] = scale * (g[j] * r - y[j])
+        else:
+            for j in range(k):
+                s += _exp(z[j] - mx)
+                ysum += y[j]
+                zy += y[j] * z[j]
+        total += ysum * (mx + log(s)) - zy
     return total
 
 
@@ -475,14 +493,22 @@ cdef void _output_activation(Py_ssize_t m, Py_ssize_t k, const floating* Z, floa
 
 
 cdef double _sum_squared_weights(const Net* net, const floating* params) noexcept nogil:
-    """sum over layers of sum(W_l ** 2): the L2 penalty is 0.5 * l2 times this."""
-    cdef Py_ssize_t l, i
+    """sum over layers of sum(W_l ** 2): the L2 penalty is 0.5 * l2 times this.
+
+    BLAS ?dot in chunks that fit its int; float32 weights through dsdot, which sums in double.
+    """
+    cdef Py_ssize_t l, start, end
     cdef double total = 0
-    cdef const floating* W
+    cdef int n, one = 1
     for l in range(net.n_layers):
-        W = params + net.w_off[l]
-        for i in range(net.size[l] * net.size[l + 1]):
-            total += W[i] * W[i]
+        start, end = net.w_off[l], net.b_off[l]
+        while start < end:
+            n = <int>min(end - start, DOT_CHUNK)
+            if floating is float:
+                total += dsdot(&n, <float*>params + start, &one, <float*>params + start, &one)
+            else:
+                total += ddot(&n, <double*>params + start, &one, <double*>params + start, &one)
+            start += n
     return total
 
 
