@@ -10,6 +10,9 @@ from ._spec import Network, Optimizer
 
 _Floats = NDArray[np.floating[Any]]
 
+BLAS_LIBRARY_DIR: str
+BLAS_MIN_PRODUCT: int
+
 def dense_forward(A: ArrayLike, W: ArrayLike, b: ArrayLike, Z: _Floats) -> _Floats: ...
 def dense_backward(
     A_prev: ArrayLike, W: ArrayLike, dZ: ArrayLike, dW: _Floats, db: _Floats, dA_prev: _Floats | None = None

@@ -19,6 +19,7 @@ import numpy as np
 from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
 from ._spec import Optimizer
+from ._threads import one_blas_thread
 from ._validation import choice, flag, integer, real
 
 FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
@@ -313,6 +314,13 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
         return state["go_on"]
 
     per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant" or job.per_epoch_report
+    with one_blas_thread(impl, net.sizes, job.batch_size):
+        _chunks(impl, net, run, job, schedule, stop, callback if per_epoch else None, state)
+
+
+def _chunks(impl, net, run, job, schedule, stop, callback, state):
+    """`_epochs`' backend calls: FIRST_CHUNK epochs, then twice as many each call."""
+    opt, history = run.optimizer, run.history["loss"]
     left, chunk = job.epochs, min(job.epochs, FIRST_CHUNK)
     while left > 0 and state["go_on"]:
         opt.lr = schedule.rate(len(history))
@@ -321,7 +329,7 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
             with np.errstate(all="ignore"):   # overflow is caught below, as divergence
                 impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
                            epochs=chunk, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
-                           sample_weight=job.w, callback=callback if per_epoch else None, stop=stop)
+                           sample_weight=job.w, callback=callback, stop=stop)
         finally:
             opt.lr = schedule.base
             ran = losses[losses != -np.inf]

@@ -1,0 +1,96 @@
+"""One BLAS thread for training runs whose per-batch products are too small to split.
+
+OpenBLAS splits a product over its threads from a few hundred thousand multiply-adds on;
+on a 200x64x100 batch product (digits) the second thread costs more than it saves: the
+threads hand over work every few microseconds, and once another process holds a core the
+second thread's share waits for it (bench/RESULTS.md, "Issue 9: estimators"). So while a
+run whose largest per-batch product is below `ONE_THREAD_BELOW` multiply-adds trains, the
+BLAS runs on one thread.
+
+OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
+count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
+when tried here, OpenBLAS 0.3.30), so runs in several threads (restarts, a
+GridSearchCV on the threading backend) share the setting: the first run to begin saves the
+count and sets 1, the last one to end puts the saved count back. The library's own
+``openblas_set_num_threads`` is called directly: threadpoolctl's controller lets only the
+first thread that used it change the count, and a fit may run in any thread. Where the
+BLAS is not such an OpenBLAS, nothing is changed.
+
+Only the compiled backend takes part: it declares where its BLAS library lives
+(`BLAS_LIBRARY_DIR`, SciPy's) and the smallest product it sends to BLAS
+(`BLAS_MIN_PRODUCT`: a network whose products are all smaller, XOR's, changes nothing).
+threadpoolctl finds the library once (a few ms); each fit then costs two C calls.
+"""
+
+import ctypes
+import threading
+
+ONE_THREAD_BELOW = 4_000_000   # multiply-adds in the largest per-batch product
+
+_lock = threading.Lock()
+_active = 0        # runs inside `one_blas_thread` now
+_saved = []        # (library, its thread count before the first of them began)
+_libraries = {}    # BLAS_LIBRARY_DIR -> [_OpenBLAS] of the BLAS found there
+
+
+def largest_product(sizes, rows):
+    """The multiply-adds of the largest dense product of a batch of `rows` rows."""
+    return rows * max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+class _OpenBLAS:
+    """An OpenBLAS library's own get/set thread count functions (with its symbol affixes)."""
+
+    def __init__(self, controller):
+        prefix, suffix = controller._find_affixes() or ("", "")
+        self.get = getattr(controller.dynlib, f"{prefix}openblas_get_num_threads{suffix}")
+        self.set = getattr(controller.dynlib, f"{prefix}openblas_set_num_threads{suffix}")
+        self.get.restype, self.get.argtypes = ctypes.c_int, []
+        self.set.restype, self.set.argtypes = None, [ctypes.c_int]
+
+
+def libraries(directory):
+    """The pthreads OpenBLAS libraries under `directory` (threadpoolctl looks once)."""
+    if directory not in _libraries:
+        from threadpoolctl import ThreadpoolController
+
+        _libraries[directory] = [
+            _OpenBLAS(lib) for lib in ThreadpoolController().lib_controllers
+            if lib.internal_api == "openblas" and lib.filepath.startswith(directory)
+            and getattr(lib, "threading_layer", None) == "pthreads" and hasattr(lib, "_find_affixes")]
+    return _libraries[directory]
+
+
+class one_blas_thread:
+    """Context manager: the backend `impl`'s BLAS on one thread while a run of a network of
+    layer `sizes` on batches of `rows` rows trains, when its products are small (else
+    nothing happens)."""
+
+    def __init__(self, impl, sizes, rows):
+        directory = getattr(impl, "BLAS_LIBRARY_DIR", None)
+        small = (directory is not None
+                 and impl.BLAS_MIN_PRODUCT <= largest_product(sizes, rows) < ONE_THREAD_BELOW)
+        self.libraries = libraries(directory) if small else []
+
+    def __enter__(self):
+        global _active, _saved
+        if self.libraries:
+            with _lock:
+                if _active == 0:
+                    _saved = [(lib, lib.get()) for lib in self.libraries]
+                    for lib, threads in _saved:
+                        if threads != 1:
+                            lib.set(1)
+                _active += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        global _active
+        if self.libraries:
+            with _lock:
+                _active -= 1
+                if _active == 0:
+                    for lib, threads in _saved:
+                        if threads != 1:
+                            lib.set(threads)
+        return False

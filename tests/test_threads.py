@@ -1,0 +1,116 @@
+"""The compiled backend's BLAS runs on one thread while a fit with small batch products
+trains (fastmlp._threads), and the previous thread count comes back when the last such fit
+ends, whatever happened: fits in several threads, a callback that raises, products too
+small or too large."""
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import ThreadpoolController, threadpool_limits
+
+import fastmlp
+from fastmlp import _threads
+
+from _support import backend_module
+
+
+def blas_threads():
+    """The thread counts of the BLAS library the compiled backend calls."""
+    core = backend_module("cython")
+    return [lib.get_num_threads() for lib in threadpool_info_of(core.BLAS_LIBRARY_DIR)]
+
+
+def threadpool_info_of(directory):
+    return [lib for lib in ThreadpoolController().lib_controllers
+            if lib.internal_api == "openblas" and lib.filepath.startswith(directory)]
+
+
+@pytest.fixture
+def two_threads():
+    core = backend_module("cython")
+    if not _threads.libraries(core.BLAS_LIBRARY_DIR):
+        pytest.skip("the compiled backend's BLAS is not an OpenBLAS with its own threads here")
+    with threadpool_limits(2, user_api="blas"):
+        assert set(blas_threads()) == {2}
+        yield
+
+
+def fit_seeing_threads(sizes, n, batch_size, backend="cython", fail_at=None):
+    """Fit a network of `sizes`; the BLAS thread counts seen at each epoch's end."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(n, sizes[0])), rng.integers(0, 2, size=n).astype(float)
+    seen = []
+
+    def callback(epoch, logs):
+        seen.append(blas_threads())
+        if epoch == fail_at:
+            raise RuntimeError("a callback that fails")
+
+    model = fastmlp.MLP(sizes, backend=backend)
+    model.fit(X, y, epochs=2, batch_size=batch_size, callback=callback)
+    return seen
+
+
+def test_small_products_run_on_one_thread(two_threads):
+    # digits-sized: 200 x 64 x 100 = 1.28 M multiply-adds per product
+    seen = fit_seeing_threads([64, 100, 1], 400, 200)
+    assert seen == [[1] * len(blas_threads())] * 2
+    assert set(blas_threads()) == {2}
+
+
+@pytest.mark.parametrize("sizes, batch_size, backend", [
+    ([2, 4, 1], 4, "cython"),           # no product reaches BLAS: nothing to set
+    ([2000, 2000, 1], 2, "cython"),     # 8 M multiply-adds: BLAS may split it
+    ([64, 100, 1], 200, "numpy"),       # NumPy's BLAS is not the compiled backend's
+])
+def test_other_fits_leave_the_setting_alone(two_threads, sizes, batch_size, backend):
+    seen = fit_seeing_threads(sizes, 2 * batch_size, batch_size, backend)
+    assert seen == [[2] * len(blas_threads())] * 2
+
+
+def test_a_failed_fit_restores_the_setting(two_threads):
+    with pytest.raises(RuntimeError, match="a callback that fails"):
+        fit_seeing_threads([64, 100, 1], 400, 200, fail_at=0)
+    assert set(blas_threads()) == {2}
+
+
+def test_overlapping_runs_restore_when_the_last_one_ends(two_threads):
+    core = backend_module("cython")
+    first = _threads.one_blas_thread(core, [64, 100, 1], 200)
+    second = _threads.one_blas_thread(core, [64, 100, 1], 200)
+    with first:
+        second.__enter__()
+    assert set(blas_threads()) == {1}      # `second` still runs
+    second.__exit__(None, None, None)
+    assert set(blas_threads()) == {2}
+
+
+def test_fits_in_threads_share_the_setting(two_threads):
+    barrier = threading.Barrier(3)
+    seen = {}
+
+    def fit(i):
+        rng = np.random.default_rng(i)
+        X, y = rng.normal(size=(400, 64)), rng.integers(0, 2, size=400).astype(float)
+
+        def callback(epoch, logs):
+            seen.setdefault(i, []).append(blas_threads())
+            if epoch == 0:
+                barrier.wait(timeout=30)     # both fits and the main thread meet here
+                barrier.wait(timeout=30)     # ... until the main thread has looked
+
+        fastmlp.MLP([64, 100, 1]).fit(X, y, epochs=3, batch_size=200, callback=callback)
+
+    threads = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    barrier.wait(timeout=30)
+    in_main = blas_threads()           # while both fits run
+    barrier.wait(timeout=30)
+    for t in threads:
+        t.join()
+    ones = [1] * len(in_main)
+    assert seen[0] == seen[1] == [ones] * 3
+    assert set(in_main) == {1}         # one process-wide count
+    assert set(blas_threads()) == {2}
