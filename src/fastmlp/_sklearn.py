@@ -25,7 +25,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from . import _progress, _sklearn_train
-from ._model import MLP
+from ._model import undrawn_mlp
 from ._typing import ArrayLike, Callback, Floats, Input, Labels
 
 _Estimator = TypeVar("_Estimator", bound="_BaseMLP")
@@ -162,7 +162,7 @@ class _BaseMLP(BaseEstimator):
         self.out_activation_ = self._out_activation()
         output, loss = OUTPUTS[self.out_activation_]
         self._loss_scale, self._loss_report = _sklearn_train.loss_scales(self.out_activation_, self.n_outputs_)
-        self._mlp = MLP(layer_units, activation=ACTIVATIONS[self.activation], output=output, loss=loss,
+        self._mlp = undrawn_mlp(layer_units, activation=ACTIVATIONS[self.activation], output=output, loss=loss,
                         negative_slope=self.negative_slope, seed=0, dtype=dtype, backend=self.backend)
         factor = 2.0 if self.activation == "logistic" else 6.0
         for W, b in zip(self._mlp.coefs_, self._mlp.intercepts_):
