@@ -50,6 +50,9 @@ cdef enum:
     FLOPS_PER_GIL_CHECK = 50000000
     # Rows per chunk when predicting or taking full-data gradients: bounds the work buffer.
     CHUNK_ROWS = 2048
+    # A one-hidden-layer network whose widths multiply to at most this (h * max(n_in, n_out))
+    # runs its steps through the row-by-row loops of `_forward_small` / `_backward_small`.
+    SMALL_MAX_WORK = 64
 
 # The codes of the extension points. Each table must name exactly what fastmlp._registry
 # lists (checked here, at import): a registered name without a kernel fails the import.
@@ -311,6 +314,10 @@ cdef struct Net:
     Py_ssize_t work_size
     # sparse input: X is CSR and the first layer reads it through `sparse` (NULL: dense X)
     Sparse* sparse
+    # one hidden layer on dense input with h * max(n_in, n_out) <= SMALL_MAX_WORK: the
+    # multiply-adds per row of its largest product (0: not such a network). Batches of m rows
+    # with m * small_work < BLAS_MIN_WORK go through `_forward_small` and `_backward_small`.
+    Py_ssize_t small_work
 
 
 cdef struct Sparse:
@@ -570,6 +577,9 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
     cdef const floating* A_prev = X
     cdef floating* A
     cdef floating slope = <floating>net.slope
+    if _is_small(net, m):
+        _forward_small(net, params, X, m, work)
+        return
     for l in range(L):
         A = work + net.a_off[l] if l < L - 1 else NULL
         if l == 0 and net.sparse != NULL:
@@ -597,6 +607,9 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
     cdef const floating* A_prev
     cdef floating* D
     cdef floating slope = <floating>net.slope
+    if _is_small(net, m):
+        _backward_small(net, params, X, m, work, target, alpha, beta_w, beta_b)
+        return
     for l in range(net.n_layers - 1, -1, -1):
         n_in, n_out = net.size[l], net.size[l + 1]
         D = work + net.d_off[l]
@@ -611,6 +624,126 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
         else:
             _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta_w, target + net.w_off[l])
         _colsum(m, n_out, alpha, D, beta_b, target + net.b_off[l])
+
+
+cdef inline bint _is_small(const Net* net, Py_ssize_t m) noexcept nogil:
+    """Whether m rows go through the small-network loops (every product below BLAS_MIN_WORK,
+    where the general loops would not call BLAS either: the same sums, the same results)."""
+    return net.small_work != 0 and m * net.small_work < BLAS_MIN_WORK
+
+
+cdef void _forward_small(const Net* net, const floating* params, const floating* X,
+                         Py_ssize_t m, floating* work) noexcept nogil:
+    """`_forward` of a one-hidden-layer network on dense rows, one row at a time: each unit
+    sums b_j + x_1 w_1j + x_2 w_2j + ... in that order, as `_dense_activation`'s loops do,
+    in registers, four hidden units at a time (independent sums, one pass over x)."""
+    cdef Py_ssize_t d = net.size[0], h = net.size[1], k = net.size[2], i, j, p
+    cdef const floating* W1 = params + net.w_off[0]
+    cdef const floating* b1 = params + net.b_off[0]
+    cdef const floating* W2 = params + net.w_off[1]
+    cdef const floating* b2 = params + net.b_off[1]
+    cdef const floating* x
+    cdef const floating* w
+    cdef floating* z
+    cdef floating* a
+    cdef floating s0, s1, s2, s3, xp, slope = <floating>net.slope
+    cdef int act = net.act[0]
+    for i in range(m):
+        x, z, a = X + i * d, work + net.z_off[0] + i * h, work + net.a_off[0] + i * h
+        j = 0
+        while j + 4 <= h:
+            s0, s1, s2, s3 = b1[j], b1[j + 1], b1[j + 2], b1[j + 3]
+            for p in range(d):
+                xp, w = x[p], W1 + p * h + j
+                s0, s1, s2, s3 = s0 + xp * w[0], s1 + xp * w[1], s2 + xp * w[2], s3 + xp * w[3]
+            z[j], z[j + 1], z[j + 2], z[j + 3] = s0, s1, s2, s3
+            j += 4
+        for j in range(j, h):
+            s0 = b1[j]
+            for p in range(d):
+                s0 = s0 + x[p] * W1[p * h + j]
+            z[j] = s0
+        if act == ACT_LEAKY_RELU:
+            for j in range(h):
+                a[j] = z[j] if z[j] >= 0 else slope * z[j]
+        else:
+            _activation(h, z, a, act, slope)
+        z = work + net.z_off[1] + i * k
+        for j in range(k):
+            s0 = b2[j]
+            for p in range(h):
+                s0 = s0 + a[p] * W2[p * k + j]
+            z[j] = s0
+
+
+cdef void _layer_grad_small(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
+                            const floating* A, const floating* D, floating beta_w,
+                            floating beta_b, floating* W, floating* b) noexcept nogil:
+    """W (k, n) = alpha * A (m, k).T @ D (m, n) + beta_w * W and b = alpha * (D summed over
+    rows) + beta_b * b, each element summed over the rows in order, in double, as `_mm_tn`
+    and `_colsum` do; W and b are not read where their beta is 0. The elements of W go four
+    at a time: W[q + r] (r < 4) takes column a[r] of A and column c[r] of D."""
+    cdef Py_ssize_t i, j, r, q = 0, size = k * n, width
+    cdef Py_ssize_t a[4]
+    cdef Py_ssize_t c[4]
+    cdef double s[4]
+    cdef floating t
+    cdef const floating* Ai
+    cdef const floating* Di
+    a[0], c[0] = 0, 0
+    while q < size:
+        width = 4 if q + 4 <= size else 1
+        for r in range(1, width):
+            a[r], c[r] = a[r - 1], c[r - 1] + 1
+            if c[r] == n:
+                a[r], c[r] = a[r] + 1, 0
+        s[0] = s[1] = s[2] = s[3] = 0
+        if width == 4:
+            for i in range(m):
+                Ai, Di = A + i * k, D + i * n
+                s[0] += Ai[a[0]] * Di[c[0]]
+                s[1] += Ai[a[1]] * Di[c[1]]
+                s[2] += Ai[a[2]] * Di[c[2]]
+                s[3] += Ai[a[3]] * Di[c[3]]
+        else:
+            for i in range(m):
+                s[0] += A[i * k + a[0]] * D[i * n + c[0]]
+        for r in range(width):
+            t = <floating>s[r]
+            W[q + r] = alpha * t if beta_w == 0 else beta_w * W[q + r] + alpha * t
+        q += width
+        a[0], c[0] = a[width - 1], c[width - 1] + 1
+        if c[0] == n:
+            a[0], c[0] = a[0] + 1, 0
+    for j in range(n):
+        t = 0 if beta_b == 0 else beta_b * b[j]
+        for i in range(m):
+            t = t + alpha * D[i * n + j]
+        b[j] = t
+
+
+cdef void _backward_small(const Net* net, const floating* params, const floating* X, Py_ssize_t m,
+                          floating* work, floating* target, floating alpha, floating beta_w,
+                          floating beta_b) noexcept nogil:
+    """`_backward` of a one-hidden-layer network on dense rows (see `_forward_small`), with
+    the same sums in the same order: dL/dA_1 from W_2 before target's W_2 is written."""
+    cdef Py_ssize_t d = net.size[0], h = net.size[1], k = net.size[2], i, j, p
+    cdef const floating* W2 = params + net.w_off[1]
+    cdef const floating* D2 = work + net.d_off[1]
+    cdef floating* D1 = work + net.d_off[0]
+    cdef double s
+    for i in range(m):
+        for p in range(h):
+            s = 0
+            for j in range(k):
+                s += D2[i * k + j] * W2[p * k + j]
+            D1[i * h + p] = <floating>s
+    _activation_backward(m * h, work + net.z_off[0], work + net.a_off[0], D1, net.act[0],
+                         <floating>net.slope)
+    _layer_grad_small(m, k, h, alpha, work + net.a_off[0], D2, beta_w, beta_b,
+                      target + net.w_off[1], target + net.b_off[1])
+    _layer_grad_small(m, h, d, alpha, X, D1, beta_w, beta_b, target + net.w_off[0],
+                      target + net.b_off[0])
 
 
 cdef struct Opt:
@@ -917,6 +1050,9 @@ cdef class _Plan:
         self.net.l2 = net.l2
         self.net.capacity = capacity
         self.net.sparse = NULL
+        self.net.small_work = 0
+        if L == 2 and csr is None and sizes[1] * max(sizes[0], sizes[2]) <= SMALL_MAX_WORK:
+            self.net.small_work = sizes[1] * max(sizes[0], sizes[2])
         if csr is not None:
             self._attach(csr[0], csr[1], csr[2], np.empty(capacity, np.intp))
 
