@@ -76,7 +76,8 @@ class Schedule:
     def rate(self, epochs_done):
         if self.kind == "invscaling":
             return self.base / (epochs_done + 1) ** self.power_t
-        return self.base * self.factor
+        # the base rate itself while unchanged: the optimizer then skips checking it again
+        return self.base if self.factor == 1.0 else self.base * self.factor
 
     def observe(self, improved):
         if self.kind != "plateau":
@@ -204,20 +205,21 @@ def validation_split(X, Y, w, check_data, seed, validation_data, validation_frac
 def make_runs(job, previous, seed, initial_params, current_params):
     """The runs of a fit. Run 0 continues `previous` on a warm start with the same optimizer,
     else starts from the current weights (warm start) or the seed's initialisation; restart
-    i > 0 draws its initialisation and shuffling from streams of its own."""
+    i > 0 draws its initialisation and shuffling from streams of its own.
+    ``initial_params(entropy)`` gives new weights drawn from ``np.random.default_rng(entropy)``."""
     n = job.n_restarts
     # shuffling of run i: streams[i]; initialisation of run i > 0: streams[n + i]
     streams = np.random.SeedSequence(seed).spawn(2 * n) if job.shuffle or n > 1 else None
     if job.warm_start and previous is not None and previous.continues(job.optimizer):
         run = previous.copy()
     else:
-        params = current_params.copy() if job.warm_start else initial_params(np.random.default_rng(seed))
+        params = current_params.copy() if job.warm_start else initial_params(seed)
         history = previous.history if job.warm_start and previous is not None else None
         run = Run(params, copy.copy(job.optimizer), None, history)
     if job.shuffle and run.rng is None:
         run.rng = np.random.default_rng(streams[0])
     return [run] + [
-        Run(initial_params(np.random.default_rng(streams[n + i])), copy.copy(job.optimizer),
+        Run(initial_params(streams[n + i]), copy.copy(job.optimizer),
             np.random.default_rng(streams[i]))
         for i in range(1, n)
     ]
@@ -317,11 +319,10 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
     while left > 0 and state["go_on"]:
         opt.lr = schedule.rate(len(history))
         losses = np.full(chunk, -np.inf)    # -inf: not run (a loss is never -inf)
-        try:
-            with np.errstate(all="ignore"):   # overflow is caught below, as divergence
-                impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
-                           epochs=chunk, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
-                           sample_weight=job.w, callback=callback if per_epoch else None, stop=stop)
+        try:   # (overflow is caught below, as divergence)
+            impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
+                       epochs=chunk, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
+                       sample_weight=job.w, callback=callback if per_epoch else None, stop=stop)
         finally:
             opt.lr = schedule.base
             ran = losses[losses != -np.inf]
