@@ -632,24 +632,56 @@ cdef inline bint _is_small(const Net* net, Py_ssize_t m) noexcept nogil:
     return net.small_work != 0 and m * net.small_work < BLAS_MIN_WORK
 
 
+cdef inline floating _act1(floating z, int act, floating slope) noexcept nogil:
+    """act(z) for one element: `_activation`'s formulas."""
+    if act == ACT_LEAKY_RELU:
+        return z if z >= 0 else slope * z
+    if act == ACT_RELU:
+        return z if z > 0 else 0
+    if act == ACT_TANH:
+        return _tanh(z)
+    if act == ACT_SIGMOID:
+        return _sigmoid1(z)
+    if act == ACT_GELU:
+        return _gelu(z)
+    return z
+
+
+cdef inline floating _act_grad1(floating d, floating z, floating a, int act,
+                                floating slope) noexcept nogil:
+    """d * act'(z) for one element (a = act(z)): `_activation_backward`'s formulas."""
+    if act == ACT_LEAKY_RELU:
+        return d if z >= 0 else slope * d
+    if act == ACT_RELU:
+        return d if z > 0 else 0
+    if act == ACT_TANH:
+        return d * (1 - a * a)
+    if act == ACT_SIGMOID:
+        return d * (a * (1 - a))
+    if act == ACT_GELU:
+        return d * _gelu_grad(z)
+    return d
+
+
 cdef void _forward_small(const Net* net, const floating* params, const floating* X,
                          Py_ssize_t m, floating* work) noexcept nogil:
-    """`_forward` of a one-hidden-layer network on dense rows, one row at a time: each unit
-    sums b_j + x_1 w_1j + x_2 w_2j + ... in that order, as `_dense_activation`'s loops do,
-    in registers, four hidden units at a time (independent sums, one pass over x)."""
+    """`_forward` of a one-hidden-layer network on dense rows, one row at a time, four hidden
+    units at a time (independent sums in registers, one pass over x): each unit sums
+    b_j + x_1 w_1j + x_2 w_2j + ... and each output b_c + a_1 w_1c + a_2 w_2c + ... in that
+    order, as `_dense_activation`'s loops do, so the results are theirs."""
     cdef Py_ssize_t d = net.size[0], h = net.size[1], k = net.size[2], i, j, p
     cdef const floating* W1 = params + net.w_off[0]
     cdef const floating* b1 = params + net.b_off[0]
     cdef const floating* W2 = params + net.w_off[1]
-    cdef const floating* b2 = params + net.b_off[1]
     cdef const floating* x
     cdef const floating* w
     cdef floating* z
     cdef floating* a
-    cdef floating s0, s1, s2, s3, xp, slope = <floating>net.slope
+    cdef floating s0, s1, s2, s3, xp, out, slope = <floating>net.slope
     cdef int act = net.act[0]
     for i in range(m):
         x, z, a = X + i * d, work + net.z_off[0] + i * h, work + net.a_off[0] + i * h
+        out = params[net.b_off[1]]     # the first output's sum, built as the units come
         j = 0
         while j + 4 <= h:
             s0, s1, s2, s3 = b1[j], b1[j + 1], b1[j + 2], b1[j + 3]
@@ -657,23 +689,31 @@ cdef void _forward_small(const Net* net, const floating* params, const floating*
                 xp, w = x[p], W1 + p * h + j
                 s0, s1, s2, s3 = s0 + xp * w[0], s1 + xp * w[1], s2 + xp * w[2], s3 + xp * w[3]
             z[j], z[j + 1], z[j + 2], z[j + 3] = s0, s1, s2, s3
+            s0, s1, s2, s3 = _act1(s0, act, slope), _act1(s1, act, slope), _act1(s2, act, slope), _act1(s3, act, slope)
+            a[j], a[j + 1], a[j + 2], a[j + 3] = s0, s1, s2, s3
+            out = out + s0 * W2[j * k] + s1 * W2[(j + 1) * k]
+            out = out + s2 * W2[(j + 2) * k] + s3 * W2[(j + 3) * k]
             j += 4
         for j in range(j, h):
             s0 = b1[j]
             for p in range(d):
                 s0 = s0 + x[p] * W1[p * h + j]
-            z[j] = s0
-        if act == ACT_LEAKY_RELU:
-            for j in range(h):
-                a[j] = z[j] if z[j] >= 0 else slope * z[j]
-        else:
-            _activation(h, z, a, act, slope)
-        z = work + net.z_off[1] + i * k
-        for j in range(k):
-            s0 = b2[j]
-            for p in range(h):
-                s0 = s0 + a[p] * W2[p * k + j]
-            z[j] = s0
+            z[j], a[j] = s0, _act1(s0, act, slope)
+            out = out + a[j] * W2[j * k]
+        _output_row(h, k, a, W2, params + net.b_off[1], out, work + net.z_off[1] + i * k)
+
+
+cdef inline void _output_row(Py_ssize_t h, Py_ssize_t k, const floating* a, const floating* W2,
+                             const floating* b2, floating first, floating* z) noexcept nogil:
+    """z (k,) = b2 + a (h,) @ W2 (h, k), the first output's sum given (`first`)."""
+    cdef Py_ssize_t j, p
+    cdef floating s
+    z[0] = first
+    for j in range(1, k):
+        s = b2[j]
+        for p in range(h):
+            s = s + a[p] * W2[p * k + j]
+        z[j] = s
 
 
 cdef void _layer_grad_small(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
@@ -682,44 +722,56 @@ cdef void _layer_grad_small(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating a
     """W (k, n) = alpha * A (m, k).T @ D (m, n) + beta_w * W and b = alpha * (D summed over
     rows) + beta_b * b, each element summed over the rows in order, in double, as `_mm_tn`
     and `_colsum` do; W and b are not read where their beta is 0. The elements of W go four
-    at a time: W[q + r] (r < 4) takes column a[r] of A and column c[r] of D."""
-    cdef Py_ssize_t i, j, r, q = 0, size = k * n, width
-    cdef Py_ssize_t a[4]
-    cdef Py_ssize_t c[4]
-    cdef double s[4]
+    at a time: W[q + r] (r < 4) takes column a_r of A and column c_r of D."""
+    cdef Py_ssize_t i, j, q = 0, size = k * n
+    cdef Py_ssize_t a0 = 0, c0 = 0, a1, c1, a2, c2, a3, c3
+    cdef double s0, s1, s2, s3
     cdef floating t
     cdef const floating* Ai
     cdef const floating* Di
-    a[0], c[0] = 0, 0
-    while q < size:
-        width = 4 if q + 4 <= size else 1
-        for r in range(1, width):
-            a[r], c[r] = a[r - 1], c[r - 1] + 1
-            if c[r] == n:
-                a[r], c[r] = a[r] + 1, 0
-        s[0] = s[1] = s[2] = s[3] = 0
-        if width == 4:
-            for i in range(m):
-                Ai, Di = A + i * k, D + i * n
-                s[0] += Ai[a[0]] * Di[c[0]]
-                s[1] += Ai[a[1]] * Di[c[1]]
-                s[2] += Ai[a[2]] * Di[c[2]]
-                s[3] += Ai[a[3]] * Di[c[3]]
-        else:
-            for i in range(m):
-                s[0] += A[i * k + a[0]] * D[i * n + c[0]]
-        for r in range(width):
-            t = <floating>s[r]
-            W[q + r] = alpha * t if beta_w == 0 else beta_w * W[q + r] + alpha * t
-        q += width
-        a[0], c[0] = a[width - 1], c[width - 1] + 1
-        if c[0] == n:
-            a[0], c[0] = a[0] + 1, 0
+    while q + 4 <= size:
+        a1, c1 = _next_a(a0, c0, n), _next_c(c0, n)
+        a2, c2 = _next_a(a1, c1, n), _next_c(c1, n)
+        a3, c3 = _next_a(a2, c2, n), _next_c(c2, n)
+        s0 = s1 = s2 = s3 = 0
+        for i in range(m):
+            Ai, Di = A + i * k, D + i * n
+            s0, s1 = s0 + Ai[a0] * Di[c0], s1 + Ai[a1] * Di[c1]
+            s2, s3 = s2 + Ai[a2] * Di[c2], s3 + Ai[a3] * Di[c3]
+        _store_grad(W + q, s0, alpha, beta_w)
+        _store_grad(W + q + 1, s1, alpha, beta_w)
+        _store_grad(W + q + 2, s2, alpha, beta_w)
+        _store_grad(W + q + 3, s3, alpha, beta_w)
+        q += 4
+        a0, c0 = _next_a(a3, c3, n), _next_c(c3, n)
+    for q in range(q, size):
+        s0 = 0
+        for i in range(m):
+            s0 += A[i * k + q // n] * D[i * n + q % n]
+        _store_grad(W + q, s0, alpha, beta_w)
     for j in range(n):
-        t = 0 if beta_b == 0 else beta_b * b[j]
+        t = 0 if beta_b == 0 else beta_b * b[j]     # (in floating, as `_colsum`)
         for i in range(m):
             t = t + alpha * D[i * n + j]
         b[j] = t
+
+
+cdef inline Py_ssize_t _next_a(Py_ssize_t a, Py_ssize_t c, Py_ssize_t n) noexcept nogil:
+    """The row of the element after (a, c) in a row-major matrix of n columns."""
+    return a if c + 1 < n else a + 1
+
+
+cdef inline Py_ssize_t _next_c(Py_ssize_t c, Py_ssize_t n) noexcept nogil:
+    """... and its column."""
+    return c + 1 if c + 1 < n else 0
+
+
+cdef inline void _store_grad(floating* w, double s, floating alpha, floating beta) noexcept nogil:
+    """w = alpha * s + beta * w (`_mm_tn`'s rule: w is not read when beta is 0)."""
+    if beta == 0:
+        w[0] = alpha * <floating>s
+    else:
+        w[0] = beta * w[0] + alpha * <floating>s
 
 
 cdef void _backward_small(const Net* net, const floating* params, const floating* X, Py_ssize_t m,
@@ -730,20 +782,23 @@ cdef void _backward_small(const Net* net, const floating* params, const floating
     cdef Py_ssize_t d = net.size[0], h = net.size[1], k = net.size[2], i, j, p
     cdef const floating* W2 = params + net.w_off[1]
     cdef const floating* D2 = work + net.d_off[1]
+    cdef const floating* Z1 = work + net.z_off[0]
+    cdef const floating* A1 = work + net.a_off[0]
     cdef floating* D1 = work + net.d_off[0]
+    cdef floating slope = <floating>net.slope
     cdef double s
+    cdef int act = net.act[0]
     for i in range(m):
         for p in range(h):
             s = 0
-            for j in range(k):
-                s += D2[i * k + j] * W2[p * k + j]
-            D1[i * h + p] = <floating>s
-    _activation_backward(m * h, work + net.z_off[0], work + net.a_off[0], D1, net.act[0],
-                         <floating>net.slope)
-    _layer_grad_small(m, k, h, alpha, work + net.a_off[0], D2, beta_w, beta_b,
-                      target + net.w_off[1], target + net.b_off[1])
-    _layer_grad_small(m, h, d, alpha, X, D1, beta_w, beta_b, target + net.w_off[0],
-                      target + net.b_off[0])
+            if k == 1:
+                s += D2[i] * W2[p]
+            else:
+                for j in range(k):
+                    s += D2[i * k + j] * W2[p * k + j]
+            D1[i * h + p] = _act_grad1(<floating>s, Z1[i * h + p], A1[i * h + p], act, slope)
+    _layer_grad_small(m, k, h, alpha, A1, D2, beta_w, beta_b, target + net.w_off[1], target + net.b_off[1])
+    _layer_grad_small(m, h, d, alpha, X, D1, beta_w, beta_b, target + net.w_off[0], target + net.b_off[0])
 
 
 cdef struct Opt:
@@ -1066,6 +1121,28 @@ cdef class _Plan:
         self.net.sparse = &self.csr
 
 
+_PLANS = {}                      # (net, capacity, gather) -> its _Plan, for dense input
+
+cdef enum:
+    MAX_PLANS = 64               # kept at most (then the cache starts over)
+
+
+cdef _Plan _plan(net, Py_ssize_t capacity, bint gather, csr):
+    """``_Plan(net, capacity, gather, csr)``, made once for dense input and kept: a plan
+    without CSR arrays is never written after it is made, so calls and threads share it
+    (a Network is frozen; equal networks have equal plans)."""
+    if csr is not None:
+        return _Plan(net, capacity, gather, csr)
+    key = (net, capacity, gather)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _Plan(net, capacity, gather)
+        if len(_PLANS) >= MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
 cdef int _check_fit(const Net* net, Py_ssize_t n_params, Py_ssize_t n_in, Py_ssize_t n_out,
                     bint rows_agree) except -1:
     """ValueError unless arrays of these extents (and equal row counts) fit `net`."""
@@ -1306,7 +1383,7 @@ def sigmoid_bce(Z, Y, G):
 
 cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, csr, Py_ssize_t n,
                     floating[:, ::1] out):
-    cdef _Plan plan = _Plan(net, min(n, CHUNK_ROWS), False, csr)
+    cdef _Plan plan = _plan(net, min(n, CHUNK_ROWS), False, csr)
     cdef const Net* cnet = &plan.net
     cdef Py_ssize_t k = out.shape[1], start, m, n_in = cnet.size[0]
     _check_fit(cnet, params.shape[0], n_in if X is None else X.shape[1], k,
@@ -1327,7 +1404,7 @@ cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, c
 cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1] X, csr,
                           const floating[:, ::1] Y, floating[::1] grad, const floating[::1] w):
     cdef Py_ssize_t n = Y.shape[0]
-    cdef _Plan plan = _Plan(net, min(n, CHUNK_ROWS), False, csr)
+    cdef _Plan plan = _plan(net, min(n, CHUNK_ROWS), False, csr)
     cdef const Net* cnet = &plan.net
     cdef Py_ssize_t L = cnet.n_layers, n_in = cnet.size[0]
     cdef Py_ssize_t k = Y.shape[1], start, m, i
@@ -1372,7 +1449,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                   const floating[:, ::1] Y, const floating[::1] w, double[::1] losses,
                   floating[:, ::1] state, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
                   callback, stop, Py_ssize_t epochs_per_check, Py_ssize_t batches_per_poll):
-    cdef _Plan plan = _Plan(net, batch_size, rng is not None, csr)
+    cdef _Plan plan = _plan(net, batch_size, rng is not None, csr)
     cdef const Net* cnet = &plan.net
     cdef Py_ssize_t n = Y.shape[0], e = 0, last, n_params = cnet.n_params
     cdef bint weighted = w is not None
@@ -1380,15 +1457,16 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                (X is None or X.shape[0] == n) and (csr is None or csr[0].shape[0] == n + 1) and batch_size <= n
                and state.shape[1] == n_params and losses.shape[0] >= epochs and (not weighted or w.shape[0] == n))
     cdef const floating* Xp = NULL if X is None else &X[0, 0]
-    cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
-    cdef floating[::1] grad = np.empty(n_params, _dtype(&params[0]))
-    cdef Py_ssize_t[::1] order = np.empty(n, np.intp)
+    # one buffer: the layers' work, the gradient and two save points (6 * n_params)
+    cdef floating[::1] work = np.empty(cnet.work_size + 7 * n_params, _dtype(&params[0]))
+    cdef floating* grad = &work[0] + cnet.work_size
+    cdef floating* snaps = grad + n_params
+    cdef Py_ssize_t[::1] order = np.empty(n if rng is not None else 1, np.intp)
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
     cdef const floating* w_ptr = &w[0] if weighted else NULL
     cdef Opt opt = _opt(optimizer)
     cdef Poll poll
     cdef double loss
-    cdef floating[::1] snaps = np.empty(6 * n_params, _dtype(&params[0]))   # two save points
     cdef long steps[2]
     cdef Py_ssize_t cur = -1
     errors = []
@@ -1408,7 +1486,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                     _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
                                 not opt.fused)
                     loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
-                                  batch_size, order_ptr, &work[0], &grad[0], &state[0, 0],
+                                  batch_size, order_ptr, &work[0], grad, &state[0, 0],
                                   &state[1, 0], &poll)
                     if poll.stopped:
                         break          # after a whole step; this epoch's loss is not written
@@ -1428,7 +1506,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                     opt.lr = next_lr(optimizer)    # the callback may have set the next epoch's rate
     finally:
         if cur >= 0 and ((cur < e and not isfinite(losses[cur])) or not _all_finite(&params[0], n_params)):
-            _roll_back(&losses[0], cur, e, &params[0], &state[0, 0], &snaps[0], steps, &opt, n_params,
+            _roll_back(&losses[0], cur, e, &params[0], &state[0, 0], snaps, steps, &opt, n_params,
                        not opt.fused)
         optimizer.t = opt.t
 
@@ -1496,7 +1574,7 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
                                              batch_size, rng, sample_weight, callback, stop)
     n = Y.shape[0]
     X, csr = _dense_or_csr(X, net, params.dtype)
-    batch_flops = 6 * batch_size * sum(a * b for a, b in net.layer_shapes())
+    batch_flops = 6 * batch_size * net.weight_count()
     per_poll = max(1, FLOPS_PER_GIL_CHECK // max(batch_flops, 1))
     per_check = 1 if rng is not None or callback is not None else max(
         1, FLOPS_PER_GIL_CHECK // max(batch_flops * (-(-n // batch_size)), 1))
