@@ -647,22 +647,6 @@ cdef inline floating _act1(floating z, int act, floating slope) noexcept nogil:
     return z
 
 
-cdef inline floating _act_grad1(floating d, floating z, floating a, int act,
-                                floating slope) noexcept nogil:
-    """d * act'(z) for one element (a = act(z)): `_activation_backward`'s formulas."""
-    if act == ACT_LEAKY_RELU:
-        return d if z >= 0 else slope * d
-    if act == ACT_RELU:
-        return d if z > 0 else 0
-    if act == ACT_TANH:
-        return d * (1 - a * a)
-    if act == ACT_SIGMOID:
-        return d * (a * (1 - a))
-    if act == ACT_GELU:
-        return d * _gelu_grad(z)
-    return d
-
-
 cdef void _forward_small(const Net* net, const floating* params, const floating* X,
                          Py_ssize_t m, floating* work) noexcept nogil:
     """`_forward` of a one-hidden-layer network on dense rows, one row at a time, four hidden
@@ -677,22 +661,26 @@ cdef void _forward_small(const Net* net, const floating* params, const floating*
     cdef const floating* w
     cdef floating* z
     cdef floating* a
-    cdef floating s0, s1, s2, s3, xp, out, slope = <floating>net.slope
-    cdef int act = net.act[0]
+    cdef floating s[4]
+    cdef floating s0, xp, out, slope = <floating>net.slope
+    cdef int act = net.act[0], r
     for i in range(m):
         x, z, a = X + i * d, work + net.z_off[0] + i * h, work + net.a_off[0] + i * h
         out = params[net.b_off[1]]     # the first output's sum, built as the units come
         j = 0
-        while j + 4 <= h:
-            s0, s1, s2, s3 = b1[j], b1[j + 1], b1[j + 2], b1[j + 3]
+        while j + 4 <= h:              # (loops of 4: the compiler unrolls and pairs them)
+            for r in range(4):
+                s[r] = b1[j + r]
             for p in range(d):
                 xp, w = x[p], W1 + p * h + j
-                s0, s1, s2, s3 = s0 + xp * w[0], s1 + xp * w[1], s2 + xp * w[2], s3 + xp * w[3]
-            z[j], z[j + 1], z[j + 2], z[j + 3] = s0, s1, s2, s3
-            s0, s1, s2, s3 = _act1(s0, act, slope), _act1(s1, act, slope), _act1(s2, act, slope), _act1(s3, act, slope)
-            a[j], a[j + 1], a[j + 2], a[j + 3] = s0, s1, s2, s3
-            out = out + s0 * W2[j * k] + s1 * W2[(j + 1) * k]
-            out = out + s2 * W2[(j + 2) * k] + s3 * W2[(j + 3) * k]
+                for r in range(4):
+                    s[r] = s[r] + xp * w[r]
+            for r in range(4):
+                z[j + r] = s[r]
+                s[r] = _act1(s[r], act, slope)
+                a[j + r] = s[r]
+            for r in range(4):
+                out = out + s[r] * W2[(j + r) * k]
             j += 4
         for j in range(j, h):
             s0 = b1[j]
@@ -723,25 +711,37 @@ cdef void _layer_grad_small(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating a
     rows) + beta_b * b, each element summed over the rows in order, in double, as `_mm_tn`
     and `_colsum` do; W and b are not read where their beta is 0. The elements of W go four
     at a time: W[q + r] (r < 4) takes column a_r of A and column c_r of D."""
-    cdef Py_ssize_t i, j, q = 0, size = k * n
+    cdef Py_ssize_t i, j, r, q = 0, size = k * n
     cdef Py_ssize_t a0 = 0, c0 = 0, a1, c1, a2, c2, a3, c3
-    cdef double s0, s1, s2, s3
+    cdef double s[4]
+    cdef double s0
     cdef floating t
     cdef const floating* Ai
     cdef const floating* Di
-    while q + 4 <= size:
-        a1, c1 = _next_a(a0, c0, n), _next_c(c0, n)
-        a2, c2 = _next_a(a1, c1, n), _next_c(c1, n)
-        a3, c3 = _next_a(a2, c2, n), _next_c(c2, n)
-        s0 = s1 = s2 = s3 = 0
-        for i in range(m):
-            Ai, Di = A + i * k, D + i * n
-            s0, s1 = s0 + Ai[a0] * Di[c0], s1 + Ai[a1] * Di[c1]
-            s2, s3 = s2 + Ai[a2] * Di[c2], s3 + Ai[a3] * Di[c3]
-        _store_grad(W + q, s0, alpha, beta_w)
-        _store_grad(W + q + 1, s1, alpha, beta_w)
-        _store_grad(W + q + 2, s2, alpha, beta_w)
-        _store_grad(W + q + 3, s3, alpha, beta_w)
+    while q + 4 <= size:               # (loops of 4: the compiler unrolls and pairs them)
+        s[0] = s[1] = s[2] = s[3] = 0
+        if c0 + 4 <= n:                # four columns of D, one of A
+            for i in range(m):
+                Ai, Di = A + i * k + a0, D + i * n + c0
+                for r in range(4):
+                    s[r] += Ai[0] * Di[r]
+            a3, c3 = a0, c0 + 3
+        elif n == 1:                   # four columns of A, D's one
+            for i in range(m):
+                Ai, Di = A + i * k + a0, D + i
+                for r in range(4):
+                    s[r] += Ai[r] * Di[0]
+            a3, c3 = a0 + 3, 0
+        else:
+            a1, c1 = _next_a(a0, c0, n), _next_c(c0, n)
+            a2, c2 = _next_a(a1, c1, n), _next_c(c1, n)
+            a3, c3 = _next_a(a2, c2, n), _next_c(c2, n)
+            for i in range(m):
+                Ai, Di = A + i * k, D + i * n
+                s[0], s[1] = s[0] + Ai[a0] * Di[c0], s[1] + Ai[a1] * Di[c1]
+                s[2], s[3] = s[2] + Ai[a2] * Di[c2], s[3] + Ai[a3] * Di[c3]
+        for r in range(4):
+            _store_grad(W + q + r, s[r], alpha, beta_w)
         q += 4
         a0, c0 = _next_a(a3, c3, n), _next_c(c3, n)
     for q in range(q, size):
@@ -791,12 +791,17 @@ cdef void _backward_small(const Net* net, const floating* params, const floating
     for i in range(m):
         for p in range(h):
             s = 0
-            if k == 1:
+            if k == 1:                  # (the compiler moves this test out of the loops)
                 s += D2[i] * W2[p]
             else:
                 for j in range(k):
                     s += D2[i * k + j] * W2[p * k + j]
-            D1[i * h + p] = _act_grad1(<floating>s, Z1[i * h + p], A1[i * h + p], act, slope)
+            D1[i * h + p] = <floating>s
+    if act == ACT_LEAKY_RELU:
+        for i in range(m * h):
+            D1[i] = D1[i] if Z1[i] >= 0 else slope * D1[i]
+    else:
+        _activation_backward(m * h, Z1, A1, D1, act, slope)
     _layer_grad_small(m, k, h, alpha, A1, D2, beta_w, beta_b, target + net.w_off[1], target + net.b_off[1])
     _layer_grad_small(m, h, d, alpha, X, D1, beta_w, beta_b, target + net.w_off[0], target + net.b_off[0])
 
