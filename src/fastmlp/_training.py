@@ -8,6 +8,7 @@ the best to the model. Each run owns its `Optimizer`, optimizer state, `Schedule
 """
 
 import copy
+import functools
 import math
 import os
 import threading
@@ -144,9 +145,8 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
     """Check a fit's options (X, Y, w already checked) and split off its validation data."""
     epochs = integer(epochs, "epochs", 0)
     choice(optimizer, "optimizer", FIT_OPTIMIZERS)
-    opt = Optimizer("sgd" if optimizer == "lbfgs" else optimizer, real(lr, "lr", positive=True),
-                    momentum=momentum, nesterov=nesterov, beta1=beta1, beta2=beta2, eps=eps,
-                    weight_decay=weight_decay)
+    opt = checked_optimizer("sgd" if optimizer == "lbfgs" else optimizer, lr, momentum, nesterov, beta1, beta2,
+                            eps, weight_decay)
     choice(lr_schedule, "lr_schedule", SCHEDULES)
     power_t = real(power_t, "power_t")
     if optimizer in ("rprop", "lbfgs") and lr_schedule != "constant":
@@ -162,6 +162,22 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
     return FitJob(X, Y, w, X_val, Y_val, "lbfgs" if optimizer == "lbfgs" else opt, epochs, batch_size,
                   shuffle and batch_size < X.shape[0], lr_schedule, power_t, early_stopping, patience, tol,
                   n_restarts, warm_start)
+
+
+def checked_optimizer(*hyperparameters):
+    """A new Optimizer(name, lr, momentum, nesterov, beta1, beta2, eps, weight_decay), checked.
+    The values of recent fits are checked once (an LRU cache that tells types apart: True
+    from 1, 1 from 1.0); unhashable values are checked afresh, and refused."""
+    try:
+        return copy.copy(_optimizer(*hyperparameters))
+    except TypeError:
+        return _optimizer.__wrapped__(*hyperparameters)
+
+
+@functools.lru_cache(maxsize=32, typed=True)
+def _optimizer(name, lr, momentum, nesterov, beta1, beta2, eps, weight_decay):
+    return Optimizer(name, real(lr, "lr", positive=True), momentum=momentum, nesterov=nesterov, beta1=beta1,
+                     beta2=beta2, eps=eps, weight_decay=weight_decay)
 
 
 def check_batch_size(batch_size, n, optimizer):
