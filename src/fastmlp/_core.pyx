@@ -716,6 +716,7 @@ cdef void _layer_grad_small(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating a
     cdef double s[4]
     cdef double s0
     cdef floating t
+    cdef floating u[4]
     cdef const floating* Ai
     cdef const floating* Di
     while q + 4 <= size:               # (loops of 4: the compiler unrolls and pairs them)
@@ -749,8 +750,18 @@ cdef void _layer_grad_small(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating a
         for i in range(m):
             s0 += A[i * k + q // n] * D[i * n + q % n]
         _store_grad(W + q, s0, alpha, beta_w)
-    for j in range(n):
-        t = 0 if beta_b == 0 else beta_b * b[j]     # (in floating, as `_colsum`)
+    j = 0
+    while j + 4 <= n:                  # the bias, in floating as `_colsum`, four at a time
+        for r in range(4):
+            u[r] = 0 if beta_b == 0 else beta_b * b[j + r]
+        for i in range(m):
+            for r in range(4):
+                u[r] = u[r] + alpha * D[i * n + j + r]
+        for r in range(4):
+            b[j + r] = u[r]
+        j += 4
+    for j in range(j, n):
+        t = 0 if beta_b == 0 else beta_b * b[j]
         for i in range(m):
             t = t + alpha * D[i * n + j]
         b[j] = t
@@ -788,19 +799,26 @@ cdef void _backward_small(const Net* net, const floating* params, const floating
     cdef floating slope = <floating>net.slope
     cdef double s
     cdef int act = net.act[0]
-    for i in range(m):
-        for p in range(h):
+    cdef double u[4]
+    cdef floating t
+    cdef Py_ssize_t r
+    for i in range(m):                  # dL/dA_1 = D2 @ W2.T, summed in double as `_mm_nt`
+        p = 0
+        while k == 1 and p + 4 <= h:    # (loops of 4: the compiler unrolls and pairs them)
+            for r in range(4):
+                u[r] = 0
+                u[r] += D2[i] * W2[p + r]
+            for r in range(4):
+                t = <floating>u[r]
+                D1[i * h + p + r] = t if act != ACT_LEAKY_RELU or Z1[i * h + p + r] >= 0 else slope * t
+            p += 4
+        for p in range(p, h):
             s = 0
-            if k == 1:                  # (the compiler moves this test out of the loops)
-                s += D2[i] * W2[p]
-            else:
-                for j in range(k):
-                    s += D2[i * k + j] * W2[p * k + j]
-            D1[i * h + p] = <floating>s
-    if act == ACT_LEAKY_RELU:
-        for i in range(m * h):
-            D1[i] = D1[i] if Z1[i] >= 0 else slope * D1[i]
-    else:
+            for j in range(k):
+                s += D2[i * k + j] * W2[p * k + j]
+            t = <floating>s
+            D1[i * h + p] = t if act != ACT_LEAKY_RELU or Z1[i * h + p] >= 0 else slope * t
+    if act != ACT_LEAKY_RELU:           # (leaky ReLU's derivative is applied above)
         _activation_backward(m * h, Z1, A1, D1, act, slope)
     _layer_grad_small(m, k, h, alpha, A1, D2, beta_w, beta_b, target + net.w_off[1], target + net.b_off[1])
     _layer_grad_small(m, h, d, alpha, X, D1, beta_w, beta_b, target + net.w_off[0], target + net.b_off[0])
