@@ -341,7 +341,7 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
                        sample_weight=job.w, callback=callback if per_epoch else None, stop=stop)
         finally:
             opt.lr = schedule.base
-            ran = losses[losses != -np.inf]
+            ran = losses if losses[-1] != -np.inf else losses[losses != -np.inf]   # (written in order)
             finite = np.isfinite(ran)
             if not finite.all():
                 run.diverged = len(history) + int(np.argmin(finite))
