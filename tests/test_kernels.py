@@ -328,9 +328,10 @@ def test_small_network_loops_match_numpy(dtype, sizes, activation):
         p, grad = params.copy(), np.empty_like(params)
         loss = mod.loss_gradient(net, p, X, Y, grad)
         out = mod.predict_proba(net, p, X, np.empty((6, sizes[-1]), dtype))
-        losses, state = np.empty(5), np.zeros((2, len(p)), dtype)
-        mod.train(net, p, X, Y, optimizer=Optimizer("sgd", 0.3), state=state, losses=losses, epochs=5,
-                  batch_size=4)
+        losses, state = np.empty(10), np.zeros((2, len(p)), dtype)
+        for half, batch_size in enumerate((4, 6)):   # mini-batches, then full batches (their own loop)
+            mod.train(net, p, X, Y, optimizer=Optimizer("sgd", 0.3), state=state,
+                      losses=losses[5 * half:5 * half + 5], epochs=5, batch_size=batch_size)
         results.append((loss, grad, out, losses, p))
     for got, want in zip(*results):
         assert_close(got, want, np.dtype(dtype))

@@ -1008,6 +1008,28 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
     return total / total_weight if total_weight > 0 else 0
 
 
+cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const floating* X,
+                         const floating* Y, Py_ssize_t n, floating* work, Poll* stop) noexcept nogil:
+    """`_epoch` for one full batch of plain SGD (opt.fused) on unweighted, unshuffled rows of a
+    small network (`_is_small`): its steps and arithmetic, without its general cases."""
+    cdef Py_ssize_t k = net.size[net.n_layers]
+    cdef floating lr = <floating>opt.lr, l2 = <floating>net.l2
+    cdef double loss
+    stop.countdown -= 1
+    if stop.countdown <= 0 and _poll(stop):
+        return 0
+    _forward_small(net, params, X, n, work)
+    loss = _output_loss(n, k, work + net.z_off[1], Y, NULL, work + net.d_off[1],
+                        <floating>(1.0 / <double>n), net.loss)
+    if net.l2 != 0:
+        loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
+    if not isfinite(loss):
+        return loss                # diverged: no step from a non-finite loss
+    _backward_small(net, params, X, n, work, params, -lr, 1 - lr * l2, <floating>1)
+    opt.t += 1
+    return loss / <double>n
+
+
 cdef void _set_rows(const Net* net, Py_ssize_t start, Py_ssize_t m) noexcept nogil:
     """Sparse input: the next batch is rows start..start + m - 1 of X."""
     cdef Py_ssize_t r
@@ -1488,6 +1510,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
     cdef const floating* w_ptr = &w[0] if weighted else NULL
     cdef Opt opt = _opt(optimizer)
+    cdef bint small = opt.fused and rng is None and not weighted and batch_size == n and _is_small(cnet, n)
     cdef Poll poll
     cdef double loss
     cdef long steps[2]
@@ -1508,9 +1531,12 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                     cur, steps[e % 2] = e, opt.t
                     _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
                                 not opt.fused)
-                    loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
-                                  batch_size, order_ptr, &work[0], grad, &state[0, 0],
-                                  &state[1, 0], &poll)
+                    if small:
+                        loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], &poll)
+                    else:
+                        loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
+                                      batch_size, order_ptr, &work[0], grad, &state[0, 0],
+                                      &state[1, 0], &poll)
                     if poll.stopped:
                         break          # after a whole step; this epoch's loss is not written
                     losses[e] = loss
