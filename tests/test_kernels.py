@@ -305,3 +305,34 @@ def test_sigmoid_bce_accurate_for_tiny_and_large_terms(backend, n):
     expected = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
     np.testing.assert_allclose(mod.sigmoid_bce(z, y, G), expected, rtol=1e-14)
     np.testing.assert_allclose(mod.sigmoid_bce(z, 1 - y, G), np.mean(np.abs(z) + np.log1p(np.exp(-np.abs(z)))), rtol=1e-14)
+
+
+# ---------------------------------------------------------------- one-hidden-layer networks
+# The compiled backend runs networks of one small hidden layer (h * max(n_in, n_out) <= 64,
+# batches below BLAS_MIN_WORK multiply-adds) through its own row-by-row loops, with hidden
+# units and weight gradients four at a time and the rest one by one: widths around 4 and 8.
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("sizes", [(2, 4, 1), (3, 5, 2), (1, 7, 3), (4, 3, 4), (5, 8, 1), (2, 1, 1)])
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
+def test_small_network_loops_match_numpy(dtype, sizes, activation):
+    from fastmlp._spec import Network, Optimizer
+
+    net = Network(sizes, activation, negative_slope=0.1, l2=0.01)
+    X = random((6, sizes[0]), dtype, 1)
+    Y = (random((6, sizes[-1]), dtype, 2) > 0).astype(dtype)
+    params = random(net.param_count(), dtype, 3) * 0.5
+    (core, ref), results = both(), []
+    for mod in (core, ref):
+        p, grad = params.copy(), np.empty_like(params)
+        loss = mod.loss_gradient(net, p, X, Y, grad)
+        out = mod.predict_proba(net, p, X, np.empty((6, sizes[-1]), dtype))
+        losses, state = np.empty(10), np.zeros((2, len(p)), dtype)
+        for half, batch_size in enumerate((4, 6)):   # mini-batches, then full batches (their own loop)
+            mod.train(net, p, X, Y, optimizer=Optimizer("sgd", 0.3), state=state,
+                      losses=losses[5 * half:5 * half + 5], epochs=5, batch_size=batch_size)
+        results.append((loss, grad, out, losses, p))
+    for got, want in zip(*results):
+        assert_close(got, want, np.dtype(dtype))
+    assert np.abs(results[0][1]).max() > 1e-3       # a gradient worth comparing

@@ -55,6 +55,9 @@ cdef enum:
     CHUNK_ROWS = 2048
     # Elements per BLAS ?dot call (its n is a C int).
     DOT_CHUNK = 1 << 30
+    # A one-hidden-layer network whose widths multiply to at most this (h * max(n_in, n_out))
+    # runs its steps through the row-by-row loops of `_forward_small` / `_backward_small`.
+    SMALL_MAX_WORK = 64
 
 # The codes of the extension points. Each table must name exactly what fastmlp._registry
 # lists (checked here, at import): a registered name without a kernel fails the import.
@@ -321,6 +324,10 @@ cdef struct Net:
     Py_ssize_t work_size
     # sparse input: X is CSR and the first layer reads it through `sparse` (NULL: dense X)
     Sparse* sparse
+    # one hidden layer on dense input with h * max(n_in, n_out) <= SMALL_MAX_WORK: the
+    # multiply-adds per row of its largest product (0: not such a network). Batches of m rows
+    # with m * small_work < BLAS_MIN_WORK go through `_forward_small` and `_backward_small`.
+    Py_ssize_t small_work
 
 
 cdef struct Sparse:
@@ -596,6 +603,9 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
     cdef const floating* A_prev = X
     cdef floating* A
     cdef floating slope = <floating>net.slope
+    if _is_small(net, m):
+        _forward_small(net, params, X, m, work)
+        return
     for l in range(L):
         A = work + net.a_off[l] if l < L - 1 else NULL
         if l == 0 and net.sparse != NULL:
@@ -623,6 +633,9 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
     cdef const floating* A_prev
     cdef floating* D
     cdef floating slope = <floating>net.slope
+    if _is_small(net, m):
+        _backward_small(net, params, X, m, work, target, alpha, beta_w, beta_b)
+        return
     for l in range(net.n_layers - 1, -1, -1):
         n_in, n_out = net.size[l], net.size[l + 1]
         D = work + net.d_off[l]
@@ -637,6 +650,204 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
         else:
             _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta_w, target + net.w_off[l])
         _colsum(m, n_out, alpha, D, beta_b, target + net.b_off[l])
+
+
+cdef inline bint _is_small(const Net* net, Py_ssize_t m) noexcept nogil:
+    """Whether m rows go through the small-network loops (every product below BLAS_MIN_WORK,
+    where the general loops would not call BLAS either: the same sums, the same results)."""
+    return net.small_work != 0 and m * net.small_work < BLAS_MIN_WORK
+
+
+cdef inline floating _act1(floating z, int act, floating slope) noexcept nogil:
+    """act(z) for one element: `_activation`'s formulas."""
+    if act == ACT_LEAKY_RELU:
+        return z if z >= 0 else slope * z
+    if act == ACT_RELU:
+        return z if z > 0 else 0
+    if act == ACT_TANH:
+        return _tanh(z)
+    if act == ACT_SIGMOID:
+        return _sigmoid1(z)
+    if act == ACT_GELU:
+        return _gelu(z)
+    return z
+
+
+cdef void _forward_small(const Net* net, const floating* params, const floating* X,
+                         Py_ssize_t m, floating* work) noexcept nogil:
+    """`_forward` of a one-hidden-layer network on dense rows, one row at a time, four hidden
+    units at a time (independent sums in registers, one pass over x): each unit sums
+    b_j + x_1 w_1j + x_2 w_2j + ... and each output b_c + a_1 w_1c + a_2 w_2c + ... in that
+    order, as `_dense_activation`'s loops do, so the results are theirs."""
+    cdef Py_ssize_t d = net.size[0], h = net.size[1], k = net.size[2], i, j, p
+    cdef const floating* W1 = params + net.w_off[0]
+    cdef const floating* b1 = params + net.b_off[0]
+    cdef const floating* W2 = params + net.w_off[1]
+    cdef const floating* x
+    cdef const floating* w
+    cdef floating* z
+    cdef floating* a
+    cdef floating s[4]
+    cdef floating s0, xp, out, slope = <floating>net.slope
+    cdef int act = net.act[0], r
+    for i in range(m):
+        x, z, a = X + i * d, work + net.z_off[0] + i * h, work + net.a_off[0] + i * h
+        out = params[net.b_off[1]]     # the first output's sum, built as the units come
+        j = 0
+        while j + 4 <= h:              # (loops of 4: the compiler unrolls and pairs them)
+            for r in range(4):
+                s[r] = b1[j + r]
+            for p in range(d):
+                xp, w = x[p], W1 + p * h + j
+                for r in range(4):
+                    s[r] = s[r] + xp * w[r]
+            for r in range(4):
+                z[j + r] = s[r]
+                s[r] = _act1(s[r], act, slope)
+                a[j + r] = s[r]
+            for r in range(4):
+                out = out + s[r] * W2[(j + r) * k]
+            j += 4
+        for j in range(j, h):
+            s0 = b1[j]
+            for p in range(d):
+                s0 = s0 + x[p] * W1[p * h + j]
+            z[j], a[j] = s0, _act1(s0, act, slope)
+            out = out + a[j] * W2[j * k]
+        _output_row(h, k, a, W2, params + net.b_off[1], out, work + net.z_off[1] + i * k)
+
+
+cdef inline void _output_row(Py_ssize_t h, Py_ssize_t k, const floating* a, const floating* W2,
+                             const floating* b2, floating first, floating* z) noexcept nogil:
+    """z (k,) = b2 + a (h,) @ W2 (h, k), the first output's sum given (`first`)."""
+    cdef Py_ssize_t j, p
+    cdef floating s
+    z[0] = first
+    for j in range(1, k):
+        s = b2[j]
+        for p in range(h):
+            s = s + a[p] * W2[p * k + j]
+        z[j] = s
+
+
+cdef void _layer_grad_small(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
+                            const floating* A, const floating* D, floating beta_w,
+                            floating beta_b, floating* W, floating* b) noexcept nogil:
+    """W (k, n) = alpha * A (m, k).T @ D (m, n) + beta_w * W and b = alpha * (D summed over
+    rows) + beta_b * b, each element summed over the rows in order, in double, as `_mm_tn`
+    and `_colsum` do; W and b are not read where their beta is 0. The elements of W go four
+    at a time: W[q + r] (r < 4) takes column a_r of A and column c_r of D."""
+    cdef Py_ssize_t i, j, r, q = 0, size = k * n
+    cdef Py_ssize_t a0 = 0, c0 = 0, a1, c1, a2, c2, a3, c3
+    cdef double s[4]
+    cdef double s0
+    cdef floating t
+    cdef floating u[4]
+    cdef const floating* Ai
+    cdef const floating* Di
+    while q + 4 <= size:               # (loops of 4: the compiler unrolls and pairs them)
+        s[0] = s[1] = s[2] = s[3] = 0
+        if c0 + 4 <= n:                # four columns of D, one of A
+            for i in range(m):
+                Ai, Di = A + i * k + a0, D + i * n + c0
+                for r in range(4):
+                    s[r] += Ai[0] * Di[r]
+            a3, c3 = a0, c0 + 3
+        elif n == 1:                   # four columns of A, D's one
+            for i in range(m):
+                Ai, Di = A + i * k + a0, D + i
+                for r in range(4):
+                    s[r] += Ai[r] * Di[0]
+            a3, c3 = a0 + 3, 0
+        else:
+            a1, c1 = _next_a(a0, c0, n), _next_c(c0, n)
+            a2, c2 = _next_a(a1, c1, n), _next_c(c1, n)
+            a3, c3 = _next_a(a2, c2, n), _next_c(c2, n)
+            for i in range(m):
+                Ai, Di = A + i * k, D + i * n
+                s[0], s[1] = s[0] + Ai[a0] * Di[c0], s[1] + Ai[a1] * Di[c1]
+                s[2], s[3] = s[2] + Ai[a2] * Di[c2], s[3] + Ai[a3] * Di[c3]
+        for r in range(4):
+            _store_grad(W + q + r, s[r], alpha, beta_w)
+        q += 4
+        a0, c0 = _next_a(a3, c3, n), _next_c(c3, n)
+    for q in range(q, size):
+        s0 = 0
+        for i in range(m):
+            s0 += A[i * k + q // n] * D[i * n + q % n]
+        _store_grad(W + q, s0, alpha, beta_w)
+    j = 0
+    while j + 4 <= n:                  # the bias, in floating as `_colsum`, four at a time
+        for r in range(4):
+            u[r] = 0 if beta_b == 0 else beta_b * b[j + r]
+        for i in range(m):
+            for r in range(4):
+                u[r] = u[r] + alpha * D[i * n + j + r]
+        for r in range(4):
+            b[j + r] = u[r]
+        j += 4
+    for j in range(j, n):
+        t = 0 if beta_b == 0 else beta_b * b[j]
+        for i in range(m):
+            t = t + alpha * D[i * n + j]
+        b[j] = t
+
+
+cdef inline Py_ssize_t _next_a(Py_ssize_t a, Py_ssize_t c, Py_ssize_t n) noexcept nogil:
+    """The row of the element after (a, c) in a row-major matrix of n columns."""
+    return a if c + 1 < n else a + 1
+
+
+cdef inline Py_ssize_t _next_c(Py_ssize_t c, Py_ssize_t n) noexcept nogil:
+    """... and its column."""
+    return c + 1 if c + 1 < n else 0
+
+
+cdef inline void _store_grad(floating* w, double s, floating alpha, floating beta) noexcept nogil:
+    """w = alpha * s + beta * w (`_mm_tn`'s rule: w is not read when beta is 0)."""
+    if beta == 0:
+        w[0] = alpha * <floating>s
+    else:
+        w[0] = beta * w[0] + alpha * <floating>s
+
+
+cdef void _backward_small(const Net* net, const floating* params, const floating* X, Py_ssize_t m,
+                          floating* work, floating* target, floating alpha, floating beta_w,
+                          floating beta_b) noexcept nogil:
+    """`_backward` of a one-hidden-layer network on dense rows (see `_forward_small`), with
+    the same sums in the same order: dL/dA_1 from W_2 before target's W_2 is written."""
+    cdef Py_ssize_t d = net.size[0], h = net.size[1], k = net.size[2], i, j, p
+    cdef const floating* W2 = params + net.w_off[1]
+    cdef const floating* D2 = work + net.d_off[1]
+    cdef const floating* Z1 = work + net.z_off[0]
+    cdef const floating* A1 = work + net.a_off[0]
+    cdef floating* D1 = work + net.d_off[0]
+    cdef floating slope = <floating>net.slope
+    cdef double s
+    cdef int act = net.act[0]
+    cdef double u[4]
+    cdef floating t
+    cdef Py_ssize_t r
+    for i in range(m):                  # dL/dA_1 = D2 @ W2.T, summed in double as `_mm_nt`
+        p = 0
+        while k == 1 and p + 4 <= h:    # (loops of 4: the compiler unrolls and pairs them)
+            for r in range(4):
+                u[r] = 0
+                u[r] += D2[i] * W2[p + r]
+            for r in range(4):
+                t = <floating>u[r]
+                D1[i * h + p + r] = t if act != ACT_LEAKY_RELU or Z1[i * h + p + r] >= 0 else slope * t
+            p += 4
+        for p in range(p, h):
+            s = 0
+            for j in range(k):
+                s += D2[i * k + j] * W2[p * k + j]
+            t = <floating>s
+            D1[i * h + p] = t if act != ACT_LEAKY_RELU or Z1[i * h + p] >= 0 else slope * t
+    if act != ACT_LEAKY_RELU:           # (leaky ReLU's derivative is applied above)
+        _activation_backward(m * h, Z1, A1, D1, act, slope)
+    _layer_grad_small(m, k, h, alpha, A1, D2, beta_w, beta_b, target + net.w_off[1], target + net.b_off[1])
+    _layer_grad_small(m, h, d, alpha, X, D1, beta_w, beta_b, target + net.w_off[0], target + net.b_off[0])
 
 
 cdef struct Opt:
@@ -823,6 +1034,28 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
     return total / total_weight if total_weight > 0 else 0
 
 
+cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const floating* X,
+                         const floating* Y, Py_ssize_t n, floating* work, Poll* stop) noexcept nogil:
+    """`_epoch` for one full batch of plain SGD (opt.fused) on unweighted, unshuffled rows of a
+    small network (`_is_small`): its steps and arithmetic, without its general cases."""
+    cdef Py_ssize_t k = net.size[net.n_layers]
+    cdef floating lr = <floating>opt.lr, l2 = <floating>net.l2
+    cdef double loss
+    stop.countdown -= 1
+    if stop.countdown <= 0 and _poll(stop):
+        return 0
+    _forward_small(net, params, X, n, work)
+    loss = _output_loss(n, k, work + net.z_off[1], Y, NULL, work + net.d_off[1],
+                        <floating>(1.0 / <double>n), net.loss)
+    if net.l2 != 0:
+        loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
+    if not isfinite(loss):
+        return loss                # diverged: no step from a non-finite loss
+    _backward_small(net, params, X, n, work, params, -lr, 1 - lr * l2, <floating>1)
+    opt.t += 1
+    return loss / <double>n
+
+
 cdef void _set_rows(const Net* net, Py_ssize_t start, Py_ssize_t m) noexcept nogil:
     """Sparse input: the next batch is rows start..start + m - 1 of X."""
     cdef Py_ssize_t r
@@ -943,6 +1176,9 @@ cdef class _Plan:
         self.net.l2 = net.l2
         self.net.capacity = capacity
         self.net.sparse = NULL
+        self.net.small_work = 0
+        if L == 2 and csr is None and sizes[1] * max(sizes[0], sizes[2]) <= SMALL_MAX_WORK:
+            self.net.small_work = sizes[1] * max(sizes[0], sizes[2])
         if csr is not None:
             self._attach(csr[0], csr[1], csr[2], np.empty(capacity, np.intp))
 
@@ -954,6 +1190,28 @@ cdef class _Plan:
         self.csr.indptr, self.csr.indices = &indptr[0], &indices[0]
         self.csr.data, self.csr.rows = &values[0], &rows[0]
         self.net.sparse = &self.csr
+
+
+_PLANS = {}                      # (net, capacity, gather) -> its _Plan, for dense input
+
+cdef enum:
+    MAX_PLANS = 64               # kept at most (then the cache starts over)
+
+
+cdef _Plan _plan(net, Py_ssize_t capacity, bint gather, csr):
+    """``_Plan(net, capacity, gather, csr)``, made once for dense input and kept: a plan
+    without CSR arrays is never written after it is made, so calls and threads share it
+    (a Network is frozen; equal networks have equal plans)."""
+    if csr is not None:
+        return _Plan(net, capacity, gather, csr)
+    key = (net, capacity, gather)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _Plan(net, capacity, gather)
+        if len(_PLANS) >= MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
 
 
 cdef int _check_fit(const Net* net, Py_ssize_t n_params, Py_ssize_t n_in, Py_ssize_t n_out,
@@ -1196,7 +1454,7 @@ def sigmoid_bce(Z, Y, G):
 
 cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, csr, Py_ssize_t n,
                     floating[:, ::1] out):
-    cdef _Plan plan = _Plan(net, min(n, CHUNK_ROWS), False, csr)
+    cdef _Plan plan = _plan(net, min(n, CHUNK_ROWS), False, csr)
     cdef const Net* cnet = &plan.net
     cdef Py_ssize_t k = out.shape[1], start, m, n_in = cnet.size[0]
     _check_fit(cnet, params.shape[0], n_in if X is None else X.shape[1], k,
@@ -1217,7 +1475,7 @@ cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, c
 cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1] X, csr,
                           const floating[:, ::1] Y, floating[::1] grad, const floating[::1] w):
     cdef Py_ssize_t n = Y.shape[0]
-    cdef _Plan plan = _Plan(net, min(n, CHUNK_ROWS), False, csr)
+    cdef _Plan plan = _plan(net, min(n, CHUNK_ROWS), False, csr)
     cdef const Net* cnet = &plan.net
     cdef Py_ssize_t L = cnet.n_layers, n_in = cnet.size[0]
     cdef Py_ssize_t k = Y.shape[1], start, m, i
@@ -1262,7 +1520,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                   const floating[:, ::1] Y, const floating[::1] w, double[::1] losses,
                   floating[:, ::1] state, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
                   callback, stop, Py_ssize_t epochs_per_check, Py_ssize_t batches_per_poll):
-    cdef _Plan plan = _Plan(net, batch_size, rng is not None, csr)
+    cdef _Plan plan = _plan(net, batch_size, rng is not None, csr)
     cdef const Net* cnet = &plan.net
     cdef Py_ssize_t n = Y.shape[0], e = 0, last, n_params = cnet.n_params
     cdef bint weighted = w is not None
@@ -1270,15 +1528,17 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                (X is None or X.shape[0] == n) and (csr is None or csr[0].shape[0] == n + 1) and batch_size <= n
                and state.shape[1] == n_params and losses.shape[0] >= epochs and (not weighted or w.shape[0] == n))
     cdef const floating* Xp = NULL if X is None else &X[0, 0]
-    cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
-    cdef floating[::1] grad = np.empty(n_params, _dtype(&params[0]))
-    cdef Py_ssize_t[::1] order = np.empty(n, np.intp)
+    # one buffer: the layers' work, the gradient and two save points (6 * n_params)
+    cdef floating[::1] work = np.empty(cnet.work_size + 7 * n_params, _dtype(&params[0]))
+    cdef floating* grad = &work[0] + cnet.work_size
+    cdef floating* snaps = grad + n_params
+    cdef Py_ssize_t[::1] order = np.empty(n if rng is not None else 1, np.intp)
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
     cdef const floating* w_ptr = &w[0] if weighted else NULL
     cdef Opt opt = _opt(optimizer)
+    cdef bint small = opt.fused and rng is None and not weighted and batch_size == n and _is_small(cnet, n)
     cdef Poll poll
     cdef double loss
-    cdef floating[::1] snaps = np.empty(6 * n_params, _dtype(&params[0]))   # two save points
     cdef long steps[2]
     cdef Py_ssize_t cur = -1
     errors = []
@@ -1297,9 +1557,12 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                     cur, steps[e % 2] = e, opt.t
                     _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
                                 not opt.fused)
-                    loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
-                                  batch_size, order_ptr, &work[0], &grad[0], &state[0, 0],
-                                  &state[1, 0], &poll)
+                    if small:
+                        loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], &poll)
+                    else:
+                        loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
+                                      batch_size, order_ptr, &work[0], grad, &state[0, 0],
+                                      &state[1, 0], &poll)
                     if poll.stopped:
                         break          # after a whole step; this epoch's loss is not written
                     losses[e] = loss
@@ -1318,7 +1581,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                     opt.lr = next_lr(optimizer)    # the callback may have set the next epoch's rate
     finally:
         if cur >= 0 and ((cur < e and not isfinite(losses[cur])) or not _all_finite(&params[0], n_params)):
-            _roll_back(&losses[0], cur, e, &params[0], &state[0, 0], &snaps[0], steps, &opt, n_params,
+            _roll_back(&losses[0], cur, e, &params[0], &state[0, 0], snaps, steps, &opt, n_params,
                        not opt.fused)
         optimizer.t = opt.t
 
@@ -1386,7 +1649,7 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
                                              batch_size, rng, sample_weight, callback, stop)
     n = Y.shape[0]
     X, csr = _dense_or_csr(X, net, params.dtype)
-    batch_flops = 6 * batch_size * sum(a * b for a, b in net.layer_shapes())
+    batch_flops = 6 * batch_size * net.weight_count()
     per_poll = max(1, FLOPS_PER_GIL_CHECK // max(batch_flops, 1))
     per_check = 1 if rng is not None or callback is not None else max(
         1, FLOPS_PER_GIL_CHECK // max(batch_flops * (-(-n // batch_size)), 1))

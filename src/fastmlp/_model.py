@@ -70,7 +70,7 @@ class MLP:
                  dtype: DTypeLike = "float64", backend: str = "auto") -> None:
         self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
                         seed, dtype, backend)
-        self._set_state(self._initial_params(np.random.default_rng(self._seed)), {"loss": [], "val_loss": []})
+        self._set_state(self._initial_params(self._seed), {"loss": [], "val_loss": []})
 
     def _configure(self, layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
                    seed, dtype, backend):
@@ -112,8 +112,13 @@ class MLP:
         """Bias vectors, ``intercepts_[l]`` of shape (n_out,): views into ``params_``."""
         return self._net.unflatten(self._params)[1]
 
-    def _initial_params(self, rng):
-        return initial_params(self._net, self._init, self._init_scale, rng, self._dtype)
+    def _initial_params(self, entropy):
+        """Parameters from ``default_rng(entropy)``; the seed's are drawn once (~20 us), then copied."""
+        if entropy is None or entropy is not self._seed:
+            return initial_params(self._net, self._init, self._init_scale, np.random.default_rng(entropy), self._dtype)
+        if self.__dict__.get("_seeded_params") is None:      # (settings never change)
+            self._seeded_params = self._initial_params(np.random.SeedSequence(entropy))
+        return self._seeded_params.copy()
 
     def _set_state(self, params, history, run=None):
         self._params, self.history_, self.n_iter_ = params, history, len(history["loss"])

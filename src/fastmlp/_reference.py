@@ -411,21 +411,22 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     work, grad = _Work(net), np.empty_like(params)
     snaps, steps, cur, written = np.empty((2, 3 * len(params)), params.dtype), [0, 0], -1, 0
     try:
-        for epoch in range(epochs):
-            if stop is not None and stop.is_set():
-                return
-            # each epoch's order depends only on the stream, not on the last
-            order = None if rng is None else shuffled(rng, X.shape[0])
-            cur, steps[epoch % 2] = epoch, optimizer.t
-            _save_point(snaps[epoch % 2], params, state, not optimizer.fused)
-            loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
-            if loss is None:
-                return
-            losses[epoch], written = loss, epoch + 1
-            if not math.isfinite(loss) or (callback is not None and not callback(epoch, losses[epoch])):
-                return
-            if epoch + 1 < epochs:
-                next_lr(optimizer)      # the callback may have set the next epoch's rate
+        with np.errstate(all="ignore"):    # an overflow is a divergence, handled here
+            for epoch in range(epochs):
+                if stop is not None and stop.is_set():
+                    return
+                # each epoch's order depends only on the stream, not on the last
+                order = None if rng is None else shuffled(rng, X.shape[0])
+                cur, steps[epoch % 2] = epoch, optimizer.t
+                _save_point(snaps[epoch % 2], params, state, not optimizer.fused)
+                loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
+                if loss is None:
+                    return
+                losses[epoch], written = loss, epoch + 1
+                if not math.isfinite(loss) or (callback is not None and not callback(epoch, losses[epoch])):
+                    return
+                if epoch + 1 < epochs:
+                    next_lr(optimizer)      # the callback may have set the next epoch's rate
     finally:
         if cur >= 0 and ((cur < written and not math.isfinite(losses[cur])) or not np.isfinite(params).all()):
             _roll_back(losses, cur, written, params, state, snaps, steps, optimizer, not optimizer.fused)

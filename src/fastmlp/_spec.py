@@ -6,6 +6,7 @@ touches a pointer).
 
 from dataclasses import dataclass, fields
 from functools import cached_property
+from operator import attrgetter
 
 import numpy as np
 
@@ -82,7 +83,16 @@ class Network:
 
     def param_count(self):
         """Length of the flat vector holding W_1, b_1, W_2, b_2, ... in that order."""
-        return sum(n_in * n_out + n_out for n_in, n_out in self.layer_shapes())
+        return self._counts[1]
+
+    def weight_count(self):
+        """The weights' share of it (the biases left out): multiply-adds per row and pass."""
+        return self._counts[0]
+
+    @cached_property
+    def _counts(self):
+        weights = sum(n_in * n_out for n_in, n_out in self.layer_shapes())
+        return weights, weights + sum(self.sizes[1:])
 
     @cached_property
     def _slices(self):
@@ -151,6 +161,20 @@ class Optimizer:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"{message}; got {self}")
+        # what passed: the field values themselves (immutable: str, bool, int, float)
+        self._checked = _FIELD_VALUES(self)
+
+    def check(self):
+        """Check the fields again unless each still holds the very object that last passed
+        (the training loop's entry calls this: a fit hands it the Optimizer it just checked)."""
+        checked = self.__dict__.get("_checked")
+        if checked is None or any(a is not b for a, b in zip(_FIELD_VALUES(self), checked)):
+            self.__post_init__()
+
+    def __copy__(self):
+        new = object.__new__(Optimizer)
+        new.__dict__.update(self.__dict__)
+        return new
 
     @property
     def fused(self):
@@ -168,6 +192,7 @@ class Optimizer:
 
 
 _REAL_FIELDS = tuple(f.name for f in fields(Optimizer) if f.type is float)
+_FIELD_VALUES = attrgetter(*(f.name for f in fields(Optimizer)))
 
 
 # ---------------------------------------------------------------- backend entry checks
@@ -223,7 +248,7 @@ def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, 
     epochs, batch_size = integer(epochs, "epochs", 0), integer(batch_size, "batch_size", 1)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastmlp._spec.Optimizer, got {type(optimizer).__name__}")
-    Optimizer.__post_init__(optimizer)   # its fields may have been changed since it was made
+    optimizer.check()   # its fields may have been changed since it was made
     check_output(losses, (epochs,), "losses", np.dtype(np.float64))
     check_output(state, (2, len(params)), "state", params.dtype)
     if rng is not None and not callable(getattr(rng, "shuffle", None)):

@@ -8,6 +8,7 @@ the best to the model. Each run owns its `Optimizer`, optimizer state, `Schedule
 """
 
 import copy
+import functools
 import math
 import os
 import threading
@@ -77,7 +78,8 @@ class Schedule:
     def rate(self, epochs_done):
         if self.kind == "invscaling":
             return self.base / (epochs_done + 1) ** self.power_t
-        return self.base * self.factor
+        # the base rate itself while unchanged: the optimizer then skips checking it again
+        return self.base if self.factor == 1.0 else self.base * self.factor
 
     def observe(self, improved):
         if self.kind != "plateau":
@@ -144,9 +146,8 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
     """Check a fit's options (X, Y, w already checked) and split off its validation data."""
     epochs = integer(epochs, "epochs", 0)
     choice(optimizer, "optimizer", FIT_OPTIMIZERS)
-    opt = Optimizer("sgd" if optimizer == "lbfgs" else optimizer, real(lr, "lr", positive=True),
-                    momentum=momentum, nesterov=nesterov, beta1=beta1, beta2=beta2, eps=eps,
-                    weight_decay=weight_decay)
+    opt = checked_optimizer("sgd" if optimizer == "lbfgs" else optimizer, lr, momentum, nesterov, beta1, beta2,
+                            eps, weight_decay)
     choice(lr_schedule, "lr_schedule", SCHEDULES)
     power_t = real(power_t, "power_t")
     if optimizer in ("rprop", "lbfgs") and lr_schedule != "constant":
@@ -162,6 +163,22 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
     return FitJob(X, Y, w, X_val, Y_val, "lbfgs" if optimizer == "lbfgs" else opt, epochs, batch_size,
                   shuffle and batch_size < X.shape[0], lr_schedule, power_t, early_stopping, patience, tol,
                   n_restarts, warm_start)
+
+
+def checked_optimizer(*hyperparameters):
+    """A new Optimizer(name, lr, momentum, nesterov, beta1, beta2, eps, weight_decay), checked.
+    The values of recent fits are checked once (an LRU cache that tells types apart: True
+    from 1, 1 from 1.0); unhashable values are checked afresh, and refused."""
+    try:
+        return copy.copy(_optimizer(*hyperparameters))
+    except TypeError:
+        return _optimizer.__wrapped__(*hyperparameters)
+
+
+@functools.lru_cache(maxsize=32, typed=True)
+def _optimizer(name, lr, momentum, nesterov, beta1, beta2, eps, weight_decay):
+    return Optimizer(name, real(lr, "lr", positive=True), momentum=momentum, nesterov=nesterov, beta1=beta1,
+                     beta2=beta2, eps=eps, weight_decay=weight_decay)
 
 
 def check_batch_size(batch_size, n, optimizer):
@@ -205,20 +222,21 @@ def validation_split(X, Y, w, check_data, seed, validation_data, validation_frac
 def make_runs(job, previous, seed, initial_params, current_params):
     """The runs of a fit. Run 0 continues `previous` on a warm start with the same optimizer,
     else starts from the current weights (warm start) or the seed's initialisation; restart
-    i > 0 draws its initialisation and shuffling from streams of its own."""
+    i > 0 draws its initialisation and shuffling from streams of its own.
+    ``initial_params(entropy)`` gives new weights drawn from ``np.random.default_rng(entropy)``."""
     n = job.n_restarts
     # shuffling of run i: streams[i]; initialisation of run i > 0: streams[n + i]
     streams = np.random.SeedSequence(seed).spawn(2 * n) if job.shuffle or n > 1 else None
     if job.warm_start and previous is not None and previous.continues(job.optimizer):
         run = previous.copy()
     else:
-        params = current_params.copy() if job.warm_start else initial_params(np.random.default_rng(seed))
+        params = current_params.copy() if job.warm_start else initial_params(seed)
         history = previous.history if job.warm_start and previous is not None else None
         run = Run(params, copy.copy(job.optimizer), None, history)
     if job.shuffle and run.rng is None:
         run.rng = np.random.default_rng(streams[0])
     return [run] + [
-        Run(initial_params(np.random.default_rng(streams[n + i])), copy.copy(job.optimizer),
+        Run(initial_params(streams[n + i]), copy.copy(job.optimizer),
             np.random.default_rng(streams[i]))
         for i in range(1, n)
     ]
@@ -325,14 +343,13 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state):
     while left > 0 and state["go_on"]:
         opt.lr = schedule.rate(len(history))
         losses = np.full(chunk, -np.inf)    # -inf: not run (a loss is never -inf)
-        try:
-            with np.errstate(all="ignore"):   # overflow is caught below, as divergence
-                impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
-                           epochs=chunk, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
-                           sample_weight=job.w, callback=callback, stop=stop)
+        try:   # (overflow is caught below, as divergence)
+            impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
+                       epochs=chunk, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
+                       sample_weight=job.w, callback=callback, stop=stop)
         finally:
             opt.lr = schedule.base
-            ran = losses[losses != -np.inf]
+            ran = losses if losses[-1] != -np.inf else losses[losses != -np.inf]   # (written in order)
             finite = np.isfinite(ran)
             if not finite.all():
                 run.diverged = len(history) + int(np.argmin(finite))

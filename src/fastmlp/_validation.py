@@ -331,7 +331,9 @@ def check_targets(y, n, loss, n_outputs, dtype):
     if y.shape[0] != n:
         raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
     Y = check_Y(y, n, n_outputs, dtype, finite=True, name="y")
-    binary = np.all((Y == 0) | (Y == 1))
+    # y (y - 1) is exactly 0 where y is 0 or 1 and nowhere else: y - 1 is 0 only for y = 1,
+    # and the product does not underflow (for |y| < 2**-53, y - 1 rounds to -1: it is -y)
+    binary = loss in ("bce", "cross_entropy") and not np.count_nonzero(Y * (Y - 1))
     if loss == "bce" and not binary:
         raise ValueError("binary cross-entropy needs labels in {0, 1}; y has other values")
     if loss == "poisson" and (Y < 0).any():
