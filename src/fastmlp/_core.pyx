@@ -142,6 +142,26 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating a
               &beta, c, &ldc)
 
 
+cdef inline floating _dot(Py_ssize_t n, const floating* a, const floating* b) noexcept nogil:
+    """sum(a[:n] * b[:n]) as 8 interleaved partial sums (independent chains of additions,
+    which the compiler vectorises without reordering any one of them), added up in a fixed
+    order: the same result on every call."""
+    cdef floating s[8]
+    cdef floating total
+    cdef Py_ssize_t p = 0, q
+    for q in range(8):
+        s[q] = 0
+    while p + 8 <= n:
+        for q in range(8):
+            s[q] += a[p + q] * b[p + q]
+        p += 8
+    total = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+    while p < n:
+        total += a[p] * b[p]
+        p += 1
+    return total
+
+
 # Row-major products. All matrices are C-contiguous; `beta == 0` never reads C.
 
 cdef void _mm_nn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
@@ -167,41 +187,65 @@ cdef void _mm_nn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
 cdef void _mm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
                  const floating* A, const floating* B, floating beta,
                  floating* C) noexcept nogil:
-    """C (k, n) = alpha * A.T @ B + beta * C, with A (m, k) and B (m, n)."""
+    """C (k, n) = alpha * A.T @ B + beta * C, with A (m, k) and B (m, n).
+
+    Small products sum over the rows of A and B into a buffer row by row (each row of C
+    takes a multiple of a row of B, each element of C one row's product per step: no chain
+    of dependent additions, and the loop over a row vectorises), then scale into C.
+    """
     cdef Py_ssize_t i, j, p
-    cdef double s
+    cdef floating a
+    cdef floating t[BLAS_MIN_WORK]     # k * n < BLAS_MIN_WORK on this path
     if m * n * k >= BLAS_MIN_WORK:
         _gemm(c'N', c'T', <int>n, <int>k, <int>m, alpha, B, <int>n, A, <int>k, beta, C, <int>n)
         return
-    for p in range(k):
-        for j in range(n):
-            s = 0
-            for i in range(m):
-                s += A[i * k + p] * B[i * n + j]
-            if beta == 0:
-                C[p * n + j] = alpha * <floating>s
-            else:
-                C[p * n + j] = beta * C[p * n + j] + alpha * <floating>s
+    memset(t, 0, k * n * sizeof(floating))
+    for i in range(m):
+        if n == 1:                     # matrix-vector: vectorise over the rows of C
+            a = B[i]
+            for p in range(k):
+                t[p] += A[i * k + p] * a
+        else:
+            for p in range(k):
+                a = A[i * k + p]
+                for j in range(n):
+                    t[p * n + j] += a * B[i * n + j]
+    if beta == 0:
+        for p in range(k * n):
+            C[p] = alpha * t[p]
+    else:
+        for p in range(k * n):
+            C[p] = beta * C[p] + alpha * t[p]
 
 
 cdef void _mm_nt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
                  const floating* A, const floating* B, floating beta,
                  floating* C) noexcept nogil:
-    """C (m, k) = alpha * A @ B.T + beta * C, with A (m, n) and B (k, n)."""
-    cdef Py_ssize_t i, j, p
-    cdef double s
+    """C (m, k) = alpha * A @ B.T + beta * C, with A (m, n) and B (k, n).
+
+    Small products: dot products of rows (`_dot`), or for n == 1 an outer product,
+    vectorised along the rows of C.
+    """
+    cdef Py_ssize_t i, p
+    cdef floating a
     if m * n * k >= BLAS_MIN_WORK:
         _gemm(c'T', c'N', <int>k, <int>m, <int>n, alpha, B, <int>n, A, <int>n, beta, C, <int>k)
         return
     for i in range(m):
-        for p in range(k):
-            s = 0
-            for j in range(n):
-                s += A[i * n + j] * B[p * n + j]
+        if n == 1:
+            a = alpha * A[i]
             if beta == 0:
-                C[i * k + p] = alpha * <floating>s
+                for p in range(k):
+                    C[i * k + p] = a * B[p]
             else:
-                C[i * k + p] = beta * C[i * k + p] + alpha * <floating>s
+                for p in range(k):
+                    C[i * k + p] = beta * C[i * k + p] + a * B[p]
+        elif beta == 0:
+            for p in range(k):
+                C[i * k + p] = alpha * _dot(n, A + i * n, B + p * n)
+        else:
+            for p in range(k):
+                C[i * k + p] = beta * C[i * k + p] + alpha * _dot(n, A + i * n, B + p * n)
 
 
 cdef void _colsum(Py_ssize_t m, Py_ssize_t n, floating alpha, const floating* D,
@@ -541,7 +585,7 @@ cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
     """Z (m, n) = A (m, k) @ W (k, n) + b; Aout = act(Z) unless NULL.
 
     Large layers: one GEMM, then bias and activation fused in one pass over its output.
-    Tiny layers: a single pass that starts each row of Z from b.
+    Tiny layers: a single pass that starts each row of Z from b (n == 1: b plus a dot product).
     """
     cdef Py_ssize_t i, j, p
     cdef floating a
@@ -552,6 +596,9 @@ cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
         return
     for i in range(m):
         z = Z + i * n
+        if n == 1:                  # matrix-vector: one dot product per row
+            z[0] = b[0] + _dot(k, A + i * k, W)
+            continue
         for j in range(n):
             z[j] = b[j]
         for p in range(k):
