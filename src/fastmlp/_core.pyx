@@ -41,6 +41,25 @@ from ._validation import (
 cdef extern from "<math.h>" nogil:
     float erff(float x)
 
+cdef extern from "_kernels.h" nogil:
+    # Small products in registers, for AVX-512 CPUs (see the header); `pack` holds
+    # n * FM_PACK_COLUMNS elements.
+    int FM_PACK_COLUMNS
+    int fm_simd_available()
+    void fm_forward_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, const double* W,
+                      const double* b, double* Z, double* Aout, double slope)
+    void fm_forward_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A, const float* W,
+                      const float* b, float* Z, float* Aout, float slope)
+    void fm_tn_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha, const double* A,
+                 const double* D, double beta, double* C)
+    void fm_tn_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* A,
+                 const float* D, float beta, float* C)
+    void fm_nt_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha, const double* D,
+                 const double* W, double beta, double* C, const double* Zp, double slope,
+                 double* pack)
+    void fm_nt_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* D,
+                 const float* W, float beta, float* C, const float* Zp, float slope, float* pack)
+
 cdef enum:
     # Below this many multiply-adds (m * n * k) a dense product runs as plain loops.
     BLAS_MIN_WORK = 4096
@@ -50,6 +69,13 @@ cdef enum:
     FLOPS_PER_GIL_CHECK = 50000000
     # Rows per chunk when predicting or taking full-data gradients: bounds the work buffer.
     CHUNK_ROWS = 2048
+    # Products of BLAS_MIN_WORK up to this many multiply-adds, with at least SMALL_MIN_COLUMNS
+    # columns in C, run as _kernels.h's register tiles where the CPU has AVX-512 (a BLAS
+    # call's fixed cost and its threads outweigh the arithmetic there); larger ones call BLAS.
+    SMALL_MAX_WORK = 131072
+    SMALL_MIN_COLUMNS = 8
+    # The widest D (columns of a layer) _kernels.h's fm_nt packs for: the pack buffer's bound.
+    SMALL_MAX_PACKED = 1024
 
 # The codes of the extension points. Each table must name exactly what fastmlp._registry
 # lists (checked here, at import): a registered name without a kernel fails the import.
@@ -162,6 +188,28 @@ cdef inline floating _dot(Py_ssize_t n, const floating* a, const floating* b) no
     return total
 
 
+# Whether the small products of _kernels.h run (the CPU has AVX-512, and `_small_kernels`
+# has not turned them off).
+cdef bint _small = fm_simd_available() != 0
+
+
+def _small_kernels(enabled=None):
+    """Whether products up to SMALL_MAX_WORK multiply-adds run as _kernels.h's AVX-512 tiles
+    (True only where the CPU has AVX-512); `enabled` False turns them off (BLAS and the plain
+    loops then run everything), True back on where available. For tests and benchmarks."""
+    global _small
+    if enabled is not None:
+        _small = bool(enabled) and fm_simd_available() != 0
+    return bool(_small)
+
+
+cdef inline bint _small_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                Py_ssize_t columns) noexcept nogil:
+    """Whether an m x n x k product whose result has `columns` columns runs in _kernels.h."""
+    return (_small and columns >= SMALL_MIN_COLUMNS
+            and BLAS_MIN_WORK <= m * n * k <= SMALL_MAX_WORK)
+
+
 # Row-major products. All matrices are C-contiguous; `beta == 0` never reads C.
 
 cdef void _mm_nn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
@@ -196,6 +244,12 @@ cdef void _mm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
     cdef Py_ssize_t i, j, p
     cdef floating a
     cdef floating t[BLAS_MIN_WORK]     # k * n < BLAS_MIN_WORK on this path
+    if _small_product(m, n, k, n):
+        if floating is float:
+            fm_tn_f(m, n, k, alpha, A, B, beta, C)
+        else:
+            fm_tn_d(m, n, k, alpha, A, B, beta, C)
+        return
     if m * n * k >= BLAS_MIN_WORK:
         _gemm(c'N', c'T', <int>n, <int>k, <int>m, alpha, B, <int>n, A, <int>k, beta, C, <int>n)
         return
@@ -352,6 +406,7 @@ cdef struct Net:
     Py_ssize_t xb_off         # gathered batch of X rows (shuffled training only)
     Py_ssize_t yb_off         # gathered batch of Y rows
     Py_ssize_t wb_off         # gathered batch of sample weights
+    Py_ssize_t pk_off         # scratch for _kernels.h's fm_nt (_backprop_dense's `pack`)
     Py_ssize_t work_size
     # sparse input: X is CSR and the first layer reads it through `sparse` (NULL: dense X)
     Sparse* sparse
@@ -584,12 +639,23 @@ cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
                             int act, floating slope) noexcept nogil:
     """Z (m, n) = A (m, k) @ W (k, n) + b; Aout = act(Z) unless NULL.
 
-    Large layers: one GEMM, then bias and activation fused in one pass over its output.
+    Small layers on AVX-512 CPUs: _kernels.h's tiles, which add the bias (and Leaky ReLU)
+    as they write Z. Large layers: one GEMM, then bias and activation fused in one pass
+    over its output.
     Tiny layers: a single pass that starts each row of Z from b (n == 1: b plus a dot product).
     """
     cdef Py_ssize_t i, j, p
     cdef floating a
     cdef floating* z
+    cdef floating* leaky = Aout if act == ACT_LEAKY_RELU else NULL
+    if _small_product(m, n, k, n):       # bias and Leaky ReLU in the tiles' epilogue
+        if floating is float:
+            fm_forward_f(m, n, k, A, W, b, Z, leaky, slope)
+        else:
+            fm_forward_d(m, n, k, A, W, b, Z, leaky, slope)
+        if Aout != NULL and leaky == NULL:
+            _activation(m * n, Z, Aout, act, slope)
+        return
     if m * n * k >= BLAS_MIN_WORK:
         _mm_nn(m, n, k, <floating>1, A, W, <floating>0, Z)
         _bias_activation(m, n, b, Z, Aout, act, slope)
@@ -629,6 +695,26 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
         A_prev = A
 
 
+cdef void _backprop_dense(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* D,
+                          const floating* W, floating* D_prev, const floating* Z_prev,
+                          const floating* A_prev, int act, floating slope,
+                          floating* pack) noexcept nogil:
+    """D_prev (m, k) = (D (m, n) @ W.T) * act'(Z_prev): the gradient carried back through a
+    dense layer with weights W (k, n) and the activation before it (A_prev = act(Z_prev)).
+    `pack`: n * FM_PACK_COLUMNS elements of scratch for _kernels.h (not read otherwise)."""
+    cdef const floating* leaky = Z_prev if act == ACT_LEAKY_RELU else NULL
+    if n <= SMALL_MAX_PACKED and _small_product(m, n, k, k):   # the derivative in the epilogue
+        if floating is float:
+            fm_nt_f(m, n, k, 1, D, W, 0, D_prev, leaky, slope, pack)
+        else:
+            fm_nt_d(m, n, k, 1, D, W, 0, D_prev, leaky, slope, pack)
+        if leaky != NULL:
+            return
+    else:
+        _mm_nt(m, n, k, <floating>1, D, W, <floating>0, D_prev)
+    _activation_backward(m * k, Z_prev, A_prev, D_prev, act, slope)
+
+
 cdef void _backward(const Net* net, const floating* params, const floating* X, Py_ssize_t m,
                     floating* work, floating* target, floating alpha, floating beta_w,
                     floating beta_b) noexcept nogil:
@@ -649,10 +735,9 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
         D = work + net.d_off[l]
         A_prev = X if l == 0 else work + net.a_off[l - 1]
         if l > 0:
-            _mm_nt(m, n_out, n_in, <floating>1, D, params + net.w_off[l], <floating>0,
-                   work + net.d_off[l - 1])
-            _activation_backward(m * n_in, work + net.z_off[l - 1], work + net.a_off[l - 1],
-                                 work + net.d_off[l - 1], net.act[l - 1], slope)
+            _backprop_dense(m, n_out, n_in, D, params + net.w_off[l], work + net.d_off[l - 1],
+                            work + net.z_off[l - 1], work + net.a_off[l - 1], net.act[l - 1],
+                            slope, work + net.pk_off)
         if l == 0 and net.sparse != NULL:
             _sparse_tn(m, n_out, n_in, alpha, net.sparse, D, beta_w, target + net.w_off[0])
         else:
@@ -949,6 +1034,8 @@ cdef class _Plan:
         self.net.wb_off = off
         if gather:
             off += capacity
+        self.net.pk_off = off
+        off += min(max(sizes), SMALL_MAX_PACKED) * FM_PACK_COLUMNS
         self.net.work_size = off
         self.net.n_layers = L
         self.net.size = &iv[0, 0]
@@ -1065,11 +1152,13 @@ cdef _dense_backward_typed(const floating[:, ::1] A_prev, const floating[:, ::1]
                            floating[:, ::1] dA_prev):
     cdef Py_ssize_t m = A_prev.shape[0], k = A_prev.shape[1], n = W.shape[1]
     cdef bint want_dA = dA_prev is not None
+    cdef floating[::1] pack = np.empty(min(n, SMALL_MAX_PACKED) * FM_PACK_COLUMNS, _dtype(&W[0, 0]))
     with nogil:
         _mm_tn(m, n, k, <floating>1, &A_prev[0, 0], &dZ[0, 0], <floating>0, &dW[0, 0])
         _colsum(m, n, <floating>1, &dZ[0, 0], <floating>0, &db[0])
         if want_dA:
-            _mm_nt(m, n, k, <floating>1, &dZ[0, 0], &W[0, 0], <floating>0, &dA_prev[0, 0])
+            _backprop_dense(m, n, k, &dZ[0, 0], &W[0, 0], &dA_prev[0, 0], NULL, NULL,
+                            ACT_IDENTITY, <floating>0, &pack[0])
 
 
 cdef _activation_typed(const floating[:, ::1] Z, floating[:, ::1] A, int act, floating slope):
