@@ -1,5 +1,6 @@
 """The compiled backend's small products (_kernels.h: AVX-512 register tiles for products of
-4096 to 131072 multiply-adds with 8 or more columns in C) against NumPy, and the same
+4096 to 131072 multiply-adds with 8 or more columns in C; passes over one matrix for
+one-column layers and column sums) against NumPy, and the same
 calls with them turned off (BLAS and the plain loops), around their tile sizes (4 rows;
 32 float64 or 64 float32 columns) and both work thresholds, in both dtypes.
 
@@ -66,6 +67,16 @@ def test_products_around_the_tile_sizes(small, dtype, m, n):
 ])
 def test_products_at_the_work_thresholds(small, dtype, m, k, n):
     check_dense(m, k, n, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [7, 31, 32, 33, 63, 64, 65, 100])
+@pytest.mark.parametrize("m", [1, 3, 4, 8, 9, 64])
+def test_one_column_layers_and_column_sums(small, dtype, m, k):
+    """n = 1 (fm_outer for dA, fm_tn1 for dW: blocks of 32 or 64 elements of W's column) and
+    the bias gradient's column sums (fm_colsum) from 256 elements up, and below (loops)."""
+    check_dense(m, k, 1, dtype, seed=m * k)
+    check_dense(k, m, 32, dtype, seed=m * k + 1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -59,6 +59,18 @@ cdef extern from "_kernels.h" nogil:
                  double* pack)
     void fm_nt_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* D,
                  const float* W, float beta, float* C, const float* Zp, float slope, float* pack)
+    void fm_outer_d(Py_ssize_t m, Py_ssize_t k, double alpha, const double* d, const double* w,
+                    double* C, const double* Zp, double slope)
+    void fm_outer_f(Py_ssize_t m, Py_ssize_t k, float alpha, const float* d, const float* w,
+                    float* C, const float* Zp, float slope)
+    void fm_tn1_d(Py_ssize_t m, Py_ssize_t k, double alpha, const double* A, const double* d,
+                  double beta, double* c)
+    void fm_tn1_f(Py_ssize_t m, Py_ssize_t k, float alpha, const float* A, const float* d,
+                  float beta, float* c)
+    void fm_colsum_d(Py_ssize_t m, Py_ssize_t n, double alpha, const double* D, double beta,
+                     double* out)
+    void fm_colsum_f(Py_ssize_t m, Py_ssize_t n, float alpha, const float* D, float beta,
+                     float* out)
 
 cdef enum:
     # Below this many multiply-adds (m * n * k) a dense product runs as plain loops.
@@ -74,6 +86,9 @@ cdef enum:
     # call's fixed cost and its threads outweigh the arithmetic there); larger ones call BLAS.
     SMALL_MAX_WORK = 131072
     SMALL_MIN_COLUMNS = 8
+    # ... and the passes over one matrix (a one-column layer's products, the bias gradient)
+    # from this many elements up (below: the plain loops, as for the XOR network).
+    SMALL_MIN_ELEMENTS = 256
     # The widest D (columns of a layer) _kernels.h's fm_nt packs for: the pack buffer's bound.
     SMALL_MAX_PACKED = 1024
 
@@ -210,6 +225,12 @@ cdef inline bint _small_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
             and BLAS_MIN_WORK <= m * n * k <= SMALL_MAX_WORK)
 
 
+cdef inline bint _small_pass(Py_ssize_t m, Py_ssize_t k) noexcept nogil:
+    """Whether a pass over an m x k matrix (one-column products, column sums) runs in
+    _kernels.h."""
+    return _small and SMALL_MIN_ELEMENTS <= m * k <= SMALL_MAX_WORK
+
+
 # Row-major products. All matrices are C-contiguous; `beta == 0` never reads C.
 
 cdef void _mm_nn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
@@ -249,6 +270,12 @@ cdef void _mm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
             fm_tn_f(m, n, k, alpha, A, B, beta, C)
         else:
             fm_tn_d(m, n, k, alpha, A, B, beta, C)
+        return
+    if n == 1 and _small_pass(m, k):
+        if floating is float:
+            fm_tn1_f(m, k, alpha, A, B, beta, C)
+        else:
+            fm_tn1_d(m, k, alpha, A, B, beta, C)
         return
     if m * n * k >= BLAS_MIN_WORK:
         _gemm(c'N', c'T', <int>n, <int>k, <int>m, alpha, B, <int>n, A, <int>k, beta, C, <int>n)
@@ -306,6 +333,12 @@ cdef void _colsum(Py_ssize_t m, Py_ssize_t n, floating alpha, const floating* D,
                   floating beta, floating* out) noexcept nogil:
     """out (n,) = alpha * (D (m, n) summed over rows) + beta * out."""
     cdef Py_ssize_t i, j
+    if _small_pass(m, n):
+        if floating is float:
+            fm_colsum_f(m, n, alpha, D, beta, out)
+        else:
+            fm_colsum_d(m, n, alpha, D, beta, out)
+        return
     for j in range(n):
         out[j] = 0 if beta == 0 else beta * out[j]
     if alpha == 1:
@@ -708,6 +741,13 @@ cdef void _backprop_dense(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floati
             fm_nt_f(m, n, k, 1, D, W, 0, D_prev, leaky, slope, pack)
         else:
             fm_nt_d(m, n, k, 1, D, W, 0, D_prev, leaky, slope, pack)
+        if leaky != NULL:
+            return
+    elif n == 1 and _small_pass(m, k):                          # an outer product
+        if floating is float:
+            fm_outer_f(m, k, 1, D, W, D_prev, leaky, slope)
+        else:
+            fm_outer_d(m, k, 1, D, W, D_prev, leaky, slope)
         if leaky != NULL:
             return
     else:

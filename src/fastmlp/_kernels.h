@@ -140,6 +140,70 @@ FM_TARGET static void fm_nt_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, 
             FM_ANY_TILE(T, NR, FM_MIN(FM_MR, m - i0), nr, n, D + i0 * n, n, 1, pack,    \
                         NR, FM_ALPHA_BETA_LEAKY_GRAD);                                  \
     }                                                                                   \
+}                                                                                       \
+                                                                                        \
+/* A layer with one output (n = 1). C (m, k) = alpha * d (m,) outer w (k,), then          \
+ * C *= Leaky ReLU'(Zp) unless Zp is NULL: fm_nt's job for a column vector d. */          \
+FM_TARGET static void fm_outer_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* d,        \
+                                   const T* w, T* C, const T* Zp, T slope) {             \
+    ptrdiff_t i, p;                                                                     \
+    for (i = 0; i < m; i++) {                                                           \
+        T a = alpha * d[i];                                                             \
+        T* c = C + i * k;                                                               \
+        if (Zp == NULL)                                                                 \
+            for (p = 0; p < k; p++)                                                     \
+                c[p] = a * w[p];                                                        \
+        else                                                                            \
+            for (p = 0; p < k; p++) {                                                   \
+                T v = a * w[p];                                                         \
+                c[p] = Zp[i * k + p] >= 0 ? v : slope * v;                              \
+            }                                                                           \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
+/* c (k,) = alpha * A.T @ d + beta * c, A (m, k), d (m,): fm_tn's job for n = 1, in       \
+ * blocks of NR elements of c, each summed in registers over the rows in order. */        \
+FM_TARGET static void fm_tn1_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* A,          \
+                                 const T* d, T beta, T* c) {                              \
+    ptrdiff_t p0, p, i;                                                                 \
+    for (p0 = 0; p0 < k; p0 += NR) {                                                    \
+        ptrdiff_t nr = FM_MIN(NR, k - p0);                                              \
+        T acc[NR];                                                                      \
+        for (p = 0; p < NR; p++)                                                        \
+            acc[p] = 0;                                                                 \
+        if (nr == NR)                                                                   \
+            for (i = 0; i < m; i++)                                                     \
+                for (p = 0; p < NR; p++)                                                \
+                    acc[p] += A[i * k + p0 + p] * d[i];                                 \
+        else                                                                            \
+            for (i = 0; i < m; i++)                                                     \
+                for (p = 0; p < nr; p++)                                                \
+                    acc[p] += A[i * k + p0 + p] * d[i];                                 \
+        for (p = 0; p < nr; p++)                                                        \
+            c[p0 + p] = beta == 0 ? alpha * acc[p] : beta * c[p0 + p] + alpha * acc[p]; \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
+/* out (n,) = alpha * (D (m, n) summed over rows, in order) + beta * out. */              \
+FM_TARGET static void fm_colsum_##S(ptrdiff_t m, ptrdiff_t n, T alpha, const T* D,       \
+                                    T beta, T* out) {                                    \
+    ptrdiff_t j0, j, i;                                                                 \
+    for (j0 = 0; j0 < n; j0 += NR) {                                                    \
+        ptrdiff_t nr = FM_MIN(NR, n - j0);                                              \
+        T acc[NR];                                                                      \
+        for (j = 0; j < NR; j++)                                                        \
+            acc[j] = 0;                                                                 \
+        if (nr == NR)                                                                   \
+            for (i = 0; i < m; i++)                                                     \
+                for (j = 0; j < NR; j++)                                                \
+                    acc[j] += D[i * n + j0 + j];                                        \
+        else                                                                            \
+            for (i = 0; i < m; i++)                                                     \
+                for (j = 0; j < nr; j++)                                                \
+                    acc[j] += D[i * n + j0 + j];                                        \
+        for (j = 0; j < nr; j++)                                                        \
+            out[j0 + j] = beta == 0 ? alpha * acc[j] : beta * out[j0 + j] + alpha * acc[j]; \
+    }                                                                                   \
 }
 
 #if FM_SIMD
@@ -153,7 +217,13 @@ static void fm_forward_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T* A, co
 static void fm_tn_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T* A,        \
                       const T* D, T beta, T* C) {}                                       \
 static void fm_nt_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T* D,        \
-                      const T* W, T beta, T* C, const T* Zp, T slope, T* pack) {}
+                      const T* W, T beta, T* C, const T* Zp, T slope, T* pack) {}        \
+static void fm_outer_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* d, const T* w,      \
+                         T* C, const T* Zp, T slope) {}                                  \
+static void fm_tn1_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* A, const T* d,        \
+                       T beta, T* c) {}                                                  \
+static void fm_colsum_##S(ptrdiff_t m, ptrdiff_t n, T alpha, const T* D, T beta,         \
+                          T* out) {}
 FM_STUBS(double, d)
 FM_STUBS(float, f)
 #endif
