@@ -8,6 +8,10 @@ cancel out):
     PYTHONHASHSEED=0 OPENBLAS_NUM_THREADS=1 valgrind --tool=callgrind \\
         --callgrind-out-file=/tmp/cg.JOB.N python bench/callgrind_fit.py JOB N
 
+Valgrind runs no AVX-512 code: under it the compiled module's small products (_kernels.h) are
+off (_core._small_kernels() is False), so the counts are those of the BLAS and plain-loop path
+that CPUs without AVX-512 take; the tabular job's tiles show only in wall clock and perf.
+
 JOB: xor (the seed's 5000-epoch fit, compiled), xor1 (the same, one epoch: the fixed cost
 per fit), xornumpy (200 epochs on the NumPy backend), tabular (one 4096x32 epoch, batch
 32), medium (one 1024-row epoch of 784-256-256-1, float32, batch 128).

@@ -81,6 +81,28 @@ def test_dense_kernels_agree_across_backends(dtype):
             assert_close(c, r, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_in", [1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 127])
+def test_matrix_vector_products_below_the_blas_threshold(dtype, n_in):
+    """One output (n_out = 1): the loops' dot products (8 interleaved partial sums, then the
+    rest), their outer products and their row sums, with row counts on both sides of
+    m * n_in = 4096 (below it they run as loops, above as BLAS), against float64 NumPy."""
+    for n in (1, 3, 4096 // n_in - 1, 4096 // n_in, 4096 // n_in + 1):
+        if n < 1:
+            continue
+        A, W, b = random((n, n_in), dtype, n), random((n_in, 1), dtype, n + 1), random(1, dtype, n + 2)
+        dZ = random((n, 1), dtype, n + 3)
+        A64, W64, dZ64 = (x.astype(np.float64) for x in (A, W, dZ))
+        Z, dW, db, dA = (np.empty(s, dtype) for s in [(n, 1), (n_in, 1), (1,), (n, n_in)])
+        mod = backend_module("cython")
+        mod.dense_forward(A, W, b, Z)
+        mod.dense_backward(A, W, dZ, dW, db, dA)
+        assert_close(Z, A64 @ W64 + b, dtype, scale=10)
+        assert_close(dW, A64.T @ dZ64, dtype, scale=10)
+        assert_close(db, dZ64.sum(axis=0), dtype, scale=10)
+        assert_close(dA, dZ64 @ W64.T, dtype, scale=10)
+
+
 # ---------------------------------------------------------------- activations and loss
 
 

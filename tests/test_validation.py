@@ -263,3 +263,23 @@ def test_all_finite_agrees_with_the_elementwise_test(dtype):
     assert all_finite(huge)
     huge[2, 4] = -np.inf
     assert not all_finite(huge)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [8191, 8192, 8193, 3 * 8192 + 5])
+def test_all_finite_across_its_one_thread_chunks(dtype, size):
+    """Arrays up to ONE_THREAD_MAX elements go to ?dot in 8192-element chunks: a NaN or an
+    infinity in any chunk (first, last, at a chunk's edge) is found, and huge finite values
+    whose squares overflow are not mistaken for one."""
+    from fastmlp._validation import ONE_THREAD_CHUNK, all_finite
+
+    a = np.random.default_rng(size).standard_normal(size).astype(dtype)
+    assert all_finite(a)
+    for i in {0, min(ONE_THREAD_CHUNK - 1, size - 1), min(ONE_THREAD_CHUNK, size - 1), size - 1}:
+        for bad in (np.nan, np.inf, -np.inf):
+            b = a.copy()
+            b[i] = bad
+            assert not all_finite(b)
+        b = a.copy()
+        b[i] = np.finfo(dtype).max
+        assert all_finite(b)

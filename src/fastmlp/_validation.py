@@ -108,14 +108,22 @@ def all_finite(a):
     dot = _DOTS.get(flat.dtype) if flat.flags.c_contiguous else None
     if dot is None:
         return math.isfinite(np.sum(flat, dtype=np.float64)) or bool(np.isfinite(flat).all())
-    for start in range(0, flat.size, DOT_CHUNK):
-        chunk = flat[start:start + DOT_CHUNK]
+    step = DOT_CHUNK if flat.size > ONE_THREAD_MAX else ONE_THREAD_CHUNK
+    for start in range(0, flat.size, step):
+        chunk = flat[start:start + step]
         if not math.isfinite(dot(chunk, chunk)) and not np.isfinite(chunk).all():
             return False
     return True
 
 
 DOT_CHUNK = 1 << 30          # elements per ?dot call: BLAS counts them in a 32-bit int
+# Arrays up to ONE_THREAD_MAX elements go to ?dot in chunks of ONE_THREAD_CHUNK, which
+# OpenBLAS runs on the calling thread (it splits a ?dot over threads above 10000
+# elements). A split call wakes its thread pool, whose threads then spin for ~0.1 s: a
+# small fit that follows (a 4096x32 X: 32 ms) shares the cores with them, ~2x slower
+# whenever another process holds a core.
+ONE_THREAD_CHUNK = 8192
+ONE_THREAD_MAX = 1 << 20
 _DOTS = {np.dtype(np.float32): scipy.linalg.blas.sdot, np.dtype(np.float64): scipy.linalg.blas.ddot}
 
 

@@ -1,0 +1,233 @@
+/* Small dense products (one training step of a small network: tens of rows, tens to hundreds
+ * of columns) for fastmlp/_core.pyx, compiled for AVX-512 and chosen at run time.
+ *
+ * At these sizes (_core.pyx: up to SMALL_MAX_WORK multiply-adds) a BLAS ?gemm call spends
+ * much of its time outside the arithmetic (argument checks, packing both operands, and
+ * OpenBLAS splitting a 32 x 64 product over threads). These loops do only the arithmetic: C is cut into tiles of
+ * FM_MR rows by 4 vectors of columns, each tile summed in registers over the whole inner
+ * dimension (every element's terms added in order), then written once, with the layer's
+ * next operation fused into that write: the bias and Leaky ReLU after a forward product,
+ * alpha and beta (the SGD step) after a weight gradient, Leaky ReLU's derivative after the
+ * product that carries the gradient back to the previous layer.
+ *
+ * The functions carry a `target` attribute, so the module itself stays built for any
+ * x86-64; _core calls them only when fm_simd_available() says the CPU (and the OS) run
+ * AVX-512. Elsewhere (other compilers or CPUs) fm_simd_available() is 0 and the functions
+ * are stubs that are never called.
+ *
+ * Every function is written once, for a type T, and stamped out for double (suffix d) and
+ * float (suffix f) by FM_KERNELS at the end. Row-major, C-contiguous operands throughout.
+ */
+#ifndef FASTMLP_KERNELS_H
+#define FASTMLP_KERNELS_H
+
+#include <stddef.h>
+
+#define FM_MR 4                     /* rows of C per tile */
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define FM_SIMD 1
+#if defined(__clang__)
+#define FM_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#else
+#define FM_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")))
+#endif
+#define FM_INLINE static inline __attribute__((always_inline))
+
+static int fm_simd_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+}
+#else
+#define FM_SIMD 0
+#define FM_TARGET
+#define FM_INLINE static inline
+static int fm_simd_available(void) { return 0; }
+#endif
+
+/* One tile of C: acc (mr x nr) = sum over q < kc of a(r, q) * b[q * ldb + j], with
+ * a(r, q) = a[r * a_rs + q * a_cs], then EPILOGUE(r, j) for each element (it reads
+ * acc[r][j] and writes C). MRB and NRB bound the loops: the constants FM_MR and NR for a
+ * full tile (loops unrolled, the accumulators kept in registers from first term to
+ * epilogue), the tile's own extents at the edges of C. */
+#define FM_TILE(T, NR, MRB, NRB, kc, a, a_rs, a_cs, b, ldb, EPILOGUE)                   \
+    do {                                                                                \
+        T acc[FM_MR][NR];                                                               \
+        ptrdiff_t r, j, q;                                                              \
+        for (r = 0; r < (MRB); r++)                                                     \
+            for (j = 0; j < (NRB); j++)                                                 \
+                acc[r][j] = 0;                                                          \
+        for (q = 0; q < (kc); q++) {                                                    \
+            const T* bq = (b) + q * (ldb);                                              \
+            for (r = 0; r < (MRB); r++) {                                               \
+                T x = (a)[r * (a_rs) + q * (a_cs)];                                     \
+                for (j = 0; j < (NRB); j++)                                             \
+                    acc[r][j] += x * bq[j];                                             \
+            }                                                                           \
+        }                                                                               \
+        for (r = 0; r < (MRB); r++)                                                     \
+            for (j = 0; j < (NRB); j++)                                                 \
+                EPILOGUE(r, j);                                                         \
+    } while (0)
+
+/* A full tile or an edge tile, as its extents mr, nr say. */
+#define FM_ANY_TILE(T, NR, mr, nr, kc, a, a_rs, a_cs, b, ldb, EPILOGUE)                 \
+    do {                                                                                \
+        if ((mr) == FM_MR && (nr) == NR)                                                \
+            FM_TILE(T, NR, FM_MR, NR, kc, a, a_rs, a_cs, b, ldb, EPILOGUE);             \
+        else                                                                            \
+            FM_TILE(T, NR, mr, nr, kc, a, a_rs, a_cs, b, ldb, EPILOGUE);                \
+    } while (0)
+
+#define FM_MIN(x, y) ((x) < (y) ? (x) : (y))
+
+/* The epilogues, for element (r, j) of the tile at (i0, j0) or (p0, j0) of C. */
+#define FM_BIAS_LEAKY(r, j)                                                             \
+    do {                                                                                \
+        __typeof__(acc[0][0]) z_ = acc[r][j] + b[j0 + j];                                                   \
+        Z[(i0 + r) * n + j0 + j] = z_;                                                  \
+        if (Aout != NULL)                                                               \
+            Aout[(i0 + r) * n + j0 + j] = z_ >= 0 ? z_ : slope * z_;                    \
+    } while (0)
+#define FM_ALPHA_BETA(r, j)                                                             \
+    do {                                                                                \
+        __typeof__(acc[0][0])* c_ = C + (p0 + r) * n + j0 + j;                                              \
+        *c_ = beta == 0 ? alpha * acc[r][j] : beta * *c_ + alpha * acc[r][j];           \
+    } while (0)
+#define FM_ALPHA_BETA_LEAKY_GRAD(r, j)                                                  \
+    do {                                                                                \
+        __typeof__(acc[0][0])* c_ = C + (i0 + r) * k + p0 + j;                                              \
+        __typeof__(acc[0][0]) v_ = beta == 0 ? alpha * acc[r][j] : beta * *c_ + alpha * acc[r][j];          \
+        *c_ = Zp == NULL || Zp[(i0 + r) * k + p0 + j] >= 0 ? v_ : slope * v_;           \
+    } while (0)
+
+#define FM_KERNELS(T, S, NR)                                                            \
+/* Z (m, n) = A (m, k) @ W (k, n) + b; Aout = Leaky ReLU(Z) with `slope` unless NULL. */   \
+FM_TARGET static void fm_forward_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T* A,  \
+                                     const T* W, const T* b, T* Z, T* Aout, T slope) {   \
+    ptrdiff_t i0, j0;                                                                   \
+    for (i0 = 0; i0 < m; i0 += FM_MR)                                                   \
+        for (j0 = 0; j0 < n; j0 += NR)                                                  \
+            FM_ANY_TILE(T, NR, FM_MIN(FM_MR, m - i0), FM_MIN(NR, n - j0), k,            \
+                        A + i0 * k, k, 1, W + j0, n, FM_BIAS_LEAKY);                    \
+}                                                                                       \
+                                                                                        \
+/* C (k, n) = alpha * A.T @ D + beta * C, A (m, k), D (m, n); C not read if beta == 0. */ \
+FM_TARGET static void fm_tn_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha,          \
+                                const T* A, const T* D, T beta, T* C) {                  \
+    ptrdiff_t p0, j0;                                                                   \
+    for (p0 = 0; p0 < k; p0 += FM_MR)                                                   \
+        for (j0 = 0; j0 < n; j0 += NR)                                                  \
+            FM_ANY_TILE(T, NR, FM_MIN(FM_MR, k - p0), FM_MIN(NR, n - j0), m,            \
+                        A + p0, 1, k, D + j0, n, FM_ALPHA_BETA);                        \
+}                                                                                       \
+                                                                                        \
+/* C (m, k) = alpha * D (m, n) @ W.T + beta * C, W (k, n), then C *= Leaky ReLU'(Zp)      \
+ * (1 where Zp >= 0, else slope) unless Zp is NULL; C not read if beta == 0. `pack`       \
+ * holds n * NR elements: W's rows p0..p0 + NR - 1, transposed, for each block of NR      \
+ * columns of C. */                                                                     \
+FM_TARGET static void fm_nt_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha,          \
+                                const T* D, const T* W, T beta, T* C, const T* Zp,       \
+                                T slope, T* pack) {                                      \
+    ptrdiff_t p0, i0, q, c;                                                             \
+    for (p0 = 0; p0 < k; p0 += NR) {                                                    \
+        ptrdiff_t nr = FM_MIN(NR, k - p0);                                              \
+        for (c = 0; c < nr; c++)                                                        \
+            for (q = 0; q < n; q++)                                                     \
+                pack[q * NR + c] = W[(p0 + c) * n + q];                                 \
+        for (i0 = 0; i0 < m; i0 += FM_MR)                                               \
+            FM_ANY_TILE(T, NR, FM_MIN(FM_MR, m - i0), nr, n, D + i0 * n, n, 1, pack,    \
+                        NR, FM_ALPHA_BETA_LEAKY_GRAD);                                  \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
+/* A layer with one output (n = 1). C (m, k) = alpha * d (m,) outer w (k,), then          \
+ * C *= Leaky ReLU'(Zp) unless Zp is NULL: fm_nt's job for a column vector d. */          \
+FM_TARGET static void fm_outer_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* d,        \
+                                   const T* w, T* C, const T* Zp, T slope) {             \
+    ptrdiff_t i, p;                                                                     \
+    for (i = 0; i < m; i++) {                                                           \
+        T a = alpha * d[i];                                                             \
+        T* c = C + i * k;                                                               \
+        if (Zp == NULL)                                                                 \
+            for (p = 0; p < k; p++)                                                     \
+                c[p] = a * w[p];                                                        \
+        else                                                                            \
+            for (p = 0; p < k; p++) {                                                   \
+                T v = a * w[p];                                                         \
+                c[p] = Zp[i * k + p] >= 0 ? v : slope * v;                              \
+            }                                                                           \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
+/* c (k,) = alpha * A.T @ d + beta * c, A (m, k), d (m,): fm_tn's job for n = 1, in       \
+ * blocks of NR elements of c, each summed in registers over the rows in order. */        \
+FM_TARGET static void fm_tn1_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* A,          \
+                                 const T* d, T beta, T* c) {                              \
+    ptrdiff_t p0, p, i;                                                                 \
+    for (p0 = 0; p0 < k; p0 += NR) {                                                    \
+        ptrdiff_t nr = FM_MIN(NR, k - p0);                                              \
+        T acc[NR];                                                                      \
+        for (p = 0; p < NR; p++)                                                        \
+            acc[p] = 0;                                                                 \
+        if (nr == NR)                                                                   \
+            for (i = 0; i < m; i++)                                                     \
+                for (p = 0; p < NR; p++)                                                \
+                    acc[p] += A[i * k + p0 + p] * d[i];                                 \
+        else                                                                            \
+            for (i = 0; i < m; i++)                                                     \
+                for (p = 0; p < nr; p++)                                                \
+                    acc[p] += A[i * k + p0 + p] * d[i];                                 \
+        for (p = 0; p < nr; p++)                                                        \
+            c[p0 + p] = beta == 0 ? alpha * acc[p] : beta * c[p0 + p] + alpha * acc[p]; \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
+/* out (n,) = alpha * (D (m, n) summed over rows, in order) + beta * out. */              \
+FM_TARGET static void fm_colsum_##S(ptrdiff_t m, ptrdiff_t n, T alpha, const T* D,       \
+                                    T beta, T* out) {                                    \
+    ptrdiff_t j0, j, i;                                                                 \
+    for (j0 = 0; j0 < n; j0 += NR) {                                                    \
+        ptrdiff_t nr = FM_MIN(NR, n - j0);                                              \
+        T acc[NR];                                                                      \
+        for (j = 0; j < NR; j++)                                                        \
+            acc[j] = 0;                                                                 \
+        if (nr == NR)                                                                   \
+            for (i = 0; i < m; i++)                                                     \
+                for (j = 0; j < NR; j++)                                                \
+                    acc[j] += D[i * n + j0 + j];                                        \
+        else                                                                            \
+            for (i = 0; i < m; i++)                                                     \
+                for (j = 0; j < nr; j++)                                                \
+                    acc[j] += D[i * n + j0 + j];                                        \
+        for (j = 0; j < nr; j++)                                                        \
+            out[j0 + j] = beta == 0 ? alpha * acc[j] : beta * out[j0 + j] + alpha * acc[j]; \
+    }                                                                                   \
+}
+
+#if FM_SIMD
+FM_KERNELS(double, d, 32)
+FM_KERNELS(float, f, 64)
+#else
+/* never called: fm_simd_available() is 0 */
+#define FM_STUBS(T, S)                                                                  \
+static void fm_forward_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T* A, const T* W, \
+                           const T* b, T* Z, T* Aout, T slope) {}                        \
+static void fm_tn_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T* A,        \
+                      const T* D, T beta, T* C) {}                                       \
+static void fm_nt_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T* D,        \
+                      const T* W, T beta, T* C, const T* Zp, T slope, T* pack) {}        \
+static void fm_outer_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* d, const T* w,      \
+                         T* C, const T* Zp, T slope) {}                                  \
+static void fm_tn1_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* A, const T* d,        \
+                       T beta, T* c) {}                                                  \
+static void fm_colsum_##S(ptrdiff_t m, ptrdiff_t n, T alpha, const T* D, T beta,         \
+                          T* out) {}
+FM_STUBS(double, d)
+FM_STUBS(float, f)
+#endif
+
+#define FM_PACK_COLUMNS 64          /* pack holds n * FM_PACK_COLUMNS elements (>= NR) */
+
+#endif

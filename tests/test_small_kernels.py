@@ -1,0 +1,133 @@
+"""The compiled backend's small products (_kernels.h: AVX-512 register tiles for products of
+4096 to 131072 multiply-adds with 8 or more columns in C; passes over one matrix for
+one-column layers and column sums) against NumPy, and the same
+calls with them turned off (BLAS and the plain loops), around their tile sizes (4 rows;
+32 float64 or 64 float32 columns) and both work thresholds, in both dtypes.
+
+Where the CPU has no AVX-512 the "tiles" cases are skipped: the module never calls them."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastmlp
+from _support import DTYPES, assert_close, backend_module
+
+core = backend_module("cython")
+
+
+@pytest.fixture(params=["tiles", "blas"])
+def small(request):
+    """Run the test with _kernels.h's products on ("tiles") and off ("blas")."""
+    want = request.param == "tiles"
+    before = core._small_kernels()
+    if core._small_kernels(want) != want:
+        pytest.skip("this CPU has no AVX-512: the small kernels never run")
+    yield want
+    core._small_kernels(before)
+
+
+def random(shape, dtype, seed):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def check_dense(m, k, n, dtype, seed=0):
+    """dense_forward and dense_backward of an (m, k) x (k, n) layer against float64 NumPy."""
+    A, W, b, dZ = random((m, k), dtype, seed), random((k, n), dtype, seed + 1), random(n, dtype, seed + 2), \
+        random((m, n), dtype, seed + 3)
+    A64, W64, dZ64 = (x.astype(np.float64) for x in (A, W, dZ))
+    Z, dW, db, dA = (np.empty(s, dtype) for s in [(m, n), (k, n), (n,), (m, k)])
+    core.dense_forward(A, W, b, Z)
+    core.dense_backward(A, W, dZ, dW, db, dA)
+    scale = 10 * max(1.0, np.sqrt(max(m, n, k)) / 4)
+    assert_close(Z, A64 @ W64 + b, dtype, scale=scale)
+    assert_close(dW, A64.T @ dZ64, dtype, scale=scale)
+    assert_close(db, dZ64.sum(axis=0), dtype, scale=scale)
+    assert_close(dA, dZ64 @ W64.T, dtype, scale=scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 3, 4, 5, 31, 32, 33])
+@pytest.mark.parametrize("n", [8, 31, 32, 33, 63, 64, 65, 130])
+def test_products_around_the_tile_sizes(small, dtype, m, n):
+    """Full tiles, edge rows (m % 4) and edge columns (n % 32, n % 64), the inner dimension
+    k chosen so that every product (forward m*k*n, dW k*m*n, dA m*n*k) is in the tiles'
+    range, and one k with more columns of dA than rows in a 64-column block of the pack."""
+    for k in (max(1, 4096 // (m * n)), 40, 71):
+        if m * n * k <= 131072:
+            check_dense(m, k, n, dtype, seed=m + n + k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, k, n", [
+    (16, 32, 8), (16, 32, 7), (1, 512, 8), (8, 64, 8), (7, 73, 8),       # 4096 = BLAS_MIN_WORK
+    (32, 64, 64), (64, 64, 32), (16, 128, 64), (33, 64, 63),             # 131072 = SMALL_MAX_WORK
+    (33, 64, 64), (64, 1024, 2), (2, 1024, 64), (2, 1025, 64),           # around it
+])
+def test_products_at_the_work_thresholds(small, dtype, m, k, n):
+    check_dense(m, k, n, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [7, 31, 32, 33, 63, 64, 65, 100])
+@pytest.mark.parametrize("m", [1, 3, 4, 8, 9, 64])
+def test_one_column_layers_and_column_sums(small, dtype, m, k):
+    """n = 1 (fm_outer for dA, fm_tn1 for dW: blocks of 32 or 64 elements of W's column) and
+    the bias gradient's column sums (fm_colsum) from 256 elements up, and below (loops)."""
+    check_dense(m, k, 1, dtype, seed=m * k)
+    check_dense(k, m, 32, dtype, seed=m * k + 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(m=st.integers(1, 70), k=st.integers(1, 140), n=st.integers(1, 140), seed=st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_products_hypothesis(dtype, m, k, n, seed):
+    before = core._small_kernels()
+    try:
+        for on in (True, False):
+            core._small_kernels(on)
+            check_dense(m, k, n, dtype, seed)
+    finally:
+        core._small_kernels(before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh", "relu"])
+@pytest.mark.parametrize("m", [4, 31, 32])
+def test_network_gradient_matches_the_reference(small, dtype, activation, m):
+    """Forward with the bias and Leaky ReLU in the tiles' epilogue, backward with Leaky
+    ReLU's derivative in it (tanh and relu: the separate passes after the tiles)."""
+    sizes = [32, 64, 40, 1]
+    X, Y = random((m, 32), dtype, m), (random((m, 1), dtype, m + 1) > 0).astype(dtype)
+    grads = []
+    for backend in ("cython", "numpy"):
+        net = fastmlp.MLP(sizes, activation=activation, negative_slope=0.1, seed=3, dtype=dtype,
+                          backend=backend)
+        grad = np.empty_like(net.params_)
+        loss = backend_module(backend).loss_gradient(net._net, net.params_, X, Y, grad=grad)
+        grads.append((loss, grad))
+    assert_close(grads[0][0], grads[1][0], dtype, scale=10)
+    assert_close(grads[0][1], grads[1][1], dtype, scale=10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+def test_sgd_fit_matches_the_reference(small, dtype, l2):
+    """Plain SGD takes its step inside the weight-gradient product (alpha = -lr, beta =
+    1 - lr * l2): a tabular-shaped fit ends where the NumPy backend's does."""
+    sizes = [32, 64, 64, 1]
+    X, Y = random((256, 32), dtype, 0), (random((256, 1), dtype, 1) > 0).astype(dtype)
+    params = []
+    for backend in ("cython", "numpy"):
+        net = fastmlp.MLP(sizes, seed=0, dtype=dtype, l2=l2, backend=backend)
+        net.fit(X, Y, epochs=3, lr=0.05, batch_size=32, shuffle=False)
+        params.append(net.params_.copy())
+    assert_close(params[0], params[1], dtype, scale=100)
+
+
+def test_fit_is_reproducible(small):
+    sizes = [32, 64, 64, 1]
+    X, Y = random((512, 32), np.float64, 0), (random((512, 1), np.float64, 1) > 0).astype(np.float64)
+    runs = [fastmlp.MLP(sizes, seed=0).fit(X, Y, epochs=2, batch_size=32).params_ for _ in range(2)]
+    np.testing.assert_array_equal(runs[0], runs[1])
