@@ -100,7 +100,7 @@ def test_fits_in_threads_share_the_setting(two_threads):
                 barrier.wait(timeout=30)     # both fits and the main thread meet here
                 barrier.wait(timeout=30)     # ... until the main thread has looked
 
-        fastmlp.MLP([64, 100, 1]).fit(X, y, epochs=3, batch_size=200, callback=callback)
+        fastmlp.MLP([64, 100, 1], backend="cython").fit(X, y, epochs=3, batch_size=200, callback=callback)
 
     threads = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
     for t in threads:
