@@ -471,6 +471,33 @@ cdef struct Sparse:
     Py_ssize_t* rows          # [capacity]
 
 
+cdef inline floating _bce1(floating z, floating y, floating scale, double* total,
+                          double* product, int* factors) noexcept nogil:
+    """One element of `_sum_bce`: adds BCE(sigmoid(z), y) to total (log1p(e) as a factor of
+    product, a log taken every 64 factors, or as a series where e < 1e-4); returns
+    scale * (sigmoid(z) - y)."""
+    cdef floating e, g
+    cdef double d
+    if z >= 0:
+        e = _exp(-z)
+        total[0] += z - z * y
+        g = scale * (1 / (1 + e) - y)
+    else:
+        e = _exp(z)
+        total[0] += -z * y
+        g = scale * (e / (1 + e) - y)
+    d = e
+    if d < 1e-4:
+        total[0] += d * (1 - d * (0.5 - d * (1.0 / 3 - d * 0.25)))
+    else:
+        product[0] *= 1 + d
+        factors[0] += 1
+        if factors[0] == 64:        # product <= 2**64: far from overflow
+            total[0] += log(product[0])
+            product[0], factors[0] = 1, 0
+    return g
+
+
 cdef double _sum_bce(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
                  floating scale) noexcept nogil:
     """Sum of BCE(sigmoid(z), y) over the elements; G = scale * (sigmoid(Z) - Y) if not NULL.
@@ -479,33 +506,16 @@ cdef double _sum_bce(Py_ssize_t size, const floating* Z, const floating* Y, floa
     loss = max(z, 0) - z*y + log1p(e) and sigmoid(z) = 1/(1+e) (z >= 0) or e/(1+e).
     The log1p terms are summed as log of a product of (1 + e) over up to 64 elements (a
     log per 64 elements, not one per element), except where e < 1e-4: there 1 + e would
-    round away e's digits, and a 4-term series gives log1p(e) to full precision.
+    round away e's digits, and a 4-term series gives log1p(e) to full precision (`_bce1`).
     """
     cdef Py_ssize_t i
-    cdef floating z, y, e
-    cdef double total = 0, product = 1, d
+    cdef floating g
+    cdef double total = 0, product = 1
     cdef int factors = 0
     for i in range(size):
-        z, y = Z[i], Y[i]
-        if z >= 0:
-            e = _exp(-z)
-            total += z - z * y
-            if G != NULL:
-                G[i] = scale * (1 / (1 + e) - y)
-        else:
-            e = _exp(z)
-            total += -z * y
-            if G != NULL:
-                G[i] = scale * (e / (1 + e) - y)
-        d = e
-        if d < 1e-4:
-            total += d * (1 - d * (0.5 - d * (1.0 / 3 - d * 0.25)))
-        else:
-            product *= 1 + d
-            factors += 1
-            if factors == 64:       # product <= 2**64: far from overflow
-                total += log(product)
-                product, factors = 1, 0
+        g = _bce1(Z[i], Y[i], scale, &total, &product, &factors)
+        if G != NULL:
+            G[i] = g
     return total + log(product)
 
 
