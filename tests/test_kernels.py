@@ -358,3 +358,29 @@ def test_small_network_loops_match_numpy(dtype, sizes, activation):
     for got, want in zip(*results):
         assert_close(got, want, np.dtype(dtype))
     assert np.abs(results[0][1]).max() > 1e-3       # a gradient worth comparing
+
+
+# Networks smaller still (Leaky ReLU, n_in <= 4, hidden <= 8, one BCE output) trained by
+# full batches of plain SGD take each step in one pass over the rows (_epoch_tiny): XOR's
+# widths (2, 4) with them as constants, the others read at run time.
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("sizes", [(2, 4, 1), (1, 1, 1), (3, 5, 1), (4, 8, 1), (2, 7, 1)])
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+def test_tiny_network_steps_match_numpy(dtype, sizes, l2):
+    from fastmlp._spec import Network, Optimizer
+
+    net = Network(sizes, "leaky_relu", negative_slope=0.1, l2=l2)
+    X = random((5, sizes[0]), dtype, 4)
+    Y = (random((5, 1), dtype, 5) > 0).astype(dtype)
+    params = random(net.param_count(), dtype, 6) * 0.7
+    results = []
+    for mod in both():
+        p, losses, state = params.copy(), np.empty(30), np.zeros((2, len(params)), dtype)
+        mod.train(net, p, X, Y, optimizer=Optimizer("sgd", 0.5), state=state, losses=losses,
+                  epochs=30, batch_size=5)
+        results.append((losses, p))
+    for got, want in zip(*results):
+        assert_close(got, want, np.dtype(dtype))
+    assert np.abs(results[0][1] - params).max() > 0.05    # the steps moved the weights

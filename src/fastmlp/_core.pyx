@@ -89,6 +89,11 @@ cdef enum:
     # A one-hidden-layer network whose widths multiply to at most this (h * max(n_in, n_out))
     # runs its steps through the row-by-row loops of `_forward_small` / `_backward_small`.
     TINY_NET_MAX_WORK = 64
+    # ... and such a network with at most TINY_MAX_IN inputs, TINY_MAX_HIDDEN Leaky ReLU units
+    # and one BCE output, trained by full batches of plain SGD, takes each step in one pass
+    # over the rows with its gradient sums in locals (`_epoch_tiny`).
+    TINY_MAX_IN = 4
+    TINY_MAX_HIDDEN = 8
     # Products of BLAS_MIN_WORK up to this many multiply-adds, with at least SMALL_MIN_COLUMNS
     # columns in C, run as _kernels.h's register tiles where the CPU has AVX-512 (a BLAS
     # call's fixed cost and its threads outweigh the arithmetic there); larger ones call BLAS.
@@ -471,6 +476,33 @@ cdef struct Sparse:
     Py_ssize_t* rows          # [capacity]
 
 
+cdef inline floating _bce1(floating z, floating y, floating scale, double* total,
+                          double* product, int* factors) noexcept nogil:
+    """One element of `_sum_bce`: adds BCE(sigmoid(z), y) to total (log1p(e) as a factor of
+    product, a log taken every 64 factors, or as a series where e < 1e-4); returns
+    scale * (sigmoid(z) - y)."""
+    cdef floating e, g
+    cdef double d
+    if z >= 0:
+        e = _exp(-z)
+        total[0] += z - z * y
+        g = scale * (1 / (1 + e) - y)
+    else:
+        e = _exp(z)
+        total[0] += -z * y
+        g = scale * (e / (1 + e) - y)
+    d = e
+    if d < 1e-4:
+        total[0] += d * (1 - d * (0.5 - d * (1.0 / 3 - d * 0.25)))
+    else:
+        product[0] *= 1 + d
+        factors[0] += 1
+        if factors[0] == 64:        # product <= 2**64: far from overflow
+            total[0] += log(product[0])
+            product[0], factors[0] = 1, 0
+    return g
+
+
 cdef double _sum_bce(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
                  floating scale) noexcept nogil:
     """Sum of BCE(sigmoid(z), y) over the elements; G = scale * (sigmoid(Z) - Y) if not NULL.
@@ -479,33 +511,16 @@ cdef double _sum_bce(Py_ssize_t size, const floating* Z, const floating* Y, floa
     loss = max(z, 0) - z*y + log1p(e) and sigmoid(z) = 1/(1+e) (z >= 0) or e/(1+e).
     The log1p terms are summed as log of a product of (1 + e) over up to 64 elements (a
     log per 64 elements, not one per element), except where e < 1e-4: there 1 + e would
-    round away e's digits, and a 4-term series gives log1p(e) to full precision.
+    round away e's digits, and a 4-term series gives log1p(e) to full precision (`_bce1`).
     """
     cdef Py_ssize_t i
-    cdef floating z, y, e
-    cdef double total = 0, product = 1, d
+    cdef floating g
+    cdef double total = 0, product = 1
     cdef int factors = 0
     for i in range(size):
-        z, y = Z[i], Y[i]
-        if z >= 0:
-            e = _exp(-z)
-            total += z - z * y
-            if G != NULL:
-                G[i] = scale * (1 / (1 + e) - y)
-        else:
-            e = _exp(z)
-            total += -z * y
-            if G != NULL:
-                G[i] = scale * (e / (1 + e) - y)
-        d = e
-        if d < 1e-4:
-            total += d * (1 - d * (0.5 - d * (1.0 / 3 - d * 0.25)))
-        else:
-            product *= 1 + d
-            factors += 1
-            if factors == 64:       # product <= 2**64: far from overflow
-                total += log(product)
-                product, factors = 1, 0
+        g = _bce1(Z[i], Y[i], scale, &total, &product, &factors)
+        if G != NULL:
+            G[i] = g
     return total + log(product)
 
 
@@ -1228,6 +1243,106 @@ cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const float
     return loss / <double>n
 
 
+cdef inline bint _is_tiny(const Net* net) noexcept nogil:
+    """Whether a small network's (`_is_small`) full-batch SGD steps go through `_epoch_tiny`."""
+    return (net.small_work != 0 and net.size[0] <= TINY_MAX_IN and net.size[1] <= TINY_MAX_HIDDEN
+            and net.size[2] == 1 and net.act[0] == ACT_LEAKY_RELU and net.loss == LOSS_BCE)
+
+
+cdef inline floating _tiny_forward(const floating* x, Py_ssize_t d, Py_ssize_t h,
+                                   const floating* W1, const floating* b1, const floating* W2,
+                                   floating b2, floating slope, floating* z,
+                                   floating* a) noexcept nogil:
+    """One row of `_forward_small` for a tiny network: OUT z, a (h,) = its hidden layer;
+    returns its output's logit. The same sums in the same order."""
+    cdef Py_ssize_t j, p
+    cdef floating s, out = b2
+    for j in range(h):
+        s = b1[j]
+        for p in range(d):
+            s = s + x[p] * W1[p * h + j]
+        z[j], a[j] = s, s if s >= 0 else slope * s
+        out = out + a[j] * W2[j]
+    return out
+
+
+cdef inline void _tiny_backward(const floating* x, Py_ssize_t d, Py_ssize_t h, const floating* W2,
+                                floating g, const floating* z, const floating* a, floating slope,
+                                floating alpha, double* gW1, floating* nb1,
+                                double* gW2) noexcept nogil:
+    """One row's part of `_backward_small` for a tiny network whose logit's gradient is g:
+    adds to the weight gradients' double sums gW1 (d, h), gW2 (h,) and steps the new
+    hidden biases nb1 by alpha * dL/dZ_1, as `_layer_grad_small` does row by row."""
+    cdef Py_ssize_t j, p
+    cdef floating t
+    for j in range(h):
+        t = <floating>(<double>0 + g * W2[j])    # `_backward_small`'s double sum of one term
+        t = t if z[j] >= 0 else slope * t
+        gW2[j] += a[j] * g
+        nb1[j] = nb1[j] + alpha * t
+        for p in range(d):
+            gW1[p * h + j] += x[p] * t
+
+
+cdef double _epoch_tiny(const Net* net, Opt* opt, floating* params, const floating* X,
+                        const floating* Y, Py_ssize_t n, Poll* stop) noexcept nogil:
+    """`_epoch_small` for a tiny network (`_is_tiny`): `_tiny_steps` with the widths as
+    constants for two inputs and four hidden units (XOR's), so that the compiler unrolls its
+    loops, else with the widths read at run time."""
+    cdef Py_ssize_t d = net.size[0], h = net.size[1]
+    if d == 2 and h == 4:
+        return _tiny_steps(net, opt, params, X, Y, n, stop, 2, 4)
+    return _tiny_steps(net, opt, params, X, Y, n, stop, d, h)
+
+
+cdef inline double _tiny_steps(const Net* net, Opt* opt, floating* params, const floating* X,
+                               const floating* Y, Py_ssize_t n, Poll* stop, Py_ssize_t d,
+                               Py_ssize_t h) noexcept nogil:
+    """`_epoch_small`'s step for a tiny network of d inputs and h hidden units: forward, loss
+    and gradient sums in one pass over the rows, the same operations in the same order as
+    `_forward_small`, `_sum_bce` and `_backward_small`, so the same results."""
+    cdef Py_ssize_t i, j
+    cdef floating* W1 = params + net.w_off[0]
+    cdef floating* b1 = params + net.b_off[0]
+    cdef floating* W2 = params + net.w_off[1]
+    cdef floating* b2 = params + net.b_off[1]
+    cdef floating z[TINY_MAX_HIDDEN]
+    cdef floating a[TINY_MAX_HIDDEN]
+    cdef floating nb1[TINY_MAX_HIDDEN]
+    cdef double gW1[TINY_MAX_IN * TINY_MAX_HIDDEN]
+    cdef double gW2[TINY_MAX_HIDDEN]
+    cdef floating lr = <floating>opt.lr, l2 = <floating>net.l2, slope = <floating>net.slope
+    cdef floating alpha = -lr, beta = 1 - lr * l2, scale = <floating>(1.0 / <double>n), g, nb2
+    cdef double total = 0, product = 1, loss
+    cdef int factors = 0
+    stop.countdown -= 1
+    if stop.countdown <= 0 and _poll(stop):
+        return 0
+    memset(gW1, 0, d * h * sizeof(double))
+    memset(gW2, 0, h * sizeof(double))
+    for j in range(h):
+        nb1[j] = <floating>1 * b1[j]
+    nb2 = <floating>1 * b2[0]
+    for i in range(n):
+        g = _bce1(_tiny_forward(X + i * d, d, h, W1, b1, W2, b2[0], slope, z, a), Y[i], scale,
+                  &total, &product, &factors)
+        nb2 = nb2 + alpha * g
+        _tiny_backward(X + i * d, d, h, W2, g, z, a, slope, alpha, gW1, nb1, gW2)
+    loss = total + log(product)
+    if net.l2 != 0:
+        loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
+    if not isfinite(loss):
+        return loss                # diverged: no step from a non-finite loss
+    for j in range(d * h):
+        _store_grad(W1 + j, gW1[j], alpha, beta)
+    for j in range(h):
+        _store_grad(W2 + j, gW2[j], alpha, beta)
+        b1[j] = nb1[j]
+    b2[0] = nb2
+    opt.t += 1
+    return loss / <double>n
+
+
 cdef void _set_rows(const Net* net, Py_ssize_t start, Py_ssize_t m) noexcept nogil:
     """Sparse input: the next batch is rows start..start + m - 1 of X."""
     cdef Py_ssize_t r
@@ -1713,6 +1828,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
     cdef const floating* w_ptr = &w[0] if weighted else NULL
     cdef Opt opt = _opt(optimizer)
     cdef bint small = opt.fused and rng is None and not weighted and batch_size == n and _is_small(cnet, n)
+    cdef bint tiny = small and _is_tiny(cnet)
     cdef Poll poll
     cdef double loss
     cdef long steps[2]
@@ -1733,7 +1849,9 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                     cur, steps[e % 2] = e, opt.t
                     _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
                                 not opt.fused)
-                    if small:
+                    if tiny:
+                        loss = _epoch_tiny(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &poll)
+                    elif small:
                         loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], &poll)
                     else:
                         loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
