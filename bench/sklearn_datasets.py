@@ -59,7 +59,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from _common import cpu_busy_line, cpu_model, cpu_ticks, describe_pool, fastmlp, fastmlp_line, openblas_line
+from _common import OtherLoad, cpu_busy_line, cpu_model, describe_pool, fastmlp, fastmlp_line, openblas_line
 
 try:
     import threadpoolctl
@@ -83,34 +83,6 @@ FASTMLP_ROWS = (("cython", "float64"), ("numpy", "float64"), ("cython", "float32
 
 
 # ---------------------------------------------------------------- environment
-
-
-class OtherLoad:
-    """CPU time other processes took while a block ran, as a fraction of all cores' time:
-    the machine's busy ticks (/proc/stat) minus this process's own CPU time. None where
-    /proc/stat is missing."""
-
-    @staticmethod
-    def _sample():
-        """(all cores' time, their busy time, this process's CPU time), in seconds."""
-        ticks = cpu_ticks()
-        if ticks is None:
-            return None
-        hz = os.sysconf("SC_CLK_TCK")
-        own = os.times()
-        return ticks[0] / hz, (ticks[0] - ticks[1]) / hz, own.user + own.system
-
-    def __enter__(self):
-        self.start, self.fraction = self._sample(), None
-        return self
-
-    def __exit__(self, *exc):
-        end = self._sample()
-        if self.start is not None and end is not None:
-            total = end[0] - self.start[0]
-            others = (end[1] - self.start[1]) - (end[2] - self.start[2])
-            self.fraction = max(others, 0.0) / max(total, 1e-9)
-        return False
 
 
 def print_header():
