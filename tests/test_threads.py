@@ -1,8 +1,10 @@
 """The compiled backend's BLAS runs on one thread while a fit with small batch products
-trains (fastmlp._threads), and the previous thread count comes back when the last such fit
-ends, whatever happened: fits in several threads, a callback that raises, products too
-small or too large."""
+trains, or one whose large batches the compiled loop shares among threads of its own
+(fastmlp._threads), and the previous thread count comes back when the last such fit ends,
+whatever happened: fits in several threads, a callback that raises, products too small for
+BLAS, sparse input."""
 
+import os
 import threading
 
 import numpy as np
@@ -61,7 +63,6 @@ def test_small_products_run_on_one_thread(two_threads):
 
 @pytest.mark.parametrize("sizes, batch_size, backend", [
     ([2, 4, 1], 4, "cython"),           # no product reaches BLAS: nothing to set
-    ([2000, 2000, 1], 2, "cython"),     # 8 M multiply-adds: BLAS may split it
     ([64, 100, 1], 200, "numpy"),       # NumPy's BLAS is not the compiled backend's
 ])
 def test_other_fits_leave_the_setting_alone(two_threads, sizes, batch_size, backend):
@@ -77,8 +78,8 @@ def test_a_failed_fit_restores_the_setting(two_threads):
 
 def test_overlapping_runs_restore_when_the_last_one_ends(two_threads):
     core = backend_module("cython")
-    first = _threads.one_blas_thread(core, [64, 100, 1], 200)
-    second = _threads.one_blas_thread(core, [64, 100, 1], 200)
+    first = _threads.blas_threads(core, [64, 100, 1], 200)
+    second = _threads.blas_threads(core, [64, 100, 1], 200)
     with first:
         second.__enter__()
     assert set(blas_threads()) == {1}      # `second` still runs
@@ -114,3 +115,35 @@ def test_fits_in_threads_share_the_setting(two_threads):
     assert seen[0] == seen[1] == [ones] * 3
     assert set(in_main) == {1}         # one process-wide count
     assert set(blas_threads()) == {2}
+
+
+def test_large_products_share_batches_among_threads(two_threads):
+    # 4 x 1000 x 1000 = 4 M multiply-adds: the loop shares each batch between 2 threads,
+    # each on a one-thread BLAS
+    core = backend_module("cython")
+    with _threads.blas_threads(core, [1000, 1000, 1], 4) as blas:
+        assert blas.threads == min(2, core.MAX_THREADS, os.cpu_count())
+        assert set(blas_threads()) == {1}
+    assert set(blas_threads()) == {2}
+    seen = fit_seeing_threads([1000, 1000, 1], 8, 4)
+    assert seen == [[1] * len(blas_threads())] * 2
+    assert set(blas_threads()) == {2}
+
+
+@pytest.mark.parametrize("sizes, rows, dense, backend", [
+    ([1000, 1000, 1], 4, False, "cython"),    # sparse input: the loop's one thread
+    ([1000, 1000, 1], 1, True, "cython"),     # one row: nothing to share
+    ([1000, 1000, 1], 4, True, "numpy"),
+    ([64, 100, 1], 200, True, "cython"),      # small products: one thread all along
+])
+def test_when_batches_are_not_shared(two_threads, sizes, rows, dense, backend):
+    with _threads.blas_threads(backend_module(backend), sizes, rows, dense) as blas:
+        assert blas.threads == 1
+
+
+def test_a_limit_of_one_thread_keeps_fits_on_one(two_threads):
+    core = backend_module("cython")
+    with threadpool_limits(1, user_api="blas"):
+        with _threads.blas_threads(core, [1000, 1000, 1], 4) as blas:
+            assert blas.threads == 1
+        assert set(blas_threads()) == {1}

@@ -32,6 +32,7 @@ from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
 from . import _registry
+from ._spec import MAX_THREADS as _SPEC_MAX_THREADS
 from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args
 from ._validation import (
     choice,
@@ -74,6 +75,17 @@ cdef extern from "_kernels.h" nogil:
                      double* out)
     void fm_colsum_f(Py_ssize_t m, Py_ssize_t n, float alpha, const float* D, float beta,
                      float* out)
+
+cdef extern from "_parallel.h" nogil:
+    # Threads for `_epoch_par` (see the header): fm_parallel runs task(ctx, t) for t < n, the
+    # caller being thread 0; -1 when threads are not available here or could not be made.
+    enum: FM_MAX_THREADS
+    ctypedef struct fm_barrier:
+        pass
+    ctypedef void (*fm_task)(void* ctx, int thread) noexcept nogil
+    void fm_barrier_init(fm_barrier* b, int n)
+    void fm_barrier_wait(fm_barrier* b)
+    int fm_parallel(int n, fm_task task, void* ctx)
 
 cdef enum:
     # Below this many multiply-adds (m * n * k) a dense product runs as plain loops.
@@ -124,6 +136,9 @@ cdef enum OptimizerCode:
 # in scipy.libs, beside the package), and the smallest product it is given.
 BLAS_LIBRARY_DIR = os.path.dirname(os.path.abspath(scipy.__file__))
 BLAS_MIN_PRODUCT = BLAS_MIN_WORK
+MAX_THREADS = FM_MAX_THREADS     # the most threads `train` shares a batch among
+if MAX_THREADS != _SPEC_MAX_THREADS:
+    raise ImportError(f"_parallel.h allows {MAX_THREADS} threads, _spec.MAX_THREADS {_SPEC_MAX_THREADS}")
 
 _ACTIVATION_CODES = _registry.implemented("compiled", "activation", tuple(_registry.ACTIVATIONS), {
     "identity": ACT_IDENTITY, "leaky_relu": ACT_LEAKY_RELU, "relu": ACT_RELU, "tanh": ACT_TANH,
@@ -1045,18 +1060,25 @@ cdef struct Opt:
     long t                    # steps taken so far (Adam's bias correction; Rprop's start)
 
 
-cdef void _scale_weights(const Net* net, floating* params, floating factor) noexcept nogil:
-    """W_l *= factor for every layer (not the biases)."""
-    cdef Py_ssize_t l, i
-    for l in range(net.n_layers):
-        for i in range(net.w_off[l], net.b_off[l]):
-            params[i] *= factor
-
-
 cdef void _update(Opt* opt, const Net* net, Py_ssize_t size, floating* params,
                   floating* grad, floating* s1, floating* s2) noexcept nogil:
     """One optimizer step on the flat parameters with gradient `grad` (which includes the L2
-    term); s1, s2 are the optimizer's state, laid out like params. PyTorch's update rules:
+    term); s1, s2 are the optimizer's state, laid out like params (see `_update_range`)."""
+    cdef Py_ssize_t l, lo, hi
+    opt.t += 1
+    for l in range(net.n_layers):
+        lo, hi = net.w_off[l], net.b_off[l]
+        _update_range(opt, opt.t, params + lo, grad + lo, s1 + lo, s2 + lo, hi - lo, True)
+        lo, hi = net.b_off[l], net.b_off[l] + net.size[l + 1]
+        _update_range(opt, opt.t, params + lo, grad + lo, s1 + lo, s2 + lo, hi - lo, False)
+
+
+cdef void _update_range(const Opt* opt, long t, floating* p, floating* g, floating* s1,
+                        floating* s2, Py_ssize_t size, bint weights) noexcept nogil:
+    """Step `t` (counted from 1) of the optimizer on p[:size], with gradient g and state s1, s2
+    of the same extent: all weights of one layer (`weights`) or all biases, or a part of
+    them. Each element's update reads only its own entries, so a step may be taken in any
+    partition of the parameters. PyTorch's update rules:
 
     sgd:   v = momentum * v + g;  p -= lr * (g + momentum * v if nesterov else v)
     adam:  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
@@ -1066,12 +1088,9 @@ cdef void _update(Opt* opt, const Net* net, Py_ssize_t size, floating* params,
            etaminus (and g counts as 0) when it flips; p -= sign(g) * step
     """
     cdef Py_ssize_t i
-    cdef floating* p = params
-    cdef floating* g = grad
-    cdef floating lr = <floating>opt.lr, mu = <floating>opt.momentum, v, m, d, step
+    cdef floating lr = <floating>opt.lr, mu = <floating>opt.momentum, v, m, d, step, decay
     cdef floating b1 = <floating>opt.beta1, b2 = <floating>opt.beta2, eps = <floating>opt.eps
     cdef floating root_bc2
-    opt.t += 1
     if opt.code == OPT_SGD:
         for i in range(size):
             v = mu * s1[i] + g[i]
@@ -1079,17 +1098,19 @@ cdef void _update(Opt* opt, const Net* net, Py_ssize_t size, floating* params,
             d = g[i] + mu * v if opt.nesterov else v
             p[i] -= lr * d
     elif opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
-        if opt.code == OPT_ADAMW:
-            _scale_weights(net, p, <floating>(1 - opt.lr * opt.weight_decay))
-        step = <floating>(opt.lr / (1 - pow(opt.beta1, opt.t)))
-        root_bc2 = <floating>sqrt(1 - pow(opt.beta2, opt.t))
+        if opt.code == OPT_ADAMW and weights:
+            decay = <floating>(1 - opt.lr * opt.weight_decay)
+            for i in range(size):
+                p[i] *= decay
+        step = <floating>(opt.lr / (1 - pow(opt.beta1, t)))
+        root_bc2 = <floating>sqrt(1 - pow(opt.beta2, t))
         for i in range(size):
             m = b1 * s1[i] + (1 - b1) * g[i]
             v = b2 * s2[i] + (1 - b2) * g[i] * g[i]
             s1[i], s2[i] = m, v
             p[i] -= step * m / (_sqrt(v) / root_bc2 + eps)
     elif opt.code == OPT_RPROP:   # s1 = step sizes, s2 = previous gradient
-        if opt.t == 1:
+        if t == 1:
             for i in range(size):
                 s1[i] = lr
                 s2[i] = 0
@@ -1219,6 +1240,255 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
             _update(opt, net, n_params, params, grad, s1, s2)
         start += m
     return total / total_weight if total_weight > 0 else 0
+
+
+cdef struct Par:
+    # One epoch of `_epoch` shared out among `threads` threads (`_epoch_par`).
+    const Net* net
+    Opt* opt
+    Py_ssize_t n_params, n, batch_size, pack_size
+    void* params              # floating*, like the rest of the arrays
+    const void* X
+    const void* Y
+    const void* w
+    const Py_ssize_t* order
+    void* work
+    void* grad
+    void* s1
+    void* s2
+    void* packs               # threads - 1 more pack buffers (pack_size each) for fm_nt
+    Poll* stop
+    int threads
+    fm_barrier barrier
+    double partial[FM_MAX_THREADS * 8]   # each thread's batch loss, a cache line apart
+    double squares            # the L2 penalty's sum of squares (thread 0)
+    bint halt                 # thread 0's poll ended training
+    double result             # the epoch's loss (thread 0)
+
+
+cdef inline Py_ssize_t _share(Py_ssize_t size, int t, int threads) noexcept nogil:
+    """Where thread t's share of range(size) starts (thread `threads`: where it ends)."""
+    return size * t // threads
+
+
+cdef void _colsum_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, floating alpha,
+                       const floating* D, floating beta, floating* out) noexcept nogil:
+    """out[j] = alpha * (D (m, n) summed over rows)[j] + beta * out[j] for j in j0..j1 - 1:
+    the rows added in order into a block of column sums at a time."""
+    cdef floating acc[256]
+    cdef Py_ssize_t i, j, a = j0, b
+    while a < j1:
+        b = min(j1, a + 256)
+        for j in range(a, b):
+            acc[j - a] = 0
+        for i in range(m):
+            for j in range(a, b):
+                acc[j - a] += D[i * n + j]
+        for j in range(a, b):
+            out[j] = alpha * acc[j - a] + (0 if beta == 0 else beta * out[j])
+        a = b
+
+
+cdef double _par_rows(Par* par, int t, Py_ssize_t start, Py_ssize_t m, const floating** Xb,
+                      const floating** Yb, const floating** Wb) noexcept nogil:
+    """Batch rows start..start + m - 1 for thread t: Xb, Yb, Wb (NULL: unweighted) point at
+    the batch's first row, gathered when shuffled (thread t copies its share of the rows).
+    Returns the batch's total weight (all its rows, added in order in every thread)."""
+    cdef const Net* net = par.net
+    cdef Py_ssize_t nx = net.size[0], k = net.size[net.n_layers], r, j, src
+    cdef const floating* X = <const floating*>par.X
+    cdef const floating* Y = <const floating*>par.Y
+    cdef const floating* w = <const floating*>par.w
+    cdef const Py_ssize_t* order = par.order
+    cdef floating* work = <floating*>par.work
+    cdef double weight = m
+    if order == NULL:
+        Xb[0], Yb[0] = X + start * nx, Y + start * k
+        Wb[0] = w + start if w != NULL else NULL
+    else:
+        for r in range(_share(m, t, par.threads), _share(m, t + 1, par.threads)):
+            src = order[start + r]
+            memcpy(work + net.xb_off + r * nx, X + src * nx, nx * sizeof(floating))
+            memcpy(work + net.yb_off + r * k, Y + src * k, k * sizeof(floating))
+            if w != NULL:
+                work[net.wb_off + r] = w[src]
+        Xb[0], Yb[0] = work + net.xb_off, work + net.yb_off
+        Wb[0] = work + net.wb_off if w != NULL else NULL
+    if w != NULL:
+        weight = 0
+        for r in range(m):
+            weight += w[start + r] if order == NULL else w[order[start + r]]
+    return weight
+
+
+cdef void _par_step(Par* par, int t, Py_ssize_t m, const floating* Xb, long step,
+                    floating* pack) noexcept nogil:
+    """Thread t's part of a batch's backward pass and step (see `_epoch_par`), layer by layer
+    from the last; one barrier per layer."""
+    cdef const Net* net = par.net
+    cdef Py_ssize_t l, n_in, n_out, k0, k1, j0, j1, i, r0, mt, T = par.threads
+    cdef floating* params = <floating*>par.params
+    cdef floating* grad = <floating*>par.grad
+    cdef floating* work = <floating*>par.work
+    cdef floating* target = params if par.opt.fused else grad
+    cdef floating lr = <floating>par.opt.lr, l2 = <floating>net.l2
+    cdef floating alpha = -lr if par.opt.fused else 1
+    cdef floating beta_w = 1 - lr * l2 if par.opt.fused else 0
+    cdef floating beta_b = 1 if par.opt.fused else 0
+    cdef const floating* A_prev
+    cdef floating* D
+    r0 = _share(m, t, T)
+    mt = _share(m, t + 1, T) - r0
+    for l in range(net.n_layers - 1, -1, -1):
+        n_in, n_out = net.size[l], net.size[l + 1]
+        D = work + net.d_off[l]
+        if l > 0 and mt > 0:         # this thread's rows of dL/dZ_{l-1}, from the old W_l
+            _backprop_dense(mt, n_out, n_in, D + r0 * n_out, params + net.w_off[l],
+                            work + net.d_off[l - 1] + r0 * n_in, work + net.z_off[l - 1] + r0 * n_in,
+                            work + net.a_off[l - 1] + r0 * n_in, net.act[l - 1], <floating>net.slope, pack)
+        fm_barrier_wait(&par.barrier)    # every row of D_l (and D_{l-1}) written; W_l read
+        A_prev = Xb if l == 0 else work + net.a_off[l - 1]
+        if m * n_out * n_in > SMALL_MAX_WORK:
+            k0, k1 = _share(n_in, t, T), _share(n_in, t + 1, T)
+        else:                        # too small to share: the last thread takes it whole
+            k0, k1 = 0, (n_in if t == T - 1 else 0)
+        if k1 - k0 == n_in:
+            _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta_w, target + net.w_off[l])
+        elif k1 > k0:
+            _gemm(c'N', c'T', <int>n_out, <int>(k1 - k0), <int>m, alpha, D, <int>n_out,
+                  A_prev + k0, <int>n_in, beta_w, target + net.w_off[l] + k0 * n_out, <int>n_out)
+        j0, j1 = _share(n_out, t, T), _share(n_out, t + 1, T)
+        _colsum_part(m, n_out, j0, j1, alpha, D, beta_b, target + net.b_off[l])
+        if not par.opt.fused:        # the optimizer's step on the parameters just taken
+            if net.l2 != 0:
+                for i in range(net.w_off[l] + k0 * n_out, net.w_off[l] + k1 * n_out):
+                    grad[i] += l2 * params[i]
+            i = net.w_off[l] + k0 * n_out
+            _update_range(par.opt, step, params + i, grad + i, <floating*>par.s1 + i,
+                          <floating*>par.s2 + i, (k1 - k0) * n_out, True)
+            i = net.b_off[l] + j0
+            _update_range(par.opt, step, params + i, grad + i, <floating*>par.s1 + i,
+                          <floating*>par.s2 + i, j1 - j0, False)
+
+
+cdef void _epoch_par(Par* par, int t, floating* witness) noexcept nogil:
+    """Thread t's part of `_epoch` (same arguments, in `par`): the same batches and steps,
+    with each batch's rows shared out among the threads.
+
+    Forward pass, loss and the backward products into the previous layer take thread t's
+    rows of the batch, on single-threaded BLAS: nothing is shared between the threads
+    there. The weight gradient dL/dW_l = A_{l-1}.T @ D_l needs every row, so each layer's
+    is taken after a barrier, thread t taking the rows of W_l (inputs of the layer) in its
+    share (one product each, with the fused SGD step, or the gradient and then the
+    optimizer's step on those weights), and the columns of its share for the bias. The
+    batch loss is the threads' partial sums added in thread order; the gradients have no
+    such sums, so they are those of the one-thread loop up to the BLAS kernels' own order.
+    Thread 0 polls (it is the caller's thread) and writes par.result and opt.t.
+    """
+    cdef const Net* net = par.net
+    cdef int T = par.threads, u
+    cdef Py_ssize_t start = 0, m, r0, mt, l, L = net.n_layers, k = net.size[L]
+    cdef floating* params = <floating*>par.params
+    cdef floating* work = <floating*>par.work
+    cdef floating* pack = work + net.pk_off if t == 0 else <floating*>par.packs + (t - 1) * par.pack_size
+    cdef const floating* Xb
+    cdef const floating* Yb
+    cdef const floating* Wb
+    cdef const floating* A_prev
+    cdef floating* A
+    cdef double total = 0, weight, total_weight = 0, loss = NAN
+    cdef long step = par.opt.t
+    while start < par.n:
+        if t == 0:
+            par.stop.countdown -= 1
+            if par.stop.countdown <= 0 and _poll(par.stop):
+                par.halt = True
+        m = min(par.batch_size, par.n - start)
+        r0 = _share(m, t, T)
+        mt = _share(m, t + 1, T) - r0
+        weight = _par_rows(par, t, start, m, &Xb, &Yb, &Wb)
+        par.partial[t * 8] = 0
+        if mt > 0:                   # this thread's rows: forward pass and loss
+            A_prev = Xb + r0 * net.size[0]
+            for l in range(L):
+                A = work + net.a_off[l] + r0 * net.size[l + 1] if l < L - 1 else NULL
+                _dense_activation(mt, net.size[l + 1], net.size[l], A_prev, params + net.w_off[l],
+                                  params + net.b_off[l], work + net.z_off[l] + r0 * net.size[l + 1],
+                                  A, net.act[l] if l < L - 1 else 0, <floating>net.slope)
+                A_prev = A
+            par.partial[t * 8] = _output_loss(
+                mt, k, work + net.z_off[L - 1] + r0 * k, Yb + r0 * k, Wb + r0 if Wb != NULL else NULL,
+                work + net.d_off[L - 1] + r0 * k, <floating>(1.0 / weight if weight > 0 else 0), net.loss)
+        if t == 0 and net.l2 != 0:
+            par.squares = _sum_squared_weights(net, params)
+        fm_barrier_wait(&par.barrier)
+        if par.halt:
+            break
+        loss = 0
+        for u in range(T):
+            loss += par.partial[u * 8]
+        if net.l2 != 0:
+            loss += weight * 0.5 * net.l2 * par.squares
+        if not isfinite(loss):
+            break              # diverged: no step from a non-finite loss
+        total += loss
+        total_weight += weight
+        step += 1
+        _par_step(par, t, m, Xb, step, pack)
+        fm_barrier_wait(&par.barrier)        # the step is whole before the next batch reads it
+        start += m
+    if t == 0:
+        par.opt.t = step
+        if par.halt:
+            par.result = 0
+        elif start < par.n:
+            par.result = loss
+        else:
+            par.result = total / total_weight if total_weight > 0 else 0
+
+
+cdef inline Py_ssize_t _pack_size(const Net* net) noexcept nogil:
+    """Elements of one pack buffer (`_backprop_dense`'s scratch) for `net`."""
+    cdef Py_ssize_t l, widest = 0
+    for l in range(net.n_layers + 1):
+        widest = max(widest, net.size[l])
+    return min(widest, SMALL_MAX_PACKED) * FM_PACK_COLUMNS
+
+
+cdef void _par_init(Par* par, const Net* net, Opt* opt, Poll* stop, int threads, Py_ssize_t n,
+                    Py_ssize_t batch_size, floating* params, const floating* X, const floating* Y,
+                    const floating* w, const Py_ssize_t* order, floating* work,
+                    floating* state) noexcept nogil:
+    """`par` for `_train_typed`'s arguments; `work` laid out as it lays it out (the layers'
+    work, the gradient, the save points, the extra pack buffers)."""
+    par.threads, par.net, par.opt, par.stop = threads, net, opt, stop
+    par.n_params, par.n, par.batch_size, par.pack_size = net.n_params, n, batch_size, _pack_size(net)
+    par.params, par.X, par.Y, par.w, par.order = params, X, Y, w, order
+    par.work, par.grad = work, work + net.work_size
+    par.s1, par.s2, par.packs = state, state + net.n_params, work + net.work_size + 7 * net.n_params
+
+
+cdef int _epoch_threads(Par* par, floating* witness) noexcept nogil:
+    """An epoch of `_epoch_par` on par.threads threads; -1 when threads cannot be made here
+    (nothing was run: the caller runs `_epoch` instead, and so do later epochs)."""
+    cdef int rc
+    par.halt = False
+    fm_barrier_init(&par.barrier, par.threads)
+    if floating is float:
+        rc = fm_parallel(par.threads, _epoch_par_f, par)
+    else:
+        rc = fm_parallel(par.threads, _epoch_par_d, par)
+    if rc != 0:
+        par.threads = 1
+    return rc
+
+
+cdef void _epoch_par_f(void* par, int t) noexcept nogil:
+    _epoch_par(<Par*>par, t, <float*>NULL)
+
+
+cdef void _epoch_par_d(void* par, int t) noexcept nogil:
+    _epoch_par(<Par*>par, t, <double*>NULL)
 
 
 cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const floating* X,
@@ -1810,7 +2080,8 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
 cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X, csr,
                   const floating[:, ::1] Y, const floating[::1] w, double[::1] losses,
                   floating[:, ::1] state, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
-                  callback, stop, Py_ssize_t epochs_per_check, Py_ssize_t batches_per_poll):
+                  callback, stop, Py_ssize_t epochs_per_check, Py_ssize_t batches_per_poll,
+                  int threads):
     cdef _Plan plan = _plan(net, batch_size, rng is not None, csr)
     cdef const Net* cnet = &plan.net
     cdef Py_ssize_t n = Y.shape[0], e = 0, last, n_params = cnet.n_params
@@ -1819,8 +2090,11 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                (X is None or X.shape[0] == n) and (csr is None or csr[0].shape[0] == n + 1) and batch_size <= n
                and state.shape[1] == n_params and losses.shape[0] >= epochs and (not weighted or w.shape[0] == n))
     cdef const floating* Xp = NULL if X is None else &X[0, 0]
-    # one buffer: the layers' work, the gradient and two save points (6 * n_params)
-    cdef floating[::1] work = np.empty(cnet.work_size + 7 * n_params, _dtype(&params[0]))
+    threads = threads if csr is None else 1    # the threaded loop reads dense X only
+    # one buffer: the layers' work, the gradient, two save points (6 * n_params), and with
+    # threads, a pack buffer for each thread after the first
+    cdef floating[::1] work = np.empty(cnet.work_size + 7 * n_params + (threads - 1) * _pack_size(cnet),
+                                       _dtype(&params[0]))
     cdef floating* grad = &work[0] + cnet.work_size
     cdef floating* snaps = grad + n_params
     cdef Py_ssize_t[::1] order = np.empty(n if rng is not None else 1, np.intp)
@@ -1830,6 +2104,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
     cdef bint small = opt.fused and rng is None and not weighted and batch_size == n and _is_small(cnet, n)
     cdef bint tiny = small and _is_tiny(cnet)
     cdef Poll poll
+    cdef Par par
     cdef double loss
     cdef long steps[2]
     cdef Py_ssize_t cur = -1
@@ -1837,6 +2112,8 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
     poll.every = poll.countdown = batches_per_poll
     poll.event = <PyObject*>stop if stop is not None else NULL
     poll.errors, poll.stopped = <PyObject*>errors, False
+    _par_init(&par, cnet, &opt, &poll, threads, n, batch_size, &params[0], Xp, &Y[0, 0], w_ptr,
+              order_ptr, &work[0], &state[0, 0])
     try:
         while e < epochs:
             if stop is not None and stop.is_set():
@@ -1849,7 +2126,9 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                     cur, steps[e % 2] = e, opt.t
                     _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
                                 not opt.fused)
-                    if tiny:
+                    if par.threads > 1 and _epoch_threads(&par, &params[0]) == 0:
+                        loss = par.result
+                    elif tiny:
                         loss = _epoch_tiny(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &poll)
                     elif small:
                         loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], &poll)
@@ -1914,7 +2193,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
 
 
 def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rng=None,
-          sample_weight=None, callback=None, stop=None):
+          sample_weight=None, callback=None, stop=None, threads=1):
     """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -1938,9 +2217,16 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     The epochs run without the GIL; it is taken back for a moment at those points, and
     between epochs to shuffle and for the callback. The work buffers are allocated once per
     call.
+
+    threads (1..8, _spec.MAX_THREADS): each batch's rows are shared out among this many threads (the
+    caller's and threads - 1 more, made for each epoch), each calling BLAS for its share;
+    meant for a BLAS limited to one thread meanwhile. Dense X only (sparse X trains on one
+    thread), and where threads cannot be made (Windows) the epochs run on one. The results
+    are those of one thread up to the order of floating-point sums (the batch losses' and
+    the bias gradients'), and the same for the same thread count.
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
-                                             batch_size, rng, sample_weight, callback, stop)
+                                             batch_size, rng, sample_weight, callback, stop, threads)
     n = Y.shape[0]
     X, csr = _dense_or_csr(X, net, params.dtype)
     batch_flops = 6 * batch_size * net.weight_count()
@@ -1949,7 +2235,7 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
         1, FLOPS_PER_GIL_CHECK // max(batch_flops * (-(-n // batch_size)), 1))
     if params.dtype == np.float32:
         _train_typed[float](net, optimizer, params, X, csr, Y, w, losses, state, epochs, batch_size,
-                            rng, callback, stop, per_check, per_poll)
+                            rng, callback, stop, per_check, per_poll, threads)
     else:
         _train_typed[double](net, optimizer, params, X, csr, Y, w, losses, state, epochs, batch_size,
-                             rng, callback, stop, per_check, per_poll)
+                             rng, callback, stop, per_check, per_poll, threads)

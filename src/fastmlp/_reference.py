@@ -386,7 +386,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
 
 
 def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rng=None,
-          sample_weight=None, callback=None, stop=None):
+          sample_weight=None, callback=None, stop=None, threads=1):
     """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -405,9 +405,12 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     without raising after the current step (checked before every batch here, every few
     batches compiled, and between epochs); the partial epoch's loss is not written. An
     exception from a signal handler (Ctrl-C's KeyboardInterrupt) likewise, raised.
+
+    `threads` (1..8) is checked as the compiled backend checks it, and runs nothing in
+    other threads here: NumPy's products use its BLAS's own threads.
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
-                                             batch_size, rng, sample_weight, callback, stop)
+                                             batch_size, rng, sample_weight, callback, stop, threads)
     work, grad = _Work(net), np.empty_like(params)
     snaps, steps, cur, written = np.empty((2, 3 * len(params)), params.dtype), [0, 0], -1, 0
     try:

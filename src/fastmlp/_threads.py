@@ -1,28 +1,36 @@
-"""One BLAS thread for training runs whose per-batch products are too small to split.
+"""How many threads a training run uses, and its BLAS's thread count meanwhile.
 
+Small products (under `ONE_THREAD_BELOW` multiply-adds in a batch's largest): one thread.
 OpenBLAS splits a product over its threads from a few hundred thousand multiply-adds on;
 on a 200x64x100 batch product (digits) the second thread costs more than it saves: the
 threads hand over work every few microseconds, and once another process holds a core the
-second thread's share waits for it (bench/RESULTS.md, "Issue 9: estimators"). So while a
-run whose largest per-batch product is below `ONE_THREAD_BELOW` multiply-adds trains, the
-BLAS runs on one thread.
+second thread's share waits for it (bench/RESULTS.md, "Issue 9: estimators"). So while
+such a run trains, the BLAS runs on one thread.
+
+Large products, dense input: the compiled loop shares each batch's rows among as many
+threads as the BLAS had (`_core.train`'s `threads`), each calling a one-thread BLAS for its
+share, so that the work between the products (bias, activations, their derivatives, the
+loss, the optimizer's step) is shared as well and stays on the core that made its data.
 
 OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
 when tried here, OpenBLAS 0.3.30), so runs in several threads (restarts, a
 GridSearchCV on the threading backend) share the setting: the first run to begin saves the
-count and sets 1, the last one to end puts the saved count back. The library's own
-``openblas_set_num_threads`` is called directly: threadpoolctl's controller lets only the
-first thread that used it change the count, and a fit may run in any thread. Where the
-BLAS is not such an OpenBLAS, nothing is changed.
+count and sets 1, the last one to end puts the saved count back, and every run takes its
+thread count from the saved one (a user's ``threadpool_limits(1)`` keeps runs on one). The
+library's own ``openblas_set_num_threads`` is called directly: threadpoolctl's controller
+lets only the first thread that used it change the count, and a fit may run in any thread.
+Where the BLAS is not such an OpenBLAS, nothing is changed and runs use one thread.
 
 Only the compiled backend takes part: it declares where its BLAS library lives
-(`BLAS_LIBRARY_DIR`, SciPy's) and the smallest product it sends to BLAS
-(`BLAS_MIN_PRODUCT`: a network whose products are all smaller, XOR's, changes nothing).
-threadpoolctl finds the library once (a few ms); each fit then costs two C calls.
+(`BLAS_LIBRARY_DIR`, SciPy's), the smallest product it sends to BLAS (`BLAS_MIN_PRODUCT`: a
+network whose products are all smaller, XOR's, changes nothing) and the most threads its
+loop takes (`MAX_THREADS`). threadpoolctl finds the library once (a few ms); each fit then
+costs two C calls.
 """
 
 import ctypes
+import os
 import threading
 
 ONE_THREAD_BELOW = 4_000_000   # multiply-adds in the largest per-batch product
@@ -61,16 +69,20 @@ def libraries(directory):
     return _libraries[directory]
 
 
-class one_blas_thread:
-    """Context manager: the backend `impl`'s BLAS on one thread while a run of a network of
-    layer `sizes` on batches of `rows` rows trains, when its products are small (else
-    nothing happens)."""
+class blas_threads:
+    """Context manager for a run of a network of layer `sizes` on batches of `rows` rows
+    (`dense`: X is a dense array) on the backend `impl`: the BLAS on one thread while it
+    trains, when its products are small or when its batches are shared among threads;
+    ``.threads`` (inside) is the thread count to pass to the backend's ``train``."""
 
-    def __init__(self, impl, sizes, rows):
+    def __init__(self, impl, sizes, rows, dense=True):
         directory = getattr(impl, "BLAS_LIBRARY_DIR", None)
-        small = (directory is not None
-                 and impl.BLAS_MIN_PRODUCT <= largest_product(sizes, rows) < ONE_THREAD_BELOW)
-        self.libraries = libraries(directory) if small else []
+        largest = largest_product(sizes, rows) if directory is not None else 0
+        small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
+        self.share = directory is not None and dense and largest >= ONE_THREAD_BELOW and rows >= 2
+        self.most = min(getattr(impl, "MAX_THREADS", 1), os.cpu_count() or 1, rows)
+        self.libraries = libraries(directory) if small or self.share else []
+        self.threads = 1
 
     def __enter__(self):
         global _active, _saved
@@ -82,6 +94,8 @@ class one_blas_thread:
                         if threads != 1:
                             lib.set(1)
                 _active += 1
+                if self.share:
+                    self.threads = max(1, min(self.most, min(threads for _, threads in _saved)))
         return self
 
     def __exit__(self, *exc_info):

@@ -20,7 +20,7 @@ import numpy as np
 from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
 from ._spec import Optimizer
-from ._threads import one_blas_thread
+from ._threads import blas_threads
 from ._validation import choice, flag, integer, real
 
 FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
@@ -332,11 +332,11 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
         return state["go_on"]
 
     per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant" or job.per_epoch_report
-    with one_blas_thread(impl, net.sizes, job.batch_size):
-        _chunks(impl, net, run, job, schedule, stop, callback if per_epoch else None, state)
+    with blas_threads(impl, net.sizes, job.batch_size, isinstance(job.X, np.ndarray)) as blas:
+        _chunks(impl, net, run, job, schedule, stop, callback if per_epoch else None, state, blas.threads)
 
 
-def _chunks(impl, net, run, job, schedule, stop, callback, state):
+def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
     """`_epochs`' backend calls: FIRST_CHUNK epochs, then twice as many each call."""
     opt, history = run.optimizer, run.history["loss"]
     left, chunk = job.epochs, min(job.epochs, FIRST_CHUNK)
@@ -346,7 +346,7 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state):
         try:   # (overflow is caught below, as divergence)
             impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
                        epochs=chunk, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
-                       sample_weight=job.w, callback=callback, stop=stop)
+                       sample_weight=job.w, callback=callback, stop=stop, threads=threads)
         finally:
             opt.lr = schedule.base
             ran = losses if losses[-1] != -np.inf else losses[losses != -np.inf]   # (written in order)
