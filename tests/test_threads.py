@@ -147,3 +147,15 @@ def test_a_limit_of_one_thread_keeps_fits_on_one(two_threads):
         with _threads.blas_threads(core, [1000, 1000, 1], 4) as blas:
             assert blas.threads == 1
         assert set(blas_threads()) == {1}
+
+
+def test_runs_at_once_share_the_threads(two_threads):
+    core = backend_module("cython")
+    first = _threads.blas_threads(core, [1000, 1000, 1], 4)
+    second = _threads.blas_threads(core, [1000, 1000, 1], 4)
+    with first:
+        with second:
+            assert (first.threads, second.threads) == (min(2, os.cpu_count()), 1)
+    with _threads.blas_threads(core, [1000, 1000, 1], 4) as again:
+        assert again.threads == first.threads
+    assert set(blas_threads()) == {2}

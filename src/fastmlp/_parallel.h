@@ -36,7 +36,7 @@ static inline int fm_parallel(int n, fm_task task, void *ctx)
 #include <sched.h>
 
 /* Spins (each a pause instruction on x86) before a waiting thread yields its core. */
-#define FM_SPINS 20000
+#define FM_SPINS 2000
 
 static inline void fm_pause(void)
 {

@@ -16,8 +16,10 @@ OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
 when tried here, OpenBLAS 0.3.30), so runs in several threads (restarts, a
 GridSearchCV on the threading backend) share the setting: the first run to begin saves the
-count and sets 1, the last one to end puts the saved count back, and every run takes its
-thread count from the saved one (a user's ``threadpool_limits(1)`` keeps runs on one). The
+count and sets 1, the last one to end puts the saved count back, and a run shares its
+batches among the saved count's threads less those that runs already hold (at least one):
+a user's ``threadpool_limits(1)`` keeps runs on one thread, and two fits at once on two
+cores take two threads and one. The
 library's own ``openblas_set_num_threads`` is called directly: threadpoolctl's controller
 lets only the first thread that used it change the count, and a fit may run in any thread.
 Where the BLAS is not such an OpenBLAS, nothing is changed and runs use one thread.
@@ -36,7 +38,8 @@ import threading
 ONE_THREAD_BELOW = 4_000_000   # multiply-adds in the largest per-batch product
 
 _lock = threading.Lock()
-_active = 0        # runs inside `one_blas_thread` now
+_active = 0        # runs inside `blas_threads` now
+_busy = 0          # the threads they train on
 _saved = []        # (library, its thread count before the first of them began)
 _libraries = {}    # BLAS_LIBRARY_DIR -> [_OpenBLAS] of the BLAS found there
 
@@ -85,7 +88,7 @@ class blas_threads:
         self.threads = 1
 
     def __enter__(self):
-        global _active, _saved
+        global _active, _busy, _saved
         if self.libraries:
             with _lock:
                 if _active == 0:
@@ -94,15 +97,18 @@ class blas_threads:
                         if threads != 1:
                             lib.set(1)
                 _active += 1
-                if self.share:
-                    self.threads = max(1, min(self.most, min(threads for _, threads in _saved)))
+                if self.share:   # the BLAS's threads, less those that runs already hold
+                    free = min(threads for _, threads in _saved) - _busy
+                    self.threads = max(1, min(self.most, free))
+                _busy += self.threads
         return self
 
     def __exit__(self, *exc_info):
-        global _active
+        global _active, _busy
         if self.libraries:
             with _lock:
                 _active -= 1
+                _busy -= self.threads
                 if _active == 0:
                     for lib, threads in _saved:
                         if threads != 1:
