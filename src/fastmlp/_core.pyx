@@ -1284,28 +1284,37 @@ cdef inline void _tiny_backward(const floating* x, Py_ssize_t d, Py_ssize_t h, c
             gW1[p * h + j] += x[p] * t
 
 
-cdef double _epoch_tiny(const Net* net, Opt* opt, floating* params, const floating* X,
-                        const floating* Y, Py_ssize_t n, Poll* stop) noexcept nogil:
-    """`_epoch_small` for a tiny network (`_is_tiny`): `_tiny_steps` with the widths as
-    constants for two inputs and four hidden units (XOR's), so that the compiler unrolls its
-    loops, else with the widths read at run time."""
+cdef Py_ssize_t _tiny_epochs(const Net* net, Opt* opt, floating* params, const floating* X,
+                             const floating* Y, Py_ssize_t n, floating* snaps, long* steps,
+                             double* losses, Py_ssize_t e, Py_ssize_t last, Py_ssize_t* cur,
+                             Poll* stop) noexcept nogil:
+    """`_train_typed`'s epochs e..last - 1 for a tiny network (`_is_tiny`), by `_tiny_loop`
+    with the widths as constants for two inputs and four hidden units (XOR's), so that the
+    compiler unrolls its loops, else with the widths read at run time. Returns the next epoch."""
     cdef Py_ssize_t d = net.size[0], h = net.size[1]
     if d == 2 and h == 4:
-        return _tiny_steps(net, opt, params, X, Y, n, stop, 2, 4)
-    return _tiny_steps(net, opt, params, X, Y, n, stop, d, h)
+        return _tiny_loop(net, opt, params, X, Y, n, snaps, steps, losses, e, last, cur, stop, 2, 4)
+    return _tiny_loop(net, opt, params, X, Y, n, snaps, steps, losses, e, last, cur, stop, d, h)
 
 
-cdef inline double _tiny_steps(const Net* net, Opt* opt, floating* params, const floating* X,
-                               const floating* Y, Py_ssize_t n, Poll* stop, Py_ssize_t d,
-                               Py_ssize_t h) noexcept nogil:
-    """`_epoch_small`'s step for a tiny network of d inputs and h hidden units: forward, loss
-    and gradient sums in one pass over the rows, the same operations in the same order as
-    `_forward_small`, `_sum_bce` and `_backward_small`, so the same results."""
-    cdef Py_ssize_t i, j
-    cdef floating* W1 = params + net.w_off[0]
-    cdef floating* b1 = params + net.b_off[0]
-    cdef floating* W2 = params + net.w_off[1]
-    cdef floating* b2 = params + net.b_off[1]
+cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, const floating* X,
+                                  const floating* Y, Py_ssize_t n, floating* snaps, long* steps,
+                                  double* losses, Py_ssize_t e, Py_ssize_t last, Py_ssize_t* cur,
+                                  Poll* stop, Py_ssize_t d, Py_ssize_t h) noexcept nogil:
+    """`_train_typed`'s loop over epochs e..last - 1, its bookkeeping unchanged (OUT cur,
+    steps, losses, the save points in snaps), with `_epoch_small`'s step for a tiny network
+    of d inputs and h hidden units: forward, loss and gradient sums in one pass over the rows,
+    the same operations in the same order as `_forward_small`, `_sum_bce` and
+    `_backward_small`, so the same results. The pointers and constants are set up once, not
+    once per epoch, and the save point (`_save_point`'s snap = params) is written as the step
+    overwrites the parameters. Returns the next epoch, as `_train_typed`'s loop leaves e."""
+    cdef Py_ssize_t i, j, n_params = net.n_params, stride = 3 * n_params
+    cdef Py_ssize_t ow1 = net.w_off[0], ob1 = net.b_off[0], ow2 = net.w_off[1], ob2 = net.b_off[1]
+    cdef floating* W1 = params + ow1
+    cdef floating* b1 = params + ob1
+    cdef floating* W2 = params + ow2
+    cdef floating* b2 = params + ob2
+    cdef floating* snap
     cdef floating z[TINY_MAX_HIDDEN]
     cdef floating a[TINY_MAX_HIDDEN]
     cdef floating nb1[TINY_MAX_HIDDEN]
@@ -1313,34 +1322,51 @@ cdef inline double _tiny_steps(const Net* net, Opt* opt, floating* params, const
     cdef double gW2[TINY_MAX_HIDDEN]
     cdef floating lr = <floating>opt.lr, l2 = <floating>net.l2, slope = <floating>net.slope
     cdef floating alpha = -lr, beta = 1 - lr * l2, scale = <floating>(1.0 / <double>n), g, nb2
-    cdef double total = 0, product = 1, loss
-    cdef int factors = 0
-    stop.countdown -= 1
-    if stop.countdown <= 0 and _poll(stop):
-        return 0
-    memset(gW1, 0, d * h * sizeof(double))
-    memset(gW2, 0, h * sizeof(double))
-    for j in range(h):
-        nb1[j] = <floating>1 * b1[j]
-    nb2 = <floating>1 * b2[0]
-    for i in range(n):
-        g = _bce1(_tiny_forward(X + i * d, d, h, W1, b1, W2, b2[0], slope, z, a), Y[i], scale,
-                  &total, &product, &factors)
-        nb2 = nb2 + alpha * g
-        _tiny_backward(X + i * d, d, h, W2, g, z, a, slope, alpha, gW1, nb1, gW2)
-    loss = total + log(product)
-    if net.l2 != 0:
-        loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
-    if not isfinite(loss):
-        return loss                # diverged: no step from a non-finite loss
-    for j in range(d * h):
-        _store_grad(W1 + j, gW1[j], alpha, beta)
-    for j in range(h):
-        _store_grad(W2 + j, gW2[j], alpha, beta)
-        b1[j] = nb1[j]
-    b2[0] = nb2
-    opt.t += 1
-    return loss / <double>n
+    cdef double total, product, loss
+    cdef int factors
+    while e < last:
+        cur[0], steps[e & 1] = e, opt.t          # (e >= 0: e & 1 is e % 2)
+        snap = snaps + (e & 1) * stride
+        stop.countdown -= 1
+        if stop.countdown <= 0 and _poll(stop):
+            memcpy(snap, params, n_params * sizeof(floating))
+            break          # after a whole step; this epoch's loss is not written
+        total, product, factors = 0, 1, 0
+        for j in range(d * h):
+            gW1[j] = 0
+        for j in range(h):
+            gW2[j], nb1[j] = 0, <floating>1 * b1[j]
+        nb2 = <floating>1 * b2[0]
+        for i in range(n):
+            g = _bce1(_tiny_forward(X + i * d, d, h, W1, b1, W2, b2[0], slope, z, a), Y[i], scale,
+                      &total, &product, &factors)
+            nb2 = nb2 + alpha * g
+            _tiny_backward(X + i * d, d, h, W2, g, z, a, slope, alpha, gW1, nb1, gW2)
+        loss = total + log(product)
+        if net.l2 != 0:
+            loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
+        if not isfinite(loss):
+            memcpy(snap, params, n_params * sizeof(floating))
+            losses[e] = loss
+            return e + 1   # diverged: no step from a non-finite loss
+        for j in range(d * h):
+            snap[ow1 + j] = W1[j]
+            if beta == 1:      # no L2 penalty: 1 * w is w, one multiplication less
+                W1[j] = W1[j] + alpha * <floating>gW1[j]
+            else:
+                _store_grad(W1 + j, gW1[j], alpha, beta)
+        for j in range(h):
+            snap[ob1 + j], snap[ow2 + j] = b1[j], W2[j]
+            if beta == 1:
+                W2[j] = W2[j] + alpha * <floating>gW2[j]
+            else:
+                _store_grad(W2 + j, gW2[j], alpha, beta)
+            b1[j] = nb1[j]
+        snap[ob2], b2[0] = b2[0], nb2
+        opt.t += 1
+        losses[e] = loss / <double>n
+        e += 1
+    return e
 
 
 cdef void _set_rows(const Net* net, Py_ssize_t start, Py_ssize_t m) noexcept nogil:
@@ -1845,24 +1871,26 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                 _take_order(shuffled(rng, n, False), order)
             last = min(epochs, e + epochs_per_check)
             with nogil:
-                while e < last:
-                    cur, steps[e % 2] = e, opt.t
-                    _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
-                                not opt.fused)
-                    if tiny:
-                        loss = _epoch_tiny(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &poll)
-                    elif small:
-                        loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], &poll)
-                    else:
-                        loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
-                                      batch_size, order_ptr, &work[0], grad, &state[0, 0],
-                                      &state[1, 0], &poll)
-                    if poll.stopped:
-                        break          # after a whole step; this epoch's loss is not written
-                    losses[e] = loss
-                    e += 1
-                    if not isfinite(loss):
-                        break          # diverged: params as after the last finite batch
+                if tiny:           # the same loop, its steps and save points in one function
+                    e = _tiny_epochs(cnet, &opt, &params[0], Xp, &Y[0, 0], n, snaps, steps,
+                                     &losses[0], e, last, &cur, &poll)
+                else:
+                    while e < last:
+                        cur, steps[e % 2] = e, opt.t
+                        _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
+                                    not opt.fused)
+                        if small:
+                            loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], &poll)
+                        else:
+                            loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
+                                          batch_size, order_ptr, &work[0], grad, &state[0, 0],
+                                          &state[1, 0], &poll)
+                        if poll.stopped:
+                            break          # after a whole step; this epoch's loss is not written
+                        losses[e] = loss
+                        e += 1
+                        if not isfinite(loss):
+                            break          # diverged: params as after the last finite batch
             if errors:
                 raise errors[0]        # a signal handler's exception (Ctrl-C)
             if poll.stopped or not isfinite(losses[e - 1]):
