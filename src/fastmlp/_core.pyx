@@ -1245,8 +1245,10 @@ cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const float
 
 cdef inline bint _is_tiny(const Net* net) noexcept nogil:
     """Whether a small network's (`_is_small`) full-batch SGD steps go through `_epoch_tiny`."""
-    return (net.small_work != 0 and net.size[0] <= TINY_MAX_IN and net.size[1] <= TINY_MAX_HIDDEN
-            and net.size[2] == 1 and net.act[0] == ACT_LEAKY_RELU and net.loss == LOSS_BCE)
+    cdef Py_ssize_t d = net.size[0], h = net.size[1]
+    return (net.small_work != 0 and d <= TINY_MAX_IN and h <= TINY_MAX_HIDDEN and net.size[2] == 1
+            and net.act[0] == ACT_LEAKY_RELU and net.loss == LOSS_BCE and net.w_off[0] == 0
+            and net.b_off[0] == d * h and net.w_off[1] == d * h + h and net.b_off[1] == d * h + 2 * h)
 
 
 cdef inline floating _tiny_forward(const floating* x, Py_ssize_t d, Py_ssize_t h,
@@ -1308,12 +1310,12 @@ cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, co
     `_backward_small`, so the same results. The pointers and constants are set up once, not
     once per epoch, and the save point (`_save_point`'s snap = params) is written as the step
     overwrites the parameters. Returns the next epoch, as `_train_typed`'s loop leaves e."""
-    cdef Py_ssize_t i, j, n_params = net.n_params, stride = 3 * n_params
-    cdef Py_ssize_t ow1 = net.w_off[0], ob1 = net.b_off[0], ow2 = net.w_off[1], ob2 = net.b_off[1]
-    cdef floating* W1 = params + ow1
-    cdef floating* b1 = params + ob1
-    cdef floating* W2 = params + ow2
-    cdef floating* b2 = params + ob2
+    # `_Plan`'s layout (`_is_tiny` checks it): W_1 (d, h), b_1 (h,), W_2 (h, 1), b_2 (1,)
+    cdef Py_ssize_t i, j, n_params = d * h + 2 * h + 1, stride = 3 * net.n_params
+    cdef floating* W1 = params
+    cdef floating* b1 = params + d * h
+    cdef floating* W2 = params + d * h + h
+    cdef floating* b2 = params + d * h + 2 * h
     cdef floating* snap
     cdef floating z[TINY_MAX_HIDDEN]
     cdef floating a[TINY_MAX_HIDDEN]
@@ -1349,20 +1351,20 @@ cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, co
             memcpy(snap, params, n_params * sizeof(floating))
             losses[e] = loss
             return e + 1   # diverged: no step from a non-finite loss
+        for j in range(n_params):
+            snap[j] = params[j]
         for j in range(d * h):
-            snap[ow1 + j] = W1[j]
             if beta == 1:      # no L2 penalty: 1 * w is w, one multiplication less
                 W1[j] = W1[j] + alpha * <floating>gW1[j]
             else:
                 _store_grad(W1 + j, gW1[j], alpha, beta)
         for j in range(h):
-            snap[ob1 + j], snap[ow2 + j] = b1[j], W2[j]
             if beta == 1:
                 W2[j] = W2[j] + alpha * <floating>gW2[j]
             else:
                 _store_grad(W2 + j, gW2[j], alpha, beta)
             b1[j] = nb1[j]
-        snap[ob2], b2[0] = b2[0], nb2
+        b2[0] = nb2
         opt.t += 1
         losses[e] = loss / <double>n
         e += 1
