@@ -90,8 +90,9 @@ cdef enum:
     # runs its steps through the row-by-row loops of `_forward_small` / `_backward_small`.
     TINY_NET_MAX_WORK = 64
     # ... and such a network with at most TINY_MAX_IN inputs, TINY_MAX_HIDDEN Leaky ReLU units
-    # and one BCE output, trained by full batches of plain SGD, takes each step in one pass
-    # over the rows with its gradient sums in locals (`_epoch_tiny`).
+    # and one BCE output, trained by full batches of plain SGD, runs its epochs in a loop of
+    # its own, each step a forward pass and one pass over the rows with its gradient sums in
+    # locals (`_tiny_epochs`).
     TINY_MAX_IN = 4
     TINY_MAX_HIDDEN = 8
     # Products of BLAS_MIN_WORK up to this many multiply-adds, with at least SMALL_MIN_COLUMNS
@@ -1244,7 +1245,8 @@ cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const float
 
 
 cdef inline bint _is_tiny(const Net* net) noexcept nogil:
-    """Whether a small network's (`_is_small`) full-batch SGD steps go through `_epoch_tiny`."""
+    """Whether a small network's (`_is_small`) full-batch SGD steps go through `_tiny_epochs`
+    (its parameters in `_Plan`'s layout, which `_tiny_loop` addresses from the widths)."""
     cdef Py_ssize_t d = net.size[0], h = net.size[1]
     return (net.small_work != 0 and d <= TINY_MAX_IN and h <= TINY_MAX_HIDDEN and net.size[2] == 1
             and net.act[0] == ACT_LEAKY_RELU and net.loss == LOSS_BCE and net.w_off[0] == 0
@@ -1287,29 +1289,33 @@ cdef inline void _tiny_backward(const floating* x, Py_ssize_t d, Py_ssize_t h, c
 
 
 cdef Py_ssize_t _tiny_epochs(const Net* net, Opt* opt, floating* params, const floating* X,
-                             const floating* Y, Py_ssize_t n, floating* snaps, long* steps,
-                             double* losses, Py_ssize_t e, Py_ssize_t last, Py_ssize_t* cur,
-                             Poll* stop) noexcept nogil:
+                             const floating* Y, Py_ssize_t n, floating* work, floating* snaps,
+                             long* steps, double* losses, Py_ssize_t e, Py_ssize_t last,
+                             Py_ssize_t* cur, Poll* stop) noexcept nogil:
     """`_train_typed`'s epochs e..last - 1 for a tiny network (`_is_tiny`), by `_tiny_loop`
     with the widths as constants for two inputs and four hidden units (XOR's), so that the
     compiler unrolls its loops, else with the widths read at run time. Returns the next epoch."""
     cdef Py_ssize_t d = net.size[0], h = net.size[1]
     if d == 2 and h == 4:
-        return _tiny_loop(net, opt, params, X, Y, n, snaps, steps, losses, e, last, cur, stop, 2, 4)
-    return _tiny_loop(net, opt, params, X, Y, n, snaps, steps, losses, e, last, cur, stop, d, h)
+        return _tiny_loop(net, opt, params, X, Y, n, work, snaps, steps, losses, e, last, cur, stop,
+                          2, 4)
+    return _tiny_loop(net, opt, params, X, Y, n, work, snaps, steps, losses, e, last, cur, stop, d, h)
 
 
 cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, const floating* X,
-                                  const floating* Y, Py_ssize_t n, floating* snaps, long* steps,
-                                  double* losses, Py_ssize_t e, Py_ssize_t last, Py_ssize_t* cur,
-                                  Poll* stop, Py_ssize_t d, Py_ssize_t h) noexcept nogil:
+                                  const floating* Y, Py_ssize_t n, floating* work, floating* snaps,
+                                  long* steps, double* losses, Py_ssize_t e, Py_ssize_t last,
+                                  Py_ssize_t* cur, Poll* stop, Py_ssize_t d,
+                                  Py_ssize_t h) noexcept nogil:
     """`_train_typed`'s loop over epochs e..last - 1, its bookkeeping unchanged (OUT cur,
     steps, losses, the save points in snaps), with `_epoch_small`'s step for a tiny network
-    of d inputs and h hidden units: forward, loss and gradient sums in one pass over the rows,
-    the same operations in the same order as `_forward_small`, `_sum_bce` and
-    `_backward_small`, so the same results. The pointers and constants are set up once, not
-    once per epoch, and the save point (`_save_point`'s snap = params) is written as the step
-    overwrites the parameters. Returns the next epoch, as `_train_typed`'s loop leaves e."""
+    of d inputs and h hidden units: the rows' forward pass (hidden layers and logits into
+    work's Z_1, A_1 and D_2), then their loss and gradient sums in one pass, the same
+    operations in the same order as `_forward_small`, `_sum_bce` and `_backward_small`, so the
+    same results (the forward pass in a loop of its own: no hidden values are kept in registers
+    across the exp of each row's loss). The pointers and constants are set up once, not once
+    per epoch, and the save point (`_save_point`'s snap = params) is taken just before the
+    step's stores. Returns the next epoch, as `_train_typed`'s loop leaves e."""
     # `_Plan`'s layout (`_is_tiny` checks it): W_1 (d, h), b_1 (h,), W_2 (h, 1), b_2 (1,)
     cdef Py_ssize_t i, j, n_params = d * h + 2 * h + 1, stride = 3 * net.n_params
     cdef floating* W1 = params
@@ -1317,8 +1323,9 @@ cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, co
     cdef floating* W2 = params + d * h + h
     cdef floating* b2 = params + d * h + 2 * h
     cdef floating* snap
-    cdef floating z[TINY_MAX_HIDDEN]
-    cdef floating a[TINY_MAX_HIDDEN]
+    cdef floating* Z = work + net.z_off[0]
+    cdef floating* A = work + net.a_off[0]
+    cdef floating* G = work + net.d_off[1]
     cdef floating nb1[TINY_MAX_HIDDEN]
     cdef double gW1[TINY_MAX_IN * TINY_MAX_HIDDEN]
     cdef double gW2[TINY_MAX_HIDDEN]
@@ -1340,10 +1347,11 @@ cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, co
             gW2[j], nb1[j] = 0, <floating>1 * b1[j]
         nb2 = <floating>1 * b2[0]
         for i in range(n):
-            g = _bce1(_tiny_forward(X + i * d, d, h, W1, b1, W2, b2[0], slope, z, a), Y[i], scale,
-                      &total, &product, &factors)
+            G[i] = _tiny_forward(X + i * d, d, h, W1, b1, W2, b2[0], slope, Z + i * h, A + i * h)
+        for i in range(n):
+            g = _bce1(G[i], Y[i], scale, &total, &product, &factors)
             nb2 = nb2 + alpha * g
-            _tiny_backward(X + i * d, d, h, W2, g, z, a, slope, alpha, gW1, nb1, gW2)
+            _tiny_backward(X + i * d, d, h, W2, g, Z + i * h, A + i * h, slope, alpha, gW1, nb1, gW2)
         loss = total + log(product)
         if net.l2 != 0:
             loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
@@ -1874,8 +1882,8 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
             last = min(epochs, e + epochs_per_check)
             with nogil:
                 if tiny:           # the same loop, its steps and save points in one function
-                    e = _tiny_epochs(cnet, &opt, &params[0], Xp, &Y[0, 0], n, snaps, steps,
-                                     &losses[0], e, last, &cur, &poll)
+                    e = _tiny_epochs(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], snaps,
+                                     steps, &losses[0], e, last, &cur, &poll)
                 else:
                     while e < last:
                         cur, steps[e % 2] = e, opt.t
