@@ -361,7 +361,7 @@ def test_small_network_loops_match_numpy(dtype, sizes, activation):
 
 
 # Networks smaller still (Leaky ReLU, n_in <= 4, hidden <= 8, one BCE output) trained by
-# full batches of plain SGD take each step in one pass over the rows (_epoch_tiny): XOR's
+# full batches of plain SGD run their epochs in a loop of their own (_tiny_epochs): XOR's
 # widths (2, 4) with them as constants, the others read at run time.
 
 

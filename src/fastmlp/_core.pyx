@@ -102,8 +102,9 @@ cdef enum:
     # runs its steps through the row-by-row loops of `_forward_small` / `_backward_small`.
     TINY_NET_MAX_WORK = 64
     # ... and such a network with at most TINY_MAX_IN inputs, TINY_MAX_HIDDEN Leaky ReLU units
-    # and one BCE output, trained by full batches of plain SGD, takes each step in one pass
-    # over the rows with its gradient sums in locals (`_epoch_tiny`).
+    # and one BCE output, trained by full batches of plain SGD, runs its epochs in a loop of
+    # its own, each step a forward pass and one pass over the rows with its gradient sums in
+    # locals (`_tiny_epochs`).
     TINY_MAX_IN = 4
     TINY_MAX_HIDDEN = 8
     # Products of BLAS_MIN_WORK up to this many multiply-adds, with at least SMALL_MIN_COLUMNS
@@ -1514,9 +1515,12 @@ cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const float
 
 
 cdef inline bint _is_tiny(const Net* net) noexcept nogil:
-    """Whether a small network's (`_is_small`) full-batch SGD steps go through `_epoch_tiny`."""
-    return (net.small_work != 0 and net.size[0] <= TINY_MAX_IN and net.size[1] <= TINY_MAX_HIDDEN
-            and net.size[2] == 1 and net.act[0] == ACT_LEAKY_RELU and net.loss == LOSS_BCE)
+    """Whether a small network's (`_is_small`) full-batch SGD steps go through `_tiny_epochs`
+    (its parameters in `_Plan`'s layout, which `_tiny_loop` addresses from the widths)."""
+    cdef Py_ssize_t d = net.size[0], h = net.size[1]
+    return (net.small_work != 0 and d <= TINY_MAX_IN and h <= TINY_MAX_HIDDEN and net.size[2] == 1
+            and net.act[0] == ACT_LEAKY_RELU and net.loss == LOSS_BCE and net.w_off[0] == 0
+            and net.b_off[0] == d * h and net.w_off[1] == d * h + h and net.b_off[1] == d * h + 2 * h)
 
 
 cdef inline floating _tiny_forward(const floating* x, Py_ssize_t d, Py_ssize_t h,
@@ -1554,63 +1558,95 @@ cdef inline void _tiny_backward(const floating* x, Py_ssize_t d, Py_ssize_t h, c
             gW1[p * h + j] += x[p] * t
 
 
-cdef double _epoch_tiny(const Net* net, Opt* opt, floating* params, const floating* X,
-                        const floating* Y, Py_ssize_t n, Poll* stop) noexcept nogil:
-    """`_epoch_small` for a tiny network (`_is_tiny`): `_tiny_steps` with the widths as
-    constants for two inputs and four hidden units (XOR's), so that the compiler unrolls its
-    loops, else with the widths read at run time."""
+cdef Py_ssize_t _tiny_epochs(const Net* net, Opt* opt, floating* params, const floating* X,
+                             const floating* Y, Py_ssize_t n, floating* work, floating* snaps,
+                             long* steps, double* losses, Py_ssize_t e, Py_ssize_t last,
+                             Py_ssize_t* cur, Poll* stop) noexcept nogil:
+    """`_train_typed`'s epochs e..last - 1 for a tiny network (`_is_tiny`), by `_tiny_loop`
+    with the widths as constants for two inputs and four hidden units (XOR's), so that the
+    compiler unrolls its loops, else with the widths read at run time. Returns the next epoch."""
     cdef Py_ssize_t d = net.size[0], h = net.size[1]
     if d == 2 and h == 4:
-        return _tiny_steps(net, opt, params, X, Y, n, stop, 2, 4)
-    return _tiny_steps(net, opt, params, X, Y, n, stop, d, h)
+        return _tiny_loop(net, opt, params, X, Y, n, work, snaps, steps, losses, e, last, cur, stop,
+                          2, 4)
+    return _tiny_loop(net, opt, params, X, Y, n, work, snaps, steps, losses, e, last, cur, stop, d, h)
 
 
-cdef inline double _tiny_steps(const Net* net, Opt* opt, floating* params, const floating* X,
-                               const floating* Y, Py_ssize_t n, Poll* stop, Py_ssize_t d,
-                               Py_ssize_t h) noexcept nogil:
-    """`_epoch_small`'s step for a tiny network of d inputs and h hidden units: forward, loss
-    and gradient sums in one pass over the rows, the same operations in the same order as
-    `_forward_small`, `_sum_bce` and `_backward_small`, so the same results."""
-    cdef Py_ssize_t i, j
-    cdef floating* W1 = params + net.w_off[0]
-    cdef floating* b1 = params + net.b_off[0]
-    cdef floating* W2 = params + net.w_off[1]
-    cdef floating* b2 = params + net.b_off[1]
-    cdef floating z[TINY_MAX_HIDDEN]
-    cdef floating a[TINY_MAX_HIDDEN]
+cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, const floating* X,
+                                  const floating* Y, Py_ssize_t n, floating* work, floating* snaps,
+                                  long* steps, double* losses, Py_ssize_t e, Py_ssize_t last,
+                                  Py_ssize_t* cur, Poll* stop, Py_ssize_t d,
+                                  Py_ssize_t h) noexcept nogil:
+    """`_train_typed`'s loop over epochs e..last - 1, its bookkeeping unchanged (OUT cur,
+    steps, losses, the save points in snaps), with `_epoch_small`'s step for a tiny network
+    of d inputs and h hidden units: the rows' forward pass (hidden layers and logits into
+    work's Z_1, A_1 and D_2), then their loss and gradient sums in one pass, the same
+    operations in the same order as `_forward_small`, `_sum_bce` and `_backward_small`, so the
+    same results (the forward pass in a loop of its own: no hidden values are kept in registers
+    across the exp of each row's loss). The pointers and constants are set up once, not once
+    per epoch, and the save point (`_save_point`'s snap = params) is taken just before the
+    step's stores. Returns the next epoch, as `_train_typed`'s loop leaves e."""
+    # `_Plan`'s layout (`_is_tiny` checks it): W_1 (d, h), b_1 (h,), W_2 (h, 1), b_2 (1,)
+    cdef Py_ssize_t i, j, n_params = d * h + 2 * h + 1, stride = 3 * net.n_params
+    cdef floating* W1 = params
+    cdef floating* b1 = params + d * h
+    cdef floating* W2 = params + d * h + h
+    cdef floating* b2 = params + d * h + 2 * h
+    cdef floating* snap
+    cdef floating* Z = work + net.z_off[0]
+    cdef floating* A = work + net.a_off[0]
+    cdef floating* G = work + net.d_off[1]
     cdef floating nb1[TINY_MAX_HIDDEN]
     cdef double gW1[TINY_MAX_IN * TINY_MAX_HIDDEN]
     cdef double gW2[TINY_MAX_HIDDEN]
     cdef floating lr = <floating>opt.lr, l2 = <floating>net.l2, slope = <floating>net.slope
     cdef floating alpha = -lr, beta = 1 - lr * l2, scale = <floating>(1.0 / <double>n), g, nb2
-    cdef double total = 0, product = 1, loss
-    cdef int factors = 0
-    stop.countdown -= 1
-    if stop.countdown <= 0 and _poll(stop):
-        return 0
-    memset(gW1, 0, d * h * sizeof(double))
-    memset(gW2, 0, h * sizeof(double))
-    for j in range(h):
-        nb1[j] = <floating>1 * b1[j]
-    nb2 = <floating>1 * b2[0]
-    for i in range(n):
-        g = _bce1(_tiny_forward(X + i * d, d, h, W1, b1, W2, b2[0], slope, z, a), Y[i], scale,
-                  &total, &product, &factors)
-        nb2 = nb2 + alpha * g
-        _tiny_backward(X + i * d, d, h, W2, g, z, a, slope, alpha, gW1, nb1, gW2)
-    loss = total + log(product)
-    if net.l2 != 0:
-        loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
-    if not isfinite(loss):
-        return loss                # diverged: no step from a non-finite loss
-    for j in range(d * h):
-        _store_grad(W1 + j, gW1[j], alpha, beta)
-    for j in range(h):
-        _store_grad(W2 + j, gW2[j], alpha, beta)
-        b1[j] = nb1[j]
-    b2[0] = nb2
-    opt.t += 1
-    return loss / <double>n
+    cdef double total, product, loss
+    cdef int factors
+    while e < last:
+        cur[0], steps[e & 1] = e, opt.t          # (e >= 0: e & 1 is e % 2)
+        snap = snaps + (e & 1) * stride
+        stop.countdown -= 1
+        if stop.countdown <= 0 and _poll(stop):
+            memcpy(snap, params, n_params * sizeof(floating))
+            break          # after a whole step; this epoch's loss is not written
+        total, product, factors = 0, 1, 0
+        for j in range(d * h):
+            gW1[j] = 0
+        for j in range(h):
+            gW2[j], nb1[j] = 0, <floating>1 * b1[j]
+        nb2 = <floating>1 * b2[0]
+        for i in range(n):
+            G[i] = _tiny_forward(X + i * d, d, h, W1, b1, W2, b2[0], slope, Z + i * h, A + i * h)
+        for i in range(n):
+            g = _bce1(G[i], Y[i], scale, &total, &product, &factors)
+            nb2 = nb2 + alpha * g
+            _tiny_backward(X + i * d, d, h, W2, g, Z + i * h, A + i * h, slope, alpha, gW1, nb1, gW2)
+        loss = total + log(product)
+        if net.l2 != 0:
+            loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
+        if not isfinite(loss):
+            memcpy(snap, params, n_params * sizeof(floating))
+            losses[e] = loss
+            return e + 1   # diverged: no step from a non-finite loss
+        for j in range(n_params):
+            snap[j] = params[j]
+        for j in range(d * h):
+            if beta == 1:      # no L2 penalty: 1 * w is w, one multiplication less
+                W1[j] = W1[j] + alpha * <floating>gW1[j]
+            else:
+                _store_grad(W1 + j, gW1[j], alpha, beta)
+        for j in range(h):
+            if beta == 1:
+                W2[j] = W2[j] + alpha * <floating>gW2[j]
+            else:
+                _store_grad(W2 + j, gW2[j], alpha, beta)
+            b1[j] = nb1[j]
+        b2[0] = nb2
+        opt.t += 1
+        losses[e] = loss / <double>n
+        e += 1
+    return e
 
 
 cdef void _set_rows(const Net* net, Py_ssize_t start, Py_ssize_t m) noexcept nogil:
@@ -2091,8 +2127,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                and state.shape[1] == n_params and losses.shape[0] >= epochs and (not weighted or w.shape[0] == n))
     cdef const floating* Xp = NULL if X is None else &X[0, 0]
     threads = threads if csr is None else 1    # the threaded loop reads dense X only
-    # one buffer: the layers' work, the gradient, two save points (6 * n_params), and with
-    # threads, a pack buffer for each thread after the first
+    # one buffer: layers' work, gradient, 2 save points (6 * n_params), threads' packs
     cdef floating[::1] work = np.empty(cnet.work_size + 7 * n_params + (threads - 1) * _pack_size(cnet),
                                        _dtype(&params[0]))
     cdef floating* grad = &work[0] + cnet.work_size
@@ -2110,8 +2145,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
     cdef Py_ssize_t cur = -1
     errors = []
     poll.every = poll.countdown = batches_per_poll
-    poll.event = <PyObject*>stop if stop is not None else NULL
-    poll.errors, poll.stopped = <PyObject*>errors, False
+    poll.event, poll.errors, poll.stopped = <PyObject*>stop if stop is not None else NULL, <PyObject*>errors, False
     _par_init(&par, cnet, &opt, &poll, threads, n, batch_size, &params[0], Xp, &Y[0, 0], w_ptr,
               order_ptr, &work[0], &state[0, 0])
     try:
@@ -2122,26 +2156,28 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                 _take_order(shuffled(rng, n, False), order)
             last = min(epochs, e + epochs_per_check)
             with nogil:
-                while e < last:
-                    cur, steps[e % 2] = e, opt.t
-                    _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
-                                not opt.fused)
-                    if par.threads > 1 and _epoch_threads(&par, &params[0]) == 0:
-                        loss = par.result
-                    elif tiny:
-                        loss = _epoch_tiny(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &poll)
-                    elif small:
-                        loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], &poll)
-                    else:
-                        loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
-                                      batch_size, order_ptr, &work[0], grad, &state[0, 0],
-                                      &state[1, 0], &poll)
-                    if poll.stopped:
-                        break          # after a whole step; this epoch's loss is not written
-                    losses[e] = loss
-                    e += 1
-                    if not isfinite(loss):
-                        break          # diverged: params as after the last finite batch
+                if tiny and par.threads == 1:   # the same loop, its steps and save points in one function
+                    e = _tiny_epochs(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], snaps,
+                                     steps, &losses[0], e, last, &cur, &poll)
+                else:
+                    while e < last:
+                        cur, steps[e % 2] = e, opt.t
+                        _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
+                                    not opt.fused)
+                        if par.threads > 1 and _epoch_threads(&par, &params[0]) == 0:
+                            loss = par.result
+                        elif small:
+                            loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], &poll)
+                        else:
+                            loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
+                                          batch_size, order_ptr, &work[0], grad, &state[0, 0],
+                                          &state[1, 0], &poll)
+                        if poll.stopped:
+                            break          # after a whole step; this epoch's loss is not written
+                        losses[e] = loss
+                        e += 1
+                        if not isfinite(loss):
+                            break          # diverged: params as after the last finite batch
             if errors:
                 raise errors[0]        # a signal handler's exception (Ctrl-C)
             if poll.stopped or not isfinite(losses[e - 1]):
