@@ -117,45 +117,80 @@ def test_fits_in_threads_share_the_setting(two_threads):
     assert set(blas_threads()) == {2}
 
 
-def test_large_products_share_batches_among_threads(two_threads):
-    # 4 x 1000 x 1000 = 4 M multiply-adds: the loop shares each batch between 2 threads,
-    # each on a one-thread BLAS
+def fit_shared(sizes, n, batch_size, backend="cython"):
+    """A fit with threads="shared"; the BLAS thread counts seen at each epoch's end."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(n, sizes[0])), rng.integers(0, 2, size=n).astype(float)
+    seen = []
+    model = fastmlp.MLP(sizes, backend=backend)
+    model.fit(X, y, epochs=2, batch_size=batch_size, threads="shared",
+              callback=lambda epoch, logs: seen.append(blas_threads()))
+    return seen
+
+
+@pytest.mark.parametrize("sizes, batch_size", [([1000, 1000, 1], 4), ([64, 100, 1], 200)])
+def test_shared_batches_run_on_a_one_thread_blas(two_threads, sizes, batch_size):
     core = backend_module("cython")
-    with _threads.blas_threads(core, [1000, 1000, 1], 4) as blas:
+    with _threads.blas_threads(core, sizes, batch_size, share=True) as blas:
         assert blas.threads == min(2, core.MAX_THREADS, os.cpu_count())
         assert set(blas_threads()) == {1}
     assert set(blas_threads()) == {2}
-    seen = fit_seeing_threads([1000, 1000, 1], 8, 4)
-    assert seen == [[1] * len(blas_threads())] * 2
+    assert fit_shared(sizes, 2 * batch_size, batch_size) == [[1] * len(blas_threads())] * 2
     assert set(blas_threads()) == {2}
+
+
+def test_large_products_keep_the_blas_threads_by_default(two_threads):
+    # 4 x 1000 x 1000 = 4 M multiply-adds: BLAS may split it
+    core = backend_module("cython")
+    with _threads.blas_threads(core, [1000, 1000, 1], 4) as blas:
+        assert blas.threads == 1
+        assert set(blas_threads()) == {2}
+    assert fit_seeing_threads([1000, 1000, 1], 8, 4) == [[2] * len(blas_threads())] * 2
 
 
 @pytest.mark.parametrize("sizes, rows, dense, backend", [
     ([1000, 1000, 1], 4, False, "cython"),    # sparse input: the loop's one thread
     ([1000, 1000, 1], 1, True, "cython"),     # one row: nothing to share
     ([1000, 1000, 1], 4, True, "numpy"),
-    ([64, 100, 1], 200, True, "cython"),      # small products: one thread all along
 ])
 def test_when_batches_are_not_shared(two_threads, sizes, rows, dense, backend):
-    with _threads.blas_threads(backend_module(backend), sizes, rows, dense) as blas:
+    with _threads.blas_threads(backend_module(backend), sizes, rows, dense, share=True) as blas:
         assert blas.threads == 1
+
+
+def test_numpy_backend_takes_the_option_and_trains_as_before(two_threads):
+    assert fit_shared([1000, 1000, 1], 8, 4, backend="numpy") == [[2] * len(blas_threads())] * 2
+
+
+def test_a_shared_fit_matches_the_default_one():
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(300, 40)), rng.integers(0, 2, size=300).astype(float)
+    fits = [fastmlp.MLP([40, 64, 1], seed=3, backend="cython").fit(X, y, epochs=3, batch_size=50, threads=t)
+            for t in ("auto", "shared")]
+    np.testing.assert_allclose(fits[1].params_, fits[0].params_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fits[1].history_["loss"], fits[0].history_["loss"], rtol=1e-12)
+
+
+def test_a_bad_threads_option_is_refused():
+    with pytest.raises(ValueError, match="threads"):
+        fastmlp.MLP([3, 4, 1]).fit(np.zeros((4, 3)), np.zeros(4), threads="all")
 
 
 def test_a_limit_of_one_thread_keeps_fits_on_one(two_threads):
     core = backend_module("cython")
     with threadpool_limits(1, user_api="blas"):
-        with _threads.blas_threads(core, [1000, 1000, 1], 4) as blas:
+        with _threads.blas_threads(core, [1000, 1000, 1], 4, share=True) as blas:
             assert blas.threads == 1
         assert set(blas_threads()) == {1}
 
 
 def test_runs_at_once_share_the_threads(two_threads):
     core = backend_module("cython")
-    first = _threads.blas_threads(core, [1000, 1000, 1], 4)
-    second = _threads.blas_threads(core, [1000, 1000, 1], 4)
+    first = _threads.blas_threads(core, [1000, 1000, 1], 4, share=True)
+    second = _threads.blas_threads(core, [1000, 1000, 1], 4, share=True)
     with first:
         with second:
             assert (first.threads, second.threads) == (min(2, os.cpu_count()), 1)
-    with _threads.blas_threads(core, [1000, 1000, 1], 4) as again:
+    with _threads.blas_threads(core, [1000, 1000, 1], 4, share=True) as again:
         assert again.threads == first.threads
     assert set(blas_threads()) == {2}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -146,13 +146,12 @@ class MLP:
             validation_data: tuple[Input, ArrayLike] | None = None, validation_fraction: float | None = None,
             early_stopping: bool = False, patience: int = 10, tol: float = 1e-4, n_restarts: int = 1,
             sample_weight: ArrayLike | None = None, weight_decay: float = 0.01, callback: Callback | None = None,
-            progress: bool = False) -> _Model:
+            progress: bool = False, threads: Literal["auto", "shared"] = "auto") -> _Model:
         """Train the network; returns self. Every check runs before any work, and a call that
         raises leaves the model as it was.
 
-        X : (n, n_features), an array or a scipy.sparse matrix or array (CSR is read as it
-            is, other formats are converted to CSR; the first layer multiplies the sparse
-            rows, which are never made dense).
+        X : (n, n_features), an array or a scipy.sparse matrix or array (CSR is read as it is,
+            other formats converted to CSR; the sparse rows are never made dense).
         epochs : passes over the data (iterations for "lbfgs").
         lr : step size ("rprop": the initial step of every weight).
         batch_size : "auto" (min(200, n)), an integer, or None for the full batch
@@ -181,6 +180,7 @@ class MLP:
             this epoch. Restarts call it from their threads. An exception from it ends the
             fit and leaves the model as it was.
         progress : show a tqdm progress bar on stderr (needs the "progress" extra).
+        threads : "auto", or "shared": batches shared among fastmlp's threads (README).
         """
         X, Y = self._check_Xy(X, y)
         w = check_sample_weight(sample_weight, X.shape[0], self._dtype)
@@ -190,7 +190,7 @@ class MLP:
             nesterov=nesterov, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
             lr_schedule=lr_schedule, power_t=power_t, validation_data=validation_data,
             validation_fraction=validation_fraction, early_stopping=early_stopping,
-            patience=patience, tol=tol, n_restarts=n_restarts)
+            patience=patience, tol=tol, n_restarts=n_restarts, threads=threads)
         with _progress.reporting(callback, progress, job.epochs * job.n_restarts, "fastmlp fit") as report:
             job.report = report if report.active else None
             runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params)

@@ -7,10 +7,13 @@ threads hand over work every few microseconds, and once another process holds a 
 second thread's share waits for it (bench/RESULTS.md, "Issue 9: estimators"). So while
 such a run trains, the BLAS runs on one thread.
 
-Large products, dense input: the compiled loop shares each batch's rows among as many
-threads as the BLAS had (`_core.train`'s `threads`), each calling a one-thread BLAS for its
-share, so that the work between the products (bias, activations, their derivatives, the
-loss, the optimizer's step) is shared as well and stays on the core that made its data.
+Larger products keep the BLAS's own threads. On request (``fit(threads="shared")``, dense
+input) the compiled loop instead shares each batch's rows among as many threads as the BLAS
+had (`_core.train`'s `threads`), each calling a one-thread BLAS for its share, so that the
+work between the products (bias, activations, their derivatives, the loss, the optimizer's
+step) is shared as well. On a quiet machine that was slower than OpenBLAS's own threads
+(bench/RESULTS.md, "shared batches"); with another process busy on one of two cores it was
+several times faster, since OpenBLAS's threads then wait on each other for whole time slices.
 
 OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
@@ -75,14 +78,15 @@ def libraries(directory):
 class blas_threads:
     """Context manager for a run of a network of layer `sizes` on batches of `rows` rows
     (`dense`: X is a dense array) on the backend `impl`: the BLAS on one thread while it
-    trains, when its products are small or when its batches are shared among threads;
-    ``.threads`` (inside) is the thread count to pass to the backend's ``train``."""
+    trains, when its products are small or when its batches are to be shared among threads
+    (`share`, dense input only); ``.threads`` (inside) is the thread count to pass to the
+    backend's ``train``."""
 
-    def __init__(self, impl, sizes, rows, dense=True):
+    def __init__(self, impl, sizes, rows, dense=True, share=False):
         directory = getattr(impl, "BLAS_LIBRARY_DIR", None)
         largest = largest_product(sizes, rows) if directory is not None else 0
         small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
-        self.share = directory is not None and dense and largest >= ONE_THREAD_BELOW and rows >= 2
+        self.share = directory is not None and share and dense and rows >= 2
         self.most = min(getattr(impl, "MAX_THREADS", 1), os.cpu_count() or 1, rows)
         self.libraries = libraries(directory) if small or self.share else []
         self.threads = 1

@@ -25,6 +25,7 @@ from ._validation import choice, flag, integer, real
 
 FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
 SCHEDULES = ("constant", "invscaling", "plateau")
+THREADS = ("auto", "shared")    # fit(threads=): see _threads.blas_threads
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.2, 2   # "plateau": lr / 5 after 2 epochs without progress
 # Epochs per backend call at first (then doubling): the loss buffer follows the epochs run,
 # not the epochs asked for, when early stopping ends a fit of epochs=10**8.
@@ -134,6 +135,7 @@ class FitJob:
     warm_start: bool
     lbfgs_options: dict = None  # SciPy L-BFGS-B options besides maxiter (maxfun, gtol, ...); None: SciPy's
     report: object = None       # a _progress.EpochReport (callback, progress bar), or None
+    threads: str = "auto"       # "shared": batches shared among the compiled loop's threads
 
     @property
     def per_epoch_report(self):
@@ -142,13 +144,15 @@ class FitJob:
 
 def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_start, optimizer,
             momentum, nesterov, beta1, beta2, eps, weight_decay, lr_schedule, power_t,
-            validation_data, validation_fraction, early_stopping, patience, tol, n_restarts):
+            validation_data, validation_fraction, early_stopping, patience, tol, n_restarts,
+            threads="auto"):
     """Check a fit's options (X, Y, w already checked) and split off its validation data."""
     epochs = integer(epochs, "epochs", 0)
     choice(optimizer, "optimizer", FIT_OPTIMIZERS)
     opt = checked_optimizer("sgd" if optimizer == "lbfgs" else optimizer, lr, momentum, nesterov, beta1, beta2,
                             eps, weight_decay)
     choice(lr_schedule, "lr_schedule", SCHEDULES)
+    choice(threads, "threads", THREADS)
     power_t = real(power_t, "power_t")
     if optimizer in ("rprop", "lbfgs") and lr_schedule != "constant":
         raise ValueError(f"lr_schedule={lr_schedule!r} does not apply to optimizer={optimizer!r}")
@@ -162,7 +166,7 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
     batch_size = check_batch_size(batch_size, X.shape[0], optimizer)
     return FitJob(X, Y, w, X_val, Y_val, "lbfgs" if optimizer == "lbfgs" else opt, epochs, batch_size,
                   shuffle and batch_size < X.shape[0], lr_schedule, power_t, early_stopping, patience, tol,
-                  n_restarts, warm_start)
+                  n_restarts, warm_start, threads=threads)
 
 
 def checked_optimizer(*hyperparameters):
@@ -332,7 +336,8 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
         return state["go_on"]
 
     per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant" or job.per_epoch_report
-    with blas_threads(impl, net.sizes, job.batch_size, isinstance(job.X, np.ndarray)) as blas:
+    dense, shared = isinstance(job.X, np.ndarray), job.threads == "shared"
+    with blas_threads(impl, net.sizes, job.batch_size, dense, shared) as blas:
         _chunks(impl, net, run, job, schedule, stop, callback if per_epoch else None, state, blas.threads)
 
 
