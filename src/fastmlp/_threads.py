@@ -45,6 +45,7 @@ _active = 0        # runs inside `blas_threads` now
 _busy = 0          # the threads they train on
 _saved = []        # (library, its thread count before the first of them began)
 _libraries = {}    # BLAS_LIBRARY_DIR -> [_OpenBLAS] of the BLAS found there
+_CORES = os.cpu_count() or 1
 
 
 def largest_product(sizes, rows):
@@ -87,7 +88,7 @@ class blas_threads:
         largest = largest_product(sizes, rows) if directory is not None else 0
         small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
         self.share = directory is not None and share and dense and rows >= 2
-        self.most = min(getattr(impl, "MAX_THREADS", 1), os.cpu_count() or 1, rows)
+        self.most = min(impl.MAX_THREADS, _CORES, rows) if self.share else 1
         self.libraries = libraries(directory) if small or self.share else []
         self.threads = 1
 
