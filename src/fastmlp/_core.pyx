@@ -1322,10 +1322,13 @@ cdef double _par_rows(Par* par, int t, Py_ssize_t start, Py_ssize_t m, const flo
     return weight
 
 
-cdef void _par_step(Par* par, int t, Py_ssize_t m, const floating* Xb, long step,
-                    floating* pack) noexcept nogil:
+cdef bint _par_step(Par* par, int t, Py_ssize_t m, const floating* Xb, long step,
+                    floating* pack, double weight, double* loss) noexcept nogil:
     """Thread t's part of a batch's backward pass and step (see `_epoch_par`), layer by layer
-    from the last; one barrier per layer."""
+    from the last; one barrier per layer. The first barrier also gathers the batch loss
+    (the threads' partial sums, in thread order, plus the L2 term: into `loss`): False,
+    with nothing written to the parameters, when it is not finite or thread 0's poll
+    ended training."""
     cdef const Net* net = par.net
     cdef Py_ssize_t l, n_in, n_out, k0, k1, j0, j1, i, r0, mt, T = par.threads
     cdef floating* params = <floating*>par.params
@@ -1348,6 +1351,14 @@ cdef void _par_step(Par* par, int t, Py_ssize_t m, const floating* Xb, long step
                             work + net.d_off[l - 1] + r0 * n_in, work + net.z_off[l - 1] + r0 * n_in,
                             work + net.a_off[l - 1] + r0 * n_in, net.act[l - 1], <floating>net.slope, pack)
         fm_barrier_wait(&par.barrier)    # every row of D_l (and D_{l-1}) written; W_l read
+        if l == net.n_layers - 1:        # ... and every partial loss
+            loss[0] = 0
+            for i in range(T):
+                loss[0] += par.partial[i * 8]
+            if net.l2 != 0:
+                loss[0] += weight * 0.5 * net.l2 * par.squares
+            if par.halt or not isfinite(loss[0]):
+                return False
         A_prev = Xb if l == 0 else work + net.a_off[l - 1]
         if m * n_out * n_in > SMALL_MAX_WORK:
             k0, k1 = _share(n_in, t, T), _share(n_in, t + 1, T)
@@ -1370,6 +1381,7 @@ cdef void _par_step(Par* par, int t, Py_ssize_t m, const floating* Xb, long step
             i = net.b_off[l] + j0
             _update_range(par.opt, step, params + i, grad + i, <floating*>par.s1 + i,
                           <floating*>par.s2 + i, j1 - j0, False)
+    return True
 
 
 cdef void _epoch_par(Par* par, int t, floating* witness) noexcept nogil:
@@ -1387,7 +1399,7 @@ cdef void _epoch_par(Par* par, int t, floating* witness) noexcept nogil:
     Thread 0 polls (it is the caller's thread) and writes par.result and opt.t.
     """
     cdef const Net* net = par.net
-    cdef int T = par.threads, u
+    cdef int T = par.threads
     cdef Py_ssize_t start = 0, m, r0, mt, l, L = net.n_layers, k = net.size[L]
     cdef floating* params = <floating*>par.params
     cdef floating* work = <floating*>par.work
@@ -1422,20 +1434,11 @@ cdef void _epoch_par(Par* par, int t, floating* witness) noexcept nogil:
                 work + net.d_off[L - 1] + r0 * k, <floating>(1.0 / weight if weight > 0 else 0), net.loss)
         if t == 0 and net.l2 != 0:
             par.squares = _sum_squared_weights(net, params)
-        fm_barrier_wait(&par.barrier)
-        if par.halt:
-            break
-        loss = 0
-        for u in range(T):
-            loss += par.partial[u * 8]
-        if net.l2 != 0:
-            loss += weight * 0.5 * net.l2 * par.squares
-        if not isfinite(loss):
-            break              # diverged: no step from a non-finite loss
+        if not _par_step(par, t, m, Xb, step + 1, pack, weight, &loss):
+            break              # stopped, or diverged: no step from a non-finite loss
         total += loss
         total_weight += weight
         step += 1
-        _par_step(par, t, m, Xb, step, pack)
         fm_barrier_wait(&par.barrier)        # the step is whole before the next batch reads it
         start += m
     if t == 0:
