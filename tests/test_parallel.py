@@ -169,3 +169,17 @@ def test_sparse_input_trains_on_one_thread():
     dense = fit(core, net, params, X, Y, {"name": "sgd", "lr": 0.1}, 2, 16, 1)
     shared = fit(core, net, params, sparse.csr_matrix(X), Y, {"name": "sgd", "lr": 0.1}, 2, 16, 2)
     assert_close(shared[0], dense[0], np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS[::2], ids=["sgd", "adam"])
+def test_results_do_not_depend_on_the_thread_count(dtype, optimizer):
+    # the chunks are fixed by the batch and layer sizes, whichever thread takes them
+    net = Network((40, 96, 64, 3), "leaky_relu", output="softmax", loss="cross_entropy", l2=0.001)
+    X, Y = data(290, net.sizes, dtype, loss="cross_entropy")
+    params = initial(net, dtype, scale=0.2)
+    runs = [fit(core, net, params, X, Y, optimizer, 3, 100, threads, rng=np.random.default_rng(2))
+            for threads in (2, 3, 5)]
+    for other in runs[1:]:
+        for got, want in zip(other[:3], runs[0][:3]):
+            np.testing.assert_array_equal(got, want)

@@ -85,6 +85,7 @@ cdef extern from "_parallel.h" nogil:
     ctypedef void (*fm_task)(void* ctx, int thread) noexcept nogil
     void fm_barrier_init(fm_barrier* b, int n)
     void fm_barrier_wait(fm_barrier* b)
+    long fm_next(long* counter)            # a shared counter's value, then +1 (atomic)
     int fm_parallel(int n, fm_task task, void* ctx)
 
 cdef enum:
@@ -1243,6 +1244,15 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
     return total / total_weight if total_weight > 0 else 0
 
 
+cdef enum:
+    # The shared loop's chunks: a batch's rows in chunks of PAR_ROWS (more for batches of over
+    # PAR_ROWS * PAR_MAX_CHUNKS rows), a large layer's weight gradient in PAR_W_CHUNKS chunks
+    # of its input rows. Fixed, not from the thread count, so the results do not depend on it.
+    PAR_ROWS = 32
+    PAR_MAX_CHUNKS = 64
+    PAR_W_CHUNKS = 8
+
+
 cdef struct Par:
     # One epoch of `_epoch` shared out among `threads` threads (`_epoch_par`).
     const Net* net
@@ -1261,185 +1271,207 @@ cdef struct Par:
     Poll* stop
     int threads
     fm_barrier barrier
-    double partial[FM_MAX_THREADS * 8]   # each thread's batch loss, a cache line apart
+    long counters[4][16]      # chunk counters [barriers passed % 4][0 or 8], a cache line apart
+    double partial[PAR_MAX_CHUNKS]   # each row chunk's loss
     double squares            # the L2 penalty's sum of squares (thread 0)
     bint halt                 # thread 0's poll ended training
     double result             # the epoch's loss (thread 0)
 
 
-cdef inline Py_ssize_t _share(Py_ssize_t size, int t, int threads) noexcept nogil:
-    """Where thread t's share of range(size) starts (thread `threads`: where it ends)."""
-    return size * t // threads
+cdef inline Py_ssize_t _share(Py_ssize_t size, Py_ssize_t c, Py_ssize_t chunks) noexcept nogil:
+    """Where chunk c of range(size) in `chunks` near-equal chunks starts (c = chunks: its end)."""
+    return size * c // chunks
 
 
-cdef void _colsum_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1, floating alpha,
-                       const floating* D, floating beta, floating* out) noexcept nogil:
-    """out[j] = alpha * (D (m, n) summed over rows)[j] + beta * out[j] for j in j0..j1 - 1:
-    the rows added in order into a block of column sums at a time."""
-    cdef floating acc[256]
-    cdef Py_ssize_t i, j, a = j0, b
-    while a < j1:
-        b = min(j1, a + 256)
-        for j in range(a, b):
-            acc[j - a] = 0
-        for i in range(m):
-            for j in range(a, b):
-                acc[j - a] += D[i * n + j]
-        for j in range(a, b):
-            out[j] = alpha * acc[j - a] + (0 if beta == 0 else beta * out[j])
-        a = b
+cdef inline int _meet(Par* par, int t, int g) noexcept nogil:
+    """The barrier after phase g; returns g + 1. Thread 0 then zeroes the counters of phase
+    g + 3: their last users finished before the barrier just passed, and none takes from
+    them before the barrier after phase g + 2 (four sets of counters go round)."""
+    fm_barrier_wait(&par.barrier)
+    g += 1
+    if t == 0:
+        par.counters[(g + 2) & 3][0] = 0
+        par.counters[(g + 2) & 3][8] = 0
+    return g
 
 
-cdef double _par_rows(Par* par, int t, Py_ssize_t start, Py_ssize_t m, const floating** Xb,
-                      const floating** Yb, const floating** Wb) noexcept nogil:
-    """Batch rows start..start + m - 1 for thread t: Xb, Yb, Wb (NULL: unweighted) point at
-    the batch's first row, gathered when shuffled (thread t copies its share of the rows).
-    Returns the batch's total weight (all its rows, added in order in every thread)."""
+cdef double _par_batch(Par* par, Py_ssize_t start, Py_ssize_t m, const floating** Xb,
+                       const floating** Yb, const floating** Wb) noexcept nogil:
+    """Xb, Yb, Wb (NULL: unweighted): where the batch of m rows from `start` is read, X's own
+    rows or the gather buffers (filled by `_par_gather`); returns its total weight (m when
+    unweighted; added in order, so every thread gets the same sum)."""
     cdef const Net* net = par.net
-    cdef Py_ssize_t nx = net.size[0], k = net.size[net.n_layers], r, j, src
-    cdef const floating* X = <const floating*>par.X
-    cdef const floating* Y = <const floating*>par.Y
     cdef const floating* w = <const floating*>par.w
-    cdef const Py_ssize_t* order = par.order
     cdef floating* work = <floating*>par.work
     cdef double weight = m
-    if order == NULL:
-        Xb[0], Yb[0] = X + start * nx, Y + start * k
+    cdef Py_ssize_t r
+    if par.order == NULL:
+        Xb[0] = <const floating*>par.X + start * net.size[0]
+        Yb[0] = <const floating*>par.Y + start * net.size[net.n_layers]
         Wb[0] = w + start if w != NULL else NULL
     else:
-        for r in range(_share(m, t, par.threads), _share(m, t + 1, par.threads)):
-            src = order[start + r]
-            memcpy(work + net.xb_off + r * nx, X + src * nx, nx * sizeof(floating))
-            memcpy(work + net.yb_off + r * k, Y + src * k, k * sizeof(floating))
-            if w != NULL:
-                work[net.wb_off + r] = w[src]
         Xb[0], Yb[0] = work + net.xb_off, work + net.yb_off
         Wb[0] = work + net.wb_off if w != NULL else NULL
     if w != NULL:
         weight = 0
         for r in range(m):
-            weight += w[start + r] if order == NULL else w[order[start + r]]
+            weight += w[start + r] if par.order == NULL else w[par.order[start + r]]
     return weight
 
 
-cdef bint _par_step(Par* par, int t, Py_ssize_t m, const floating* Xb, long step,
-                    floating* pack, double weight, double* loss) noexcept nogil:
-    """Thread t's part of a batch's backward pass and step (see `_epoch_par`), layer by layer
-    from the last; one barrier per layer. The first barrier also gathers the batch loss
-    (the threads' partial sums, in thread order, plus the L2 term: into `loss`): False,
-    with nothing written to the parameters, when it is not finite or thread 0's poll
-    ended training."""
+cdef void _par_gather(Par* par, Py_ssize_t start, Py_ssize_t r0, Py_ssize_t r1,
+                      floating* work) noexcept nogil:
+    """Shuffled batches: rows r0..r1 - 1 of the batch from `start` into the gather buffers."""
     cdef const Net* net = par.net
-    cdef Py_ssize_t l, n_in, n_out, k0, k1, j0, j1, i, r0, mt, T = par.threads
+    cdef Py_ssize_t nx = net.size[0], k = net.size[net.n_layers], r, src
+    for r in range(r0, r1):
+        src = par.order[start + r]
+        memcpy(work + net.xb_off + r * nx, <const floating*>par.X + src * nx, nx * sizeof(floating))
+        memcpy(work + net.yb_off + r * k, <const floating*>par.Y + src * k, k * sizeof(floating))
+        if par.w != NULL:
+            work[net.wb_off + r] = (<const floating*>par.w)[src]
+
+
+cdef double _par_forward(Par* par, Py_ssize_t r0, Py_ssize_t r1, const floating* Xb,
+                         const floating* Yb, const floating* Wb, double weight,
+                         floating* pack) noexcept nogil:
+    """Batch rows r0..r1 - 1: forward pass, their share of the batch loss (returned) and
+    dL/dZ of the output layer, and with hidden layers dL/dZ of the last hidden one."""
+    cdef const Net* net = par.net
+    cdef Py_ssize_t l, L = net.n_layers, k = net.size[L], mt = r1 - r0
+    cdef floating* params = <floating*>par.params
+    cdef floating* work = <floating*>par.work
+    cdef const floating* A_prev = Xb + r0 * net.size[0]
+    cdef floating* A
+    cdef double loss
+    for l in range(L):
+        A = work + net.a_off[l] + r0 * net.size[l + 1] if l < L - 1 else NULL
+        _dense_activation(mt, net.size[l + 1], net.size[l], A_prev, params + net.w_off[l],
+                          params + net.b_off[l], work + net.z_off[l] + r0 * net.size[l + 1],
+                          A, net.act[l] if l < L - 1 else 0, <floating>net.slope)
+        A_prev = A
+    loss = _output_loss(mt, k, work + net.z_off[L - 1] + r0 * k, Yb + r0 * k,
+                        Wb + r0 if Wb != NULL else NULL, work + net.d_off[L - 1] + r0 * k,
+                        <floating>(1.0 / weight if weight > 0 else 0), net.loss)
+    if L > 1:
+        _par_backprop(par, L - 1, r0, r1, pack)
+    return loss
+
+
+cdef void _par_backprop(Par* par, Py_ssize_t l, Py_ssize_t r0, Py_ssize_t r1,
+                        floating* pack) noexcept nogil:
+    """Batch rows r0..r1 - 1 of dL/dZ_{l-1}, from theirs of dL/dZ_l through W_l (l >= 1)."""
+    cdef const Net* net = par.net
+    cdef Py_ssize_t n_in = net.size[l], n_out = net.size[l + 1]
+    cdef floating* work = <floating*>par.work
+    _backprop_dense(r1 - r0, n_out, n_in, work + net.d_off[l] + r0 * n_out,
+                    <floating*>par.params + net.w_off[l], work + net.d_off[l - 1] + r0 * n_in,
+                    work + net.z_off[l - 1] + r0 * n_in, work + net.a_off[l - 1] + r0 * n_in,
+                    net.act[l - 1], <floating>net.slope, pack)
+
+
+cdef void _par_weights(Par* par, Py_ssize_t l, Py_ssize_t c, Py_ssize_t chunks, Py_ssize_t m,
+                       const floating* Xb, long step) noexcept nogil:
+    """Chunk c < chunks of layer l's weights (a share of W_l's rows, its inputs), or c =
+    chunks: its bias. The gradient over the batch's m rows, with the fused SGD step into
+    the parameters, or into the gradient and then step `step` of the optimizer on them."""
+    cdef const Net* net = par.net
+    cdef Py_ssize_t n_in = net.size[l], n_out = net.size[l + 1], lo, hi, i, k0, k1
     cdef floating* params = <floating*>par.params
     cdef floating* grad = <floating*>par.grad
     cdef floating* work = <floating*>par.work
     cdef floating* target = params if par.opt.fused else grad
     cdef floating lr = <floating>par.opt.lr, l2 = <floating>net.l2
     cdef floating alpha = -lr if par.opt.fused else 1
-    cdef floating beta_w = 1 - lr * l2 if par.opt.fused else 0
-    cdef floating beta_b = 1 if par.opt.fused else 0
-    cdef const floating* A_prev
-    cdef floating* D
-    r0 = _share(m, t, T)
-    mt = _share(m, t + 1, T) - r0
-    for l in range(net.n_layers - 1, -1, -1):
-        n_in, n_out = net.size[l], net.size[l + 1]
-        D = work + net.d_off[l]
-        if l > 0 and mt > 0:         # this thread's rows of dL/dZ_{l-1}, from the old W_l
-            _backprop_dense(mt, n_out, n_in, D + r0 * n_out, params + net.w_off[l],
-                            work + net.d_off[l - 1] + r0 * n_in, work + net.z_off[l - 1] + r0 * n_in,
-                            work + net.a_off[l - 1] + r0 * n_in, net.act[l - 1], <floating>net.slope, pack)
-        fm_barrier_wait(&par.barrier)    # every row of D_l (and D_{l-1}) written; W_l read
-        if l == net.n_layers - 1:        # ... and every partial loss
-            loss[0] = 0
-            for i in range(T):
-                loss[0] += par.partial[i * 8]
-            if net.l2 != 0:
-                loss[0] += weight * 0.5 * net.l2 * par.squares
-            if par.halt or not isfinite(loss[0]):
-                return False
-        A_prev = Xb if l == 0 else work + net.a_off[l - 1]
-        if m * n_out * n_in > SMALL_MAX_WORK:
-            k0, k1 = _share(n_in, t, T), _share(n_in, t + 1, T)
-        else:                        # too small to share: the last thread takes it whole
-            k0, k1 = 0, (n_in if t == T - 1 else 0)
+    cdef const floating* A_prev = Xb if l == 0 else work + net.a_off[l - 1]
+    cdef const floating* D = work + net.d_off[l]
+    if c == chunks:
+        _colsum(m, n_out, alpha, D, 1 if par.opt.fused else 0, target + net.b_off[l])
+        lo, hi = net.b_off[l], net.b_off[l] + n_out
+    else:
+        k0, k1 = _share(n_in, c, chunks), _share(n_in, c + 1, chunks)
         if k1 - k0 == n_in:
-            _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta_w, target + net.w_off[l])
+            _mm_tn(m, n_out, n_in, alpha, A_prev, D, 1 - lr * l2 if par.opt.fused else 0,
+                   target + net.w_off[l])
         elif k1 > k0:
-            _gemm(c'N', c'T', <int>n_out, <int>(k1 - k0), <int>m, alpha, D, <int>n_out,
-                  A_prev + k0, <int>n_in, beta_w, target + net.w_off[l] + k0 * n_out, <int>n_out)
-        j0, j1 = _share(n_out, t, T), _share(n_out, t + 1, T)
-        _colsum_part(m, n_out, j0, j1, alpha, D, beta_b, target + net.b_off[l])
-        if not par.opt.fused:        # the optimizer's step on the parameters just taken
-            if net.l2 != 0:
-                for i in range(net.w_off[l] + k0 * n_out, net.w_off[l] + k1 * n_out):
-                    grad[i] += l2 * params[i]
-            i = net.w_off[l] + k0 * n_out
-            _update_range(par.opt, step, params + i, grad + i, <floating*>par.s1 + i,
-                          <floating*>par.s2 + i, (k1 - k0) * n_out, True)
-            i = net.b_off[l] + j0
-            _update_range(par.opt, step, params + i, grad + i, <floating*>par.s1 + i,
-                          <floating*>par.s2 + i, j1 - j0, False)
-    return True
+            _gemm(c'N', c'T', <int>n_out, <int>(k1 - k0), <int>m, alpha, D, <int>n_out, A_prev + k0,
+                  <int>n_in, 1 - lr * l2 if par.opt.fused else 0, target + net.w_off[l] + k0 * n_out,
+                  <int>n_out)
+        lo, hi = net.w_off[l] + k0 * n_out, net.w_off[l] + k1 * n_out
+        if not par.opt.fused and net.l2 != 0:
+            for i in range(lo, hi):
+                grad[i] += l2 * params[i]
+    if not par.opt.fused:
+        _update_range(par.opt, step, params + lo, grad + lo, <floating*>par.s1 + lo,
+                      <floating*>par.s2 + lo, hi - lo, c < chunks)
 
 
 cdef void _epoch_par(Par* par, int t, floating* witness) noexcept nogil:
     """Thread t's part of `_epoch` (same arguments, in `par`): the same batches and steps,
-    with each batch's rows shared out among the threads.
+    each batch's work taken in chunks by whichever thread is free.
 
-    Forward pass, loss and the backward products into the previous layer take thread t's
-    rows of the batch, on single-threaded BLAS: nothing is shared between the threads
-    there. The weight gradient dL/dW_l = A_{l-1}.T @ D_l needs every row, so each layer's
-    is taken after a barrier, thread t taking the rows of W_l (inputs of the layer) in its
-    share (one product each, with the fused SGD step, or the gradient and then the
-    optimizer's step on those weights), and the columns of its share for the bias. The
-    batch loss is the threads' partial sums added in thread order; the gradients have no
-    such sums, so they are those of the one-thread loop up to the BLAS kernels' own order.
-    Thread 0 polls (it is the caller's thread) and writes par.result and opt.t.
+    Phase 1, chunks of the batch's rows: forward pass, loss, and the backward product
+    into the last hidden layer, on one-thread BLAS. Then for each layer from the last, a
+    barrier and chunks of its weight gradient (shares of W_l's rows, and its bias), each
+    with its step (fused SGD, or the optimizer's on those parameters), and chunks of rows
+    of the next backward product (which reads the layer below's weights, not these).
+    The first barrier also checks the batch loss (the chunks' losses added in chunk
+    order; no step from a non-finite one); the last closes the batch. The chunks are
+    fixed by the batch and the layer sizes, so the results do not depend on the thread
+    count or on which thread took which chunk. Thread 0 polls (the caller's thread) and
+    writes par.result and opt.t.
     """
     cdef const Net* net = par.net
-    cdef int T = par.threads
-    cdef Py_ssize_t start = 0, m, r0, mt, l, L = net.n_layers, k = net.size[L]
-    cdef floating* params = <floating*>par.params
+    cdef Py_ssize_t start = 0, m, rows, n_rc, c, l, n_in, n_out, chunks
     cdef floating* work = <floating*>par.work
     cdef floating* pack = work + net.pk_off if t == 0 else <floating*>par.packs + (t - 1) * par.pack_size
     cdef const floating* Xb
     cdef const floating* Yb
     cdef const floating* Wb
-    cdef const floating* A_prev
-    cdef floating* A
     cdef double total = 0, weight, total_weight = 0, loss = NAN
     cdef long step = par.opt.t
+    cdef int g = 0
     while start < par.n:
         if t == 0:
             par.stop.countdown -= 1
             if par.stop.countdown <= 0 and _poll(par.stop):
                 par.halt = True
         m = min(par.batch_size, par.n - start)
-        r0 = _share(m, t, T)
-        mt = _share(m, t + 1, T) - r0
-        weight = _par_rows(par, t, start, m, &Xb, &Yb, &Wb)
-        par.partial[t * 8] = 0
-        if mt > 0:                   # this thread's rows: forward pass and loss
-            A_prev = Xb + r0 * net.size[0]
-            for l in range(L):
-                A = work + net.a_off[l] + r0 * net.size[l + 1] if l < L - 1 else NULL
-                _dense_activation(mt, net.size[l + 1], net.size[l], A_prev, params + net.w_off[l],
-                                  params + net.b_off[l], work + net.z_off[l] + r0 * net.size[l + 1],
-                                  A, net.act[l] if l < L - 1 else 0, <floating>net.slope)
-                A_prev = A
-            par.partial[t * 8] = _output_loss(
-                mt, k, work + net.z_off[L - 1] + r0 * k, Yb + r0 * k, Wb + r0 if Wb != NULL else NULL,
-                work + net.d_off[L - 1] + r0 * k, <floating>(1.0 / weight if weight > 0 else 0), net.loss)
+        rows = max(<Py_ssize_t>PAR_ROWS, (m + PAR_MAX_CHUNKS - 1) // PAR_MAX_CHUNKS)
+        n_rc = (m + rows - 1) // rows
+        weight = _par_batch(par, start, m, &Xb, &Yb, &Wb)
+        c = fm_next(&par.counters[g & 3][0])
+        while c < n_rc:
+            if par.order != NULL:
+                _par_gather(par, start, c * rows, min(m, (c + 1) * rows), work)
+            par.partial[c] = _par_forward(par, c * rows, min(m, (c + 1) * rows), Xb, Yb, Wb, weight, pack)
+            c = fm_next(&par.counters[g & 3][0])
         if t == 0 and net.l2 != 0:
-            par.squares = _sum_squared_weights(net, params)
-        if not _par_step(par, t, m, Xb, step + 1, pack, weight, &loss):
+            par.squares = _sum_squared_weights(net, <floating*>par.params)
+        g = _meet(par, t, g)
+        loss = 0
+        for c in range(n_rc):
+            loss += par.partial[c]
+        if net.l2 != 0:
+            loss += weight * 0.5 * net.l2 * par.squares
+        if par.halt or not isfinite(loss):
             break              # stopped, or diverged: no step from a non-finite loss
+        for l in range(net.n_layers - 1, -1, -1):
+            n_in, n_out = net.size[l], net.size[l + 1]
+            chunks = PAR_W_CHUNKS if m * n_out * n_in > SMALL_MAX_WORK else 1
+            c = fm_next(&par.counters[g & 3][0])
+            while c <= chunks:
+                _par_weights(par, l, c, chunks, m, Xb, step + 1)
+                c = fm_next(&par.counters[g & 3][0])
+            if l >= 2:
+                c = fm_next(&par.counters[g & 3][8])
+                while c < n_rc:
+                    _par_backprop(par, l - 1, c * rows, min(m, (c + 1) * rows), pack)
+                    c = fm_next(&par.counters[g & 3][8])
+            g = _meet(par, t, g)
         total += loss
         total_weight += weight
         step += 1
-        fm_barrier_wait(&par.barrier)        # the step is whole before the next batch reads it
         start += m
     if t == 0:
         par.opt.t = step
@@ -1477,6 +1509,7 @@ cdef int _epoch_threads(Par* par, floating* witness) noexcept nogil:
     (nothing was run: the caller runs `_epoch` instead, and so do later epochs)."""
     cdef int rc
     par.halt = False
+    memset(par.counters, 0, sizeof(par.counters))
     fm_barrier_init(&par.barrier, par.threads)
     if floating is float:
         rc = fm_parallel(par.threads, _epoch_par_f, par)

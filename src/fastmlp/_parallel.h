@@ -1,8 +1,9 @@
 /* Threads for the compiled training loop (_core.pyx, `_epoch_par`).
  *
  * fm_parallel(n, task, ctx) runs task(ctx, 0) on the calling thread and task(ctx, t) for
- * t = 1..n-1 on threads of its own, and returns once all have finished. The threads meet
- * at an fm_barrier: each batch of a training run crosses a few of them (after its losses,
+ * t = 1..n-1 on threads of its own, and returns once all have finished. Between barriers
+ * the threads take chunks of a phase's work from a shared counter (fm_next), so that a
+ * thread whose core runs slower takes fewer. The threads meet at an fm_barrier: each batch of a training run crosses a few of them (after its losses,
  * after each layer's backward product, at its end), a few hundred per epoch, so a waiting
  * thread spins briefly (the other side is usually microseconds away), then yields its core
  * (on a machine with other work the other side may be descheduled for a whole time slice).
@@ -24,6 +25,7 @@ typedef void (*fm_task)(void *ctx, int thread);
 typedef struct { int n; } fm_barrier;
 static inline void fm_barrier_init(fm_barrier *b, int n) { b->n = n; }
 static inline void fm_barrier_wait(fm_barrier *b) { (void)b; }
+static inline long fm_next(long *counter) { return (*counter)++; }
 static inline int fm_parallel(int n, fm_task task, void *ctx)
 {
     (void)n; (void)task; (void)ctx;
@@ -76,6 +78,13 @@ static inline void fm_barrier_wait(fm_barrier *b)
         else
             sched_yield();
     }
+}
+
+/* The next chunk of a phase's work: a shared counter's value before this thread's +1.
+ * Relaxed: the data the chunks read and write is ordered by the barriers around the phase. */
+static inline long fm_next(long *counter)
+{
+    return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
 }
 
 typedef struct {
