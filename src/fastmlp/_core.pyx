@@ -86,6 +86,7 @@ cdef extern from "_parallel.h" nogil:
     void fm_barrier_init(fm_barrier* b, int n)
     void fm_barrier_wait(fm_barrier* b)
     long fm_next(long* counter)            # a shared counter's value, then +1 (atomic)
+    int fm_barrier_spins(int spins)
     int fm_parallel(int n, fm_task task, void* ctx)
 
 cdef enum:
@@ -251,6 +252,12 @@ def _small_kernels(enabled=None):
     if enabled is not None:
         _small = bool(enabled) and fm_simd_available() != 0
     return bool(_small)
+
+
+def _barrier_spins(spins=None):
+    """Polls a thread waiting at the shared loop's barriers makes before it yields its core
+    (the default 0: it yields at once); `spins` sets it. For benchmarks."""
+    return fm_barrier_spins(-1 if spins is None else int(spins))
 
 
 cdef inline bint _small_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,

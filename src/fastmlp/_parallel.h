@@ -3,10 +3,12 @@
  * fm_parallel(n, task, ctx) runs task(ctx, 0) on the calling thread and task(ctx, t) for
  * t = 1..n-1 on threads of its own, and returns once all have finished. Between barriers
  * the threads take chunks of a phase's work from a shared counter (fm_next), so that a
- * thread whose core runs slower takes fewer. The threads meet at an fm_barrier: each batch of a training run crosses a few of them (after its losses,
- * after each layer's backward product, at its end), a few hundred per epoch, so a waiting
- * thread spins briefly (the other side is usually microseconds away), then yields its core
- * (on a machine with other work the other side may be descheduled for a whole time slice).
+ * thread whose core runs slower takes fewer. The threads meet at an fm_barrier: each
+ * batch of a training run crosses a few of them (after its losses, after each layer's
+ * weight gradients, at its end), a few hundred per epoch. A waiting thread yields its core
+ * between polls (after fm_barrier_spins() plain polls, 0 by default): on the shared
+ * virtual machine this was measured on, spinning threads held up the very threads they
+ * waited for.
  *
  * Only POSIX threads are used; elsewhere (Windows) fm_parallel returns -1 and the caller
  * runs the single-threaded loop. Creating threads can fail (limits, memory): then the
@@ -23,6 +25,7 @@ typedef void (*fm_task)(void *ctx, int thread);
 #if defined(_WIN32) || !defined(__GNUC__)
 
 typedef struct { int n; } fm_barrier;
+static inline int fm_barrier_spins(int spins) { (void)spins; return 0; }
 static inline void fm_barrier_init(fm_barrier *b, int n) { b->n = n; }
 static inline void fm_barrier_wait(fm_barrier *b) { (void)b; }
 static inline long fm_next(long *counter) { return (*counter)++; }
@@ -37,14 +40,16 @@ static inline int fm_parallel(int n, fm_task task, void *ctx)
 #include <pthread.h>
 #include <sched.h>
 
-/* Spins (each a pause instruction on x86) before a waiting thread yields its core. */
-#define FM_SPINS 2000
+/* Polls of the barrier's generation before a waiting thread starts yielding its core
+ * (fm_barrier_spins): a plain load each, without the pause instruction, whose loops a
+ * hypervisor may take for a spinning lock and deschedule the virtual CPU for. */
+static int fm_spins = 0;
 
-static inline void fm_pause(void)
+static inline int fm_barrier_spins(int spins)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    if (spins >= 0)
+        fm_spins = spins;
+    return fm_spins;
 }
 
 /* A reusable counting barrier: the last of n arrivals resets the count and moves the
@@ -73,9 +78,7 @@ static inline void fm_barrier_wait(fm_barrier *b)
         return;
     }
     while (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == gen) {
-        if (++spins < FM_SPINS)
-            fm_pause();
-        else
+        if (++spins > fm_spins)
             sched_yield();
     }
 }
