@@ -358,7 +358,8 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
     trusted = job.checked and max(*net.sizes, job.batch_size) <= BLAS_INT_MAX and hasattr(impl, "_train")
     while left > 0 and state["go_on"]:
         opt.lr = schedule.rate(len(history))
-        losses = np.full(chunk, -np.inf)    # -inf: not run (a loss is never -inf)
+        losses = np.empty(chunk)
+        losses.fill(-np.inf)    # -inf: not run (a loss is never -inf)
         rng = run.rng if job.shuffle else None
         try:   # (overflow is caught below, as divergence)
             if trusted:
@@ -372,7 +373,7 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
             opt.lr = schedule.base
             ran = losses if losses[-1] != -np.inf else losses[losses != -np.inf]   # (written in order)
             finite = np.isfinite(ran)
-            if not finite.all():
+            if not np.logical_and.reduce(finite):   # (finite.all() goes through a Python wrapper)
                 run.diverged = len(history) + int(np.argmin(finite))
                 ran = ran[: int(np.argmin(finite))]
             history.extend(ran.tolist())
