@@ -369,6 +369,52 @@ def test_elementwise_kernels_still_work_exactly_in_place(backend, dtype, case):
 
 
 # =====================================================================================
+# C2. a fit's loop runs unchecked only on what the fit checked
+# =====================================================================================
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_unchecked_training_loop_refuses_any_caller_but_fit(backend):
+    """`_train` (the loop behind `train`'s checks) runs only with the token that `train` and a
+    model's fit hold; anything else is refused before a byte is touched."""
+    from fastmlp import _training
+
+    net = Network((2, 3, 1))
+    params, state, losses = np.ones(net.param_count()), np.zeros((2, net.param_count())), np.full(2, -np.inf)
+    X, Y = np.zeros((4, 5)), np.zeros((4, 1))          # X of the wrong width: never read
+    for token in (None, object(), "CHECKED", _training):
+        with pytest.raises(TypeError, match="call train"):
+            backend_module(backend)._train(token, net, params, X, Y, None, Optimizer(), state, losses, 2, 4,
+                                           None, None, None, 1)
+    assert (params == 1).all() and (state == 0).all() and (losses == -np.inf).all()
+
+
+class _ReshapingLabels:
+    """Labels whose conversion reshapes the caller's X in place, after the fit checked X."""
+
+    def __init__(self, y, X):
+        self.y, self.X = y, X
+
+    def __array__(self, dtype=None, copy=None):
+        self.X.shape = (self.X.size, 1)
+        return np.asarray(self.y, dtype=dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_trains_on_the_arrays_it_checked_whatever_the_caller_does_to_its_own(backend):
+    """The model trains on views of its own of the arrays it checked (the backend's checks are
+    skipped for them): a caller reshaping its X in place after the check changes nothing."""
+    X, y = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]), np.array([0, 1, 1, 0])
+    plain = fastmlp.MLP([2, 4, 1], seed=0, backend=backend).fit(X.copy(), y, epochs=20, lr=0.1)
+    sneaky_X = X.copy()
+    model = fastmlp.MLP([2, 4, 1], seed=0, backend=backend).fit(sneaky_X, _ReshapingLabels(y, sneaky_X),
+                                                               epochs=20, lr=0.1)
+    assert sneaky_X.shape == (8, 1)
+    np.testing.assert_array_equal(model.params_, plain.params_)
+    assert model.history_ == plain.history_
+
+
+# =====================================================================================
 # D. fuzzing every function fastmlp._core exports, in a child process
 # =====================================================================================
 

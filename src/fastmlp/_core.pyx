@@ -34,6 +34,7 @@ from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 from . import _registry
 from ._spec import MAX_THREADS as _SPEC_MAX_THREADS
 from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args
+from ._training import CHECKED as _CHECKED
 from ._validation import (
     choice,
     dense_backward_args,
@@ -2306,6 +2307,16 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
                                              batch_size, rng, sample_weight, callback, stop, threads)
+    _train(_CHECKED, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop,
+           threads)
+
+
+def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop, threads):
+    """`train` on arguments as ``_spec.train_args`` returns them, unchecked: for `train`, and
+    for ``_training``'s runs of a model's fit, whose arguments that fit checked. `token` must
+    be ``_training.CHECKED``, which only they hold."""
+    if token is not _CHECKED:
+        raise TypeError("_train is fastmlp's own; call train")
     n = Y.shape[0]
     X, csr = _dense_or_csr(X, net, params.dtype)
     batch_flops = 6 * batch_size * net.weight_count()

@@ -131,11 +131,11 @@ class MLP:
     # ------------------------------------------------------------------ data
 
     def _check_X(self, X):
-        return check_X(X, self._net.sizes[0], self._dtype, finite=True)
+        return _own(check_X(X, self._net.sizes[0], self._dtype, finite=True))
 
     def _check_Xy(self, X, y):
         X = self._check_X(X)
-        return X, check_targets(y, X.shape[0], self._net.loss, self._net.sizes[-1], self._dtype)
+        return X, _own(check_targets(y, X.shape[0], self._net.loss, self._net.sizes[-1], self._dtype))
 
     # ------------------------------------------------------------------ training
 
@@ -190,7 +190,7 @@ class MLP:
             nesterov=nesterov, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
             lr_schedule=lr_schedule, power_t=power_t, validation_data=validation_data,
             validation_fraction=validation_fraction, early_stopping=early_stopping,
-            patience=patience, tol=tol, n_restarts=n_restarts, threads=threads)
+            patience=patience, tol=tol, n_restarts=n_restarts, threads=threads, checked=True)
         with _progress.reporting(callback, progress, job.epochs * job.n_restarts, "fastmlp fit") as report:
             job.report = report if report.active else None
             runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params)
@@ -273,6 +273,12 @@ class MLP:
 
     def __repr__(self) -> str:
         return f"MLP({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())}, backend={self._backend!r})"
+
+
+def _own(a):
+    """A checked dense array as a view of the model's own, whose shape and dtype no caller can
+    change afterwards: `fit` trains on what it checked without checking it again."""
+    return a.view() if isinstance(a, np.ndarray) else a
 
 
 def load(path: PathLike, backend: str = "auto") -> MLP:

@@ -15,6 +15,7 @@ from scipy.special import erf, xlogy
 
 from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
 from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args
+from ._training import CHECKED as _CHECKED
 from ._validation import (
     choice,
     dense_backward_args,
@@ -411,6 +412,16 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
                                              batch_size, rng, sample_weight, callback, stop, threads)
+    _train(_CHECKED, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop,
+           threads)
+
+
+def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop, threads):
+    """`train` on arguments as ``_spec.train_args`` returns them, unchecked: for `train`, and
+    for ``_training``'s runs of a model's fit, whose arguments that fit checked. `token` must
+    be ``_training.CHECKED``, which only they hold."""
+    if token is not _CHECKED:
+        raise TypeError("_train is fastmlp's own; call train")
     work, grad = _Work(net), np.empty_like(params)
     snaps, steps, cur, written = np.empty((2, 3 * len(params)), params.dtype), [0, 0], -1, 0
     try:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
-from ._spec import Optimizer
+from ._spec import BLAS_INT_MAX, Optimizer
 from ._threads import blas_threads
 from ._validation import choice, flag, integer, real
 
@@ -30,6 +30,9 @@ PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.2, 2   # "plateau": lr / 5 after 2 epochs w
 # Epochs per backend call at first (then doubling): the loss buffer follows the epochs run,
 # not the epochs asked for, when early stopping ends a fit of epochs=10**8.
 FIRST_CHUNK = 1 << 16
+# The backends' `_train` trains unchecked when given this: `train` after its checks, and
+# `_chunks` for the runs of a model's fit, which checked them (FitJob.checked). Nothing else.
+CHECKED = object()
 
 
 class Run:
@@ -136,6 +139,9 @@ class FitJob:
     lbfgs_options: dict = None  # SciPy L-BFGS-B options besides maxiter (maxfun, gtol, ...); None: SciPy's
     report: object = None       # a _progress.EpochReport (callback, progress bar), or None
     threads: str = "auto"       # "shared": batches shared among the compiled loop's threads
+    # X (dense), Y, w: arrays a model's fit checked, of its own (no caller can reshape them), and
+    # the runs make_runs' (params, state, optimizer their own): trained without checking again
+    checked: bool = False
 
     @property
     def per_epoch_report(self):
@@ -145,8 +151,9 @@ class FitJob:
 def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_start, optimizer,
             momentum, nesterov, beta1, beta2, eps, weight_decay, lr_schedule, power_t,
             validation_data, validation_fraction, early_stopping, patience, tol, n_restarts,
-            threads="auto"):
-    """Check a fit's options (X, Y, w already checked) and split off its validation data."""
+            threads="auto", checked=False):
+    """Check a fit's options (X, Y, w already checked) and split off its validation data.
+    `checked`: X, Y, w are the model's own (see FitJob.checked)."""
     epochs = integer(epochs, "epochs", 0)
     choice(optimizer, "optimizer", FIT_OPTIMIZERS)
     opt = checked_optimizer("sgd" if optimizer == "lbfgs" else optimizer, lr, momentum, nesterov, beta1, beta2,
@@ -166,7 +173,7 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
     batch_size = check_batch_size(batch_size, X.shape[0], optimizer)
     return FitJob(X, Y, w, X_val, Y_val, "lbfgs" if optimizer == "lbfgs" else opt, epochs, batch_size,
                   shuffle and batch_size < X.shape[0], lr_schedule, power_t, early_stopping, patience, tol,
-                  n_restarts, warm_start, threads=threads)
+                  n_restarts, warm_start, threads=threads, checked=checked and isinstance(X, np.ndarray))
 
 
 def checked_optimizer(*hyperparameters):
@@ -233,6 +240,8 @@ def make_runs(job, previous, seed, initial_params, current_params):
     streams = np.random.SeedSequence(seed).spawn(2 * n) if job.shuffle or n > 1 else None
     if job.warm_start and previous is not None and previous.continues(job.optimizer):
         run = previous.copy()
+        if run.optimizer != "lbfgs":
+            run.optimizer.check()   # (trained unchecked from here)
     else:
         params = current_params.copy() if job.warm_start else initial_params(seed)
         history = previous.history if job.warm_start and previous is not None else None
@@ -345,18 +354,26 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
     """`_epochs`' backend calls: FIRST_CHUNK epochs, then twice as many each call."""
     opt, history = run.optimizer, run.history["loss"]
     left, chunk = job.epochs, min(job.epochs, FIRST_CHUNK)
+    # what _spec.train_args would check besides: BLAS's int extents
+    trusted = job.checked and max(*net.sizes, job.batch_size) <= BLAS_INT_MAX and hasattr(impl, "_train")
     while left > 0 and state["go_on"]:
         opt.lr = schedule.rate(len(history))
-        losses = np.full(chunk, -np.inf)    # -inf: not run (a loss is never -inf)
+        losses = np.empty(chunk)
+        losses.fill(-np.inf)    # -inf: not run (a loss is never -inf)
+        rng = run.rng if job.shuffle else None
         try:   # (overflow is caught below, as divergence)
-            impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
-                       epochs=chunk, batch_size=job.batch_size, rng=run.rng if job.shuffle else None,
-                       sample_weight=job.w, callback=callback, stop=stop, threads=threads)
+            if trusted:
+                impl._train(CHECKED, net, run.params, job.X, job.Y, job.w, opt, run.state, losses, chunk, job.batch_size,
+                            rng, callback, stop, threads)
+            else:
+                impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
+                           epochs=chunk, batch_size=job.batch_size, rng=rng, sample_weight=job.w,
+                           callback=callback, stop=stop, threads=threads)
         finally:
             opt.lr = schedule.base
             ran = losses if losses[-1] != -np.inf else losses[losses != -np.inf]   # (written in order)
             finite = np.isfinite(ran)
-            if not finite.all():
+            if not np.logical_and.reduce(finite):   # (finite.all() goes through a Python wrapper)
                 run.diverged = len(history) + int(np.argmin(finite))
                 ran = ran[: int(np.argmin(finite))]
             history.extend(ran.tolist())

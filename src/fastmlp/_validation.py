@@ -108,6 +108,8 @@ def all_finite(a):
     dot = _DOTS.get(flat.dtype) if flat.flags.c_contiguous else None
     if dot is None:
         return math.isfinite(np.sum(flat, dtype=np.float64)) or bool(np.isfinite(flat).all())
+    if 0 < flat.size <= ONE_THREAD_CHUNK:   # (one call, without the loop's slices)
+        return math.isfinite(dot(flat, flat)) or bool(np.isfinite(flat).all())
     step = DOT_CHUNK if flat.size > ONE_THREAD_MAX else ONE_THREAD_CHUNK
     for start in range(0, flat.size, step):
         chunk = flat[start:start + step]
