@@ -11,9 +11,9 @@ Larger products keep the BLAS's own threads. On request (``fit(threads="shared")
 input) the compiled loop instead shares each batch's rows among as many threads as the BLAS
 had (`_core.train`'s `threads`), each calling a one-thread BLAS for its share, so that the
 work between the products (bias, activations, their derivatives, the loss, the optimizer's
-step) is shared as well. On a quiet machine that was slower than OpenBLAS's own threads
-(bench/RESULTS.md, "shared batches"); with another process busy on one of two cores it was
-several times faster, since OpenBLAS's threads then wait on each other for whole time slices.
+step) is shared as well. On a quiet machine that was 1.2-1.5x slower than OpenBLAS's own
+threads on the medium job; with another process busy on one of the two cores it ranged
+from level to 2.6x faster between runs (bench/RESULTS.md, "Shared-batch threads").
 
 OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
