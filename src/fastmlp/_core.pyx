@@ -1265,7 +1265,7 @@ cdef struct Par:
     # One epoch of `_epoch` shared out among `threads` threads (`_epoch_par`).
     const Net* net
     Opt* opt
-    Py_ssize_t n_params, n, batch_size, pack_size
+    Py_ssize_t n, batch_size, pack_size
     void* params              # floating*, like the rest of the arrays
     const void* X
     const void* Y
@@ -1506,7 +1506,7 @@ cdef void _par_init(Par* par, const Net* net, Opt* opt, Poll* stop, int threads,
     """`par` for `_train_typed`'s arguments; `work` laid out as it lays it out (the layers'
     work, the gradient, the save points, the extra pack buffers)."""
     par.threads, par.net, par.opt, par.stop = threads, net, opt, stop
-    par.n_params, par.n, par.batch_size, par.pack_size = net.n_params, n, batch_size, _pack_size(net)
+    par.n, par.batch_size, par.pack_size = n, batch_size, _pack_size(net)
     par.params, par.X, par.Y, par.w, par.order = params, X, Y, w, order
     par.work, par.grad = work, work + net.work_size
     par.s1, par.s2, par.packs = state, state + net.n_params, work + net.work_size + 7 * net.n_params
