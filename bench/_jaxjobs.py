@@ -284,6 +284,62 @@ class ScipyFloor(NumpyFloor):
                 gemm(*args, **kwargs)
 
 
+class MklFloor(NumpyFloor):
+    """The same products through Intel MKL's ``?gemm`` (the library fastmlp's compiled backend
+    calls when the mkl package is installed: fastmlp._blas), called through ctypes with every
+    call's arguments prepared once (a foreign call costs ~1 us: under 2% of a medium epoch).
+    ``available()`` is False where MKL is not installed."""
+
+    @staticmethod
+    def available():
+        from fastmlp import _blas
+
+        return not isinstance(_blas._load_mkl(), str)
+
+    def __init__(self, X, sizes, batch, dtype, seed=3):
+        import ctypes
+
+        from fastmlp import _blas
+
+        super().__init__(X, sizes, batch, dtype, seed)
+        lib = _blas._load_mkl().lib
+        single = np.dtype(dtype) == np.float32
+        self.gemm = lib.sgemm_ if single else lib.dgemm_
+        self.gemm.restype = None
+        scalar = ctypes.c_float if single else ctypes.c_double
+        self._keep = [scalar(1.0), scalar(0.0)]
+        one, zero = (ctypes.byref(v) for v in self._keep)
+
+        def operand(m):  # (address, leading dimension, trans) of m.T in column-major terms
+            if m.flags.c_contiguous:
+                return m.ctypes.data, m.shape[1], b"N"
+            assert m.T.flags.c_contiguous
+            return m.ctypes.data, m.shape[0], b"T"
+
+        def integer(v):
+            c = ctypes.c_int(v)
+            self._keep.append(c)
+            return ctypes.byref(c)
+
+        self.calls = []
+        for start in range(0, len(X), batch):
+            for out, a, b in self.products(X[start:start + batch]):
+                (pa, lda, ta), (pb, ldb, tb) = operand(a), operand(b)
+                M, K = a.shape
+                N = b.shape[1]
+                assert out.flags.c_contiguous and out.shape == (M, N)
+                self.calls.append((ctypes.c_char_p(tb), ctypes.c_char_p(ta), integer(N), integer(M),
+                                   integer(K), one, ctypes.c_void_p(pb), integer(ldb),
+                                   ctypes.c_void_p(pa), integer(lda), zero,
+                                   ctypes.c_void_p(out.ctypes.data), integer(N)))
+
+    def run(self, epochs):
+        gemm, calls = self.gemm, self.calls
+        for _ in range(epochs):
+            for args in calls:
+                gemm(*args)
+
+
 # ---------------------------------------------------------------- comparing results
 
 

@@ -15,8 +15,10 @@ test_bench_*.py), from the same initial weights:
 - other rows: XOR, a hand-written numba loop of the same math (when numba is installed),
   timings right after an idle pause and an ``epochs=1`` fit's cost; tabular and medium,
   the GEMM floor (the run's matrix products alone: ``test_bench_medium.gemm_floor``'s
-  definition, through NumPy's matmul and through SciPy's ?gemm) and, for tabular, fastmlp
-  with BLAS limited to one thread.
+  definition, through NumPy's matmul, through SciPy's ?gemm and, where the mkl package is
+  installed, through MKL's) and, for tabular, fastmlp with BLAS limited to one thread; where
+  fastmlp's products run on MKL (fastmlp._blas: the default when mkl is installed), the
+  medium tables also time the same fit on SciPy's OpenBLAS.
 
 Rows of a table are timed in interleaved rounds (``_common.interleaved``; in the tabular and
 medium tables each row after --settle seconds of idle, so that no other thread pool is still
@@ -296,8 +298,18 @@ def medium_job(dtype, epochs, repeats, data_cache, settle):
         warm.fit(X, y, warm_start=True, **kwargs)
 
     fit()
-    ref = "fastmlp cython fit"
+    ref = f"fastmlp cython fit ({fastmlp.get_blas()})"
     variants = {ref: fit, "fastmlp cython warm-started fit (epochs only)": fit_warm}
+    if fastmlp.get_blas() == "mkl":     # the same fit on SciPy's OpenBLAS, for comparison
+        def fit_openblas():
+            fastmlp.set_blas("scipy")
+            try:
+                net.fit(X, y, **kwargs)
+            finally:
+                fastmlp.set_blas("mkl")
+
+        fit_openblas()
+        variants["fastmlp cython fit (scipy: OpenBLAS)"] = fit_openblas
     if jj.jax is not None:
         train = jj.jax_trainer(epochs, b.N // b.BATCH, b.LR, SLOPE)
         args = (jj.jax_params_from(initial), jj.jax.device_put(X), jj.jax.device_put(y))
@@ -316,6 +328,11 @@ def medium_job(dtype, epochs, repeats, data_cache, settle):
     variants[floor] = np_floor
     gemm = "sgemm" if dtype == "float32" else "dgemm"
     variants[f"GEMM floor (scipy.linalg.blas.{gemm})"] = lambda: sp_floor.run(epochs)
+    if jj.MklFloor.available():
+        mkl_floor = jj.MklFloor(X, b.SIZES, b.BATCH, np.dtype(dtype))
+        mkl_floor.run(1)
+        mkl_floor.check()
+        variants[f"GEMM floor (MKL {gemm}_, ctypes)"] = lambda: mkl_floor.run(epochs)
     if jj.jax is not None:
         variants.update(jax_floor_row(job, epochs, b.N // b.BATCH, X, sp_floor))
     with OtherLoad() as load:
@@ -326,6 +343,10 @@ def medium_job(dtype, epochs, repeats, data_cache, settle):
         job.lines.append(compile_line(job, jname))
     job.lines.append(load.line())
     f_ratio = job.median(ref) / job.median(floor)
+    mkl_row = f"GEMM floor (MKL {gemm}_, ctypes)"
+    if mkl_row in job.rows:
+        job.lines.append(f"fastmlp / the MKL floor (the same products on MKL alone) = "
+                         f"{job.median(ref) / job.median(mkl_row):.2f}x; the goals' floor is OpenBLAS's")
     if dtype == "float32" and epochs > 1:
         job.goal("fastmlp <= 0.95x the GEMM floor", f"{f_ratio:.2f}x", f_ratio <= 0.95)
     elif dtype == "float32":
@@ -360,6 +381,7 @@ def main():
              else "jax not installed: the JAX rows are skipped",
              f"numba {jj.numba.__version__}" if jj.numba is not None
              else "numba not installed: the numba rows are skipped"]
+    extra.append(f"fastmlp's compiled products call: {fastmlp._blas.describe()}")
     print_header(COMMAND, extra)
     t0 = time.perf_counter()
     results = []

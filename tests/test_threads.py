@@ -12,13 +12,27 @@ import pytest
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import fastmlp
-from fastmlp import _threads
+from fastmlp import _blas, _threads
 
 from _support import backend_module
 
 
+@pytest.fixture(autouse=True, params=["scipy", "mkl"])
+def library(request):
+    """Every test here on each BLAS library the compiled backend can call (fastmlp._blas;
+    MKL where the mkl package is installed); the choice before comes back after."""
+    if request.param == "mkl" and _blas.mkl_path() is None:
+        pytest.skip("the mkl package is not installed (fastmlp[mkl])")
+    before = fastmlp.get_blas()
+    fastmlp.set_blas(request.param)
+    yield request.param
+    fastmlp.set_blas(before)
+
+
 def blas_threads():
     """The thread counts of the BLAS library the compiled backend calls."""
+    if fastmlp.get_blas() == "mkl":
+        return [_blas.mkl_threads().get()]
     core = backend_module("cython")
     return [lib.get_num_threads() for lib in threadpool_info_of(core.BLAS_LIBRARY_DIR)]
 
@@ -31,7 +45,7 @@ def threadpool_info_of(directory):
 @pytest.fixture
 def two_threads():
     core = backend_module("cython")
-    if not _threads.libraries(core.BLAS_LIBRARY_DIR):
+    if not _threads._controls(core.BLAS_LIBRARY_DIR):
         pytest.skip("the compiled backend's BLAS is not an OpenBLAS with its own threads here")
     with threadpool_limits(2, user_api="blas"):
         assert set(blas_threads()) == {2}
@@ -87,7 +101,7 @@ def test_overlapping_runs_restore_when_the_last_one_ends(two_threads):
     assert set(blas_threads()) == {2}
 
 
-def test_fits_in_threads_share_the_setting(two_threads):
+def test_fits_in_threads_share_the_setting(two_threads, library):
     barrier = threading.Barrier(3)
     seen = {}
 
@@ -113,7 +127,8 @@ def test_fits_in_threads_share_the_setting(two_threads):
         t.join()
     ones = [1] * len(in_main)
     assert seen[0] == seen[1] == [ones] * 3
-    assert set(in_main) == {1}         # one process-wide count
+    # OpenBLAS: one process-wide count; MKL: each fit's thread has its own
+    assert set(in_main) == ({1} if library == "scipy" else {2})
     assert set(blas_threads()) == {2}
 
 

@@ -7,12 +7,13 @@ backend with the same functions is the readable math, the fallback and the test 
 from typing import TYPE_CHECKING, Any
 
 from ._backend import available_backends
+from ._blas import get_blas, set_blas
 from ._errors import DivergenceError, ModelFileError
 from ._model import MLP, load
 
 __version__ = "0.1.0"
 __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFileError",
-           "available_backends", "load", "to_onnx", "__version__"]
+           "available_backends", "get_blas", "load", "set_blas", "to_onnx", "__version__"]
 
 _SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 

@@ -10,8 +10,9 @@ Three layers, as in scikit-learn's ``_loss.pyx``:
    once and allocate work buffers, then run layer 2 without the GIL.
 
 float32 and float64 share one source through the ``floating`` fused type. Dense layers
-call BLAS ``?gemm`` from ``scipy.linalg.cython_blas`` on row-major data by swapping the
-operands (C^T = B^T A^T); layers too small for a BLAS call to pay off use plain loops.
+call BLAS ``?gemm`` (``scipy.linalg.cython_blas``'s, or Intel MKL's: see ``fastmlp._blas``) on
+row-major data by swapping the operands (C^T = B^T A^T); layers too small for a BLAS call to
+pay off use plain loops.
 
 The training steps mirror ``_reference``'s line by line: ``_forward``, ``_output_loss``,
 ``_backward``, ``_update`` and ``_epoch`` (and the smaller ``_activation``, ...) have the
@@ -208,16 +209,37 @@ cdef inline floating _sigmoid1(floating z) noexcept nogil:
     return e / (1 + e)
 
 
+# The ?gemm the products call (Fortran interface, 32-bit integers): SciPy's OpenBLAS through
+# cython_blas, or another library's set by fastmlp._blas through `_use_gemm` (Intel MKL).
+ctypedef void (*_sgemm_t)(char* transa, char* transb, int* m, int* n, int* k, float* alpha,
+                          float* a, int* lda, float* b, int* ldb, float* beta, float* c,
+                          int* ldc) noexcept nogil
+ctypedef void (*_dgemm_t)(char* transa, char* transb, int* m, int* n, int* k, double* alpha,
+                          double* a, int* lda, double* b, int* ldb, double* beta, double* c,
+                          int* ldc) noexcept nogil
+cdef _sgemm_t _sgemm_fn = <_sgemm_t>sgemm
+cdef _dgemm_t _dgemm_fn = <_dgemm_t>dgemm
+
+
+def _use_gemm(size_t sgemm_address=0, size_t dgemm_address=0):
+    """Make the products call the ?gemm functions at these addresses (a loaded library's
+    Fortran-interface sgemm_ and dgemm_ with 32-bit integers, which must stay loaded), or
+    SciPy's where an address is 0. For fastmlp._blas only."""
+    global _sgemm_fn, _dgemm_fn
+    _sgemm_fn = <_sgemm_t>sgemm_address if sgemm_address else <_sgemm_t>sgemm
+    _dgemm_fn = <_dgemm_t>dgemm_address if dgemm_address else <_dgemm_t>dgemm
+
+
 cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating alpha,
                        const floating* a, int lda, const floating* b, int ldb,
                        floating beta, floating* c, int ldc) noexcept nogil:
     """Column-major BLAS ?gemm: c = alpha * op(a) @ op(b) + beta * c."""
     if floating is float:
-        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
-              &beta, c, &ldc)
+        _sgemm_fn(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
+                  &beta, c, &ldc)
     else:
-        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
-              &beta, c, &ldc)
+        _dgemm_fn(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
+                  &beta, c, &ldc)
 
 
 cdef inline floating _dot(Py_ssize_t n, const floating* a, const floating* b) noexcept nogil:
@@ -2329,3 +2351,8 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
     else:
         _train_typed[double](net, optimizer, params, X, csr, Y, w, losses, state, epochs, batch_size,
                              rng, callback, stop, per_check, per_poll, threads)
+
+
+# The BLAS library the products call: FASTMLP_BLAS, else MKL where installed (fastmlp._blas).
+from . import _blas as _blas_choice
+_blas_choice.choose_from_environment(_use_gemm)

@@ -25,7 +25,9 @@ a user's ``threadpool_limits(1)`` keeps runs on one thread, and two fits at once
 cores take two threads and one. The
 library's own ``openblas_set_num_threads`` is called directly: threadpoolctl's controller
 lets only the first thread that used it change the count, and a fit may run in any thread.
-Where the BLAS is not such an OpenBLAS, nothing is changed and runs use one thread.
+Where the products run on Intel MKL (fastmlp._blas), the same is done with MKL's
+``MKL_Get_Max_Threads``/``MKL_Set_Num_Threads``. Where the BLAS is neither, nothing is
+changed and runs use one thread.
 
 Only the compiled backend takes part: it declares where its BLAS library lives
 (`BLAS_LIBRARY_DIR`, SciPy's), the smallest product it sends to BLAS (`BLAS_MIN_PRODUCT`: a
@@ -37,6 +39,8 @@ costs two C calls.
 import ctypes
 import os
 import threading
+
+from . import _blas
 
 ONE_THREAD_BELOW = 4_000_000   # multiply-adds in the largest per-batch product
 
@@ -76,6 +80,13 @@ def libraries(directory):
     return _libraries[directory]
 
 
+def _controls(directory):
+    """The thread-count controls of the library the backend's products call: MKL's when
+    fastmlp._blas has the products on MKL, else the OpenBLAS under `directory`."""
+    mkl = _blas.mkl_threads()
+    return [mkl] if mkl is not None else libraries(directory)
+
+
 class blas_threads:
     """Context manager for a run of a network of layer `sizes` on batches of `rows` rows
     (`dense`: X is a dense array) on the backend `impl`: the BLAS on one thread while it
@@ -89,12 +100,16 @@ class blas_threads:
         small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
         self.share = directory is not None and share and dense and rows >= 2
         self.most = min(impl.MAX_THREADS, _CORES, rows) if self.share else 1
-        self.libraries = libraries(directory) if small or self.share else []
+        wanted = small or self.share
+        self.mkl = _blas.mkl_threads() if wanted else None
+        self.libraries = libraries(directory) if wanted and self.mkl is None else []
         self.threads = 1
 
     def __enter__(self):
         global _active, _busy, _saved
-        if self.libraries:
+        if self.mkl is not None:
+            self._enter_mkl()
+        elif self.libraries:
             with _lock:
                 if _active == 0:
                     _saved = [(lib, lib.get()) for lib in self.libraries]
@@ -110,7 +125,9 @@ class blas_threads:
 
     def __exit__(self, *exc_info):
         global _active, _busy
-        if self.libraries:
+        if self.mkl is not None:
+            self._exit_mkl()
+        elif self.libraries:
             with _lock:
                 _active -= 1
                 _busy -= self.threads
@@ -119,3 +136,44 @@ class blas_threads:
                         if threads != 1:
                             lib.set(threads)
         return False
+
+    # MKL keeps a count per thread (set by threadpoolctl's limits) over the process's: the
+    # fit's own thread gets 1 while its first run lasts (runs nest per thread), and shared
+    # runs set the process's count to 1 too, for the loop's other threads, as for OpenBLAS.
+
+    def _enter_mkl(self):
+        global _active, _busy, _mkl_global
+        mkl = self.mkl
+        with _lock:
+            available = mkl.get()          # this thread's count, a user's limit included
+            runs = getattr(_mkl_local, "runs", 0)
+            if runs == 0:
+                _mkl_local.saved = mkl.set_local(1)
+            _mkl_local.runs = runs + 1
+            _active += 1
+            if self.share:
+                if _mkl_shared[0] == 0:
+                    _mkl_global = mkl.get_global()
+                    mkl.set(1)
+                _mkl_shared[0] += 1
+                self.threads = max(1, min(self.most, available - _busy))
+            _busy += self.threads
+
+    def _exit_mkl(self):
+        global _active, _busy
+        mkl = self.mkl
+        with _lock:
+            _active -= 1
+            _busy -= self.threads
+            _mkl_local.runs -= 1
+            if _mkl_local.runs == 0:
+                mkl.set_local(_mkl_local.saved)
+            if self.share:
+                _mkl_shared[0] -= 1
+                if _mkl_shared[0] == 0:
+                    mkl.set(_mkl_global)
+
+
+_mkl_local = threading.local()   # runs in this thread, and its MKL count before the first
+_mkl_shared = [0]                 # shared runs on MKL now
+_mkl_global = 1                   # MKL's process-wide count before the first of them

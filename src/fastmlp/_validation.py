@@ -13,6 +13,8 @@ import numpy as np
 import scipy.linalg.blas
 import scipy.sparse
 
+from . import _blas
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -110,6 +112,10 @@ def all_finite(a):
         return math.isfinite(np.sum(flat, dtype=np.float64)) or bool(np.isfinite(flat).all())
     if 0 < flat.size <= ONE_THREAD_CHUNK:   # (one call, without the loop's slices)
         return math.isfinite(dot(flat, flat)) or bool(np.isfinite(flat).all())
+    if flat.size > ONE_THREAD_MAX and flat.size <= DOT_CHUNK:
+        total = _blas.squares(flat)     # MKL's ?dot when MKL runs the products (fastmlp._blas)
+        if total is not None:
+            return math.isfinite(total) or bool(np.isfinite(flat).all())
     step = DOT_CHUNK if flat.size > ONE_THREAD_MAX else ONE_THREAD_CHUNK
     for start in range(0, flat.size, step):
         chunk = flat[start:start + step]

@@ -1,0 +1,169 @@
+"""The BLAS library behind the compiled backend's products (fastmlp._blas): SciPy's OpenBLAS
+or Intel MKL (the ``mkl`` extra). Fits and kernels on MKL agree with those on SciPy's
+OpenBLAS and with the NumPy backend; the choice is checked, and kept when a call fails."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import _blas, _validation
+
+from _support import assert_close, backend_module, make_data
+
+LIBRARIES = ("scipy", "mkl")
+HAVE_MKL = _blas.mkl_path() is not None
+needs_mkl = pytest.mark.skipif(not HAVE_MKL, reason="the mkl package is not installed (fastmlp[mkl])")
+
+
+@pytest.fixture(params=LIBRARIES)
+def library(request):
+    """Each BLAS library in turn for the compiled backend (MKL skipped where not installed);
+    the choice in force before the test comes back after it."""
+    if request.param == "mkl" and not HAVE_MKL:
+        pytest.skip("the mkl package is not installed (fastmlp[mkl])")
+    before = fastmlp.get_blas()
+    assert fastmlp.set_blas(request.param) == request.param
+    yield request.param
+    fastmlp.set_blas(before)
+
+
+def fit(sizes, X, y, dtype, backend="cython", **options):
+    model = fastmlp.MLP(sizes, seed=5, dtype=dtype, backend=backend)
+    return model.fit(X, y, epochs=3, batch_size=64, shuffle=True, lr=0.05, **options)
+
+
+@pytest.mark.parametrize("options", [{}, {"momentum": 0.9, "nesterov": True}], ids=["sgd", "nesterov"])
+def test_fits_agree_with_the_numpy_backend(library, dtype, options):
+    # every product of a 64-row batch is above BLAS_MIN_WORK: they all go to the library
+    # (plain SGD takes its step inside the weight-gradient products, momentum does not)
+    sizes = [48, 96, 40, 1]
+    X, Y = make_data(256, sizes, seed=1, dtype=dtype)
+    compiled = fit(sizes, X, Y[:, 0], dtype, **options)
+    reference = fit(sizes, X, Y[:, 0], dtype, backend="numpy", **options)
+    assert_close(compiled.params_, reference.params_, dtype, scale=10)
+    assert_close(compiled.history_["loss"], reference.history_["loss"], dtype, scale=10)
+
+
+@needs_mkl
+def test_mkl_and_openblas_fits_agree(dtype):
+    sizes = [784, 128, 64, 1]     # the medium job's shape, smaller
+    X, Y = make_data(512, sizes, seed=2, dtype=dtype)
+    before = fastmlp.get_blas()
+    try:
+        fits = {}
+        for name in LIBRARIES:
+            fastmlp.set_blas(name)
+            fits[name] = [fit(sizes, X, Y[:, 0], dtype, threads=t) for t in ("auto", "shared")]
+    finally:
+        fastmlp.set_blas(before)
+    for auto, shared in fits.values():
+        assert_close(shared.params_, auto.params_, dtype, scale=10)
+    assert_close(fits["mkl"][0].params_, fits["scipy"][0].params_, dtype, scale=10)
+    assert_close(fits["mkl"][0].history_["loss"], fits["scipy"][0].history_["loss"], dtype, scale=10)
+
+
+def test_a_fit_repeats_exactly_on_one_library(library, dtype):
+    sizes = [64, 128, 1]
+    X, Y = make_data(300, sizes, seed=3, dtype=dtype)
+    first, second = (fit(sizes, X, Y[:, 0], dtype) for _ in range(2))
+    np.testing.assert_array_equal(first.params_, second.params_)
+
+
+@pytest.mark.parametrize("m, n, k", [(64, 96, 48), (128, 256, 784), (3, 200, 700)])
+def test_dense_kernels_agree_with_numpy(library, dtype, m, n, k):
+    core, ref = backend_module("cython"), backend_module("numpy")
+    rng = np.random.default_rng(m + n + k)
+    A, W = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    b, dZ = rng.standard_normal(n).astype(dtype), rng.standard_normal((m, n)).astype(dtype)
+    out = {}
+    for name, module in (("compiled", core), ("numpy", ref)):
+        Z = np.empty((m, n), dtype)
+        dW, db, dA = np.empty((k, n), dtype), np.empty(n, dtype), np.empty((m, k), dtype)
+        module.dense_forward(A, W, b, Z)
+        module.dense_backward(A, W, dZ, dW, db, dA)
+        out[name] = (Z, dW, db, dA)
+    scale = np.sqrt(k) * 10     # sums of k terms
+    for got, want in zip(out["compiled"], out["numpy"]):
+        assert_close(got, want, dtype, scale=scale)
+
+
+def test_the_choice_is_checked_and_reported():
+    before = fastmlp.get_blas()
+    assert before in ("scipy", "mkl")
+    assert before == ("mkl" if HAVE_MKL else "scipy") or os.environ.get(_blas.ENV)
+    for bad in ("openblas", "MKL", None, 1):
+        with pytest.raises(ValueError, match="BLAS must be one of"):
+            fastmlp.set_blas(bad)
+    assert fastmlp.get_blas() == before
+    try:
+        assert fastmlp.set_blas("scipy") == "scipy" == fastmlp.get_blas()
+        assert "OpenBLAS" in _blas.describe()
+        assert fastmlp.set_blas("auto") == ("mkl" if HAVE_MKL else "scipy")
+    finally:
+        fastmlp.set_blas(before)
+
+
+def test_mkl_that_cannot_load_leaves_the_choice(monkeypatch):
+    before = fastmlp.get_blas()
+    monkeypatch.setattr(_blas, "_mkl", "the mkl package is not installed (a test's stand-in)")
+    with pytest.raises(RuntimeError, match="set_blas\\('mkl'\\): the mkl package is not installed"):
+        fastmlp.set_blas("mkl")
+    assert fastmlp.get_blas() == before
+    try:
+        assert fastmlp.set_blas("auto") == "scipy"    # auto falls back without a word
+    finally:
+        monkeypatch.undo()
+        fastmlp.set_blas(before)
+
+
+def test_no_switch_while_a_fit_trains(library):
+    X, Y = make_data(256, [64, 100, 1], seed=4)
+    tried = []
+
+    def callback(epoch, logs):
+        with pytest.raises(RuntimeError, match="training now"):
+            fastmlp.set_blas("scipy")
+        tried.append(fastmlp.get_blas())
+
+    # 64 x 100 x 200: a small product, so the run holds the BLAS's thread setting
+    fastmlp.MLP([64, 100, 1], backend="cython").fit(X, Y[:, 0], epochs=2, batch_size=200, callback=callback)
+    assert tried == [library, library]
+    assert fastmlp.get_blas() == library
+
+
+@pytest.mark.parametrize("value, expected", [("scipy", "scipy"), ("", "mkl" if HAVE_MKL else "scipy"),
+                                             ("auto", "mkl" if HAVE_MKL else "scipy"),
+                                             pytest.param("mkl", "mkl", marks=needs_mkl)])
+def test_the_environment_variable_chooses_at_import(value, expected):
+    env = dict(os.environ, FASTMLP_BLAS=value)
+    out = subprocess.run([sys.executable, "-c", "import fastmlp; print(fastmlp.get_blas())"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [expected]
+
+
+def test_a_bad_environment_variable_is_named():
+    env = dict(os.environ, FASTMLP_BLAS="openblas")
+    code = "import fastmlp; fastmlp.MLP([2, 2, 1], backend='cython')"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "FASTMLP_BLAS must be one of auto, mkl, scipy, got 'openblas'" in out.stderr
+
+
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_the_finite_check_on_large_inputs(library, dtype, bad):
+    a = np.ones(_validation.ONE_THREAD_MAX + 3, dtype)     # past the one-thread chunks
+    if bad is not None:
+        a[-2] = bad
+    assert _validation.all_finite(a) is (bad is None)
+    squares = _blas.squares(a)
+    if library == "mkl":
+        assert squares == pytest.approx(a.size) if bad is None else not np.isfinite(squares)
+    else:
+        assert squares is None
+    big = np.full(_validation.ONE_THREAD_MAX + 3, np.finfo(dtype).max / 4, dtype)   # squares overflow
+    assert _validation.all_finite(big) is True
