@@ -209,3 +209,34 @@ def test_runs_at_once_share_the_threads(two_threads):
     with _threads.blas_threads(core, [1000, 1000, 1], 4, share=True) as again:
         assert again.threads == first.threads
     assert set(blas_threads()) == {2}
+
+
+def test_large_fits_in_threads_split_mkl_threads(two_threads, library):
+    # MKL counts threads per thread: of two large fits at once, the second takes what the
+    # first left (at least one) instead of a second team as large as the first
+    if library != "mkl":
+        pytest.skip("OpenBLAS keeps one process-wide count (see test_fits_in_threads_share_the_setting)")
+    barrier = threading.Barrier(2)
+    seen = {}
+
+    def fit(i):
+        rng = np.random.default_rng(i)
+        X, y = rng.normal(size=(8, 1000)), rng.integers(0, 2, size=8).astype(float)
+
+        def callback(epoch, logs):
+            if epoch == 0:
+                barrier.wait(timeout=30)     # both fits are inside their runs
+                seen[i] = blas_threads()[0]
+                barrier.wait(timeout=30)
+
+        # 4 x 1000 x 1000 = 4 M multiply-adds per product: a large network
+        fastmlp.MLP([1000, 1000, 1], backend="cython").fit(X, y, epochs=2, batch_size=4, callback=callback)
+
+    threads = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    most = _blas.mkl_threads().get_global()
+    assert sorted(seen.values()) == ([1, most] if most > 1 else [1, 1])
+    assert blas_threads() == [2]           # the test's own thread, as the fixture set it

@@ -101,8 +101,10 @@ class blas_threads:
         self.share = directory is not None and share and dense and rows >= 2
         self.most = min(impl.MAX_THREADS, _CORES, rows) if self.share else 1
         wanted = small or self.share
-        self.mkl = _blas.mkl_threads() if wanted else None
+        large = directory is not None and largest >= ONE_THREAD_BELOW
+        self.mkl = _blas.mkl_threads() if wanted or large else None
         self.libraries = libraries(directory) if wanted and self.mkl is None else []
+        self.one = wanted     # the BLAS on one thread in this run
         self.threads = 1
 
     def __enter__(self):
@@ -137,18 +139,25 @@ class blas_threads:
                             lib.set(threads)
         return False
 
-    # MKL keeps a count per thread (set by threadpoolctl's limits) over the process's: the
-    # fit's own thread gets 1 while its first run lasts (runs nest per thread), and shared
-    # runs set the process's count to 1 too, for the loop's other threads, as for OpenBLAS.
+    # MKL keeps a count per thread (set by threadpoolctl's limits) over the process's, so a
+    # run sets its own thread's count while its first run there lasts (runs nest per
+    # thread): 1 for small products and shared batches; for large products, MKL's threads
+    # less those that runs already hold (at least one), so two large fits in two threads
+    # on two cores take one each instead of two teams of two. Shared runs also set the
+    # process's count to 1, for the loop's other threads, as for OpenBLAS.
 
     def _enter_mkl(self):
         global _active, _busy, _mkl_global
         mkl = self.mkl
         with _lock:
             available = mkl.get()          # this thread's count, a user's limit included
+            if self.share:
+                self.threads = max(1, min(self.most, available - _busy))
+            own = 1 if self.one else max(1, available - _busy)
+            self.held = self.threads if self.share else own
             runs = getattr(_mkl_local, "runs", 0)
             if runs == 0:
-                _mkl_local.saved = mkl.set_local(1)
+                _mkl_local.saved = mkl.set_local(own)
             _mkl_local.runs = runs + 1
             _active += 1
             if self.share:
@@ -156,15 +165,14 @@ class blas_threads:
                     _mkl_global = mkl.get_global()
                     mkl.set(1)
                 _mkl_shared[0] += 1
-                self.threads = max(1, min(self.most, available - _busy))
-            _busy += self.threads
+            _busy += self.held
 
     def _exit_mkl(self):
         global _active, _busy
         mkl = self.mkl
         with _lock:
             _active -= 1
-            _busy -= self.threads
+            _busy -= self.held
             _mkl_local.runs -= 1
             if _mkl_local.runs == 0:
                 mkl.set_local(_mkl_local.saved)
