@@ -167,3 +167,27 @@ def test_the_finite_check_on_large_inputs(library, dtype, bad):
         assert squares is None
     big = np.full(_validation.ONE_THREAD_MAX + 3, np.finfo(dtype).max / 4, dtype)   # squares overflow
     assert _validation.all_finite(big) is True
+
+
+@needs_mkl
+def test_mkl_fits_do_not_depend_on_alignment(dtype):
+    # fastmlp loads MKL in its reproducible mode (MKL_CBWR=AUTO): the same fit from X at
+    # different addresses (16-byte steps off a 64-byte boundary) gives the same bits
+    sizes = [200, 96, 1]
+    X, Y = make_data(256, sizes, seed=6, dtype=dtype)
+    before = fastmlp.get_blas()
+    fastmlp.set_blas("mkl")
+    try:
+        fits = []
+        for offset in (0, 16, 48, dtype.itemsize):
+            raw = np.empty(X.nbytes + 128, np.uint8)
+            start = (-raw.ctypes.data) % 64 + offset
+            moved = raw[start:start + X.nbytes].view(dtype).reshape(X.shape)
+            moved[...] = X
+            assert moved.ctypes.data % 64 == offset
+            fits.append(fit(sizes, moved, Y[:, 0], dtype).params_)
+    finally:
+        fastmlp.set_blas(before)
+    for params in fits[1:]:
+        np.testing.assert_array_equal(params, fits[0])
+    assert "MKL_CBWR=" in _blas.describe()

@@ -12,7 +12,8 @@ it later. Only the compiled backend's ``?gemm`` calls change: its other BLAS cal
 and the NumPy backend (NumPy's own BLAS) stay as they are. Results differ between the two
 libraries by rounding only; a fit is reproducible for a fixed seed with the same library.
 
-MKL is loaded once, by path, with its symbols kept local to it (``RTLD_LOCAL``), and never
+MKL is loaded once, by path, with its symbols kept local to it (``RTLD_LOCAL``), in its
+reproducible mode (``MKL_CBWR=AUTO`` unless the environment sets another), and never
 unloaded: its ``sgemm_``/``dgemm_`` addresses are handed to ``_core._use_gemm``. It is asked
 for the LP64 interface (32-bit integers, which ``_core`` passes); where the process already
 fixed another (``MKL_INTERFACE_LAYER=ILP64``) it is not used.
@@ -25,6 +26,7 @@ import threading
 NAMES = ("auto", "mkl", "scipy")
 ENV = "FASTMLP_BLAS"
 _MKL_INTERFACE_LP64 = 0
+_MKL_CBWR_AUTO = 2
 
 _lock = threading.Lock()
 _current = "scipy"      # the library the products call now
@@ -52,6 +54,17 @@ class _MKL:
         if layer != _MKL_INTERFACE_LP64:
             raise OSError(f"MKL at {path} runs its ILP64 interface in this process "
                           f"(MKL_INTERFACE_LAYER?); fastmlp needs LP64")
+        # Conditional Numerical Reproducibility, branch AUTO: MKL's results then repeat from
+        # run to run for a fixed thread count on this CPU, whatever the arrays' alignment
+        # (without it they may not); no cost was measured on the medium job. A user's own
+        # MKL_CBWR setting stands.
+        self.cnr = None
+        if "MKL_CBWR" not in os.environ:
+            lib.MKL_CBWR_Set.restype, lib.MKL_CBWR_Set.argtypes = ctypes.c_int, [ctypes.c_int]
+            if lib.MKL_CBWR_Set(_MKL_CBWR_AUTO) == 0:
+                self.cnr = "AUTO"
+        else:
+            self.cnr = os.environ["MKL_CBWR"]
         self.path, self.lib = path, lib
         self.sgemm = ctypes.cast(lib.sgemm_, ctypes.c_void_p).value
         self.dgemm = ctypes.cast(lib.dgemm_, ctypes.c_void_p).value
@@ -179,8 +192,8 @@ def squares(flat):
 
 def describe():
     """One line on the library in use, for benchmarks and the command line."""
-    if _current == "mkl":
-        return f"mkl ({_mkl.version}, {_mkl.path})"
+    if get_blas() == "mkl":
+        return f"mkl ({_mkl.version}, {_mkl.path}; reproducibility mode MKL_CBWR={_mkl.cnr})"
     import scipy
 
     return f"scipy ({scipy.__version__}'s OpenBLAS)"
