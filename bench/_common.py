@@ -179,6 +179,11 @@ def print_header(command, extra=()):
         print("threadpoolctl.threadpool_info():")
         for pool in threadpoolctl.threadpool_info():
             print("  " + describe_pool(pool))
+    try:
+        from fastmlp import _blas
+        print(f"fastmlp's compiled products call: {_blas.describe()} (FASTMLP_BLAS chooses)")
+    except ImportError:
+        pass
     for line in extra:
         print(line)
     print(openblas_line(command))

@@ -381,7 +381,6 @@ def main():
              else "jax not installed: the JAX rows are skipped",
              f"numba {jj.numba.__version__}" if jj.numba is not None
              else "numba not installed: the numba rows are skipped"]
-    extra.append(f"fastmlp's compiled products call: {fastmlp._blas.describe()}")
     print_header(COMMAND, extra)
     t0 = time.perf_counter()
     results = []

@@ -8,8 +8,9 @@
 - ``"auto"`` (the default): MKL where that package is installed, else SciPy's.
 
 ``FASTMLP_BLAS`` in the environment sets the choice at import; ``fastmlp.set_blas`` changes
-it later. Only the compiled backend's ``?gemm`` calls change: its other BLAS calls (``?dot``)
-and the NumPy backend (NumPy's own BLAS) stay as they are. Results differ between the two
+it later. Only the compiled backend's ``?gemm`` calls change, and the finite check of large
+inputs (`squares`): other ``?dot`` calls and the NumPy backend (NumPy's own BLAS) stay as
+they are. Results differ between the two
 libraries by rounding only; a fit is reproducible for a fixed seed with the same library.
 
 MKL is loaded once, by path, with its symbols kept local to it (``RTLD_LOCAL``), in its
@@ -47,6 +48,8 @@ class _MKL:
             self.set_local(local)
 
     def __init__(self, path):
+        if hasattr(os, "add_dll_directory"):   # Windows: MKL's own DLLs lie beside mkl_rt
+            self._dlls = os.add_dll_directory(os.path.dirname(path))
         lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_LOCAL", 0) | getattr(os, "RTLD_NOW", 0))
         lib.MKL_Set_Interface_Layer.restype = ctypes.c_int
         lib.MKL_Set_Interface_Layer.argtypes = [ctypes.c_int]
