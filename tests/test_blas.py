@@ -191,3 +191,22 @@ def test_mkl_fits_do_not_depend_on_alignment(dtype):
     for params in fits[1:]:
         np.testing.assert_array_equal(params, fits[0])
     assert "MKL_CBWR=" in _blas.describe()
+
+
+@needs_mkl
+def test_mkl_keeps_32_bit_integers_under_an_ilp64_environment():
+    # fastmlp passes 32-bit integers to ?gemm: it sets MKL's LP64 interface, which wins
+    # over MKL_INTERFACE_LAYER=ILP64 (were it not, the products would read garbage sizes)
+    code = (
+        "import numpy as np, fastmlp\n"
+        "assert fastmlp.get_blas() == 'mkl'\n"
+        "rng = np.random.default_rng(0); X = rng.standard_normal((256, 100)); y = (X[:, 0] > 0) * 1.0\n"
+        "fit = lambda: fastmlp.MLP([100, 64, 1], seed=1).fit(X, y, epochs=3, batch_size=64).params_.copy()\n"
+        "on_mkl = fit(); fastmlp.set_blas('scipy'); on_openblas = fit()\n"
+        "np.testing.assert_allclose(on_mkl, on_openblas, rtol=1e-9, atol=1e-12)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, MKL_INTERFACE_LAYER="ILP64", FASTMLP_BLAS="mkl")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok"]

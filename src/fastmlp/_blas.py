@@ -16,8 +16,9 @@ libraries by rounding only; a fit is reproducible for a fixed seed with the same
 MKL is loaded once, by path, with its symbols kept local to it (``RTLD_LOCAL``), in its
 reproducible mode (``MKL_CBWR=AUTO`` unless the environment sets another), and never
 unloaded: its ``sgemm_``/``dgemm_`` addresses are handed to ``_core._use_gemm``. It is asked
-for the LP64 interface (32-bit integers, which ``_core`` passes); where the process already
-fixed another (``MKL_INTERFACE_LAYER=ILP64``) it is not used.
+for the LP64 interface (32-bit integers, which ``_core`` passes), which wins over
+``MKL_INTERFACE_LAYER=ILP64`` in the environment; only where other code in the process
+already made that libmkl_rt use ILP64 is MKL not used.
 """
 
 import ctypes
