@@ -78,6 +78,14 @@ cdef extern from "_kernels.h" nogil:
     void fm_colsum_f(Py_ssize_t m, Py_ssize_t n, float alpha, const float* D, float beta,
                      float* out)
 
+cdef extern from "_tiny.h" nogil:
+    # XOR's network shape (2-4-1, float64, no L2): one step with its hidden units in the
+    # lanes of an AVX2 register, bit for bit `_tiny_loop`'s scalar step (see the header).
+    int fm_avx2_available()
+    double fm_tiny24_step_d(Py_ssize_t n, const double* X, const double* Y, double* params,
+                            double* snap, double slope, double alpha, double scale, double* Z,
+                            double* A, double* G)
+
 cdef extern from "_parallel.h" nogil:
     # Threads for `_epoch_par` (see the header): fm_parallel runs task(ctx, t) for t < n, the
     # caller being thread 0; -1 when threads are not available here or could not be made.
@@ -265,6 +273,17 @@ cdef inline floating _dot(Py_ssize_t n, const floating* a, const floating* b) no
 # Whether the small products of _kernels.h run (the CPU has AVX-512, and `_small_kernels`
 # has not turned them off).
 cdef bint _small = fm_simd_available() != 0
+cdef bint _tiny_simd = fm_avx2_available() != 0
+
+
+def _tiny_vector(enabled=None):
+    """Whether XOR-shaped steps take `fm_tiny24_step_d` (AVX2); `enabled` sets it (tests
+    compare both paths; False always works). Returns the previous setting."""
+    global _tiny_simd
+    previous = _tiny_simd
+    if enabled is not None:
+        _tiny_simd = bool(enabled) and fm_avx2_available() != 0
+    return previous
 
 
 def _small_kernels(enabled=None):
@@ -1669,6 +1688,7 @@ cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, co
     cdef floating alpha = -lr, beta = 1 - lr * l2, scale = <floating>(1.0 / <double>n), g, nb2
     cdef double total, product, loss
     cdef int factors
+    cdef bint vector = floating is double and d == 2 and h == 4 and net.l2 == 0 and _tiny_simd
     while e < last:
         cur[0], steps[e & 1] = e, opt.t          # (e >= 0: e & 1 is e % 2)
         snap = snaps + (e & 1) * stride
@@ -1676,6 +1696,16 @@ cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, co
         if stop.countdown <= 0 and _poll(stop):
             memcpy(snap, params, n_params * sizeof(floating))
             break          # after a whole step; this epoch's loss is not written
+        if floating is double:
+            if vector:     # the same step, four hidden units at once (_tiny.h)
+                loss = fm_tiny24_step_d(n, X, Y, params, snap, slope, alpha, scale, Z, A, G)
+                if not isfinite(loss):
+                    losses[e] = loss
+                    return e + 1   # diverged: no step from a non-finite loss
+                opt.t += 1
+                losses[e] = loss / <double>n
+                e += 1
+                continue
         total, product, factors = 0, 1, 0
         for j in range(d * h):
             gW1[j] = 0
