@@ -1657,6 +1657,27 @@ cdef Py_ssize_t _tiny_epochs(const Net* net, Opt* opt, floating* params, const f
     return _tiny_loop(net, opt, params, X, Y, n, work, snaps, steps, losses, e, last, cur, stop, d, h)
 
 
+cdef inline void _tiny_store(Py_ssize_t d, Py_ssize_t h, floating* W1, floating* b1, floating* W2,
+                             floating* b2, const double* gW1, const floating* nb1,
+                             const double* gW2, floating nb2, floating alpha,
+                             floating beta) noexcept nogil:
+    """`_tiny_loop`'s step: W += alpha * the gradient sums (with `_store_grad`'s weight decay
+    where beta != 1), the biases from their stepped copies nb1, nb2."""
+    cdef Py_ssize_t j
+    for j in range(d * h):
+        if beta == 1:      # no L2 penalty: 1 * w is w, one multiplication less
+            W1[j] = W1[j] + alpha * <floating>gW1[j]
+        else:
+            _store_grad(W1 + j, gW1[j], alpha, beta)
+    for j in range(h):
+        if beta == 1:
+            W2[j] = W2[j] + alpha * <floating>gW2[j]
+        else:
+            _store_grad(W2 + j, gW2[j], alpha, beta)
+        b1[j] = nb1[j]
+    b2[0] = nb2
+
+
 cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, const floating* X,
                                   const floating* Y, Py_ssize_t n, floating* work, floating* snaps,
                                   long* steps, double* losses, Py_ssize_t e, Py_ssize_t last,
@@ -1727,18 +1748,7 @@ cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, co
             return e + 1   # diverged: no step from a non-finite loss
         for j in range(n_params):
             snap[j] = params[j]
-        for j in range(d * h):
-            if beta == 1:      # no L2 penalty: 1 * w is w, one multiplication less
-                W1[j] = W1[j] + alpha * <floating>gW1[j]
-            else:
-                _store_grad(W1 + j, gW1[j], alpha, beta)
-        for j in range(h):
-            if beta == 1:
-                W2[j] = W2[j] + alpha * <floating>gW2[j]
-            else:
-                _store_grad(W2 + j, gW2[j], alpha, beta)
-            b1[j] = nb1[j]
-        b2[0] = nb2
+        _tiny_store(d, h, W1, b1, W2, b2, gW1, nb1, gW2, nb2, alpha, beta)
         opt.t += 1
         losses[e] = loss / <double>n
         e += 1
