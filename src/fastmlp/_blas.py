@@ -39,15 +39,6 @@ _use_gemm = None        # _core._use_gemm, given by _core's import
 class _MKL:
     """A loaded libmkl_rt: its ?gemm addresses and thread-count functions."""
 
-    def get_global(self):
-        """The process's thread count (MKL_Get_Max_Threads gives this thread's own count
-        where one is set, as threadpoolctl's limits set one)."""
-        local = self.set_local(0)
-        try:
-            return self.get()
-        finally:
-            self.set_local(local)
-
     def __init__(self, path):
         if hasattr(os, "add_dll_directory"):   # Windows: MKL's own DLLs lie beside mkl_rt
             self._dlls = os.add_dll_directory(os.path.dirname(path))
@@ -56,8 +47,8 @@ class _MKL:
         lib.MKL_Set_Interface_Layer.argtypes = [ctypes.c_int]
         layer = lib.MKL_Set_Interface_Layer(_MKL_INTERFACE_LP64)
         if layer != _MKL_INTERFACE_LP64:
-            raise OSError(f"MKL at {path} runs its ILP64 interface in this process "
-                          f"(MKL_INTERFACE_LAYER?); fastmlp needs LP64")
+            raise OSError(f"other code in this process set MKL at {path} to its ILP64 "
+                          "interface (64-bit integers); fastmlp passes 32-bit ones")
         # Conditional Numerical Reproducibility, branch AUTO: MKL's results then repeat from
         # run to run for a fixed thread count on this CPU, whatever the arrays' alignment
         # (without it they may not); no cost was measured on the medium job. A user's own
@@ -89,6 +80,15 @@ class _MKL:
         buffer = ctypes.create_string_buffer(256)
         lib.MKL_Get_Version_String(buffer, len(buffer))
         self.version = buffer.value.decode(errors="replace")
+
+    def get_global(self):
+        """The process's thread count (MKL_Get_Max_Threads gives this thread's own count
+        where one is set, as threadpoolctl's limits set one)."""
+        local = self.set_local(0)
+        try:
+            return self.get()
+        finally:
+            self.set_local(local)
 
 
 def mkl_path():
