@@ -3,8 +3,8 @@
 - ``"scipy"``: SciPy's OpenBLAS, through ``scipy.linalg.cython_blas``; always there.
 - ``"mkl"``: Intel's oneMKL, from the ``mkl`` package on PyPI (``pip install fastmlp[mkl]``,
   x86-64 Linux and Windows). On the medium job's products (batches of 128 rows through
-  784-256-256-1) it ran 0.6-0.8x OpenBLAS's time on this project's 2-core Xeon, in both
-  float dtypes (bench/RESULTS.md, "MKL").
+  784-256-256-1) it ran 0.61-0.79x OpenBLAS's time on this project's 2-core Xeon, in both
+  float dtypes (bench/RESULTS.md, "2026-11-28 (night)").
 - ``"auto"`` (the default): MKL where that package is installed, else SciPy's.
 
 ``FASTMLP_BLAS`` in the environment sets the choice at import; ``fastmlp.set_blas`` changes
