@@ -45,7 +45,7 @@ def threadpool_info_of(directory):
 @pytest.fixture
 def two_threads():
     core = backend_module("cython")
-    if not _threads._controls(core.BLAS_LIBRARY_DIR):
+    if _blas.mkl_threads() is None and not _threads.libraries(core.BLAS_LIBRARY_DIR):
         pytest.skip("the compiled backend's BLAS is not an OpenBLAS with its own threads here")
     with threadpool_limits(2, user_api="blas"):
         assert set(blas_threads()) == {2}
@@ -101,25 +101,34 @@ def test_overlapping_runs_restore_when_the_last_one_ends(two_threads):
     assert set(blas_threads()) == {2}
 
 
+def start_fits(sizes, rows, batch_size, epochs, make_callback):
+    """Two compiled-backend fits of `sizes` on random data, each in a thread of its own with
+    the callback ``make_callback(i)`` (i = 0, 1); returns the started threads."""
+    def fit(i):
+        rng = np.random.default_rng(i)
+        X, y = rng.normal(size=(rows, sizes[0])), rng.integers(0, 2, size=rows).astype(float)
+        fastmlp.MLP(sizes, backend="cython").fit(X, y, epochs=epochs, batch_size=batch_size,
+                                                 callback=make_callback(i))
+
+    threads = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    return threads
+
+
 def test_fits_in_threads_share_the_setting(two_threads, library):
     barrier = threading.Barrier(3)
     seen = {}
 
-    def fit(i):
-        rng = np.random.default_rng(i)
-        X, y = rng.normal(size=(400, 64)), rng.integers(0, 2, size=400).astype(float)
-
+    def make_callback(i):
         def callback(epoch, logs):
             seen.setdefault(i, []).append(blas_threads())
             if epoch == 0:
                 barrier.wait(timeout=30)     # both fits and the main thread meet here
                 barrier.wait(timeout=30)     # ... until the main thread has looked
+        return callback
 
-        fastmlp.MLP([64, 100, 1], backend="cython").fit(X, y, epochs=3, batch_size=200, callback=callback)
-
-    threads = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
+    threads = start_fits([64, 100, 1], 400, 200, 3, make_callback)
     barrier.wait(timeout=30)
     in_main = blas_threads()           # while both fits run
     barrier.wait(timeout=30)
@@ -218,23 +227,16 @@ def test_large_fits_in_threads_split_mkl_threads(two_threads, library):
     barrier = threading.Barrier(2)
     seen = {}
 
-    def fit(i):
-        rng = np.random.default_rng(i)
-        X, y = rng.normal(size=(8, 1000)), rng.integers(0, 2, size=8).astype(float)
-
+    def make_callback(i):
         def callback(epoch, logs):
             if epoch == 0:
                 barrier.wait(timeout=30)     # both fits are inside their runs
                 seen[i] = blas_threads()[0]
                 barrier.wait(timeout=30)
+        return callback
 
-        # 4 x 1000 x 1000 = 4 M multiply-adds per product: a large network
-        fastmlp.MLP([1000, 1000, 1], backend="cython").fit(X, y, epochs=2, batch_size=4, callback=callback)
-
-    threads = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
+    # 4 x 1000 x 1000 = 4 M multiply-adds per product: a large network
+    for t in start_fits([1000, 1000, 1], 8, 4, 2, make_callback):
         t.join()
     if library == "mkl":
         most = _blas.mkl_threads().get_global()

@@ -80,13 +80,6 @@ def libraries(directory):
     return _libraries[directory]
 
 
-def _controls(directory):
-    """The thread-count controls of the library the backend's products call: MKL's when
-    fastmlp._blas has the products on MKL, else the OpenBLAS under `directory`."""
-    mkl = _blas.mkl_threads()
-    return [mkl] if mkl is not None else libraries(directory)
-
-
 class blas_threads:
     """Context manager for a run of a network of layer `sizes` on batches of `rows` rows
     (`dense`: X is a dense array) on the backend `impl`: the BLAS on one thread while it
