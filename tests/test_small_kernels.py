@@ -126,6 +126,47 @@ def test_sgd_fit_matches_the_reference(small, dtype, l2):
     assert_close(params[0], params[1], dtype, scale=100)
 
 
+# Negative pre-activations whose Leaky ReLU (slope * z) underflows to -0: the compiled
+# backend writes A over Z and reads the derivative off A's sign, so it must still see z < 0.
+SUBNORMAL = {np.dtype(np.float32): -3e-45, np.dtype(np.float64): -1e-322}
+
+
+def underflow_net(backend, dtype):
+    """A 4-64-64-1 network whose hidden unit 0 of both layers has z = a negative subnormal
+    on every row (zero incoming weights, that bias): slope * z rounds to -0."""
+    net = fastmlp.MLP([4, 64, 64, 1], negative_slope=0.01, seed=5, dtype=dtype, backend=backend)
+    z = SUBNORMAL[np.dtype(dtype)]
+    assert z < 0 and np.asarray(z, dtype) * np.asarray(0.01, dtype) == 0
+    coefs, intercepts = net.coefs_, net.intercepts_      # views into params_
+    for layer in (0, 1):
+        coefs[layer][:, 0] = 0
+        intercepts[layer][0] = z
+    return net
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [4, 64, 300])
+def test_leaky_derivative_where_slope_times_z_underflows(small, dtype, m):
+    """Gradients (through the tiles at 4 rows, BLAS and the passes after it at 64 and 300)
+    and one epoch of fused SGD, on one thread and shared: both backends take the slope,
+    not 1, as the derivative at those units (a 100x larger bias gradient otherwise)."""
+    X = random((m, 4), dtype, m) + 2
+    Y = (random((m, 1), dtype, m + 1) > 0).astype(dtype)
+    grads, fits = [], []
+    for backend in ("cython", "numpy"):
+        net = underflow_net(backend, dtype)
+        dcoefs, dintercepts = net.gradients(X, Y)
+        assert dintercepts[0][0] != 0 and dintercepts[1][0] != 0
+        grads.append(np.concatenate([a.ravel() for pair in zip(dcoefs, dintercepts) for a in pair]))
+        for threads in ("auto", "shared") if backend == "cython" else ("auto",):
+            fitted = underflow_net(backend, dtype).fit(X, Y, epochs=1, lr=0.1, batch_size=m, shuffle=False,
+                                                       warm_start=True, threads=threads)
+            fits.append(fitted.params_.copy())
+    assert_close(grads[0], grads[1], dtype, scale=10)
+    for params in fits[:2]:
+        assert_close(params, fits[2], dtype, scale=10)
+
+
 def test_fit_is_reproducible(small):
     sizes = [32, 64, 64, 1]
     X, Y = random((512, 32), np.float64, 0), (random((512, 1), np.float64, 1) > 0).astype(np.float64)

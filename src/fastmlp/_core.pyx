@@ -77,6 +77,19 @@ cdef extern from "_kernels.h" nogil:
                      double* out)
     void fm_colsum_f(Py_ssize_t m, Py_ssize_t n, float alpha, const float* D, float beta,
                      float* out)
+    # ... and the passes between a large layer's BLAS products
+    void fm_bias_leaky_d(Py_ssize_t m, Py_ssize_t n, const double* b, double* Z, double* Aout,
+                         double slope)
+    void fm_bias_leaky_f(Py_ssize_t m, Py_ssize_t n, const float* b, float* Z, float* Aout,
+                         float slope)
+    void fm_matvec_d(Py_ssize_t m, Py_ssize_t k, const double* A, const double* w, double b,
+                     double* z)
+    void fm_matvec_f(Py_ssize_t m, Py_ssize_t k, const float* A, const float* w, float b,
+                     float* z)
+    void fm_leaky_grad_d(Py_ssize_t m, Py_ssize_t n, const double* Zp, double* D, double slope,
+                         double alpha, double beta, double* out, double* acc)
+    void fm_leaky_grad_f(Py_ssize_t m, Py_ssize_t n, const float* Zp, float* D, float slope,
+                         float alpha, float beta, float* out, float* acc)
 
 cdef extern from "_tiny.h" nogil:
     # XOR's network shape (2-4-1, float64, no L2): one step with its hidden units in the
@@ -417,7 +430,7 @@ cdef void _colsum(Py_ssize_t m, Py_ssize_t n, floating alpha, const floating* D,
                   floating beta, floating* out) noexcept nogil:
     """out (n,) = alpha * (D (m, n) summed over rows) + beta * out."""
     cdef Py_ssize_t i, j
-    if _small_pass(m, n):
+    if _small and m * n >= SMALL_MIN_ELEMENTS:
         if floating is float:
             fm_colsum_f(m, n, alpha, D, beta, out)
         else:
@@ -444,9 +457,17 @@ cdef void _colsum(Py_ssize_t m, Py_ssize_t n, floating alpha, const floating* D,
 
 cdef void _activation(Py_ssize_t size, const floating* Z, floating* A, int act,
                       floating slope) noexcept nogil:
-    """A = act(Z) elementwise."""
+    """A = act(Z) elementwise. A may be Z (Leaky ReLU with a slope > 0, see `_Plan`):
+    then a product slope * z < 0 that underflows to -0 is stored as the negative number
+    nearest 0, so that A keeps the sign of each z (as _kernels.h's FM_LEAKY_NEG)."""
     cdef Py_ssize_t i
-    if act == ACT_LEAKY_RELU:
+    cdef floating v, tiny = <floating>(1.401298464324817e-45 if floating is float
+                                       else 4.9406564584124654e-324)
+    if act == ACT_LEAKY_RELU and A == Z:
+        for i in range(size):
+            v = slope * A[i]
+            A[i] = A[i] if A[i] >= 0 else (v if v != 0 else -tiny)
+    elif act == ACT_LEAKY_RELU:
         for i in range(size):
             A[i] = Z[i] if Z[i] >= 0 else slope * Z[i]
     elif act == ACT_RELU:
@@ -471,6 +492,12 @@ cdef void _bias_activation(Py_ssize_t m, Py_ssize_t n, const floating* b, floati
     """Z += b (broadcast over rows); A = act(Z). A may be NULL (bias only)."""
     cdef Py_ssize_t i, j
     cdef floating* z
+    if _small and m * n >= SMALL_MIN_ELEMENTS and (A == NULL or act == ACT_LEAKY_RELU):
+        if floating is float:       # one pass in _kernels.h, the same values
+            fm_bias_leaky_f(m, n, b, Z, A, slope)
+        else:
+            fm_bias_leaky_d(m, n, b, Z, A, slope)
+        return
     for i in range(m):
         z = Z + i * n
         for j in range(n):
@@ -787,8 +814,8 @@ cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
     """Z (m, n) = A (m, k) @ W (k, n) + b; Aout = act(Z) unless NULL.
 
     Small layers on AVX-512 CPUs: _kernels.h's tiles, which add the bias (and Leaky ReLU)
-    as they write Z. Large layers: one GEMM, then bias and activation fused in one pass
-    over its output.
+    as they write Z; a one-output layer there: fm_matvec's dot products. Large layers: one
+    GEMM, then bias and activation in one pass over its output (`_bias_activation`).
     Tiny layers: a single pass that starts each row of Z from b (n == 1: b plus a dot product).
     """
     cdef Py_ssize_t i, j, p
@@ -802,6 +829,14 @@ cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
             fm_forward_d(m, n, k, A, W, b, Z, leaky, slope)
         if Aout != NULL and leaky == NULL:
             _activation(m * n, Z, Aout, act, slope)
+        return
+    if n == 1 and _small and m * k >= SMALL_MIN_ELEMENTS:   # one output: m dot products
+        if floating is float:
+            fm_matvec_f(m, k, A, W, b[0], Z)
+        else:
+            fm_matvec_d(m, k, A, W, b[0], Z)
+        if Aout != NULL:
+            _activation(m, Z, Aout, act, slope)
         return
     if m * n * k >= BLAS_MIN_WORK:
         _mm_nn(m, n, k, <floating>1, A, W, <floating>0, Z)
@@ -845,31 +880,45 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
         A_prev = A
 
 
-cdef void _backprop_dense(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* D,
+cdef bint _backprop_dense(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* D,
                           const floating* W, floating* D_prev, const floating* Z_prev,
                           const floating* A_prev, int act, floating slope,
-                          floating* pack) noexcept nogil:
+                          floating* pack, Py_ssize_t pack_size, floating* bias, floating alpha,
+                          floating beta) noexcept nogil:
     """D_prev (m, k) = (D (m, n) @ W.T) * act'(Z_prev): the gradient carried back through a
     dense layer with weights W (k, n) and the activation before it (A_prev = act(Z_prev)).
-    `pack`: n * FM_PACK_COLUMNS elements of scratch for _kernels.h (not read otherwise)."""
+    `pack`: pack_size elements of scratch for _kernels.h (not read otherwise).
+
+    Returns whether it also took the previous layer's bias step, bias (k,) = alpha *
+    D_prev summed over rows + beta * bias, as `_colsum` would (in the derivative's pass,
+    after a large product on AVX-512 CPUs); `bias` NULL: never."""
     cdef const floating* leaky = Z_prev if act == ACT_LEAKY_RELU else NULL
-    if n <= SMALL_MAX_PACKED and _small_product(m, n, k, k):   # the derivative in the epilogue
-        if floating is float:
-            fm_nt_f(m, n, k, 1, D, W, 0, D_prev, leaky, slope, pack)
-        else:
-            fm_nt_d(m, n, k, 1, D, W, 0, D_prev, leaky, slope, pack)
-        if leaky != NULL:
-            return
-    elif n == 1 and _small_pass(m, k):                          # an outer product
+    if n == 1 and _small_pass(m, k):                            # an outer product
         if floating is float:
             fm_outer_f(m, k, 1, D, W, D_prev, leaky, slope)
         else:
             fm_outer_d(m, k, 1, D, W, D_prev, leaky, slope)
         if leaky != NULL:
-            return
+            return False
+    elif n <= SMALL_MAX_PACKED and _small_product(m, n, k, k):   # the derivative in the epilogue
+        if floating is float:
+            fm_nt_f(m, n, k, 1, D, W, 0, D_prev, leaky, slope, pack)
+        else:
+            fm_nt_d(m, n, k, 1, D, W, 0, D_prev, leaky, slope, pack)
+        if leaky != NULL:
+            return False
     else:
         _mm_nt(m, n, k, <floating>1, D, W, <floating>0, D_prev)
+        if leaky != NULL and _small and m * k >= SMALL_MIN_ELEMENTS:
+            if k > pack_size:          # no room for the column sums: the derivative alone
+                bias = NULL
+            if floating is float:
+                fm_leaky_grad_f(m, k, Z_prev, D_prev, slope, alpha, beta, bias, pack)
+            else:
+                fm_leaky_grad_d(m, k, Z_prev, D_prev, slope, alpha, beta, bias, pack)
+            return bias != NULL
     _activation_backward(m * k, Z_prev, A_prev, D_prev, act, slope)
+    return False
 
 
 cdef void _backward(const Net* net, const floating* params, const floating* X, Py_ssize_t m,
@@ -887,6 +936,7 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
     cdef const floating* A_prev
     cdef floating* D
     cdef floating slope = <floating>net.slope
+    cdef bint bias_done = False, prev_done = False
     if _is_small(net, m):
         _backward_small(net, params, X, m, work, target, alpha, beta_w, beta_b)
         return
@@ -894,15 +944,20 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
         n_in, n_out = net.size[l], net.size[l + 1]
         D = work + net.d_off[l]
         A_prev = X if l == 0 else work + net.a_off[l - 1]
-        if l > 0:
-            _backprop_dense(m, n_out, n_in, D, params + net.w_off[l], work + net.d_off[l - 1],
-                            work + net.z_off[l - 1], work + net.a_off[l - 1], net.act[l - 1],
-                            slope, work + net.pk_off)
+        prev_done = False
+        if l > 0:       # (b_{l-1}'s step may come with it: nothing below reads the biases)
+            prev_done = _backprop_dense(m, n_out, n_in, D, params + net.w_off[l],
+                                        work + net.d_off[l - 1], work + net.z_off[l - 1],
+                                        work + net.a_off[l - 1], net.act[l - 1], slope,
+                                        work + net.pk_off, _pack_size(net),
+                                        target + net.b_off[l - 1], alpha, beta_b)
         if l == 0 and net.sparse != NULL:
             _sparse_tn(m, n_out, n_in, alpha, net.sparse, D, beta_w, target + net.w_off[0])
         else:
             _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta_w, target + net.w_off[l])
-        _colsum(m, n_out, alpha, D, beta_b, target + net.b_off[l])
+        if not bias_done:
+            _colsum(m, n_out, alpha, D, beta_b, target + net.b_off[l])
+        bias_done = prev_done
 
 
 cdef inline bint _is_small(const Net* net, Py_ssize_t m) noexcept nogil:
@@ -1416,7 +1471,7 @@ cdef void _par_backprop(Par* par, Py_ssize_t l, Py_ssize_t r0, Py_ssize_t r1,
     _backprop_dense(r1 - r0, n_out, n_in, work + net.d_off[l] + r0 * n_out,
                     <floating*>par.params + net.w_off[l], work + net.d_off[l - 1] + r0 * n_in,
                     work + net.z_off[l - 1] + r0 * n_in, work + net.a_off[l - 1] + r0 * n_in,
-                    net.act[l - 1], <floating>net.slope, pack)
+                    net.act[l - 1], <floating>net.slope, pack, par.pack_size, NULL, 0, 0)
 
 
 cdef void _par_weights(Par* par, Py_ssize_t l, Py_ssize_t c, Py_ssize_t chunks, Py_ssize_t m,
@@ -1835,6 +1890,12 @@ cdef class _Plan:
         cdef Py_ssize_t[:, ::1] iv = ints
         cdef int[::1] av = acts
         self._ints, self._acts = ints, acts
+        small = L == 2 and csr is None and sizes[1] * max(sizes[0], sizes[2]) <= TINY_NET_MAX_WORK
+        # Leaky ReLU with a slope > 0 keeps the sign of z, so its derivative (all that the
+        # backward pass reads of Z_l) can come from A_l, written over Z_l: a buffer of the
+        # batch's size less to write and read in each layer (not for the small-network
+        # loops, which keep both).
+        inplace = net.negative_slope > 0 and not small
         off = 0                     # a Python int: offsets cannot wrap around
         for l in range(L):
             iv[1, l] = off
@@ -1847,7 +1908,9 @@ cdef class _Plan:
             iv[3, l] = off          # Z
             off += capacity * sizes[l + 1]
             iv[4, l] = off          # A
-            if l < L - 1:
+            if l < L - 1 and inplace and acts[l] == ACT_LEAKY_RELU:
+                iv[4, l] = iv[3, l]     # A_l written over Z_l
+            elif l < L - 1:
                 off += capacity * sizes[l + 1]
             iv[5, l] = off          # D
             off += capacity * sizes[l + 1]
@@ -1878,7 +1941,7 @@ cdef class _Plan:
         self.net.capacity = capacity
         self.net.sparse = NULL
         self.net.small_work = 0
-        if L == 2 and csr is None and sizes[1] * max(sizes[0], sizes[2]) <= TINY_NET_MAX_WORK:
+        if small:
             self.net.small_work = sizes[1] * max(sizes[0], sizes[2])
         if csr is not None:
             self._attach(csr[0], csr[1], csr[2], np.empty(capacity, np.intp))
@@ -2009,7 +2072,7 @@ cdef _dense_backward_typed(const floating[:, ::1] A_prev, const floating[:, ::1]
         _colsum(m, n, <floating>1, &dZ[0, 0], <floating>0, &db[0])
         if want_dA:
             _backprop_dense(m, n, k, &dZ[0, 0], &W[0, 0], &dA_prev[0, 0], NULL, NULL,
-                            ACT_IDENTITY, <floating>0, &pack[0])
+                            ACT_IDENTITY, <floating>0, &pack[0], pack.shape[0], NULL, 0, 0)
 
 
 cdef _activation_typed(const floating[:, ::1] Z, floating[:, ::1] A, int act, floating slope):

@@ -21,6 +21,7 @@
 #ifndef FASTMLP_KERNELS_H
 #define FASTMLP_KERNELS_H
 
+#include <float.h>
 #include <stddef.h>
 
 #define FM_MR 4                     /* rows of C per tile */
@@ -82,13 +83,20 @@ static int fm_simd_available(void) { return 0; }
 
 #define FM_MIN(x, y) ((x) < (y) ? (x) : (y))
 
+/* Leaky ReLU of a z < 0 (or NaN): slope * z. Written over z itself (`inplace`: no Z kept
+ * beside A, fastmlp/_core.pyx's _Plan), a product that underflows to -0 becomes the
+ * negative number nearest 0 instead (`tiny`, a local: the type's smallest subnormal), so that
+ * A >= 0 exactly where z >= 0 and the derivative, read off A's sign, is the one of z. */
+#define FM_LEAKY_NEG(z, inplace)                                                        \
+    (slope * (z) != 0 || !(inplace) ? slope * (z) : -tiny)
+
 /* The epilogues, for element (r, j) of the tile at (i0, j0) or (p0, j0) of C. */
 #define FM_BIAS_LEAKY(r, j)                                                             \
     do {                                                                                \
         __typeof__(acc[0][0]) z_ = acc[r][j] + b[j0 + j];                                                   \
         Z[(i0 + r) * n + j0 + j] = z_;                                                  \
         if (Aout != NULL)                                                               \
-            Aout[(i0 + r) * n + j0 + j] = z_ >= 0 ? z_ : slope * z_;                    \
+            Aout[(i0 + r) * n + j0 + j] = z_ >= 0 ? z_ : FM_LEAKY_NEG(z_, Aout == Z);   \
     } while (0)
 #define FM_ALPHA_BETA(r, j)                                                             \
     do {                                                                                \
@@ -102,10 +110,11 @@ static int fm_simd_available(void) { return 0; }
         *c_ = Zp == NULL || Zp[(i0 + r) * k + p0 + j] >= 0 ? v_ : slope * v_;           \
     } while (0)
 
-#define FM_KERNELS(T, S, NR)                                                            \
+#define FM_KERNELS(T, S, NR, TINY)                                                          \
 /* Z (m, n) = A (m, k) @ W (k, n) + b; Aout = Leaky ReLU(Z) with `slope` unless NULL. */   \
 FM_TARGET static void fm_forward_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T* A,  \
                                      const T* W, const T* b, T* Z, T* Aout, T slope) {   \
+    const T tiny = TINY;                                                                \
     ptrdiff_t i0, j0;                                                                   \
     for (i0 = 0; i0 < m; i0 += FM_MR)                                                   \
         for (j0 = 0; j0 < n; j0 += NR)                                                  \
@@ -184,6 +193,82 @@ FM_TARGET static void fm_tn1_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* A, 
     }                                                                                   \
 }                                                                                       \
                                                                                         \
+/* The passes between a large layer's BLAS products (m x n, any size). */                  \
+/* Z += b (broadcast over rows); Aout = Leaky ReLU(Z) unless NULL (in place where Aout    \
+ * is Z, see FM_LEAKY_NEG): one pass, not two. */                                         \
+FM_TARGET static void fm_bias_leaky_##S(ptrdiff_t m, ptrdiff_t n, const T* b, T* Z,      \
+                                        T* Aout, T slope) {                              \
+    const T tiny = TINY;                                                                \
+    ptrdiff_t i, j;                                                                     \
+    for (i = 0; i < m; i++) {                                                           \
+        T* z = Z + i * n;                                                               \
+        if (Aout == NULL)                                                               \
+            for (j = 0; j < n; j++)                                                     \
+                z[j] = z[j] + b[j];                                                     \
+        else if (Aout == Z)                                                             \
+            for (j = 0; j < n; j++) {                                                   \
+                T v = z[j] + b[j];                                                      \
+                z[j] = v >= 0 ? v : FM_LEAKY_NEG(v, 1);                                 \
+            }                                                                           \
+        else {                                                                          \
+            T* a = Aout + i * n;                                                        \
+            for (j = 0; j < n; j++) {                                                   \
+                T v = z[j] + b[j];                                                      \
+                z[j] = v;                                                               \
+                a[j] = v >= 0 ? v : slope * v;                                          \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
+/* z (m,) = b + A (m, k) @ w (k,): a layer with one output. Each row's dot product in     \
+ * NR lanes (lane p sums the terms p, p + NR, ...), the lanes added in a fixed tree. */   \
+FM_TARGET static void fm_matvec_##S(ptrdiff_t m, ptrdiff_t k, const T* A, const T* w,    \
+                                    T b, T* z) {                                         \
+    ptrdiff_t i, p, q, h;                                                               \
+    for (i = 0; i < m; i++) {                                                           \
+        const T* a = A + i * k;                                                         \
+        T acc[NR], tail = 0;                                                            \
+        for (q = 0; q < NR; q++)                                                        \
+            acc[q] = 0;                                                                 \
+        for (p = 0; p + NR <= k; p += NR)                                               \
+            for (q = 0; q < NR; q++)                                                    \
+                acc[q] += a[p + q] * w[p + q];                                          \
+        for (; p < k; p++)                                                              \
+            tail += a[p] * w[p];                                                        \
+        for (h = NR / 2; h > 0; h /= 2)                                                 \
+            for (q = 0; q < h; q++)                                                     \
+                acc[q] += acc[q + h];                                                   \
+        z[i] = b + (acc[0] + tail);                                                     \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
+/* D (m, n) *= Leaky ReLU'(Zp) (1 where Zp >= 0, else slope), then, unless out is NULL,   \
+ * out (n,) = alpha * (D summed over rows) + beta * out as fm_colsum sums it (each        \
+ * column's rows in order), in the same pass. `acc`: n elements of scratch. */            \
+FM_TARGET static void fm_leaky_grad_##S(ptrdiff_t m, ptrdiff_t n, const T* Zp, T* D,     \
+                                        T slope, T alpha, T beta, T* out, T* acc) {      \
+    ptrdiff_t i, j;                                                                     \
+    if (out == NULL) {                                                                  \
+        for (i = 0; i < m * n; i++)                                                     \
+            D[i] = Zp[i] >= 0 ? D[i] : slope * D[i];                                    \
+        return;                                                                         \
+    }                                                                                   \
+    for (j = 0; j < n; j++)                                                             \
+        acc[j] = 0;                                                                     \
+    for (i = 0; i < m; i++) {                                                           \
+        const T* z = Zp + i * n;                                                        \
+        T* d = D + i * n;                                                               \
+        for (j = 0; j < n; j++) {                                                       \
+            T v = z[j] >= 0 ? d[j] : slope * d[j];                                      \
+            d[j] = v;                                                                   \
+            acc[j] += v;                                                                \
+        }                                                                               \
+    }                                                                                   \
+    for (j = 0; j < n; j++)                                                             \
+        out[j] = beta == 0 ? alpha * acc[j] : beta * out[j] + alpha * acc[j];           \
+}                                                                                       \
+                                                                                        \
 /* out (n,) = alpha * (D (m, n) summed over rows, in order) + beta * out. */              \
 FM_TARGET static void fm_colsum_##S(ptrdiff_t m, ptrdiff_t n, T alpha, const T* D,       \
                                     T beta, T* out) {                                    \
@@ -207,8 +292,8 @@ FM_TARGET static void fm_colsum_##S(ptrdiff_t m, ptrdiff_t n, T alpha, const T* 
 }
 
 #if FM_SIMD
-FM_KERNELS(double, d, 32)
-FM_KERNELS(float, f, 64)
+FM_KERNELS(double, d, 32, DBL_TRUE_MIN)
+FM_KERNELS(float, f, 64, FLT_TRUE_MIN)
 #else
 /* never called: fm_simd_available() is 0 */
 #define FM_STUBS(T, S)                                                                  \
@@ -222,8 +307,12 @@ static void fm_outer_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* d, const T*
                          T* C, const T* Zp, T slope) {}                                  \
 static void fm_tn1_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* A, const T* d,        \
                        T beta, T* c) {}                                                  \
-static void fm_colsum_##S(ptrdiff_t m, ptrdiff_t n, T alpha, const T* D, T beta,         \
-                          T* out) {}
+                                                  \
+static void fm_bias_leaky_##S(ptrdiff_t m, ptrdiff_t n, const T* b, T* Z, T* Aout,       \
+                              T slope) {}                                                \
+static void fm_matvec_##S(ptrdiff_t m, ptrdiff_t k, const T* A, const T* w, T b, T* z) {} \
+static void fm_leaky_grad_##S(ptrdiff_t m, ptrdiff_t n, const T* Zp, T* D, T slope,      \
+                              T alpha, T beta, T* out, T* acc) {}
 FM_STUBS(double, d)
 FM_STUBS(float, f)
 #endif
