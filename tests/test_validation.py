@@ -240,10 +240,56 @@ def test_cython_backend_missing_is_an_error_not_a_fallback(monkeypatch):
         assert fastmlp.MLP([2, 1]).backend == "numpy"  # warned once only
 
 
+@pytest.fixture(params=["compiled scan", "numpy and blas"])
+def small_scan(request, monkeypatch):
+    """The checks with the compiled backend's loop for small arrays (set when _core is
+    imported), and without it (NumPy's reductions and BLAS ?dot, as with the NumPy backend
+    alone)."""
+    from fastmlp import _validation
+
+    if request.param == "compiled scan":
+        monkeypatch.setattr(_validation, "small_scan", pytest.importorskip("fastmlp._core")._small_scan)
+    else:
+        monkeypatch.setattr(_validation, "small_scan", None)
+    return request.param
+
+
+def test_importing_the_compiled_backend_sets_the_small_scan():
+    from fastmlp import _validation
+
+    core = pytest.importorskip("fastmlp._core")
+    assert _validation.small_scan is core._small_scan
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_all_finite_agrees_with_the_elementwise_test(dtype):
-    """The BLAS sum-of-squares shortcut answers exactly as np.isfinite(...).all(): for finite
-    values whose squares overflow, a lone NaN or infinity anywhere, and odd layouts."""
+def test_binary_labels_check_agrees_with_numpy(small_scan, dtype):
+    """Targets hold only 0 and 1 exactly when NumPy says so: near misses (1 +- ulp, tiny
+    and negative values, -0.0), in C order and transposed (the compiled loop takes only the
+    former; the latter goes to NumPy)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    from fastmlp._validation import _binary
+
+    near = [0.0, -0.0, 1.0, float(np.nextafter(dtype(1), dtype(2))), float(np.nextafter(dtype(1), dtype(0))),
+            float(np.finfo(dtype).smallest_subnormal), -1.0, 2.0]
+
+    @settings(max_examples=150, deadline=None)
+    @given(arrays(dtype, st.tuples(st.integers(0, 7), st.integers(1, 5)), elements=st.sampled_from(near)),
+           st.booleans())
+    def check(Y, transpose):
+        Y = Y.T if transpose else Y
+        assert _binary(Y) == bool(np.isin(Y, [0, 1]).all())
+
+    check()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_agrees_with_the_elementwise_test(small_scan, dtype):
+    """The BLAS sum-of-squares shortcut (and the compiled loop for small 2-D arrays) answers
+    exactly as np.isfinite(...).all(): for finite values whose squares overflow, a lone NaN
+    or infinity anywhere, and odd layouts."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
     from hypothesis.extra.numpy import arrays

@@ -25,6 +25,7 @@ import os
 import numpy as np
 import scipy
 
+cimport cython
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject
@@ -545,7 +546,8 @@ cdef struct Net:
     # the work buffer, laid out for batches of up to `capacity` rows
     Py_ssize_t capacity
     Py_ssize_t* z_off         # [n_layers] pre-activations Z_l (capacity, size[l + 1])
-    Py_ssize_t* a_off         # [n_layers] activations A_l (hidden layers only)
+    Py_ssize_t* a_off         # [n_layers] activations A_l (hidden layers only; = z_off[l]
+                              # where A_l is written over Z_l, see _Plan)
     Py_ssize_t* d_off         # [n_layers] dL/dZ_l
     Py_ssize_t xb_off         # gathered batch of X rows (shuffled training only)
     Py_ssize_t yb_off         # gathered batch of Y rows
@@ -2364,6 +2366,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
         optimizer.t = opt.t
 
 
+@cython.boundscheck(True)      # net may be anything here: net.sizes[0] of () raises, not reads
 def _dense_or_csr(X, net, dtype):
     """(X, None) for a dense X, or (None, its checked CSR arrays) for a sparse one."""
     if isinstance(X, np.ndarray):
@@ -2456,6 +2459,43 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
                              rng, callback, stop, per_check, per_poll, threads)
 
 
+cdef int _scan(const floating* a, Py_ssize_t size, bint labels) noexcept nogil:
+    """1 if every element is finite (labels: 0 or 1), else 0."""
+    cdef Py_ssize_t i
+    cdef bint ok = True
+    if labels:
+        for i in range(size):
+            ok = ok & ((a[i] == 0) | (a[i] == 1))
+    else:
+        for i in range(size):
+            ok = ok & (a[i] - a[i] == 0)      # inf - inf and NaN - NaN are NaN
+    return ok
+
+
+def _small_scan(a, bint labels=False):
+    """Whether the C-contiguous 2-D float32/float64 array `a` holds only finite values
+    (`labels`: only 0 and 1): one loop over it, for ``_validation`` on small arrays, where
+    NumPy's reductions or a BLAS ?dot cost more in calls than in arithmetic (more still
+    right after an idle pause). Set as ``_validation.small_scan`` below; None for another
+    array."""
+    cdef const double[:, ::1] d
+    cdef const float[:, ::1] f
+    cdef int ok
+    if a.dtype == np.float64:
+        d = a
+        with nogil:
+            ok = _scan(&d[0, 0], d.shape[0] * d.shape[1], labels) if d.shape[0] * d.shape[1] else 1
+    elif a.dtype == np.float32:
+        f = a
+        with nogil:
+            ok = _scan(&f[0, 0], f.shape[0] * f.shape[1], labels) if f.shape[0] * f.shape[1] else 1
+    else:
+        return None
+    return ok == 1
+
+
 # The BLAS library the products call: FASTMLP_BLAS, else MKL where installed (fastmlp._blas).
 from . import _blas as _blas_choice
 _blas_choice.choose_from_environment(_use_gemm)
+from . import _validation as _validation_module
+_validation_module.small_scan = _small_scan

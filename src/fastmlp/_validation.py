@@ -106,6 +106,10 @@ def all_finite(a):
     (a streaming pass at memory speed, with no temporary array): it is finite exactly when
     every element is, unless the squares overflow, and only then (or for another dtype)
     does the exact elementwise test run."""
+    if small_scan is not None and a.ndim == 2 and a.size <= ONE_THREAD_CHUNK and a.flags.c_contiguous:
+        ok = small_scan(a)       # one compiled loop, exact (None: not a float32/64 array)
+        if ok is not None:
+            return ok
     flat = a.reshape(-1)
     dot = _DOTS.get(flat.dtype) if flat.flags.c_contiguous else None
     if dot is None:
@@ -124,6 +128,9 @@ def all_finite(a):
     return True
 
 
+# The compiled backend's exact check of a small 2-D float array, set when fastmlp._core is
+# imported: small_scan(a) (labels=True: only 0 and 1) -> bool, or None for other dtypes.
+small_scan = None
 DOT_CHUNK = 1 << 30          # elements per ?dot call: BLAS counts them in a 32-bit int
 # Arrays up to ONE_THREAD_MAX elements go to ?dot in chunks of ONE_THREAD_CHUNK, which
 # OpenBLAS runs on the calling thread (it splits a ?dot over threads above 10000
@@ -327,6 +334,17 @@ def elementwise_args(out, out_name, *inputs, in_place=()):
 # ---------------------------------------------------------------- targets for a loss
 
 
+def _binary(Y):
+    """Whether the checked (finite) target array Y holds only 0 and 1."""
+    if small_scan is not None and Y.flags.c_contiguous:
+        ok = small_scan(Y, True)
+        if ok is not None:
+            return ok
+    # y (y - 1) is exactly 0 where y is 0 or 1 and nowhere else: y - 1 is 0 only for y = 1,
+    # and the product does not underflow (for |y| < 2**-53, y - 1 rounds to -1: it is -y)
+    return not np.count_nonzero(Y * (Y - 1))
+
+
 def check_targets(y, n, loss, n_outputs, dtype):
     """y as the (n, n_outputs) target array `loss` is computed against, checked.
 
@@ -347,9 +365,7 @@ def check_targets(y, n, loss, n_outputs, dtype):
     if y.shape[0] != n:
         raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
     Y = check_Y(y, n, n_outputs, dtype, finite=True, name="y")
-    # y (y - 1) is exactly 0 where y is 0 or 1 and nowhere else: y - 1 is 0 only for y = 1,
-    # and the product does not underflow (for |y| < 2**-53, y - 1 rounds to -1: it is -y)
-    binary = loss in ("bce", "cross_entropy") and not np.count_nonzero(Y * (Y - 1))
+    binary = loss in ("bce", "cross_entropy") and _binary(Y)
     if loss == "bce" and not binary:
         raise ValueError("binary cross-entropy needs labels in {0, 1}; y has other values")
     if loss == "poisson" and (Y < 0).any():
