@@ -11,6 +11,7 @@ or callgrind's per-function counts (bench/callgrind_fit.py).
 import os
 import sys
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -49,6 +50,7 @@ extensions = [
         ["src/fastmlp/_core.pyx"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
+        include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 ]

@@ -23,6 +23,8 @@ that NumPy arrays carry themselves.
 import os
 
 import numpy as np
+
+cimport numpy as cnp
 import scipy
 
 cimport cython
@@ -2472,30 +2474,70 @@ cdef int _scan(const floating* a, Py_ssize_t size, bint labels) noexcept nogil:
     return ok
 
 
+cdef int _scan_array(object a, bint labels):
+    """_scan of a float32/float64 ndarray in C order (aligned, native byte order): 1 or 0;
+    -1 for any other object."""
+    cdef cnp.ndarray arr
+    cdef Py_ssize_t size
+    cdef int kind, ok = 1
+    if type(a) is not np.ndarray:
+        return -1
+    arr = <cnp.ndarray>a
+    kind = cnp.PyArray_TYPE(arr)
+    if ((kind != cnp.NPY_DOUBLE and kind != cnp.NPY_FLOAT) or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            or not cnp.PyArray_ISALIGNED(arr) or not cnp.PyArray_ISNOTSWAPPED(arr)):
+        return -1
+    size = cnp.PyArray_SIZE(arr)
+    if size:
+        with nogil:
+            if kind == cnp.NPY_DOUBLE:
+                ok = _scan(<const double*>cnp.PyArray_DATA(arr), size, labels)
+            else:
+                ok = _scan(<const float*>cnp.PyArray_DATA(arr), size, labels)
+    return ok
+
+
 def _small_scan(a, bint labels=False):
-    """Whether the C-contiguous 2-D float32/float64 array `a` holds only finite values
+    """Whether the float32/float64 ndarray `a` (C order) holds only finite values
     (`labels`: only 0 and 1): one loop over it, for ``_validation`` on small arrays, where
     NumPy's reductions or a BLAS ?dot cost more in calls than in arithmetic (more still
     right after an idle pause). Set as ``_validation.small_scan`` below; None for another
-    array."""
-    cdef const double[:, ::1] d
-    cdef const float[:, ::1] f
-    cdef int ok
-    if a.dtype == np.float64:
-        d = a
-        with nogil:
-            ok = _scan(&d[0, 0], d.shape[0] * d.shape[1], labels) if d.shape[0] * d.shape[1] else 1
-    elif a.dtype == np.float32:
-        f = a
-        with nogil:
-            ok = _scan(&f[0, 0], f.shape[0] * f.shape[1], labels) if f.shape[0] * f.shape[1] else 1
-    else:
-        return None
-    return ok == 1
+    array (another dtype or layout)."""
+    cdef int ok = _scan_array(a, labels)
+    return None if ok < 0 else ok == 1
 
+
+def _dense_xy(X, y, Py_ssize_t n_features, Py_ssize_t n_outputs, dtype, loss):
+    """(X, Y) as ``MLP._check_Xy`` would return them, when X and y need nothing done:
+    ndarrays (not subclasses) of the model's `dtype`, C order, X (n >= 1, n_features) and
+    all finite, y (n, n_outputs) or (n,) for one output, with labels 0 and 1 for "bce" or
+    finite values for "mse". The views returned are new objects (a caller reshaping its own
+    arrays changes nothing). None for anything else, other losses included: the full checks
+    then convert or refuse. Set as ``_validation.dense_xy`` below."""
+    cdef cnp.ndarray a, b
+    cdef int want
+    cdef bint labels
+    if type(X) is not np.ndarray or type(y) is not np.ndarray or (loss != "bce" and loss != "mse"):
+        return None
+    labels = loss == "bce"
+    want = cnp.NPY_DOUBLE if dtype == np.float64 else cnp.NPY_FLOAT if dtype == np.float32 else -1
+    a, b = <cnp.ndarray>X, <cnp.ndarray>y
+    if cnp.PyArray_TYPE(a) != want or cnp.PyArray_TYPE(b) != want:
+        return None
+    if cnp.PyArray_NDIM(a) != 2 or a.shape[0] < 1 or a.shape[1] != n_features:
+        return None
+    if not ((cnp.PyArray_NDIM(b) == 2 and b.shape[0] == a.shape[0] and b.shape[1] == n_outputs)
+            or (cnp.PyArray_NDIM(b) == 1 and n_outputs == 1 and b.shape[0] == a.shape[0])):
+        return None
+    if _scan_array(X, False) != 1 or _scan_array(y, labels) != 1:
+        return None
+    return X.view(), y.view() if cnp.PyArray_NDIM(b) == 2 else y.reshape(b.shape[0], 1)
+
+
+cnp.import_array()
 
 # The BLAS library the products call: FASTMLP_BLAS, else MKL where installed (fastmlp._blas).
 from . import _blas as _blas_choice
 _blas_choice.choose_from_environment(_use_gemm)
 from . import _validation as _validation_module
-_validation_module.small_scan = _small_scan
+_validation_module.small_scan, _validation_module.dense_xy = _small_scan, _dense_xy

@@ -18,7 +18,7 @@ from . import _backend, _persistence, _progress, _training
 from ._initializers import check_init, initial_params
 from ._spec import Network
 from ._typing import ArrayLike, Callback, Floats, Input, Labels, PathLike, Setting
-from ._validation import check_sample_weight, check_targets, check_X, float_dtype, integer
+from ._validation import check_sample_weight, check_targets, check_X, float_dtype, integer, ready_xy
 
 _Model = TypeVar("_Model", bound="MLP")
 
@@ -134,8 +134,7 @@ class MLP:
         return _own(check_X(X, self._net.sizes[0], self._dtype, finite=True))
 
     def _check_Xy(self, X, y):
-        X = self._check_X(X)
-        return X, _own(check_targets(y, X.shape[0], self._net.loss, self._net.sizes[-1], self._dtype))
+        return _checked_xy(self, X, y)
 
     # ------------------------------------------------------------------ training
 
@@ -273,6 +272,16 @@ class MLP:
 
     def __repr__(self) -> str:
         return f"MLP({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())}, backend={self._backend!r})"
+
+
+def _checked_xy(model, X, y):
+    """``MLP._check_Xy``: X and y as the model's own checked arrays (X, Y). Arrays that need
+    nothing done take one compiled check (``_validation.ready_xy``), the rest the full ones."""
+    ready = ready_xy(X, y, model._net, model._dtype)
+    if ready is not None:
+        return ready
+    X = model._check_X(X)
+    return X, _own(check_targets(y, X.shape[0], model._net.loss, model._net.sizes[-1], model._dtype))
 
 
 def _own(a):

@@ -21,7 +21,7 @@ from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
 from ._spec import BLAS_INT_MAX, Optimizer
 from ._threads import blas_threads
-from ._validation import choice, flag, integer, real
+from ._validation import all_finite, choice, flag, integer, real
 
 FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
 SCHEDULES = ("constant", "invscaling", "plateau")
@@ -358,8 +358,7 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
     trusted = job.checked and max(*net.sizes, job.batch_size) <= BLAS_INT_MAX and hasattr(impl, "_train")
     while left > 0 and state["go_on"]:
         opt.lr = schedule.rate(len(history))
-        losses = np.empty(chunk)
-        losses.fill(-np.inf)    # -inf: not run (a loss is never -inf)
+        losses = np.full(chunk, -np.inf)    # -inf: not run (a loss is never -inf)
         rng = run.rng if job.shuffle else None
         try:   # (overflow is caught below, as divergence)
             if trusted:
@@ -372,10 +371,10 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
         finally:
             opt.lr = schedule.base
             ran = losses if losses[-1] != -np.inf else losses[losses != -np.inf]   # (written in order)
-            finite = np.isfinite(ran)
-            if not np.logical_and.reduce(finite):   # (finite.all() goes through a Python wrapper)
-                run.diverged = len(history) + int(np.argmin(finite))
-                ran = ran[: int(np.argmin(finite))]
+            if not all_finite(ran):
+                first = int(np.argmin(np.isfinite(ran)))
+                run.diverged = len(history) + first
+                ran = ran[:first]
             history.extend(ran.tolist())
         if run.diverged is not None or len(ran) < chunk:
             break
