@@ -30,6 +30,7 @@ import scipy
 cimport cython
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cpython.ref cimport PyObject
 from libc.math cimport M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, isfinite, log, pow, sqrt, tanh, tanhf
 from libc.string cimport memcpy, memset
@@ -1960,7 +1961,7 @@ cdef class _Plan:
         self.net.sparse = &self.csr
 
 
-_PLANS = {}                      # (net, capacity, gather) -> its _Plan, for dense input
+_PLANS = {}                      # (id(net), capacity, gather) -> (net, its _Plan), dense input
 
 cdef enum:
     MAX_PLANS = 64               # kept at most (then the cache starts over)
@@ -1969,16 +1970,19 @@ cdef enum:
 cdef _Plan _plan(net, Py_ssize_t capacity, bint gather, csr):
     """``_Plan(net, capacity, gather, csr)``, made once for dense input and kept: a plan
     without CSR arrays is never written after it is made, so calls and threads share it
-    (a Network is frozen; equal networks have equal plans)."""
+    (a Network is frozen). Kept by the network object's identity, not its value: a
+    dataclass's hash and equality are Python functions, ~35 us each right after an idle
+    pause; the entry holds the network, so its id cannot be reused while it is kept."""
     if csr is not None:
         return _Plan(net, capacity, gather, csr)
-    key = (net, capacity, gather)
-    plan = _PLANS.get(key)
-    if plan is None:
-        plan = _Plan(net, capacity, gather)
-        if len(_PLANS) >= MAX_PLANS:
-            _PLANS.clear()
-        _PLANS[key] = plan
+    key = (id(net), capacity, gather)
+    entry = _PLANS.get(key)
+    if entry is not None and entry[0] is net:
+        return entry[1]
+    plan = _Plan(net, capacity, gather)
+    if len(_PLANS) >= MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = (net, plan)
     return plan
 
 
@@ -2286,6 +2290,17 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
     return total
 
 
+cdef floating* _work_buffer(Py_ssize_t size, const floating* witness) except NULL:
+    """`size` numbers of `_train_typed`'s scratch, from PyMem_RawMalloc (the caller frees
+    them): cheaper than an ndarray, most of all right after an idle pause."""
+    cdef floating* buffer = NULL
+    if 0 <= size and <size_t>size <= (<size_t>-1) // sizeof(floating):
+        buffer = <floating*>PyMem_RawMalloc(size * sizeof(floating))
+    if buffer == NULL:
+        raise MemoryError(f"no memory for the training loop's buffers ({size} numbers)")
+    return buffer
+
+
 cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X, csr,
                   const floating[:, ::1] Y, const floating[::1] w, double[::1] losses,
                   floating[:, ::1] state, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
@@ -2293,7 +2308,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                   int threads):
     cdef _Plan plan = _plan(net, batch_size, rng is not None, csr)
     cdef const Net* cnet = &plan.net
-    cdef Py_ssize_t n = Y.shape[0], e = 0, last, n_params = cnet.n_params
+    cdef Py_ssize_t n = Y.shape[0], e = 0, last, n_params = cnet.n_params, cur = -1
     cdef bint weighted = w is not None
     _check_fit(cnet, params.shape[0], cnet.size[0] if X is None else X.shape[1], Y.shape[1],
                (X is None or X.shape[0] == n) and (csr is None or csr[0].shape[0] == n + 1) and batch_size <= n
@@ -2301,11 +2316,9 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
     cdef const floating* Xp = NULL if X is None else &X[0, 0]
     threads = threads if csr is None else 1    # the threaded loop reads dense X only
     # one buffer: layers' work, gradient, 2 save points (6 * n_params), threads' packs
-    cdef floating[::1] work = np.empty(cnet.work_size + 7 * n_params + (threads - 1) * _pack_size(cnet),
-                                       _dtype(&params[0]))
-    cdef floating* grad = &work[0] + cnet.work_size
-    cdef floating* snaps = grad + n_params
-    cdef Py_ssize_t[::1] order = np.empty(n if rng is not None else 1, np.intp)
+    cdef Py_ssize_t work_size = cnet.work_size + 7 * n_params + (threads - 1) * _pack_size(cnet)
+    cdef floating *work, *grad, *snaps
+    cdef Py_ssize_t[::1] order = np.empty(n, np.intp) if rng is not None else None
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
     cdef const floating* w_ptr = &w[0] if weighted else NULL
     cdef Opt opt = _opt(optimizer)
@@ -2315,12 +2328,13 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
     cdef Par par
     cdef double loss
     cdef long steps[2]
-    cdef Py_ssize_t cur = -1
-    errors = []
+    errors = []     # (below, through `try`, nothing raises once the buffer is made)
     poll.every = poll.countdown = batches_per_poll
     poll.event, poll.errors, poll.stopped = <PyObject*>stop if stop is not None else NULL, <PyObject*>errors, False
-    _par_init(&par, cnet, &opt, &poll, threads, n, batch_size, &params[0], Xp, &Y[0, 0], w_ptr,
-              order_ptr, &work[0], &state[0, 0])
+    work = _work_buffer(work_size, &params[0])
+    grad, snaps = work + cnet.work_size, work + cnet.work_size + n_params
+    _par_init(&par, cnet, &opt, &poll, threads, n, batch_size, &params[0], Xp, &Y[0, 0], w_ptr, order_ptr, work,
+              &state[0, 0])
     try:
         while e < epochs:
             if stop is not None and stop.is_set():
@@ -2330,7 +2344,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
             last = min(epochs, e + epochs_per_check)
             with nogil:
                 if tiny and par.threads == 1:   # the same loop, its steps and save points in one function
-                    e = _tiny_epochs(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], snaps,
+                    e = _tiny_epochs(cnet, &opt, &params[0], Xp, &Y[0, 0], n, work, snaps,
                                      steps, &losses[0], e, last, &cur, &poll)
                 else:
                     while e < last:
@@ -2340,10 +2354,10 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                         if par.threads > 1 and _epoch_threads(&par, &params[0]) == 0:
                             loss = par.result
                         elif small:
-                            loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, &work[0], &poll)
+                            loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, work, &poll)
                         else:
                             loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
-                                          batch_size, order_ptr, &work[0], grad, &state[0, 0],
+                                          batch_size, order_ptr, work, grad, &state[0, 0],
                                           &state[1, 0], &poll)
                         if poll.stopped:
                             break          # after a whole step; this epoch's loss is not written
@@ -2365,6 +2379,7 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
         if cur >= 0 and ((cur < e and not isfinite(losses[cur])) or not _all_finite(&params[0], n_params)):
             _roll_back(&losses[0], cur, e, &params[0], &state[0, 0], snaps, steps, &opt, n_params,
                        not opt.fused)
+        PyMem_RawFree(work)
         optimizer.t = opt.t
 
 
