@@ -209,6 +209,8 @@ def xor_job(repeats, pause_rounds, pause):
         r = job.median(nname) / t_full
         job.goal("fastmlp >= 1.2x faster than the numba loop", f"numba/fastmlp = {r:.2f}x", r >= 1.2)
         pf, pn = paused
+        job.lines.append(f"the pause's cost (median after the pause - median warm): fastmlp "
+                         f"{ms(job.median(pf) - t_full):.3f} ms, numba {ms(job.median(pn) - job.median(nname)):.3f} ms")
         r = job.median(pn) / job.median(pf)
         job.goal(f"the same right after a {pause:g} s idle pause", f"numba/fastmlp = {r:.2f}x (medians of {pause_rounds})",
                  r >= 1.2)
