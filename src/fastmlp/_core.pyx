@@ -1317,8 +1317,7 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
             for r in range(m):
                 src = order[start + r]
                 if X != NULL:
-                    for j in range(n_in):
-                        xb[r * n_in + j] = X[src * n_in + j]
+                    memcpy(xb + r * n_in, X + src * n_in, n_in * sizeof(floating))
                 for j in range(k):
                     yb[r * k + j] = Y[src * k + j]
                 if w != NULL:
