@@ -361,10 +361,11 @@ def test_the_compiled_data_check_answers_as_the_full_checks(monkeypatch, dtype, 
     values = [0.0, 1.0, 0.5, -1.0, 2.0, np.nan, np.inf]
     outcomes = []
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=150, deadline=None, derandomize=True)     # (the counts below: fixed)
     @given(st.integers(0, 4), st.sampled_from([3, 3, 3, 2, 4]), st.sampled_from(["C", "C", "C", "F", "strided", "list", "matrix",
                                                                   "big-endian"]),
-           st.sampled_from([dtype, dtype, np.float32, np.float64, np.int64]), st.booleans(), st.booleans(),
+           st.sampled_from([dtype, dtype, np.float32, np.float64, np.int64]), st.booleans(),
+           st.sampled_from([True, True, False]),
            st.lists(st.sampled_from(values), min_size=32, max_size=32), st.sampled_from([1, 1, 1, 0, 2]))
     def check(n, n_features, layout, data_dtype, y_1d, clean, pool, y_outputs_shift):
         pool = np.array(pool)
@@ -397,7 +398,7 @@ def test_the_compiled_data_check_answers_as_the_full_checks(monkeypatch, dtype, 
                 np.testing.assert_array_equal(a, b)
 
     check()
-    assert outcomes.count("ok") >= 5 and outcomes.count("raised") >= 5    # both answers were compared
+    assert outcomes.count("ok") >= 20 and outcomes.count("raised") >= 20    # both answers compared often
     # the caller reshaping its own arrays afterwards changes nothing in the model's
     X, y = np.zeros((4, 3), dtype), np.zeros(4 * n_out, dtype).reshape(4, n_out)
     if loss == "cross_entropy":
