@@ -942,9 +942,11 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
     cdef floating* D
     cdef floating slope = <floating>net.slope
     cdef bint bias_done = False, prev_done = False
+    cdef Py_ssize_t pack_size
     if _is_small(net, m):
         _backward_small(net, params, X, m, work, target, alpha, beta_w, beta_b)
         return
+    pack_size = _pack_size(net)
     for l in range(net.n_layers - 1, -1, -1):
         n_in, n_out = net.size[l], net.size[l + 1]
         D = work + net.d_off[l]
@@ -954,7 +956,7 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
             prev_done = _backprop_dense(m, n_out, n_in, D, params + net.w_off[l],
                                         work + net.d_off[l - 1], work + net.z_off[l - 1],
                                         work + net.a_off[l - 1], net.act[l - 1], slope,
-                                        work + net.pk_off, _pack_size(net),
+                                        work + net.pk_off, pack_size,
                                         target + net.b_off[l - 1], alpha, beta_b)
         if l == 0 and net.sparse != NULL:
             _sparse_tn(m, n_out, n_in, alpha, net.sparse, D, beta_w, target + net.w_off[0])
@@ -2476,15 +2478,13 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
 
 
 cdef int _scan(const floating* a, Py_ssize_t size, bint labels) noexcept nogil:
-    """1 if every element is finite (labels: 0 or 1), else 0."""
+    """1 if every element is finite (`_all_finite`; labels: 0 or 1), else 0."""
     cdef Py_ssize_t i
     cdef bint ok = True
-    if labels:
-        for i in range(size):
-            ok = ok & ((a[i] == 0) | (a[i] == 1))
-    else:
-        for i in range(size):
-            ok = ok & (a[i] - a[i] == 0)      # inf - inf and NaN - NaN are NaN
+    if not labels:
+        return _all_finite(a, size)
+    for i in range(size):
+        ok = ok & ((a[i] == 0) | (a[i] == 1))
     return ok
 
 
