@@ -28,7 +28,7 @@ import fastmlp
 from fastmlp._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS
 from fastmlp._spec import Network, Optimizer
 
-from _support import BACKENDS, assert_close, backend_module
+from _support import BACKENDS, DTYPES, assert_close, backend_module
 
 SENTINEL = -7.0           # losses[e] never written stays this
 HUGE = {np.dtype(np.float32): 1e30, np.dtype(np.float64): 1e200}   # their squares overflow
@@ -56,8 +56,10 @@ def _train(backend, net, params, X, Y, optimizer, *, epochs, batch_size, callbac
         return True if callback is None else callback(epoch, loss)
 
     with np.errstate(all="ignore"):
-        backend_module(backend).train(net, params, X, Y, optimizer=optimizer, state=state, losses=losses,
-                                      epochs=epochs, batch_size=batch_size, callback=watch, **kw)
+        count = backend_module(backend).train(net, params, X, Y, optimizer=optimizer, state=state, losses=losses,
+                                              epochs=epochs, batch_size=batch_size, callback=watch, **kw)
+    written = losses != SENTINEL      # (NaN for an epoch rolled back)
+    assert count == written.sum() and written[:count].all(), f"train returned {count}; losses {losses}"
     return params, state, losses, seen
 
 
@@ -387,6 +389,44 @@ def test_the_unchecked_training_loop_refuses_any_caller_but_fit(backend):
             backend_module(backend)._train(token, net, params, X, Y, None, Optimizer(), state, losses, 2, 4,
                                            None, None, None, 1)
     assert (params == 1).all() and (state == 0).all() and (losses == -np.inf).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", ["X None", "Y list", "Y float32/64", "params read-only", "state 1-d",
+                                 "losses float32", "X Fortran", "w wrong length", "batch 0"])
+def test_the_compiled_loop_guards_its_arrays(dtype, bad):
+    """Even with the token, the compiled loop reads its arrays through NumPy's C API only
+    after checking their type, dtype, dimensions, layout, writeability and extents: a
+    wrong one raises (TypeError or ValueError) instead of being read, and nothing is written."""
+    from fastmlp import _core, _training
+
+    net = Network((2, 3, 1))
+    P, other = net.param_count(), np.float32 if dtype == np.float64 else np.float64
+    args = dict(params=np.ones(P, dtype), X=np.zeros((4, 2), dtype), Y=np.zeros((4, 1), dtype), w=None,
+                state=np.zeros((2, P), dtype), losses=np.full(2, -np.inf), batch=4)
+    if bad == "X None":
+        args["X"] = None
+    elif bad == "Y list":
+        args["Y"] = [[0.0]] * 4
+    elif bad == "Y float32/64":
+        args["Y"] = args["Y"].astype(other)
+    elif bad == "params read-only":
+        args["params"].flags.writeable = False
+    elif bad == "state 1-d":
+        args["state"] = np.zeros(2 * P, dtype)
+    elif bad == "losses float32":
+        args["losses"] = np.full(2, -np.inf, np.float32)
+    elif bad == "X Fortran":
+        args["X"] = np.asfortranarray(np.zeros((4, 2), dtype))
+    elif bad == "w wrong length":
+        args["w"] = np.ones(3, dtype)
+    else:
+        args["batch"] = 0
+    a = args
+    with pytest.raises((TypeError, ValueError)):
+        _core._train(_training.CHECKED, net, a["params"], a["X"], a["Y"], a["w"], Optimizer(), a["state"],
+                     a["losses"], 2, a["batch"], None, None, None, 1)
+    assert (a["params"] == 1).all() and (a["state"] == 0).all() and (a["losses"] == -np.inf).all()
 
 
 class _ReshapingLabels:

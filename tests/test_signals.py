@@ -183,8 +183,10 @@ def _long_job(dtype, rows=20_000):
 
 def _train(backend, net, params, X, Y, optimizer, epochs, **kw):
     losses = np.full(epochs, -7.0)
-    backend_module(backend).train(net, params, X, Y, optimizer=optimizer, state=np.zeros((2, len(params)), params.dtype),
-                                  losses=losses, epochs=epochs, batch_size=BATCH, **kw)
+    count = backend_module(backend).train(net, params, X, Y, optimizer=optimizer,
+                                          state=np.zeros((2, len(params)), params.dtype), losses=losses,
+                                          epochs=epochs, batch_size=BATCH, **kw)
+    assert (losses[:count] != -7.0).all() and (losses[count:] == -7.0).all(), (count, losses)  # returns: written
     return losses
 
 

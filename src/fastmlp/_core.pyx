@@ -1593,6 +1593,14 @@ cdef void _epoch_par(Par* par, int t, floating* witness) noexcept nogil:
             par.result = total / total_weight if total_weight > 0 else 0
 
 
+cdef Py_ssize_t _weight_count(const Net* net) noexcept nogil:
+    """The weights of `net` (its biases left out): multiply-adds per row and pass."""
+    cdef Py_ssize_t i, weights = 0
+    for i in range(net.n_layers):
+        weights += net.size[i] * net.size[i + 1]
+    return weights
+
+
 cdef inline Py_ssize_t _pack_size(const Net* net) noexcept nogil:
     """Elements of one pack buffer (`_backprop_dense`'s scratch) for `net`."""
     cdef Py_ssize_t l, widest = 0
@@ -1963,6 +1971,7 @@ cdef class _Plan:
 
 
 _PLANS = {}                      # (id(net), capacity, gather) -> (net, its _Plan), dense input
+cdef tuple _last_plan = None       # (net, capacity, gather, plan) of the last lookup: no key to hash
 
 cdef enum:
     MAX_PLANS = 64               # kept at most (then the cache starts over)
@@ -1974,16 +1983,22 @@ cdef _Plan _plan(net, Py_ssize_t capacity, bint gather, csr):
     (a Network is frozen). Kept by the network object's identity, not its value: a
     dataclass's hash and equality are Python functions, ~35 us each right after an idle
     pause; the entry holds the network, so its id cannot be reused while it is kept."""
+    global _last_plan
     if csr is not None:
         return _Plan(net, capacity, gather, csr)
+    last = _last_plan       # (one read: another thread may replace it meanwhile)
+    if last is not None and last[0] is net and last[1] == capacity and last[2] == gather:
+        return last[3]
     key = (id(net), capacity, gather)
     entry = _PLANS.get(key)
     if entry is not None and entry[0] is net:
-        return entry[1]
-    plan = _Plan(net, capacity, gather)
-    if len(_PLANS) >= MAX_PLANS:
-        _PLANS.clear()
-    _PLANS[key] = (net, plan)
+        plan = entry[1]
+    else:
+        plan = _Plan(net, capacity, gather)
+        if len(_PLANS) >= MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = (net, plan)
+    _last_plan = (net, capacity, gather, plan)
     return plan
 
 
@@ -2302,40 +2317,104 @@ cdef floating* _work_buffer(Py_ssize_t size, const floating* witness) except NUL
     return buffer
 
 
-cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X, csr,
-                  const floating[:, ::1] Y, const floating[::1] w, double[::1] losses,
-                  floating[:, ::1] state, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
-                  callback, stop, Py_ssize_t epochs_per_check, Py_ssize_t batches_per_poll,
-                  int threads):
+cdef char* _array_data(a, int typenum, int ndim, bint write, Py_ssize_t* shape, str name) except NULL:
+    """The data of `a` for the training loop, its extents written to shape[:ndim]: an
+    ndarray of `typenum` with `ndim` dimensions in C order, aligned, in native byte order
+    (and writeable with `write`), else TypeError or ValueError. The arrays were checked
+    before (``_spec.train_args``, a model's fit); this is the loop's own guard. Read through
+    NumPy's C API, not as typed memoryviews, whose buffer requests cost ~30 us for a fit's
+    six arrays right after an idle pause."""
+    cdef cnp.ndarray arr
+    cdef int i
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    arr = <cnp.ndarray>a
+    if (cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != ndim or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            or not cnp.PyArray_ISALIGNED(arr) or not cnp.PyArray_ISNOTSWAPPED(arr)
+            or (write and not cnp.PyArray_ISWRITEABLE(arr))):
+        raise ValueError(f"{name} must be a{' writeable' if write else 'n'} aligned C-ordered {ndim}-d array "
+                         f"of {cnp.PyArray_DescrFromType(typenum)}, got {a.dtype} of shape {a.shape}")
+    for i in range(ndim):
+        shape[i] = cnp.PyArray_DIM(arr, i)
+    return <char*>cnp.PyArray_DATA(arr)
+
+
+cdef Py_ssize_t _per_check(double flops) noexcept nogil:
+    """How many units of work costing `flops` each make FLOPS_PER_GIL_CHECK (at least 1)."""
+    if flops >= FLOPS_PER_GIL_CHECK:
+        return 1
+    return FLOPS_PER_GIL_CHECK // max(<Py_ssize_t>flops, 1)
+
+
+cdef Py_ssize_t _loop_arrays(const Net* net, int kind, params, X, csr, Y, w, losses, state, Py_ssize_t epochs,
+                             Py_ssize_t batch_size, char** data) except -1:
+    """data[:6] = the data of params, X (NULL when None: CSR input), Y, w (NULL when None),
+    losses and state for `_train_typed`, each checked by `_array_data` (dtype `kind`, losses
+    float64) and their extents checked against `net`, the batch size and the epochs.
+    Returns the number of rows."""
+    cdef Py_ssize_t p[1]
+    cdef Py_ssize_t x[2]
+    cdef Py_ssize_t y[2]
+    cdef Py_ssize_t v[1]
+    cdef Py_ssize_t l[1]
+    cdef Py_ssize_t st[2]
+    data[0] = _array_data(params, kind, 1, True, p, "params")
+    data[1] = NULL if X is None else _array_data(X, kind, 2, False, x, "X")
+    data[2] = _array_data(Y, kind, 2, False, y, "Y")
+    data[3] = NULL if w is None else _array_data(w, kind, 1, False, v, "sample_weight")
+    data[4] = _array_data(losses, cnp.NPY_DOUBLE, 1, True, l, "losses")
+    data[5] = _array_data(state, kind, 2, True, st, "state")
+    cdef Py_ssize_t n = y[0]
+    _check_fit(net, p[0], net.size[0] if X is None else x[1], y[1],
+                      (x[0] == n if X is not None else csr is not None and csr[0].shape[0] == n + 1)
+                      and 1 <= batch_size <= n and st[0] == 2 and st[1] == net.n_params and l[0] >= epochs
+                      and (w is None or v[0] == n))
+    return n
+
+
+cdef Py_ssize_t _polls(const Net* net, Py_ssize_t batch_size, Py_ssize_t n, bint every_epoch,
+                       Poll* poll) noexcept nogil:
+    """The GIL is taken back about once per FLOPS_PER_GIL_CHECK flops: sets poll's count of
+    batches between checks inside an epoch, and returns the epochs between checks (1 with
+    `every_epoch`)."""
+    cdef double batch_flops = 6.0 * <double>batch_size * <double>_weight_count(net)
+    poll.every = poll.countdown = _per_check(batch_flops)
+    return 1 if every_epoch else _per_check(batch_flops * <double>(-(-n // batch_size)))
+
+
+cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in, X_in, csr, Y_in,
+                             w_in, losses_in, state_in, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
+                             callback, stop, int threads) except -1:
     cdef _Plan plan = _plan(net, batch_size, rng is not None, csr)
     cdef const Net* cnet = &plan.net
-    cdef Py_ssize_t n = Y.shape[0], e = 0, last, n_params = cnet.n_params, cur = -1
-    cdef bint weighted = w is not None
-    _check_fit(cnet, params.shape[0], cnet.size[0] if X is None else X.shape[1], Y.shape[1],
-               (X is None or X.shape[0] == n) and (csr is None or csr[0].shape[0] == n + 1) and batch_size <= n
-               and state.shape[1] == n_params and losses.shape[0] >= epochs and (not weighted or w.shape[0] == n))
-    cdef const floating* Xp = NULL if X is None else &X[0, 0]
+    cdef char* data[6]
+    cdef Py_ssize_t n = _loop_arrays(cnet, cnp.NPY_FLOAT if floating is float else cnp.NPY_DOUBLE, params_in, X_in,
+                                     csr, Y_in, w_in, losses_in, state_in, epochs, batch_size, data)
+    cdef floating* params = <floating*>data[0]
+    cdef const floating* Xp = <const floating*>data[1]
+    cdef const floating* Y = <const floating*>data[2]
+    cdef const floating* w_ptr = <const floating*>data[3]
+    cdef double* losses = <double*>data[4]
+    cdef floating* state = <floating*>data[5]
+    cdef Py_ssize_t e = 0, last, n_params = cnet.n_params, cur = -1
+    cdef Poll poll
+    cdef Py_ssize_t epochs_per_check = _polls(cnet, batch_size, n, rng is not None or callback is not None, &poll)
     threads = threads if csr is None else 1    # the threaded loop reads dense X only
-    # one buffer: layers' work, gradient, 2 save points (6 * n_params), threads' packs
-    cdef Py_ssize_t work_size = cnet.work_size + 7 * n_params + (threads - 1) * _pack_size(cnet)
     cdef floating *work, *grad, *snaps
     cdef Py_ssize_t[::1] order = np.empty(n, np.intp) if rng is not None else None
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
-    cdef const floating* w_ptr = &w[0] if weighted else NULL
     cdef Opt opt = _opt(optimizer)
-    cdef bint small = opt.fused and rng is None and not weighted and batch_size == n and _is_small(cnet, n)
+    cdef bint small = opt.fused and rng is None and w_ptr == NULL and batch_size == n and _is_small(cnet, n)
     cdef bint tiny = small and _is_tiny(cnet)
-    cdef Poll poll
     cdef Par par
     cdef double loss
     cdef long steps[2]
     errors = []     # (below, through `try`, nothing raises once the buffer is made)
-    poll.every = poll.countdown = batches_per_poll
     poll.event, poll.errors, poll.stopped = <PyObject*>stop if stop is not None else NULL, <PyObject*>errors, False
-    work = _work_buffer(work_size, &params[0])
+    # one buffer: layers' work, gradient, 2 save points (6 * n_params), threads' packs
+    work = _work_buffer(cnet.work_size + 7 * n_params + (threads - 1) * _pack_size(cnet), params)
     grad, snaps = work + cnet.work_size, work + cnet.work_size + n_params
-    _par_init(&par, cnet, &opt, &poll, threads, n, batch_size, &params[0], Xp, &Y[0, 0], w_ptr, order_ptr, work,
-              &state[0, 0])
+    _par_init(&par, cnet, &opt, &poll, threads, n, batch_size, params, Xp, Y, w_ptr, order_ptr, work, state)
     try:
         while e < epochs:
             if stop is not None and stop.is_set():
@@ -2345,21 +2424,21 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
             last = min(epochs, e + epochs_per_check)
             with nogil:
                 if tiny and par.threads == 1:   # the same loop, its steps and save points in one function
-                    e = _tiny_epochs(cnet, &opt, &params[0], Xp, &Y[0, 0], n, work, snaps,
-                                     steps, &losses[0], e, last, &cur, &poll)
+                    e = _tiny_epochs(cnet, &opt, params, Xp, Y, n, work, snaps,
+                                     steps, losses, e, last, &cur, &poll)
                 else:
                     while e < last:
                         cur, steps[e % 2] = e, opt.t
-                        _save_point(&snaps[(e % 2) * 3 * n_params], &params[0], &state[0, 0], n_params,
+                        _save_point(&snaps[(e % 2) * 3 * n_params], params, state, n_params,
                                     not opt.fused)
-                        if par.threads > 1 and _epoch_threads(&par, &params[0]) == 0:
+                        if par.threads > 1 and _epoch_threads(&par, params) == 0:
                             loss = par.result
                         elif small:
-                            loss = _epoch_small(cnet, &opt, &params[0], Xp, &Y[0, 0], n, work, &poll)
+                            loss = _epoch_small(cnet, &opt, params, Xp, Y, n, work, &poll)
                         else:
-                            loss = _epoch(cnet, &opt, n_params, &params[0], Xp, &Y[0, 0], w_ptr, n,
-                                          batch_size, order_ptr, work, grad, &state[0, 0],
-                                          &state[1, 0], &poll)
+                            loss = _epoch(cnet, &opt, n_params, params, Xp, Y, w_ptr, n,
+                                          batch_size, order_ptr, work, grad, state,
+                                          state + n_params, &poll)
                         if poll.stopped:
                             break          # after a whole step; this epoch's loss is not written
                         losses[e] = loss
@@ -2377,11 +2456,12 @@ cdef _train_typed(net, optimizer, floating[::1] params, const floating[:, ::1] X
                 if e < epochs:
                     opt.lr = next_lr(optimizer)    # the callback may have set the next epoch's rate
     finally:
-        if cur >= 0 and ((cur < e and not isfinite(losses[cur])) or not _all_finite(&params[0], n_params)):
-            _roll_back(&losses[0], cur, e, &params[0], &state[0, 0], snaps, steps, &opt, n_params,
+        if cur >= 0 and ((cur < e and not isfinite(losses[cur])) or not _all_finite(params, n_params)):
+            _roll_back(losses, cur, e, params, state, snaps, steps, &opt, n_params,
                        not opt.fused)
         PyMem_RawFree(work)
         optimizer.t = opt.t
+    return e
 
 
 @cython.boundscheck(True)      # net may be anything here: net.sizes[0] of () raises, not reads
@@ -2430,7 +2510,7 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     sample_weight (n,), each batch's loss is its weighted mean and epochs weigh batches by
     total weight. callback(epoch, loss), if given, runs after every epoch; it may change
     ``optimizer.lr`` for the next epoch, and returning False stops training (later losses
-    stay untouched).
+    stay untouched). Returns how many epochs' losses were written: losses[:count].
 
     Training ends early, params and state whole, in three cases. A batch loss that is not
     finite: its step is not taken, losses[e] = that loss and train returns (no callback for
@@ -2453,28 +2533,28 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
                                              batch_size, rng, sample_weight, callback, stop, threads)
-    _train(_CHECKED, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop,
-           threads)
+    return _train(_CHECKED, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback,
+                  stop, threads)
 
 
 def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop, threads):
-    """`train` on arguments as ``_spec.train_args`` returns them, unchecked: for `train`, and
-    for ``_training``'s runs of a model's fit, whose arguments that fit checked. `token` must
-    be ``_training.CHECKED``, which only they hold."""
+    """`train` on arguments as ``_spec.train_args`` returns them, unchecked but for the
+    arrays' types, dtypes, layouts and extents: for `train`, and for ``_training``'s runs of
+    a model's fit, whose arguments that fit checked. `token` must be ``_training.CHECKED``,
+    which only they hold. Returns how many epochs' losses it wrote (see `train`)."""
     if token is not _CHECKED:
         raise TypeError("_train is fastmlp's own; call train")
-    n = Y.shape[0]
-    X, csr = _dense_or_csr(X, net, params.dtype)
-    batch_flops = 6 * batch_size * net.weight_count()
-    per_poll = max(1, FLOPS_PER_GIL_CHECK // max(batch_flops, 1))
-    per_check = 1 if rng is not None or callback is not None else max(
-        1, FLOPS_PER_GIL_CHECK // max(batch_flops * (-(-n // batch_size)), 1))
-    if params.dtype == np.float32:
-        _train_typed[float](net, optimizer, params, X, csr, Y, w, losses, state, epochs, batch_size,
-                            rng, callback, stop, per_check, per_poll, threads)
-    else:
-        _train_typed[double](net, optimizer, params, X, csr, Y, w, losses, state, epochs, batch_size,
-                             rng, callback, stop, per_check, per_poll, threads)
+    cdef bint single = cnp.PyArray_Check(params) and cnp.PyArray_TYPE(<cnp.ndarray>params) == cnp.NPY_FLOAT
+    csr = None
+    if not cnp.PyArray_Check(X):     # sparse: its checked CSR arrays
+        if X is None:
+            raise TypeError("X must be an array or a sparse matrix, got None")
+        X, csr = _dense_or_csr(X, net, np.float32 if single else np.float64)
+    if single:
+        return _train_typed[float](<const float*>NULL, net, optimizer, params, X, csr, Y, w, losses, state, epochs,
+                            batch_size, rng, callback, stop, threads)
+    return _train_typed[double](<const double*>NULL, net, optimizer, params, X, csr, Y, w, losses, state, epochs,
+                        batch_size, rng, callback, stop, threads)
 
 
 cdef int _scan(const floating* a, Py_ssize_t size, bint labels) noexcept nogil:

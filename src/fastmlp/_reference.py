@@ -398,7 +398,7 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     sample_weight (n,), each batch's loss is its weighted mean and epochs weigh batches by
     total weight. callback(epoch, loss), if given, runs after every epoch; it may change
     ``optimizer.lr`` for the next epoch, and returning False stops training (later losses
-    stay untouched).
+    stay untouched). Returns how many epochs' losses were written: losses[:count].
 
     Training ends early, params and state whole, in three cases. A batch loss that is not
     finite: its step is not taken, losses[e] = that loss and train returns (no callback for
@@ -412,14 +412,14 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
                                              batch_size, rng, sample_weight, callback, stop, threads)
-    _train(_CHECKED, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop,
-           threads)
+    return _train(_CHECKED, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback,
+                  stop, threads)
 
 
 def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop, threads):
     """`train` on arguments as ``_spec.train_args`` returns them, unchecked: for `train`, and
     for ``_training``'s runs of a model's fit, whose arguments that fit checked. `token` must
-    be ``_training.CHECKED``, which only they hold."""
+    be ``_training.CHECKED``, which only they hold. Returns how many epochs' losses it wrote."""
     if token is not _CHECKED:
         raise TypeError("_train is fastmlp's own; call train")
     work, grad = _Work(net), np.empty_like(params)
@@ -428,22 +428,23 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
         with np.errstate(all="ignore"):    # an overflow is a divergence, handled here
             for epoch in range(epochs):
                 if stop is not None and stop.is_set():
-                    return
+                    return written
                 # each epoch's order depends only on the stream, not on the last
                 order = None if rng is None else shuffled(rng, X.shape[0])
                 cur, steps[epoch % 2] = epoch, optimizer.t
                 _save_point(snaps[epoch % 2], params, state, not optimizer.fused)
                 loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
                 if loss is None:
-                    return
+                    return written
                 losses[epoch], written = loss, epoch + 1
                 if not math.isfinite(loss) or (callback is not None and not callback(epoch, losses[epoch])):
-                    return
+                    return written
                 if epoch + 1 < epochs:
                     next_lr(optimizer)      # the callback may have set the next epoch's rate
     finally:
         if cur >= 0 and ((cur < written and not math.isfinite(losses[cur])) or not np.isfinite(params).all()):
             _roll_back(losses, cur, written, params, state, snaps, steps, optimizer, not optimizer.fused)
+    return written
 
 
 def _save_point(snap, params, state, with_state):
