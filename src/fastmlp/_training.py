@@ -181,7 +181,7 @@ def checked_optimizer(*hyperparameters):
     The values of recent fits are checked once (an LRU cache that tells types apart: True
     from 1, 1 from 1.0); unhashable values are checked afresh, and refused."""
     try:
-        return copy.copy(_optimizer(*hyperparameters))
+        return _optimizer(*hyperparameters).__copy__()
     except TypeError:
         return _optimizer.__wrapped__(*hyperparameters)
 
@@ -245,7 +245,8 @@ def make_runs(job, previous, seed, initial_params, current_params):
     else:
         params = current_params.copy() if job.warm_start else initial_params(seed)
         history = previous.history if job.warm_start and previous is not None else None
-        run = Run(params, copy.copy(job.optimizer), None, history)
+        # job.optimizer is this fit's own (fit_job's copy): run 0 takes it, restarts copies
+        run = Run(params, job.optimizer if n == 1 else copy.copy(job.optimizer), None, history)
     if job.shuffle and run.rng is None:
         run.rng = np.random.default_rng(streams[0])
     return [run] + [
@@ -304,7 +305,7 @@ def train_run(impl, net, run, job, stop=None, restart=0):
     """Advance `run` (restart number `restart`) by up to job.epochs epochs (iterations for
     L-BFGS); `stop`, a threading.Event, ends it after the current epoch when set."""
     monitor = Monitor(job.early_stopping, job.patience, job.tol)
-    lbfgs = run.optimizer == "lbfgs"
+    lbfgs = isinstance(run.optimizer, str)      # "lbfgs", else an Optimizer
     schedule = None if lbfgs else Schedule(job.schedule, run.optimizer.lr, job.power_t)
     epochs = [len(run.history["loss"])]    # the next epoch's number, counted over warm starts
 
@@ -322,7 +323,7 @@ def train_run(impl, net, run, job, stop=None, restart=0):
             schedule.observe(improved)
         return go_on and not monitor.exhausted and not (stop is not None and stop.is_set())
 
-    if run.optimizer == "lbfgs":
+    if lbfgs:
         _lbfgs(impl, net, run, job, watch)
     else:
         _epochs(impl, net, run, job, schedule, watch, stop)
@@ -358,19 +359,23 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
     trusted = job.checked and max(*net.sizes, job.batch_size) <= BLAS_INT_MAX and hasattr(impl, "_train")
     while left > 0 and state["go_on"]:
         opt.lr = schedule.rate(len(history))
-        losses = np.full(chunk, -np.inf)    # -inf: not run (a loss is never -inf)
+        losses = np.empty(chunk)
+        losses.fill(-np.inf)    # -inf: not run (a loss is never -inf); read only if train raises
         rng = run.rng if job.shuffle else None
+        written = None
         try:   # (overflow is caught below, as divergence)
             if trusted:
-                impl._train(CHECKED, net, run.params, job.X, job.Y, job.w, opt, run.state, losses, chunk, job.batch_size,
-                            rng, callback, stop, threads)
+                written = impl._train(CHECKED, net, run.params, job.X, job.Y, job.w, opt, run.state, losses, chunk,
+                                      job.batch_size, rng, callback, stop, threads)
             else:
-                impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
-                           epochs=chunk, batch_size=job.batch_size, rng=rng, sample_weight=job.w,
-                           callback=callback, stop=stop, threads=threads)
+                written = impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
+                                     epochs=chunk, batch_size=job.batch_size, rng=rng, sample_weight=job.w,
+                                     callback=callback, stop=stop, threads=threads)
         finally:
             opt.lr = schedule.base
-            ran = losses if losses[-1] != -np.inf else losses[losses != -np.inf]   # (written in order)
+            if written is None:    # raised (Ctrl-C): the losses written come first, in order
+                written = chunk - int(np.count_nonzero(losses == -np.inf))
+            ran = losses[:written]
             if not all_finite(ran):
                 first = int(np.argmin(np.isfinite(ran)))
                 run.diverged = len(history) + first
