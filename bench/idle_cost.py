@@ -65,7 +65,8 @@ def main():
     for _ in range(rounds):
         for name, fn in pieces.items():
             times[name].append(jj.after_pause(fn, pause))
-    print(f"each call right after {pause:g} s idle; median (min-max) of {rounds} rounds, microseconds")
+    print(f"fastmlp from {os.path.dirname(fastmlp.__file__)}; each call right after {pause:g} s idle; "
+          f"median (min-max) of {rounds} rounds, microseconds")
     for name, values in times.items():
         v = np.array(values) * 1e6
         print(f"  {name:20s} {np.median(v):7.0f}  ({v.min():.0f}-{v.max():.0f})")
