@@ -2366,9 +2366,9 @@ cdef Py_ssize_t _loop_arrays(const Net* net, int kind, params, X, csr, Y, w, los
     data[5] = _array_data(state, kind, 2, True, st, "state")
     cdef Py_ssize_t n = y[0]
     _check_fit(net, p[0], net.size[0] if X is None else x[1], y[1],
-                      (x[0] == n if X is not None else csr is not None and csr[0].shape[0] == n + 1)
-                      and 1 <= batch_size <= n and st[0] == 2 and st[1] == net.n_params and l[0] >= epochs
-                      and (w is None or v[0] == n))
+               (x[0] == n if X is not None else csr is not None and csr[0].shape[0] == n + 1)
+               and 1 <= batch_size <= n and st[0] == 2 and st[1] == net.n_params and l[0] >= epochs
+               and (w is None or v[0] == n))
     return n
 
 
