@@ -310,3 +310,98 @@ def test_backend_callback_sets_lr_and_stops(backend):
         np.testing.assert_allclose(net.params_, manual.params_, rtol=1e-12)
         results[name] = net.params_
     np.testing.assert_allclose(results["cython"], results["numpy"], rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- fit's short path
+# A fit whose options after `shuffle` are all their defaults' very objects goes through
+# _training.plain_run; any other value, even an equal one (tol=float("1e-4")), through the
+# general path. Both must leave the same model behind.
+
+_GENERAL = {"tol": float("1e-4")}     # equal to the default, not the same object: the general path
+
+
+def _state(model):
+    run = model._run
+    return (model.params_.copy(), list(model.history_["loss"]), model.n_iter_,
+            None if run is None else (run.optimizer.hyperparameters(), run.optimizer.t, run.state.copy(),
+                                      run.rng is None, list(run.history["loss"])))
+
+
+def _assert_same_state(a, b):
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1:3] == b[1:3]
+    if a[3] is None or b[3] is None:
+        assert a[3] is b[3] is None
+        return
+    assert a[3][0] == b[3][0] and a[3][1] == b[3][1] and a[3][3] == b[3][3] and a[3][4] == b[3][4]
+    np.testing.assert_array_equal(a[3][2], b[3][2])
+
+
+@pytest.mark.parametrize("n, options", [
+    (4, dict(epochs=50, lr=0.1)),                               # XOR-sized: one full batch
+    (40, dict(epochs=7, lr=0.05, batch_size=8, shuffle=False)),
+    (40, dict(epochs=3, lr=0.05, batch_size=None)),
+    (40, dict(epochs=0)),
+    (40, dict(epochs=5, batch_size=100)),                       # capped at n: one batch, shuffle moot
+    (300, dict(epochs=2, lr=0.05)),                             # "auto" batch 200 < n, shuffled: general path
+])
+def test_the_short_fit_path_leaves_the_same_model(backend, dtype, n, options):
+    X, y = make_data(n, [3, 5, 1], seed=2, dtype=dtype)
+    models = [fastmlp.MLP([3, 5, 1], seed=5, dtype=dtype, backend=backend) for _ in range(2)]
+    models[0].fit(X, y, **options)
+    models[1].fit(X, y, **options, **_GENERAL)
+    _assert_same_state(_state(models[0]), _state(models[1]))
+
+
+def test_only_default_options_take_the_short_path(monkeypatch, backend):
+    from fastmlp import _model, _training
+
+    calls, plain_run = [], _training.plain_run
+    monkeypatch.setattr(_training, "plain_run", lambda *a: calls.append(1) or plain_run(*a))
+    X, y = make_data(20, [3, 5, 1], seed=2)
+    others = {   # each option: a valid value that is not its default's very object
+        "warm_start": np.False_, "optimizer": "".join(["sg", "d"]), "momentum": float("0.0"),
+        "nesterov": np.False_, "beta1": float("0.9"), "beta2": float("0.999"), "eps": float("1e-8"),
+        "lr_schedule": "".join(["const", "ant"]), "power_t": float("0.5"), "validation_data": (X, y),
+        "validation_fraction": 0.25, "early_stopping": np.False_, "patience": np.int64(10),
+        "tol": float("1e-4"), "n_restarts": np.int64(1), "sample_weight": np.ones(20),
+        "weight_decay": float("0.01"), "callback": lambda epoch, logs: None, "progress": np.False_,
+        "threads": "".join(["au", "to"]),
+    }
+    assert list(others) == [p.name for p in _model._FIT_PARAMETERS]    # every option of fit after shuffle
+    model = fastmlp.MLP([3, 5, 1], seed=5, backend=backend)
+    for name, value in others.items():
+        model.fit(X, y, epochs=2, **{name: value})
+        assert not calls, name
+    model.fit(X, y, epochs=2)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=-1), dict(epochs=1.5), dict(lr=0.0), dict(lr=float("nan")),
+                                 dict(batch_size=0), dict(batch_size="all"), dict(shuffle="yes"),
+                                 dict(epochs=-1, lr=0.0)])
+def test_the_short_fit_path_refuses_as_the_general_one(backend, bad):
+    X, y = make_data(20, [3, 5, 1], seed=2)
+    model = fastmlp.MLP([3, 5, 1], seed=5, backend=backend).fit(X, y, epochs=2)
+    before = _state(model)
+    errors = []
+    for extra in ({}, _GENERAL):
+        with pytest.raises((TypeError, ValueError)) as info:
+            model.fit(X, y, **bad, **extra)
+        errors.append((type(info.value), str(info.value)))
+        _assert_same_state(_state(model), before)
+    assert errors[0] == errors[1]
+
+
+def test_the_short_fit_path_diverges_as_the_general_one(backend):
+    X, y = make_data(20, [3, 5, 1], seed=2)
+    X = X * 1e3
+    states, messages = [], []
+    for extra in ({}, _GENERAL):
+        model = fastmlp.MLP([3, 5, 1], seed=5, loss="mse", output="identity", backend=backend)
+        with np.errstate(all="ignore"), pytest.raises(fastmlp.DivergenceError) as info:
+            model.fit(X, y, epochs=50, lr=1e3, shuffle=False, batch_size=5)
+        states.append(_state(model))
+        messages.append(str(info.value))
+    _assert_same_state(*states)
+    assert messages[0] == messages[1]

@@ -8,6 +8,7 @@ orchestration in ``_training``, files in ``_persistence``.
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
 
@@ -181,8 +182,9 @@ class MLP:
         progress : show a tqdm progress bar on stderr (needs the "progress" extra).
         threads : "auto", or "shared": batches shared among fastmlp's threads (README).
         """
-        X, Y = self._check_Xy(X, y)
-        w = check_sample_weight(sample_weight, X.shape[0], self._dtype)
+        X, Y, w = _checked_data(self, X, y, sample_weight)
+        if _plain_fit(self, X, Y, locals()):
+            return self
         job = _training.fit_job(
             X, Y, w, self._check_Xy, self._seed, epochs=epochs, lr=lr, batch_size=batch_size,
             shuffle=shuffle, warm_start=warm_start, optimizer=optimizer, momentum=momentum,
@@ -225,15 +227,13 @@ class MLP:
 
     def loss(self, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Mean loss on (X, y) (weighted by sample_weight), with the L2 penalty when l2 > 0."""
-        X, Y = self._check_Xy(X, y)
-        w = check_sample_weight(sample_weight, X.shape[0], self._dtype)
+        X, Y, w = _checked_data(self, X, y, sample_weight)
         return float(self._impl.loss_gradient(self._net, self._params, X, Y, None, w))
 
     def gradients(self, X: Input, y: ArrayLike,
                   sample_weight: ArrayLike | None = None) -> tuple[list[Floats], list[Floats]]:
         """Gradients of the mean loss, as (dcoefs, dintercepts) shaped like coefs_/intercepts_."""
-        X, Y = self._check_Xy(X, y)
-        w = check_sample_weight(sample_weight, X.shape[0], self._dtype)
+        X, Y, w = _checked_data(self, X, y, sample_weight)
         grad = np.empty_like(self._params)
         self._impl.loss_gradient(self._net, self._params, X, Y, grad, w)
         return self._net.unflatten(grad)
@@ -282,6 +282,26 @@ def _checked_xy(model, X, y):
         return ready
     X = model._check_X(X)
     return X, _own(check_targets(y, X.shape[0], model._net.loss, model._net.sizes[-1], model._dtype))
+
+
+def _checked_data(model, X, y, sample_weight):
+    """(X, Y, w): the model's checked data and sample weights (None without)."""
+    X, Y = model._check_Xy(X, y)
+    return X, Y, check_sample_weight(sample_weight, X.shape[0], model._dtype)
+
+
+def _plain_fit(model, X, Y, arguments):
+    """``MLP.fit``'s short path, for checked X and Y and fit's `arguments` (its locals):
+    when each of fit's options after `shuffle` is its default's very object,
+    ``_training.plain_run`` (True when it ran the fit, as the general path would)."""
+    return all(map(operator.is_, _FIT_OPTIONS(arguments), _FIT_OPTION_DEFAULTS)) and _training.plain_run(
+        model._impl, model._net, X, Y, arguments["epochs"], arguments["lr"], arguments["batch_size"],
+        arguments["shuffle"], model._seed, model._initial_params, model._commit)
+
+
+_FIT_PARAMETERS = list(inspect.signature(MLP.fit).parameters.values())[7:]     # warm_start ... threads
+_FIT_OPTIONS = operator.itemgetter(*(p.name for p in _FIT_PARAMETERS))
+_FIT_OPTION_DEFAULTS = tuple(p.default for p in _FIT_PARAMETERS)
 
 
 def _own(a):

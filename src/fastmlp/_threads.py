@@ -37,6 +37,7 @@ costs two C calls.
 """
 
 import ctypes
+import operator
 import os
 import threading
 
@@ -54,7 +55,7 @@ _CORES = os.cpu_count() or 1
 
 def largest_product(sizes, rows):
     """The multiply-adds of the largest dense product of a batch of `rows` rows."""
-    return rows * max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return rows * max(map(operator.mul, sizes[:-1], sizes[1:]))
 
 
 class _OpenBLAS:

@@ -20,7 +20,7 @@ import numpy as np
 from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
 from ._spec import BLAS_INT_MAX, Optimizer
-from ._threads import blas_threads
+from ._threads import blas_threads, largest_product
 from ._validation import all_finite, choice, flag, integer, real
 
 FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
@@ -273,12 +273,52 @@ def train_runs(impl, net, runs, job, commit):
     else:
         _train_in_threads(impl, net, runs, job)
     best = commit(min(runs, key=Run.score))
+    _check_diverged(best, len(runs))
+    return best
+
+
+def _check_diverged(best, n_runs):
+    """DivergenceError if `best` (committed) diverged."""
     if best.diverged is not None:
         raise DivergenceError(
-            f"training diverged at epoch {best.diverged}{' in every restart' if len(runs) > 1 else ''}: "
+            f"training diverged at epoch {best.diverged}{' in every restart' if n_runs > 1 else ''}: "
             "the loss or the weights became NaN or infinite; the model keeps the weights and history "
             "of the epochs before it. Try a smaller lr or scaled inputs (e.g. standardised features)")
-    return best
+
+
+def plain_run(impl, net, X, Y, epochs, lr, batch_size, shuffle, seed, initial_params, commit):
+    """A model's fit when every option but these has its default (plain SGD from the seed's
+    weights, no callback, validation, schedule, restarts or weights) and nothing is to be
+    done around the backend's loop: X dense, one batch or no shuffling, at most FIRST_CHUNK
+    epochs (one call) and no thread count for `blas_threads` to set (no product sent to
+    BLAS). Checks these options as `fit_job` does, in its order; then one call of the
+    backend's loop, and the history, `commit` and errors as `_chunks` and `train_runs`: the
+    same result as the general path without its layers (job, runs, schedule, monitor,
+    thread policy), which right after an idle pause cost ~0.1 ms of a fit of XOR's size
+    (bench/RESULTS.md). Returns False, having changed nothing, where these conditions do
+    not hold. X and Y: as the model checked them."""
+    epochs = integer(epochs, "epochs", 0)
+    opt = checked_optimizer("sgd", lr, 0.0, False, 0.9, 0.999, 1e-8, 0.01)   # (fit's defaults)
+    shuffle = flag(shuffle, "shuffle")
+    n = X.shape[0]
+    batch_size = check_batch_size(batch_size, n, "sgd")
+    if (not isinstance(X, np.ndarray) or (shuffle and batch_size < n) or epochs > FIRST_CHUNK
+            or max(*net.sizes, batch_size) > BLAS_INT_MAX or not hasattr(impl, "_train")
+            or (hasattr(impl, "BLAS_LIBRARY_DIR") and largest_product(net.sizes, batch_size) >= impl.BLAS_MIN_PRODUCT)):
+        return False
+    run = Run(initial_params(seed), opt, None)
+    losses = np.empty(epochs)
+    losses.fill(-np.inf)    # -inf: not run, read only if train raises
+    try:
+        written = impl._train(CHECKED, net, run.params, X, Y, None, opt, run.state, losses, epochs, batch_size,
+                              None, None, None, 1)
+    except (KeyboardInterrupt, SystemExit):    # (Ctrl-C: committed as far as it got)
+        _record(run, losses, None)
+        commit(run)
+        raise
+    _record(run, losses, written)
+    _check_diverged(commit(run), 1)
+    return True
 
 
 def _train_in_threads(impl, net, runs, job):
@@ -373,18 +413,26 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
                                      callback=callback, stop=stop, threads=threads)
         finally:
             opt.lr = schedule.base
-            if written is None:    # raised (Ctrl-C): the losses written come first, in order
-                written = chunk - int(np.count_nonzero(losses == -np.inf))
-            ran = losses[:written]
-            if not all_finite(ran):
-                first = int(np.argmin(np.isfinite(ran)))
-                run.diverged = len(history) + first
-                ran = ran[:first]
-            history.extend(ran.tolist())
-        if run.diverged is not None or len(ran) < chunk:
+            ran = _record(run, losses, written)
+        if run.diverged is not None or ran < chunk:
             break
         left -= chunk
         chunk = min(left, 2 * chunk)
+
+
+def _record(run, losses, written):
+    """Append to run's loss history what the backend's train wrote into `losses` (the
+    first `written` entries; None when train raised: the entries before its -inf marks),
+    up to the first non-finite loss, which sets run.diverged. Returns how many it ran."""
+    if written is None:
+        written = len(losses) - int(np.count_nonzero(losses == -np.inf))
+    ran, history = losses[:written], run.history["loss"]
+    if not all_finite(ran):
+        first = int(np.argmin(np.isfinite(ran)))
+        run.diverged = len(history) + first
+        ran = ran[:first]
+    history.extend(ran.tolist())
+    return written
 
 
 def _lbfgs(impl, net, run, job, watch):
