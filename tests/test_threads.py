@@ -244,3 +244,18 @@ def test_large_fits_in_threads_split_mkl_threads(two_threads, library):
     else:
         assert list(seen.values()) == [2, 2]
     assert set(blas_threads()) == {2}      # as the fixture set it
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("sizes, rows", [([2, 4, 1], 4), ([3, 5, 1], 40), ([32, 64, 64, 1], 32),
+                                         ([64, 100, 1], 200), ([784, 256, 256, 1], 128)])
+def test_changes_nothing_agrees_with_blas_threads(backend, sizes, rows):
+    """fit's short path trusts `changes_nothing`: where it says so, `blas_threads` (without
+    shared batches) must neither touch a library nor set MKL's threads. (It may say no where
+    nothing would be set after all: large products on OpenBLAS; those take the general path.)"""
+    impl = backend_module(backend)
+    run = _threads.blas_threads(impl, sizes, rows)
+    sets_something = run.mkl is not None or bool(run.libraries) or run.one
+    if _threads.changes_nothing(impl, sizes, rows):
+        assert not sets_something
+    assert _threads.changes_nothing(impl, sizes, rows) == (backend == "numpy" or sizes[0] <= 3)

@@ -58,6 +58,12 @@ def largest_product(sizes, rows):
     return rows * max(map(operator.mul, sizes[:-1], sizes[1:]))
 
 
+def changes_nothing(impl, sizes, rows):
+    """Whether `blas_threads` of a run without shared batches would set nothing: a backend
+    without a BLAS of its own, or no product big enough to be sent to BLAS (XOR's)."""
+    return getattr(impl, "BLAS_LIBRARY_DIR", None) is None or largest_product(sizes, rows) < impl.BLAS_MIN_PRODUCT
+
+
 class _OpenBLAS:
     """An OpenBLAS library's own get/set thread count functions (with its symbol affixes)."""
 

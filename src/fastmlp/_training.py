@@ -20,7 +20,7 @@ import numpy as np
 from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
 from ._spec import BLAS_INT_MAX, Optimizer
-from ._threads import blas_threads, largest_product
+from ._threads import blas_threads, changes_nothing
 from ._validation import all_finite, choice, flag, integer, real
 
 FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
@@ -303,12 +303,10 @@ def plain_run(impl, net, X, Y, epochs, lr, batch_size, shuffle, seed, initial_pa
     n = X.shape[0]
     batch_size = check_batch_size(batch_size, n, "sgd")
     if (not isinstance(X, np.ndarray) or (shuffle and batch_size < n) or epochs > FIRST_CHUNK
-            or max(*net.sizes, batch_size) > BLAS_INT_MAX or not hasattr(impl, "_train")
-            or (hasattr(impl, "BLAS_LIBRARY_DIR") and largest_product(net.sizes, batch_size) >= impl.BLAS_MIN_PRODUCT)):
+            or not _trusted(impl, net, batch_size) or not changes_nothing(impl, net.sizes, batch_size)):
         return False
     run = Run(initial_params(seed), opt, None)
-    losses = np.empty(epochs)
-    losses.fill(-np.inf)    # -inf: not run, read only if train raises
+    losses = _loss_buffer(epochs)
     try:
         written = impl._train(CHECKED, net, run.params, X, Y, None, opt, run.state, losses, epochs, batch_size,
                               None, None, None, 1)
@@ -395,12 +393,10 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
     """`_epochs`' backend calls: FIRST_CHUNK epochs, then twice as many each call."""
     opt, history = run.optimizer, run.history["loss"]
     left, chunk = job.epochs, min(job.epochs, FIRST_CHUNK)
-    # what _spec.train_args would check besides: BLAS's int extents
-    trusted = job.checked and max(*net.sizes, job.batch_size) <= BLAS_INT_MAX and hasattr(impl, "_train")
+    trusted = job.checked and _trusted(impl, net, job.batch_size)
     while left > 0 and state["go_on"]:
         opt.lr = schedule.rate(len(history))
-        losses = np.empty(chunk)
-        losses.fill(-np.inf)    # -inf: not run (a loss is never -inf); read only if train raises
+        losses = _loss_buffer(chunk)
         rng = run.rng if job.shuffle else None
         written = None
         try:   # (overflow is caught below, as divergence)
@@ -418,6 +414,20 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
             break
         left -= chunk
         chunk = min(left, 2 * chunk)
+
+
+def _trusted(impl, net, batch_size):
+    """Whether the backend's unchecked loop may train a model's checked dense data: it has
+    one, and the extents fit BLAS's int (what ``_spec.train_args`` would check besides)."""
+    return max(*net.sizes, batch_size) <= BLAS_INT_MAX and hasattr(impl, "_train")
+
+
+def _loss_buffer(epochs):
+    """The losses buffer of one backend call: -inf marks an epoch not run (a loss is never
+    -inf), read only when the call raised (`_record`)."""
+    losses = np.empty(epochs)
+    losses.fill(-np.inf)
+    return losses
 
 
 def _record(run, losses, written):
