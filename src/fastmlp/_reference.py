@@ -13,6 +13,7 @@ import math
 import numpy as np
 from scipy.special import erf, xlogy
 
+from . import _fork
 from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
 from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args
 from ._training import CHECKED as _CHECKED
@@ -244,9 +245,12 @@ def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, s1, s2, sto
     (opt.fused) takes its step inside the backward pass; the others go through `grad`.
     Ends early, params whole: a batch loss that is not finite is returned at once, before
     its step; None is returned, before the next batch, once `stop` (an Event or None) is set.
+    Between batches, an os.fork() from another thread happens if one waits (`_fork`).
     """
     total = total_weight = 0.0
     for start in range(0, X.shape[0], batch_size):
+        if _fork.PENDING.value:
+            _fork.pause()
         if start and stop is not None and stop.is_set():   # (train asks before each epoch)
             return None
         rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
@@ -356,13 +360,28 @@ def sigmoid_bce(Z, Y, G):
 
 # ------------------------------------------------------------------ whole networks
 
+# predict_proba's blocks of rows: about FLOPS_PER_BLOCK flops each (the compiled backend
+# polls about that often), and at least BLOCK_ROWS rows (the compiled backend's block)
+FLOPS_PER_BLOCK = 50_000_000
+BLOCK_ROWS = 2048
+
 
 def predict_proba(net, params, X, out):
-    """OUT: out (n, net.sizes[-1]) = the network's output activations for X."""
+    """OUT: out (n, net.sizes[-1]) = the network's output activations for X.
+
+    Large inputs go through in blocks of rows of about FLOPS_PER_BLOCK flops (at least
+    BLOCK_ROWS rows), so that Ctrl-C, and an os.fork() from another thread, wait at most
+    for one block."""
     X = predict_args(net, params, X, out)
     work = _Work(net)
-    _forward(net, params, X, work)
-    return _output_activation(work.Z[-1], out, net.output)
+    rows = max(BLOCK_ROWS, FLOPS_PER_BLOCK // (2 * sum(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:]))))
+    with _fork.computing:
+        for start in range(0, X.shape[0], rows):
+            if _fork.PENDING.value:
+                _fork.pause()
+            _forward(net, params, X[start : start + rows], work)
+            _output_activation(work.Z[-1], out[start : start + rows], net.output)
+    return out
 
 
 def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
@@ -374,15 +393,16 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     X, Y, w = loss_gradient_args(net, params, X, Y, grad, sample_weight)
     weight = X.shape[0] if w is None else float(np.sum(w, dtype=np.float64))
     work = _Work(net)
-    _forward(net, params, X, work)
-    work.D[-1] = None if grad is None else np.empty_like(work.Z[-1])
-    loss = _output_loss(work.Z[-1], Y, w, work.D[-1], 1 / weight, net.loss) / weight
-    if net.l2:
-        loss += 0.5 * net.l2 * _sum_squared_weights(net, params)
-    if grad is not None:
-        _backward(net, params, X, work, grad, 1, 0, 0)
+    with _fork.computing:       # (a fork from another thread waits for its end)
+        _forward(net, params, X, work)
+        work.D[-1] = None if grad is None else np.empty_like(work.Z[-1])
+        loss = _output_loss(work.Z[-1], Y, w, work.D[-1], 1 / weight, net.loss) / weight
         if net.l2:
-            _add_l2(net, params, grad)
+            loss += 0.5 * net.l2 * _sum_squared_weights(net, params)
+        if grad is not None:
+            _backward(net, params, X, work, grad, 1, 0, 0)
+            if net.l2:
+                _add_l2(net, params, grad)
     return loss
 
 
@@ -433,7 +453,8 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
                 order = None if rng is None else shuffled(rng, X.shape[0])
                 cur, steps[epoch % 2] = epoch, optimizer.t
                 _save_point(snaps[epoch % 2], params, state, not optimizer.fused)
-                loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
+                with _fork.computing:     # (a fork from another thread waits for a batch's end)
+                    loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
                 if loss is None:
                     return written
                 losses[epoch], written = loss, epoch + 1
