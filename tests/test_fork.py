@@ -96,6 +96,8 @@ def fork():
             try:
                 small_fit()
             except BaseException:
+                import traceback
+                traceback.print_exc()
                 code = 3
             os._exit(code)
         return wait_for(pid)
@@ -138,6 +140,41 @@ def test_fork_during_a_fit_returns_and_the_fit_is_unchanged(backend, dtype, thre
     assert report["children"] == [0, 0, 0], f"the forked children's exit codes: {report['children']}"
     assert report["same"], "the parent's fit differs from the same fit without a fork"
     assert report["busy"] == {}, f"loops still counted as running: {report['busy']}"
+
+
+FORK_DURING_PREDICT = r"""
+net = fastmlp.MLP([64, 512, 512, 1], seed=0, dtype=cfg["dtype"], backend=cfg["backend"])
+X = np.random.default_rng(0).standard_normal((100_000, 64)).astype(cfg["dtype"])
+alone = net.predict_proba(X)
+result = {}
+thread = threading.Thread(target=lambda: result.update(out=net.predict_proba(X)))
+thread.start()
+children = []
+for _ in range(3):
+    time.sleep(0.05)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            small_fit().predict_proba(X[:5000, :8])
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            code = 3
+        os._exit(code)
+    children.append(wait_for(pid))
+thread.join()
+print(json.dumps({"children": children, "same": bool(np.array_equal(result["out"], alone))}))
+"""
+
+
+@pytest.mark.parametrize("backend, env", [("cython", {"FASTMLP_BLAS": "scipy"}), ("numpy", {})])
+def test_fork_during_a_predict_returns_and_the_predict_is_unchanged(backend, env):
+    if backend not in fastmlp.available_backends():
+        pytest.skip(f"{backend} backend not built")
+    report = _run(FORK_DURING_PREDICT, env, backend=backend, dtype="float64")
+    assert report["children"] == [0, 0, 0], f"the forked children's exit codes: {report['children']}"
+    assert report["same"], "the prediction differs from the same one without a fork"
 
 
 FORK_FROM_CALLBACK = r"""
