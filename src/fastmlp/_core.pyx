@@ -2536,7 +2536,12 @@ def _dense_or_csr(X, net, dtype):
 
 def predict_proba(net, params, X, out):
     """OUT: out (n, net.sizes[-1]) = the network's output activations for X. `params` may be
-    read-only (memory-mapped, shared); `out` shares no memory with params or X."""
+    read-only (memory-mapped, shared); `out` shares no memory with params or X.
+
+    Rows go through in blocks of CHUNK_ROWS, without the GIL; about once per
+    FLOPS_PER_GIL_CHECK flops, between blocks, it is taken back for a moment: a signal
+    handler's exception (Ctrl-C's KeyboardInterrupt) is raised then (out partly written),
+    and an os.fork() from another thread happens there (``fastmlp._fork``)."""
     X = predict_args(net, params, X, out)
     X, csr = _dense_or_csr(X, net, params.dtype)
     if params.dtype == np.float32:
@@ -2551,7 +2556,8 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
 
     With sample_weight (n,), the mean is sum(w_i * loss_i) / sum(w_i). `params` may be
     read-only. OUT: grad (same layout as params, sharing no memory with the inputs), the
-    gradient of that, if given.
+    gradient of that, if given. Ctrl-C and forks are seen between blocks of rows, as in
+    `predict_proba`.
     """
     X, Y, w = loss_gradient_args(net, params, X, Y, grad, sample_weight)
     X, csr = _dense_or_csr(X, net, params.dtype)
