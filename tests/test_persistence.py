@@ -495,7 +495,7 @@ HOSTILE = {
         "run: unknown optimizer 'nadam'"),
     "run bad hyperparameter": (
         _replaced(run=json_member({"optimizer": {"name": "adam", "beta1": 2.0}, "rng": None, "scalars": {}})),
-        r"run: beta1 and beta2 must be in \[0, 1\)"),
+        r"run: beta1 must be in \[0, 1\), got 2.0"),
     "run unknown field": (
         _replaced(run=json_member({"optimizer": {"name": "adam", "gamma": 1}, "rng": None, "scalars": {}})),
         "run: .*unexpected keyword argument 'gamma'"),
