@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import pickle
 import re
+import subprocess
 import sys
 import tracemalloc
 import warnings
@@ -146,6 +147,105 @@ def test_failed_save_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, m
     new.save(path)                                  # and the next save works
     assert_array_equal(fastmlp.load(path, backend=backend).params_, new.params_)
     assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+@pytest.mark.parametrize("path, error, match", [
+    ("", ValueError, r"cannot save a model to '': the path is empty"),
+    ("{dir}/", ValueError, "the path names a directory, not a file"),
+    ("{dir}/sub/", ValueError, "the path names a directory, not a file"),
+    ("{dir}/.", ValueError, "the path names a directory, not a file"),
+    ("{dir}/sub/..", ValueError, "the path names a directory, not a file"),
+    ("{dir}/sub", IsADirectoryError, "cannot save a model over a directory"),
+    ("{dir}/folder", IsADirectoryError, "cannot save a model over a directory"),    # folder.npz is one
+])
+def test_save_refuses_paths_without_a_file_name_before_writing(tmp_path, monkeypatch, path, error, match):
+    """save("") wrote ./.npz and save("d/") wrote d/.npz; a path naming a directory (as
+    given, or with ".npz" appended) is refused too. Nothing is written, in the directory
+    given or the current one; the message names the path."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "folder.npz").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    net = fitted("numpy")[0]
+    path = path.format(dir=tmp_path)
+    with pytest.raises(error, match=match) as raised:
+        net.save(path)
+    assert path in str(raised.value)
+    assert sorted(os.listdir(tmp_path)) == ["folder.npz", "sub"] and os.listdir(tmp_path / "sub") == []
+    assert os.listdir(tmp_path / "folder.npz") == []
+
+
+def test_estimator_files_are_refused_the_same_paths(tmp_path):
+    from fastmlp import _estimator_io
+
+    X, y = make_data(20, [3, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = fastmlp.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2).fit(X, y.ravel())
+    with pytest.raises(ValueError, match="names a directory, not a file"):
+        _estimator_io.save_estimator(est, f"{tmp_path}{os.sep}")
+    assert os.listdir(tmp_path) == []
+
+
+# A save killed while writing its temporary file (here: once the archive is written, before
+# the fsync and rename, so that the kill cannot come too early or too late).
+KILLED_SAVE_CHILD = """
+import sys, time
+import fastmlp
+from fastmlp import _persistence
+write = _persistence._write_archive
+def write_then_hang(file, arrays):
+    write(file, arrays)
+    file.flush()
+    print("written", flush=True)
+    time.sleep(600)
+_persistence._write_archive = write_then_hang
+fastmlp.MLP([300, 300, 1], seed=0).save(sys.argv[1])
+"""
+
+
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=60)
+    return child.pid
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process liveness by signal 0 is POSIX")
+def test_a_save_removes_temporaries_of_killed_saves_but_not_of_live_ones(tmp_path):
+    """A save killed by SIGKILL leaves its full-size temporary file; the next save to the
+    same path removes it (its process is gone). Temporary files of a live process (another
+    save still writing), of this process, of another machine, of another target and files
+    that are not temporaries of this form are left alone."""
+    path = tmp_path / "model.npz"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SAVE_CHILD, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"written\n"
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+    (killed,) = os.listdir(tmp_path)
+    assert killed.startswith(f".model.npz.{child.pid}-") and killed.endswith(".tmp")
+    assert (tmp_path / killed).stat().st_size > 300 * 300 * 8
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        target = os.path.realpath(path)
+        kept = [_persistence.temporary_path(target, sleeper.pid),         # a live process's save
+                _persistence.temporary_path(target),                      # this process's own
+                _persistence.temporary_path(str(tmp_path / "other.npz"), _dead_pid()),   # another target
+                f".model.npz.{_dead_pid()}-00000000.0123abcd.tmp",        # another machine's
+                ".model.npz.0123abcd.tmp",                                # an older version's: owner unknown
+                ".model.npz.notes"]
+        dead = _persistence.temporary_path(target, _dead_pid())
+        for name in kept + [dead]:
+            (tmp_path / os.path.basename(name)).write_bytes(b"partial")
+        net = fastmlp.MLP([2, 3, 1], seed=0)
+        net.save(path)
+        left = set(os.listdir(tmp_path))
+        assert killed not in left and os.path.basename(dead) not in left
+        assert left == {"model.npz", *map(os.path.basename, kept)}
+        assert_array_equal(fastmlp.load(path).params_, net.params_)
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=60)
 
 
 def test_save_keeps_the_mode_appends_npz_and_writes_through_symlinks(tmp_path):
@@ -495,7 +595,7 @@ HOSTILE = {
         "run: unknown optimizer 'nadam'"),
     "run bad hyperparameter": (
         _replaced(run=json_member({"optimizer": {"name": "adam", "beta1": 2.0}, "rng": None, "scalars": {}})),
-        r"run: beta1 and beta2 must be in \[0, 1\)"),
+        r"run: beta1 must be in \[0, 1\), got 2.0"),
     "run unknown field": (
         _replaced(run=json_member({"optimizer": {"name": "adam", "gamma": 1}, "rng": None, "scalars": {}})),
         "run: .*unexpected keyword argument 'gamma'"),

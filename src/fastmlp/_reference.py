@@ -11,12 +11,14 @@ ones also take the extents (m, n, k, size) that NumPy arrays carry themselves.
 import math
 
 import numpy as np
+import scipy.sparse
 from scipy.special import erf, xlogy
 
 from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
 from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args
 from ._training import CHECKED as _CHECKED
 from ._validation import (
+    check_csr,
     choice,
     dense_backward_args,
     dense_forward_args,
@@ -357,9 +359,20 @@ def sigmoid_bce(Z, Y, G):
 # ------------------------------------------------------------------ whole networks
 
 
+def _own_csr(X):
+    """A dense X itself; for a CSR X, a CSR matrix over its values and private copies of its
+    indices and indptr, checked again (``check_csr``): a callback or another thread that rewrites the caller's index
+    arrays meanwhile cannot send scipy's sparse products out of bounds. The twin of the
+    compiled backend's ``_csr_arrays``, which likewise reads the values in place."""
+    if not scipy.sparse.issparse(X):
+        return X
+    own = scipy.sparse.csr_matrix((X.data, np.array(X.indices), np.array(X.indptr)), shape=X.shape, copy=False)
+    return check_csr(own, X.dtype)
+
+
 def predict_proba(net, params, X, out):
     """OUT: out (n, net.sizes[-1]) = the network's output activations for X."""
-    X = predict_args(net, params, X, out)
+    X = _own_csr(predict_args(net, params, X, out))
     work = _Work(net)
     _forward(net, params, X, work)
     return _output_activation(work.Z[-1], out, net.output)
@@ -372,6 +385,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     OUT: grad (same layout as params), the gradient of that, if given.
     """
     X, Y, w = loss_gradient_args(net, params, X, Y, grad, sample_weight)
+    X = _own_csr(X)
     weight = X.shape[0] if w is None else float(np.sum(w, dtype=np.float64))
     work = _Work(net)
     _forward(net, params, X, work)
@@ -422,6 +436,7 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
     be ``_training.CHECKED``, which only they hold. Returns how many epochs' losses it wrote."""
     if token is not _CHECKED:
         raise TypeError("_train is fastmlp's own; call train")
+    X = _own_csr(X)     # (a callback may rewrite the caller's CSR arrays between epochs)
     work, grad = _Work(net), np.empty_like(params)
     snaps, steps, cur, written = np.empty((2, 3 * len(params)), params.dtype), [0, 0], -1, 0
     try:

@@ -31,7 +31,7 @@ from sklearn.utils.optimize import _check_optimize_result             # n_iter_ 
 
 from . import _training
 from ._errors import DivergenceError
-from ._spec import Optimizer
+from ._spec import Optimizer, inverse_scaling
 from ._validation import check_sample_weight
 
 STOCHASTIC = ("sgd", "adam", "adamw", "rprop")
@@ -204,7 +204,7 @@ class EpochWatch:
         if self.hook is not None and not self.hook(est, est.loss_, est._learning_rate):
             return False
         if est.solver == "sgd" and est.learning_rate == "invscaling":
-            est._learning_rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+            est._learning_rate = inverse_scaling(est.learning_rate_init, est.t_, est.power_t)
         if est._no_improvement_count > est.n_iter_no_change:
             if not self.trigger_stopping():
                 return False

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
-from ._spec import BLAS_INT_MAX, Optimizer
+from ._spec import BLAS_INT_MAX, Optimizer, inverse_scaling
 from ._threads import blas_threads, changes_nothing
 from ._validation import all_finite, choice, flag, integer, real
 
@@ -81,7 +81,7 @@ class Schedule:
 
     def rate(self, epochs_done):
         if self.kind == "invscaling":
-            return self.base / (epochs_done + 1) ** self.power_t
+            return inverse_scaling(self.base, epochs_done, self.power_t)
         # the base rate itself while unchanged: the optimizer then skips checking it again
         return self.base if self.factor == 1.0 else self.base * self.factor
 
@@ -160,7 +160,7 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
                             eps, weight_decay)
     choice(lr_schedule, "lr_schedule", SCHEDULES)
     choice(threads, "threads", THREADS)
-    power_t = real(power_t, "power_t")
+    power_t = real(power_t, "power_t", minimum=0)
     if optimizer in ("rprop", "lbfgs") and lr_schedule != "constant":
         raise ValueError(f"lr_schedule={lr_schedule!r} does not apply to optimizer={optimizer!r}")
     shuffle, warm_start = flag(shuffle, "shuffle"), flag(warm_start, "warm_start")
