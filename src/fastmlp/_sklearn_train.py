@@ -52,11 +52,14 @@ def loss_scales(out_activation, n_outputs):
 
 def report(est, net, params, loss):
     """scikit-learn's loss from fastmlp's (`loss` of `net`, with its l2 penalty at `params`):
-    exact but where c != c_loss (multi-output regression) with alpha > 0, where the penalty
-    is taken at `params` (the epoch's end) rather than at each batch."""
+    the data loss scaled by c_loss, the penalty by c. Exact but where c != c_loss
+    (multi-output regression) with alpha > 0, where the penalty is taken at `params` (the
+    epoch's end) rather than at each batch."""
     c, c_loss = est._loss_scale, est._loss_report
-    if c == c_loss or not net.l2:
+    if c == c_loss:
         return c * loss
+    if not net.l2:          # (alpha=0, or adamw's decoupled decay): the data loss alone
+        return c_loss * loss
     penalty = 0.5 * net.l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in net.unflatten(params)[0])
     return c_loss * (loss - penalty) + c * penalty
 
