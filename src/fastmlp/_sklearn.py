@@ -58,16 +58,17 @@ def _stochastic(est):
 
 
 def _weight_views(name, what):
-    """A fitted attribute that reads the model's `name` (views into its parameters) and, when
-    assigned a list of arrays, copies them into those views."""
+    """A fitted attribute that reads the model's `name` (a ``WeightViews``: views into its
+    parameters, whose item assignment copies in) and, when assigned a list of arrays, copies
+    them into those views (the model's setter: every shape checked before any is written)."""
 
     def get(self):
         check_is_fitted(self)
         return getattr(self._mlp, name)
 
     def set(self, values):
-        for view, value in zip(get(self), values, strict=True):
-            view[...] = value
+        check_is_fitted(self)
+        setattr(self._mlp, name, values)
 
     return property(get, set, doc=f"{what}: views into the model's parameters.")
 
