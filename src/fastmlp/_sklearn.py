@@ -123,7 +123,8 @@ class _BaseMLP(BaseEstimator):
         """Fit the network to X (n_samples, n_features) and y: class labels (classifier) or
         values (regressor), shape (n_samples,) or (n_samples, n_outputs). Returns self."""
         restarts = self.n_restarts > 1 and not (self.warm_start and hasattr(self, "_mlp"))
-        with self._reporting(self.max_iter * (self.n_restarts if restarts else 1)) as report:
+        epochs = self.max_iter * (self.n_restarts if restarts else 1)
+        with _sklearn_train.Unchanged(self), self._reporting(epochs) as report:
             if restarts:
                 return self._fit_restarts(X, y, sample_weight, report)
             return self._fit(X, y, sample_weight, False, report)
@@ -196,6 +197,8 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _partial_fit(self, X, y, sample_weight):
+        """partial_fit's work, under the caller's `Unchanged` (the classifier's first call sets
+        its classes before this)."""
         with self._reporting(self.max_iter if self.solver == "lbfgs" else 1) as report:
             return self._fit(X, y, sample_weight, True, report)
 
@@ -298,13 +301,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def partial_fit(self, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None,
                     classes: ArrayLike | None = None) -> MLPClassifier:
         """One epoch over (X, y); `classes` (all labels) is required on the first call."""
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        return self._partial_fit(X, y, sample_weight)
+        with _sklearn_train.Unchanged(self):
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+            return self._partial_fit(X, y, sample_weight)
 
     def predict_proba(self, X: Input) -> Floats:
         """Probabilities (n_samples, n_classes) in the order of classes_; (n, 2) for binary."""
@@ -379,5 +383,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     @_fitting
     def partial_fit(self, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None) -> MLPRegressor:
         """One epoch over (X, y); solver="lbfgs": an L-BFGS fit from the current weights."""
-        return self._partial_fit(X, y, sample_weight)
+        with _sklearn_train.Unchanged(self):
+            return self._partial_fit(X, y, sample_weight)
 

@@ -20,6 +20,7 @@ Exact where every batch has the same n_b (n divisible by batch_size, or full bat
 L-BFGS, RPROP) and the rate is constant; a smaller last batch gets the l2 of a full one.
 """
 
+import copy
 import dataclasses
 import warnings
 
@@ -83,6 +84,45 @@ def optimizer(est, lr):
         return Optimizer("rprop", lr)
     return Optimizer(name, lr, beta1=est.beta_1, beta2=est.beta_2, eps=est.epsilon / c,
                      weight_decay=est.alpha if name == "adamw" else 0.01)
+
+
+class Unchanged:
+    """``with Unchanged(est):`` a fit or partial_fit that raises leaves the estimator `est` as
+    it was: its attributes (added, rebound), the lists it appends to (loss_curve_,
+    validation_scores_), the network's weights, the optimizer's state, step count and rate,
+    and a RandomState given as random_state. DivergenceError is the exception: as
+    scikit-learn's, the estimator keeps the iterations before the divergence."""
+
+    def __init__(self, est):
+        self.est, self.attributes = est, dict(vars(est))
+        self.lists = {key: list(value) for key, value in self.attributes.items() if isinstance(value, list)}
+        mlp, run = self.attributes.get("_mlp"), self.attributes.get("_run")
+        self.params = None if mlp is None else mlp._params.copy()
+        self.run = None if run is None else (dict(vars(run)), run.state.copy(), copy.copy(run.optimizer))
+        random_state = est.random_state
+        self.random_state = random_state.get_state() if isinstance(random_state, np.random.RandomState) else None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None or issubclass(kind, DivergenceError):
+            return False
+        vars(self.est).clear()
+        vars(self.est).update(self.attributes)
+        for key, values in self.lists.items():
+            self.attributes[key][:] = values
+        if self.params is not None:
+            self.attributes["_mlp"]._params[...] = self.params
+        if self.run is not None:
+            run, (attributes, state, optimizer) = self.attributes["_run"], self.run
+            vars(run).clear()
+            vars(run).update(attributes)
+            run.state[...] = state
+            vars(run.optimizer).update(vars(optimizer))
+        if self.random_state is not None:
+            self.est.random_state.set_state(self.random_state)
+        return False
 
 
 class SklearnOrder:
