@@ -130,3 +130,96 @@ def test_lbfgs_interrupted_by_the_callback_is_undone(error, backend):
     with pytest.raises(error):
         est.fit(*data("regressor"))
     assert state(est) == before
+
+
+# ================================================================== restarts (item 8)
+
+INTERRUPTED = r"""
+import sys, warnings
+import numpy as np
+from fastmlp import MLPClassifier
+
+backend, solver = sys.argv[1], sys.argv[2]
+warnings.simplefilter("ignore")
+X = np.random.default_rng(0).standard_normal((20000, 40))
+y = (X[:, 0] + X[:, 1] > 0).astype(int)
+started = []
+
+def callback(epoch, logs):          # every restart is training once the first epoch has ended
+    if not started:
+        started.append(epoch)
+        print("training", flush=True)
+
+# at least hours of work: only the interrupt ends it
+est = MLPClassifier(hidden_layer_sizes=(64,), solver=solver, max_iter=10**6, max_fun=10**9, tol=0,
+                    n_iter_no_change=10**9, n_restarts=8, random_state=0, callback=callback, backend=backend)
+try:
+    est.fit(X, y)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", hasattr(est, "coefs_"), flush=True)
+"""
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_ctrl_c_stops_every_restart(solver, backend):
+    """SIGINT to a child fitting 8 restarts of a fit of hours: KeyboardInterrupt, the
+    estimator left unfitted, the child gone at once (the timeout only detects a hang)."""
+    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED, backend, solver], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline().strip() == "training"
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert out.strip() == "KeyboardInterrupt False" and child.returncode == 0, (out, child.returncode)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_restarts_run_in_at_most_one_thread_per_core(solver, backend):
+    X, y = data("classifier")
+    before, peak = threading.active_count(), [0]
+
+    def count(epoch, logs):
+        peak[0] = max(peak[0], threading.active_count())
+
+    n_restarts = 3 * (os.cpu_count() or 1) + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(hidden_layer_sizes=(5,), solver=solver, max_iter=5, n_restarts=n_restarts,
+                            random_state=0, callback=count, backend=backend).fit(X, y)
+    assert 0 < peak[0] - before <= (os.cpu_count() or 1) and est.n_restarts == n_restarts
+
+
+MEMORY = r"""
+import sys, tracemalloc, warnings
+import numpy as np
+from fastmlp import MLPClassifier
+
+warnings.simplefilter("ignore")
+X = np.random.default_rng(0).standard_normal((6000, 40))
+y = (X[:, 0] + X[:, 1] > 0).astype(int)
+tracemalloc.start()
+peaks = []
+for n_restarts in (2, 32):
+    tracemalloc.reset_peak()
+    now = tracemalloc.get_traced_memory()[0]
+    MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, early_stopping=True, n_restarts=n_restarts,
+                  random_state=0, backend=sys.argv[1]).fit(X, y)
+    peaks.append(tracemalloc.get_traced_memory()[1] - now)
+print(*peaks)
+"""
+
+
+def test_restarts_hold_what_runs_at_once_not_every_restart(backend):
+    """Peak memory (tracemalloc, numpy's arrays included) of 32 restarts with early stopping
+    against 2: the restarts running at once (one per core) and the best so far, not every
+    restart's split and state (each restart copies ~2 MB of training rows)."""
+    out = subprocess.run([sys.executable, "-c", MEMORY, backend], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    two, many = map(int, out.stdout.split())
+    assert many < 3 * two, (two, many)

@@ -9,8 +9,9 @@ machinery. The estimators translate labels, ``alpha`` and the losses' scales (se
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
-from . import _progress, _sklearn_train
+from . import _progress, _sklearn_train, _training
 from ._model import undrawn_mlp
 from ._typing import ArrayLike, Callback, Floats, Input, Labels
 
@@ -133,7 +134,7 @@ class _BaseMLP(BaseEstimator):
         """Our extras' per-epoch hook for a fit of up to `epochs` epochs: `callback`, `progress`."""
         return _progress.reporting(self.callback, self.progress, epochs, f"fastmlp {type(self).__name__}")
 
-    def _fit(self, X, y, sample_weight, incremental, report, restart=0):
+    def _fit(self, X, y, sample_weight, incremental, report, restart=0, stop=None):
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
@@ -151,9 +152,9 @@ class _BaseMLP(BaseEstimator):
         Y = Y.astype(self._mlp.dtype)
         hook = _sklearn_train.Hook(report, restart) if report.active else None
         if self.solver == "lbfgs":
-            _sklearn_train.fit_lbfgs(self, X, Y, sample_weight, hook)
+            _sklearn_train.fit_lbfgs(self, X, Y, sample_weight, hook, stop)
         else:
-            _sklearn_train.fit_stochastic(self, X, Y, sample_weight, incremental, random_state, hook)
+            _sklearn_train.fit_stochastic(self, X, Y, sample_weight, incremental, random_state, hook, stop)
         return self
 
     def _initialize(self, Y, layer_units, dtype, random_state):
@@ -180,19 +181,28 @@ class _BaseMLP(BaseEstimator):
                 self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
 
     def _fit_restarts(self, X, y, sample_weight, report):
-        """Our extra: n_restarts fits from random states drawn from random_state, in threads
-        (the compiled loop releases the GIL); keeps the best validation score with early
-        stopping, else the lowest final loss."""
+        """Our extra: n_restarts fits from random states drawn from random_state, in at most
+        one thread per core (`_training.in_threads`, as MLP's restarts: Ctrl-C or an error
+        stops every restart within a few batches). Keeps the best validation score with early
+        stopping, else the lowest final loss (the earlier restart on a tie); a finished
+        restart is kept only while it is the best, so memory follows the restarts running."""
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_restarts)
-        fits = [clone(self).set_params(n_restarts=1, random_state=int(s), warm_start=False) for s in seeds]
-        with ThreadPoolExecutor(max_workers=self.n_restarts) as pool:
-            fitted = list(pool.map(lambda i: fits[i]._fit(X, y, sample_weight, False, report, i), range(len(fits))))
-        if self.early_stopping and self.solver != "lbfgs":
-            best = max(fitted, key=lambda est: est.best_validation_score_)
-        else:
-            best = min(fitted, key=lambda est: est.loss_)
+        template = clone(self).set_params(n_restarts=1, warm_start=False)
+        by_score = self.early_stopping and self.solver != "lbfgs"
+        best, lock = [], threading.Lock()
+
+        def restart(i, stop):
+            est = clone(template).set_params(random_state=int(seeds[i]))
+            est._fit(X, y, sample_weight, False, report, i, stop)
+            value = -est.best_validation_score_ if by_score else est.loss_
+            rank = (value if np.isfinite(value) else np.inf, i)
+            with lock:
+                if not stop.is_set() and (not best or rank < best[0]):
+                    best[:] = [rank, est]
+
+        _training.in_threads([functools.partial(restart, i) for i in range(self.n_restarts)])
         params = self.get_params(deep=False)
-        self.__dict__.update(best.__dict__)
+        self.__dict__.update(best[1].__dict__)
         self.__dict__.update(params)
         return self
 

@@ -190,9 +190,10 @@ class Hook:
         return self.report(est.n_iter_ - 1, loss, None, lr, self.restart, **extra)
 
 
-def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None):
+def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None, stop=None):
     """scikit-learn's ``_fit_stochastic`` on the model layer: one call of the backends'
-    training loop, with scikit-learn's bookkeeping between epochs (`EpochWatch`)."""
+    training loop, with scikit-learn's bookkeeping between epochs (`EpochWatch`). `stop`
+    (a threading.Event, restarts): once set, the loop ends before its next batch."""
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     mlp = est._mlp
@@ -216,7 +217,7 @@ def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None):
     watch = EpochWatch(est, n, validation, lambda loss: report(est, net, mlp._params, loss), hook)
     est.n_iter_ = 0
     try:
-        _training._epochs(mlp._impl, net, run, job, SklearnRate(est), watch, None)
+        _training._epochs(mlp._impl, net, run, job, SklearnRate(est), watch, stop)
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
     if est.early_stopping:
@@ -294,12 +295,13 @@ class EpochWatch:
         return True
 
 
-def fit_lbfgs(est, X, Y, w, hook=None):
+def fit_lbfgs(est, X, Y, w, hook=None, stop=None):
     """scikit-learn's L-BFGS fit through the model layer's L-BFGS (SciPy's L-BFGS-B on the
     flat parameters): full batch, so the alpha scaling is exact. SciPy gets scikit-learn's
     limits (maxiter=max_iter, maxfun=max_fun) and gradient tolerance (tol, divided by c as
     the gradient is), and its printing when verbose; n_iter_ and the ConvergenceWarning
-    come from SciPy's result as scikit-learn reads them."""
+    come from SciPy's result as scikit-learn reads them. `stop` (restarts): once set, the
+    fit ends after the current iteration."""
     mlp = est._mlp
     weight_mean = 1.0 if w is None else float(np.mean(w))
     net = objective(est, mlp, X.shape[0], weight_mean)
@@ -315,6 +317,8 @@ def fit_lbfgs(est, X, Y, w, hook=None):
     stopped = []
 
     def watch(loss):
+        if stop is not None and stop.is_set():
+            return False
         if hook is None:
             return True
         est.n_iter_ = len(run.history["loss"])
