@@ -698,3 +698,111 @@ def test_load_of_a_good_file_allocates_about_its_size(tmp_path):
     peak, raised = peak_bytes(lambda: fastmlp.load(tmp_path / "big.npz"))
     assert raised is None
     assert peak < 1.1 * size + 2 * 2**20, (peak, size)
+
+
+# ================================================================== estimator records (issue 21, item 13)
+
+
+def _estimator_file(tmp_path, kind, scale=1.0, **params):
+    """A saved fitted MLPClassifier ("binary", "multiclass") or MLPRegressor ("regressor"),
+    on inputs (and targets) times `scale`."""
+    pytest.importorskip("sklearn")
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fastmlp._estimator_io import save_estimator
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3)) * scale
+    Est = fastmlp.MLPRegressor if kind == "regressor" else fastmlp.MLPClassifier
+    y = {"binary": np.where(X[:, 0] > 0, "yes", "no"), "multiclass": np.arange(60) % 3,
+         "regressor": X.sum(axis=1) * scale}[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = Est(hidden_layer_sizes=(4,), max_iter=4, random_state=0, **params).fit(X, y)
+    return save_estimator(est, tmp_path / "est"), X
+
+
+def _edit_record(path, change):
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    record = json.loads(str(arrays["estimator"]))
+    change(record)
+    arrays["estimator"] = np.array(json.dumps(record))
+    np.savez(path, **arrays)
+
+
+def _attributes(**values):
+    return lambda record: record["attributes"].update(values)
+
+
+def _classes(values):
+    return lambda record: record["classes"].update(values=values)
+
+
+def _relabel(name, classes="keep"):
+    def change(record):
+        record["class"] = name
+        if classes != "keep":
+            record["classes"] = classes
+        if name == "MLPRegressor":
+            record["params"]["loss"] = "squared_error"
+        else:
+            record["params"].pop("loss", None)
+    return change
+
+
+HAND_EDITS = {   # name: (kind, edit, the field the error must name)
+    "duplicate classes": ("multiclass", _classes([0, 1, 1]), "classes"),
+    "unsorted classes": ("multiclass", _classes([2, 0, 1]), "classes"),
+    "unsorted text classes": ("binary", _classes(["yes", "no"]), "classes"),
+    "negative n_iter_": ("multiclass", _attributes(n_iter_=-5), "n_iter_"),
+    "negative t_": ("regressor", _attributes(t_=-1), "t_"),
+    "no features": ("regressor", _attributes(n_features_in_=0), "n_features_in_"),
+    "NaN loss_": ("multiclass", _attributes(loss_=float("nan")), "loss_"),
+    "infinite loss_": ("regressor", _attributes(loss_=float("inf")), "loss_"),
+    "NaN in loss_curve_": ("regressor", lambda r: r["attributes"]["loss_curve_"].__setitem__(0, float("nan")),
+                           "loss_curve_"),
+    "loss_ not the curve's last": ("regressor", lambda r: r["attributes"].update(loss_=r["attributes"]["loss_"] / 2),
+                                   "loss_"),
+    "NaN best_loss_": ("binary", _attributes(best_loss_=float("nan")), "best_loss_"),
+    "NaN best_validation_score_": ("binary", _attributes(best_validation_score_=float("nan")),
+                                   "best_validation_score_"),
+    "scores for other epochs": ("binary", lambda r: r["attributes"]["validation_scores_"].append(0.5),
+                                "validation_scores_"),
+    "zero learning rate": ("regressor", _attributes(_learning_rate=0.0), "_learning_rate"),
+    "classifier relabelled as regressor": ("binary", _relabel("MLPRegressor"), "class"),
+    "classifier relabelled, classes dropped": ("binary", _relabel("MLPRegressor", None), "out_activation_"),
+    "regressor relabelled as classifier": ("regressor", _relabel("MLPClassifier"), "class"),
+    "binary output made softmax": ("binary", _attributes(out_activation_="softmax"), "out_activation_"),
+}
+
+
+@pytest.mark.parametrize("edit", HAND_EDITS)
+def test_hand_edited_estimator_records_are_refused(tmp_path, edit):
+    """Every field of an estimator record is checked on load: ModelFileError naming it."""
+    from fastmlp._estimator_io import load_estimator
+
+    kind, change, field = HAND_EDITS[edit]
+    early = "validation_score" in field or "scores" in edit
+    path, _ = _estimator_file(tmp_path, kind, early_stopping=early, validation_fraction=0.3)
+    load_estimator(path)                          # the file as saved loads
+    _edit_record(path, change)
+    with pytest.raises(fastmlp.ModelFileError, match="is not a fastmlp model file") as error:
+        load_estimator(path)
+    assert re.search(rf"\b{re.escape(field)}\b", str(error.value)), str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regressor"])
+@pytest.mark.parametrize("params", [dict(solver="lbfgs"), dict(early_stopping=True, validation_fraction=0.3),
+                                    dict(solver="sgd", learning_rate_init=10.0, early_stopping=True,
+                                         validation_fraction=0.3)],
+                         ids=["lbfgs", "early_stopping", "diverging"])
+def test_real_estimator_records_load(tmp_path, kind, params, backend):
+    """What real fits record passes the checks: no curves (L-BFGS), best_loss_ None (early
+    stopping), validation scores of -inf or NaN from diverged epochs."""
+    from fastmlp._estimator_io import load_estimator
+
+    scale = 1e3 if "learning_rate_init" in params else 1.0
+    path, X = _estimator_file(tmp_path, kind, scale, **params)
+    loaded = load_estimator(path, backend=backend)
+    assert loaded.predict(X).shape[0] == len(X)
