@@ -474,9 +474,9 @@ cdef void _activation(Py_ssize_t size, const floating* Z, floating* A, int act,
     elif act == ACT_LEAKY_RELU:
         for i in range(size):
             A[i] = Z[i] if Z[i] >= 0 else slope * Z[i]
-    elif act == ACT_RELU:
+    elif act == ACT_RELU:           # (z <= 0, not z > 0: a NaN z stays NaN)
         for i in range(size):
-            A[i] = Z[i] if Z[i] > 0 else 0
+            A[i] = 0 if Z[i] <= 0 else Z[i]
     elif act == ACT_TANH:
         for i in range(size):
             A[i] = _tanh(Z[i])
@@ -510,19 +510,32 @@ cdef void _bias_activation(Py_ssize_t m, Py_ssize_t n, const floating* b, floati
         _activation(m * n, Z, A, act, slope)
 
 
+cdef inline floating _leaky_grad1(floating z, floating d, floating slope) noexcept nogil:
+    """d * Leaky ReLU'(z): d where z >= 0, slope * d where z < 0, NaN where z is NaN (a
+    select on z >= 0 alone would give slope * d there)."""
+    return d if z >= 0 else (slope * d if z < 0 else z)
+
+
+cdef inline floating _relu_grad1(floating z, floating d) noexcept nogil:
+    """d * ReLU'(z): d where z > 0, 0 * d where z <= 0 (NaN for a NaN d, as the product
+    d * 0 is), NaN where z is NaN."""
+    return d if z > 0 else (0 * d if z <= 0 else z)
+
+
 cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floating* A,
                                floating* D, int act, floating slope) noexcept nogil:
     """D *= act'(Z), in place (D holds dL/dA on entry, dL/dZ on exit); A = act(Z).
 
-    Leaky ReLU's derivative is 1 at z = 0 (the seed's choice), ReLU's is 0 there (PyTorch's).
+    Leaky ReLU's derivative is 1 at z = 0 (the seed's choice), ReLU's is 0 there (PyTorch's);
+    a NaN z gives a NaN dL/dZ for every activation but the identity.
     """
     cdef Py_ssize_t i
     if act == ACT_LEAKY_RELU:
         for i in range(size):
-            D[i] = D[i] if Z[i] >= 0 else slope * D[i]
+            D[i] = _leaky_grad1(Z[i], D[i], slope)
     elif act == ACT_RELU:
         for i in range(size):
-            D[i] = D[i] if Z[i] > 0 else 0
+            D[i] = _relu_grad1(Z[i], D[i])
     elif act == ACT_TANH:
         for i in range(size):
             D[i] = D[i] * (1 - A[i] * A[i])
@@ -978,7 +991,7 @@ cdef inline floating _act1(floating z, int act, floating slope) noexcept nogil:
     if act == ACT_LEAKY_RELU:
         return z if z >= 0 else slope * z
     if act == ACT_RELU:
-        return z if z > 0 else 0
+        return 0 if z <= 0 else z
     if act == ACT_TANH:
         return _tanh(z)
     if act == ACT_SIGMOID:
@@ -1151,14 +1164,14 @@ cdef void _backward_small(const Net* net, const floating* params, const floating
                 u[r] += D2[i] * W2[p + r]
             for r in range(4):
                 t = <floating>u[r]
-                D1[i * h + p + r] = t if act != ACT_LEAKY_RELU or Z1[i * h + p + r] >= 0 else slope * t
+                D1[i * h + p + r] = t if act != ACT_LEAKY_RELU else _leaky_grad1(Z1[i * h + p + r], t, slope)
             p += 4
         for p in range(p, h):
             s = 0
             for j in range(k):
                 s += D2[i * k + j] * W2[p * k + j]
             t = <floating>s
-            D1[i * h + p] = t if act != ACT_LEAKY_RELU or Z1[i * h + p] >= 0 else slope * t
+            D1[i * h + p] = t if act != ACT_LEAKY_RELU else _leaky_grad1(Z1[i * h + p], t, slope)
     if act != ACT_LEAKY_RELU:           # (leaky ReLU's derivative is applied above)
         _activation_backward(m * h, Z1, A1, D1, act, slope)
     _layer_grad_small(m, k, h, alpha, A1, D2, beta_w, beta_b, target + net.w_off[1], target + net.b_off[1])
@@ -1705,7 +1718,7 @@ cdef inline void _tiny_backward(const floating* x, Py_ssize_t d, Py_ssize_t h, c
     cdef floating t
     for j in range(h):
         t = <floating>(<double>0 + g * W2[j])    # `_backward_small`'s double sum of one term
-        t = t if z[j] >= 0 else slope * t
+        t = _leaky_grad1(z[j], t, slope)
         gW2[j] += a[j] * g
         nb1[j] = nb1[j] + alpha * t
         for p in range(d):

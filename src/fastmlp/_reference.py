@@ -48,10 +48,11 @@ def _Phi(Z):
 
 # name -> (f(Z, slope), f'(Z, A, slope) where A = f(Z)). Leaky ReLU's derivative is 1 at
 # z = 0 as in the seed; ReLU's is 0 there, as in PyTorch. GELU is the exact z * Phi(z).
+# A NaN z gives NaN (heaviside(NaN) is NaN; ReLU is 0 where z <= 0, which NaN is not).
 _ACTIVATIONS = implemented("numpy", "activation", tuple(ACTIVATIONS), {
     "identity": (lambda Z, s: Z, lambda Z, A, s: 1),
-    "leaky_relu": (lambda Z, s: np.where(Z >= 0, Z, s * Z), lambda Z, A, s: np.where(Z >= 0, 1, s)),
-    "relu": (lambda Z, s: np.where(Z > 0, Z, 0), lambda Z, A, s: Z > 0),
+    "leaky_relu": (lambda Z, s: np.where(Z >= 0, Z, s * Z), lambda Z, A, s: np.where(Z < 0, s, np.heaviside(Z, 1))),
+    "relu": (lambda Z, s: np.where(Z <= 0, 0, Z), lambda Z, A, s: np.heaviside(Z, 0)),
     "tanh": (lambda Z, s: np.tanh(Z), lambda Z, A, s: 1 - A * A),
     "sigmoid": (lambda Z, s: _sigmoid(Z), lambda Z, A, s: A * (1 - A)),
     "gelu": (lambda Z, s: Z * _Phi(Z), lambda Z, A, s: _Phi(Z) + Z * np.exp(-0.5 * Z * Z) / math.sqrt(2 * math.pi)),
