@@ -32,13 +32,14 @@ from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cpython.ref cimport PyObject
-from libc.math cimport M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, isfinite, log, pow, sqrt, tanh, tanhf
+from libc.float cimport DBL_MAX, FLT_MAX
+from libc.math cimport M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, fabs, isfinite, log, pow, sqrt, tanh, tanhf
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
 from . import _registry
 from ._spec import MAX_THREADS as _SPEC_MAX_THREADS
-from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args
+from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args, warn_overflow
 from ._training import CHECKED as _CHECKED
 from ._validation import (
     choice,
@@ -896,6 +897,75 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
                               params + net.b_off[l], work + net.z_off[l], A,
                               net.act[l] if l < L - 1 else 0, slope)
         A_prev = A
+
+
+# The overflow guard of predict_proba and loss_gradient. Where a row's values come near the
+# top of the dtype's range, whether a layer's sums overflow depends on the order of their
+# terms and on fused multiply-adds, so on the path (tiles, BLAS, the small loops) the batch's
+# size picks: a row could give NaN alone and a finite number in a batch. The guard decides
+# from a bound that holds in every order instead: a row is out of range when, in some layer
+# l, max_p |a_p| * reach_l + max_j |b_j| > half the dtype's largest number, where a is the
+# row's input to the layer and reach_l = max_j sum_p |W_pj| (every partial sum of
+# b_j + sum_p a_p W_pj is within that; the half covers rounding). Such rows' logits become
+# NaN, and the caller warns. `_reference` has the same steps (`_reaches`, `_overflow_rows`).
+
+cdef double _row_max_abs(const floating* a, Py_ssize_t n) noexcept nogil:
+    """max(|a[:n]|, 0), NaN if a holds a NaN (as NumPy's max)."""
+    cdef Py_ssize_t p
+    cdef floating v, mx = 0
+    cdef int nan = 0
+    for p in range(n):
+        v = fabs(a[p])
+        mx = v if v > mx else mx
+        nan |= v != v
+    return NAN if nan else mx
+
+
+cdef void _reaches(const Net* net, const floating* params, double* reach) noexcept nogil:
+    """OUT reach[2 l] = max_j sum_p |W_l[p, j]| (summed in double, row after row) and
+    reach[2 l + 1] = max_j |b_l[j]|, for each layer l; NaN where a NaN weight is."""
+    cdef Py_ssize_t l, p, j, k, n
+    cdef const floating* W
+    cdef double c, mx
+    cdef int nan
+    for l in range(net.n_layers):
+        k, n, W = net.size[l], net.size[l + 1], params + net.w_off[l]
+        mx, nan = 0, 0
+        for j in range(n):
+            c = 0
+            for p in range(k):
+                c += fabs(W[p * n + j])
+            mx = c if c > mx else mx
+            nan |= c != c
+        reach[2 * l] = NAN if nan else mx
+        reach[2 * l + 1] = _row_max_abs(params + net.b_off[l], n)
+
+
+cdef Py_ssize_t _overflow_rows(const Net* net, const floating* X, Py_ssize_t m, floating* work,
+                               const double* reach) noexcept nogil:
+    """After `_forward` of m rows: the logits of the rows out of range (the guard above,
+    `reach` from `_reaches`) become NaN. Returns how many."""
+    cdef Py_ssize_t i, l, L = net.n_layers, k = net.size[L], j, count = 0, row
+    cdef double top, limit = (<double>FLT_MAX if floating is float else DBL_MAX) / 2
+    cdef const floating* data
+    cdef floating* z
+    for i in range(m):
+        for l in range(L):
+            if l > 0:
+                top = _row_max_abs(work + net.a_off[l - 1] + i * net.size[l], net.size[l])
+            elif net.sparse != NULL:
+                row, data = net.sparse.rows[i], <const floating*>net.sparse.data
+                top = _row_max_abs(data + net.sparse.indptr[row],
+                                   net.sparse.indptr[row + 1] - net.sparse.indptr[row])
+            else:
+                top = _row_max_abs(X + i * net.size[0], net.size[0])
+            if top * reach[2 * l] + reach[2 * l + 1] > limit:
+                z = work + net.z_off[L - 1] + i * k
+                for j in range(k):
+                    z[j] = NAN
+                count += 1
+                break
+    return count
 
 
 cdef bint _backprop_dense(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* D,
@@ -2265,14 +2335,20 @@ cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, c
     cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
     cdef floating* Z = &work[0] + cnet.z_off[cnet.n_layers - 1]
     cdef const floating* Xp = NULL if X is None else &X[0, 0]
+    cdef double[::1] reach = np.empty(2 * cnet.n_layers)
+    cdef Py_ssize_t bad = 0
     with nogil:
+        _reaches(cnet, &params[0], &reach[0])
         start = 0
         while start < n:
             m = min(cnet.capacity, n - start)
             _set_rows(cnet, start, m)
             _forward(cnet, &params[0], Xp + start * n_in if Xp != NULL else NULL, m, &work[0])
+            bad += _overflow_rows(cnet, Xp + start * n_in if Xp != NULL else NULL, m, &work[0], &reach[0])
             _output_activation(m, k, Z, &out[start, 0], cnet.output)
             start += m
+    if bad:
+        warn_overflow(bad, n, _dtype(&params[0]), "their outputs are NaN", 3)
 
 
 cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1] X, csr,
@@ -2290,7 +2366,10 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
     cdef const floating* Xp = NULL
     cdef double total = 0, weight = n
     cdef floating zero_or_one, scale
+    cdef double[::1] reach = np.empty(2 * cnet.n_layers)
+    cdef Py_ssize_t bad = 0
     with nogil:
+        _reaches(cnet, &params[0], &reach[0])
         if weighted:
             weight = 0
             for i in range(n):
@@ -2302,6 +2381,7 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
             _set_rows(cnet, start, m)
             Xp = NULL if X is None else &X[start, 0]
             _forward(cnet, &params[0], Xp, m, &work[0])
+            bad += _overflow_rows(cnet, Xp, m, &work[0], &reach[0])
             total += _output_loss(m, k, &work[0] + cnet.z_off[L - 1], &Y[start, 0],
                                   &w[start] if weighted else NULL,
                                   &work[0] + cnet.d_off[L - 1] if want_grad else NULL,
@@ -2316,6 +2396,9 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
             total += 0.5 * cnet.l2 * _sum_squared_weights(cnet, &params[0])
             if want_grad:
                 _add_l2(cnet, &params[0], &grad[0])
+    if bad:
+        warn_overflow(bad, n, _dtype(&params[0]),
+                      "their losses are NaN, and so is the loss" + (" and its gradient" if want_grad else ""), 3)
     return total
 
 

@@ -15,7 +15,7 @@ import scipy.sparse
 from scipy.special import erf, xlogy
 
 from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
-from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args
+from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args, warn_overflow
 from ._training import CHECKED as _CHECKED
 from ._validation import (
     check_csr,
@@ -154,6 +154,34 @@ def _forward(net, params, X, work):
         work.Z[l] = A @ W + b
         if l < net.n_layers - 1:
             A = work.A[l] = _activation(work.Z[l], np.empty_like(work.Z[l]), net.activations[l], net.negative_slope)
+
+
+def _reaches(net, params, reach):
+    """OUT reach[2 l] = max_j sum_p |W_l[p, j]| (summed in float64) and reach[2 l + 1] =
+    max_j |b_l[j]|, for each layer l; NaN where a NaN weight is."""
+    for l, (W, b) in enumerate(net.layers(params)):
+        reach[2 * l] = np.abs(W).sum(axis=0, dtype=np.float64).max()
+        reach[2 * l + 1] = np.abs(b).max()
+    return reach
+
+
+def _overflow_rows(net, X, work, reach):
+    """After `_forward`: the logits of the rows out of range become NaN; returns how many.
+
+    A row is out of range when, in some layer l, max_p |a_p| * reach[2 l] + reach[2 l + 1]
+    (a: the row's input to the layer, reach from `_reaches`) exceeds half the dtype's largest
+    number: every partial sum of the layer's b_j + sum_p a_p W_pj is within that bound (the
+    half covers rounding), but beyond it some order of the sums could overflow and another
+    not, and the answer would depend on the kernel the compiled backend picks for the batch's
+    size. The compiled twin applies the same rule.
+    """
+    limit, bad = float(np.finfo(work.Z[-1].dtype).max) / 2, np.zeros(len(work.Z[-1]), bool)
+    for l in range(net.n_layers):
+        A = X if l == 0 else work.A[l - 1]
+        top = abs(A).max(axis=1).toarray().ravel() if scipy.sparse.issparse(A) else np.abs(A).max(axis=1)
+        bad |= top.astype(np.float64) * reach[2 * l] + reach[2 * l + 1] > limit
+    work.Z[-1][bad] = np.nan
+    return int(np.count_nonzero(bad))
 
 
 def _axpby(alpha, x, beta, y):
@@ -375,8 +403,13 @@ def predict_proba(net, params, X, out):
     """OUT: out (n, net.sizes[-1]) = the network's output activations for X."""
     X = _own_csr(predict_args(net, params, X, out))
     work = _Work(net)
-    _forward(net, params, X, work)
-    return _output_activation(work.Z[-1], out, net.output)
+    with np.errstate(over="ignore", invalid="ignore"):   # the guard warns instead
+        _forward(net, params, X, work)
+        bad = _overflow_rows(net, X, work, _reaches(net, params, np.empty(2 * net.n_layers)))
+    _output_activation(work.Z[-1], out, net.output)
+    if bad:
+        warn_overflow(bad, X.shape[0], params.dtype, "their outputs are NaN", 4)
+    return out
 
 
 def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
@@ -389,15 +422,20 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     X = _own_csr(X)
     weight = X.shape[0] if w is None else float(np.sum(w, dtype=np.float64))
     work = _Work(net)
-    _forward(net, params, X, work)
-    work.D[-1] = None if grad is None else np.empty_like(work.Z[-1])
-    loss = _output_loss(work.Z[-1], Y, w, work.D[-1], 1 / weight, net.loss) / weight
-    if net.l2:
-        loss += 0.5 * net.l2 * _sum_squared_weights(net, params)
-    if grad is not None:
-        _backward(net, params, X, work, grad, 1, 0, 0)
+    with np.errstate(over="ignore", invalid="ignore"):   # the guard warns instead
+        _forward(net, params, X, work)
+        bad = _overflow_rows(net, X, work, _reaches(net, params, np.empty(2 * net.n_layers)))
+        work.D[-1] = None if grad is None else np.empty_like(work.Z[-1])
+        loss = _output_loss(work.Z[-1], Y, w, work.D[-1], 1 / weight, net.loss) / weight
         if net.l2:
-            _add_l2(net, params, grad)
+            loss += 0.5 * net.l2 * _sum_squared_weights(net, params)
+        if grad is not None:
+            _backward(net, params, X, work, grad, 1, 0, 0)
+            if net.l2:
+                _add_l2(net, params, grad)
+    if bad:
+        warn_overflow(bad, X.shape[0], params.dtype,
+                      "their losses are NaN, and so is the loss" + (" and its gradient" if grad is not None else ""), 4)
     return loss
 
 

@@ -5,6 +5,7 @@ touches a pointer).
 """
 
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -313,3 +314,16 @@ def out_of_range(order, n):
     bad = order[(order < 0) | (order >= n)]
     raise IndexError(f"rng.shuffle wrote row indices outside 0..{n - 1} (e.g. {bad[0] if bad.size else '?'}); "
                      "it must only permute the array it is given")
+
+
+def warn_overflow(count, n, dtype, result, stacklevel):
+    """The RuntimeWarning of both backends' overflow guard (``_core._overflow_rows``,
+    ``_reference._overflow_rows``): `count` of the `n` rows a predict_proba or loss_gradient
+    call took are out of the dtype's range inside the network; `result` says what became of
+    them. `stacklevel` as warnings.warn's, counted from here (a compiled function has no
+    frame of its own)."""
+    dtype = np.dtype(dtype)
+    warnings.warn(f"overflow: {count} of {n} rows reach values inside the network at which a layer's sums "
+                  f"could exceed the {dtype.name} range (half its largest number, "
+                  f"{float(np.finfo(dtype).max) / 2:.3g}, in some order of summation); {result}",
+                  RuntimeWarning, stacklevel=stacklevel)
