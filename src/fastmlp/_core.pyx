@@ -33,7 +33,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cpython.ref cimport PyObject
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.math cimport M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, fabs, isfinite, log, pow, sqrt, tanh, tanhf
+from libc.math cimport INFINITY, M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, fabs, isfinite, log, pow, sqrt, tanh, tanhf
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
@@ -903,63 +903,76 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
 # top of the dtype's range, whether a layer's sums overflow depends on the order of their
 # terms and on fused multiply-adds, so on the path (tiles, BLAS, the small loops) the batch's
 # size picks: a row could give NaN alone and a finite number in a batch. The guard decides
-# from a bound that holds in every order instead: a row is out of range when, in some layer
-# l, max_p |a_p| * reach_l + max_j |b_j| > half the dtype's largest number, where a is the
-# row's input to the layer and reach_l = max_j sum_p |W_pj| (every partial sum of
-# b_j + sum_p a_p W_pj is within that; the half covers rounding). Such rows' logits become
-# NaN, and the caller warns. `_reference` has the same steps (`_reaches`, `_overflow_rows`).
+# from a bound that holds in every order instead: every partial sum of b_j + sum_p a_p W_pj
+# is at most max_p |a_p| * reach + max_j |b_j| in size, reach = max_j sum_p |W_pj|, so a row
+# whose input a to some layer holds an |a_p| above that layer's limit (`_input_limits`: where
+# the bound reaches half the dtype's largest number, the half covering rounding) is out of
+# range. Such rows' logits become NaN, and the caller warns. `_reference` has the same steps
+# (`_input_limits`, `_overflow_rows`), the same arithmetic.
 
-cdef double _row_max_abs(const floating* a, Py_ssize_t n) noexcept nogil:
-    """max(|a[:n]|, 0), NaN if a holds a NaN (as NumPy's max)."""
+cdef double _max_abs(const floating* a, Py_ssize_t n) noexcept nogil:
+    """max(|a[:n]|), NaN if a holds a NaN (as NumPy's max)."""
     cdef Py_ssize_t p
-    cdef floating v, mx = 0
-    cdef int nan = 0
+    cdef double v, mx = 0
     for p in range(n):
         v = fabs(a[p])
-        mx = v if v > mx else mx
-        nan |= v != v
-    return NAN if nan else mx
+        if not v <= mx:
+            mx = v
+            if v != v:
+                break
+    return mx
 
 
-cdef void _reaches(const Net* net, const floating* params, double* reach) noexcept nogil:
-    """OUT reach[2 l] = max_j sum_p |W_l[p, j]| (summed in double, row after row) and
-    reach[2 l + 1] = max_j |b_l[j]|, for each layer l; NaN where a NaN weight is."""
+cdef void _input_limits(const Net* net, const floating* params, floating* limit) noexcept nogil:
+    """OUT limit[l] = the largest |a_p| a row's input to layer l may hold: (top - max_j |b_j|) /
+    max_j sum_p |W_pj| in double (sums row after row), top half the dtype's largest number,
+    then rounded to the dtype; infinite where the weights are all 0, NaN where one is NaN."""
     cdef Py_ssize_t l, p, j, k, n
     cdef const floating* W
-    cdef double c, mx
-    cdef int nan
+    cdef double c, reach, bmax, top = (<double>FLT_MAX if floating is float else DBL_MAX) / 2
     for l in range(net.n_layers):
         k, n, W = net.size[l], net.size[l + 1], params + net.w_off[l]
-        mx, nan = 0, 0
+        reach = 0
         for j in range(n):
             c = 0
             for p in range(k):
                 c += fabs(W[p * n + j])
-            mx = c if c > mx else mx
-            nan |= c != c
-        reach[2 * l] = NAN if nan else mx
-        reach[2 * l + 1] = _row_max_abs(params + net.b_off[l], n)
+            if not c <= reach:
+                reach = c
+                if c != c:
+                    break
+        bmax = _max_abs(params + net.b_off[l], n)
+        limit[l] = <floating>(INFINITY if reach == 0 else (top - bmax) / reach)
+
+
+cdef inline bint _beyond(const floating* a, Py_ssize_t n, floating t) noexcept nogil:
+    """Whether some |a[p]| > t (or t < 0): an integer OR the compiler vectorises."""
+    cdef Py_ssize_t p
+    cdef int out = t < 0
+    for p in range(n):
+        out |= (a[p] > t) | (a[p] < -t)
+    return out != 0
 
 
 cdef Py_ssize_t _overflow_rows(const Net* net, const floating* X, Py_ssize_t m, floating* work,
-                               const double* reach) noexcept nogil:
+                               const floating* limit) noexcept nogil:
     """After `_forward` of m rows: the logits of the rows out of range (the guard above,
-    `reach` from `_reaches`) become NaN. Returns how many."""
+    `limit` from `_input_limits`) become NaN. Returns how many."""
     cdef Py_ssize_t i, l, L = net.n_layers, k = net.size[L], j, count = 0, row
-    cdef double top, limit = (<double>FLT_MAX if floating is float else DBL_MAX) / 2
-    cdef const floating* data
+    cdef const floating* data = <const floating*>(net.sparse.data if net.sparse != NULL else NULL)
+    cdef const Py_ssize_t* indptr = net.sparse.indptr if net.sparse != NULL else NULL
     cdef floating* z
+    cdef bint out
     for i in range(m):
         for l in range(L):
             if l > 0:
-                top = _row_max_abs(work + net.a_off[l - 1] + i * net.size[l], net.size[l])
-            elif net.sparse != NULL:
-                row, data = net.sparse.rows[i], <const floating*>net.sparse.data
-                top = _row_max_abs(data + net.sparse.indptr[row],
-                                   net.sparse.indptr[row + 1] - net.sparse.indptr[row])
+                out = _beyond(work + net.a_off[l - 1] + i * net.size[l], net.size[l], limit[l])
+            elif net.sparse != NULL:       # (the implicit zeros are beyond a limit < 0 only)
+                row = net.sparse.rows[i]
+                out = _beyond(data + indptr[row], indptr[row + 1] - indptr[row], limit[0])
             else:
-                top = _row_max_abs(X + i * net.size[0], net.size[0])
-            if top * reach[2 * l] + reach[2 * l + 1] > limit:
+                out = _beyond(X + i * net.size[0], net.size[0], limit[0])
+            if out:
                 z = work + net.z_off[L - 1] + i * k
                 for j in range(k):
                     z[j] = NAN
@@ -2335,16 +2348,16 @@ cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, c
     cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
     cdef floating* Z = &work[0] + cnet.z_off[cnet.n_layers - 1]
     cdef const floating* Xp = NULL if X is None else &X[0, 0]
-    cdef double[::1] reach = np.empty(2 * cnet.n_layers)
+    cdef floating[::1] limit = np.empty(cnet.n_layers, _dtype(&params[0]))
     cdef Py_ssize_t bad = 0
     with nogil:
-        _reaches(cnet, &params[0], &reach[0])
+        _input_limits(cnet, &params[0], &limit[0])
         start = 0
         while start < n:
             m = min(cnet.capacity, n - start)
             _set_rows(cnet, start, m)
             _forward(cnet, &params[0], Xp + start * n_in if Xp != NULL else NULL, m, &work[0])
-            bad += _overflow_rows(cnet, Xp + start * n_in if Xp != NULL else NULL, m, &work[0], &reach[0])
+            bad += _overflow_rows(cnet, Xp + start * n_in if Xp != NULL else NULL, m, &work[0], &limit[0])
             _output_activation(m, k, Z, &out[start, 0], cnet.output)
             start += m
     if bad:
@@ -2366,10 +2379,10 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
     cdef const floating* Xp = NULL
     cdef double total = 0, weight = n
     cdef floating zero_or_one, scale
-    cdef double[::1] reach = np.empty(2 * cnet.n_layers)
+    cdef floating[::1] limit = np.empty(cnet.n_layers, _dtype(&params[0]))
     cdef Py_ssize_t bad = 0
     with nogil:
-        _reaches(cnet, &params[0], &reach[0])
+        _input_limits(cnet, &params[0], &limit[0])
         if weighted:
             weight = 0
             for i in range(n):
@@ -2381,7 +2394,7 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
             _set_rows(cnet, start, m)
             Xp = NULL if X is None else &X[start, 0]
             _forward(cnet, &params[0], Xp, m, &work[0])
-            bad += _overflow_rows(cnet, Xp, m, &work[0], &reach[0])
+            bad += _overflow_rows(cnet, Xp, m, &work[0], &limit[0])
             total += _output_loss(m, k, &work[0] + cnet.z_off[L - 1], &Y[start, 0],
                                   &w[start] if weighted else NULL,
                                   &work[0] + cnet.d_off[L - 1] if want_grad else NULL,

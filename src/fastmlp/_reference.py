@@ -156,30 +156,36 @@ def _forward(net, params, X, work):
             A = work.A[l] = _activation(work.Z[l], np.empty_like(work.Z[l]), net.activations[l], net.negative_slope)
 
 
-def _reaches(net, params, reach):
-    """OUT reach[2 l] = max_j sum_p |W_l[p, j]| (summed in float64) and reach[2 l + 1] =
-    max_j |b_l[j]|, for each layer l; NaN where a NaN weight is."""
+def _input_limits(net, params, limit):
+    """OUT limit[l] = the largest |a_p| a row's input to layer l may hold: (top - max_j |b_j|)
+    / max_j sum_p |W_pj| in float64 (W's rows summed in order), top half the dtype's largest
+    number, then rounded to limit's dtype (the model's); infinite where the weights are all 0,
+    NaN where one is NaN. Every partial sum of a layer's b_j + sum_p a_p W_pj is at most
+    max_p |a_p| * max_j sum_p |W_pj| + max_j |b_j| in size, in any order."""
+    top = float(np.finfo(limit.dtype).max) / 2
     for l, (W, b) in enumerate(net.layers(params)):
-        reach[2 * l] = np.abs(W).sum(axis=0, dtype=np.float64).max()
-        reach[2 * l + 1] = np.abs(b).max()
-    return reach
+        reach, bmax = float(np.abs(W).sum(axis=0, dtype=np.float64).max()), float(np.abs(b).max())
+        limit[l] = math.inf if reach == 0 else (top - bmax) / reach
+    return limit
 
 
-def _overflow_rows(net, X, work, reach):
+def _overflow_rows(net, X, work, limit):
     """After `_forward`: the logits of the rows out of range become NaN; returns how many.
 
-    A row is out of range when, in some layer l, max_p |a_p| * reach[2 l] + reach[2 l + 1]
-    (a: the row's input to the layer, reach from `_reaches`) exceeds half the dtype's largest
-    number: every partial sum of the layer's b_j + sum_p a_p W_pj is within that bound (the
-    half covers rounding), but beyond it some order of the sums could overflow and another
-    not, and the answer would depend on the kernel the compiled backend picks for the batch's
-    size. The compiled twin applies the same rule.
+    A row is out of range when its input to some layer l holds an |a_p| > limit[l] (from
+    `_input_limits`): then some order of that layer's sums could overflow and another not, and
+    the answer would depend on the kernel the compiled backend picks for the batch's size.
+    The compiled twin applies the same rule to the same numbers.
     """
-    limit, bad = float(np.finfo(work.Z[-1].dtype).max) / 2, np.zeros(len(work.Z[-1]), bool)
-    for l in range(net.n_layers):
+    bad = np.zeros(len(work.Z[-1]), bool)
+    for l, t in enumerate(limit):
         A = X if l == 0 else work.A[l - 1]
-        top = abs(A).max(axis=1).toarray().ravel() if scipy.sparse.issparse(A) else np.abs(A).max(axis=1)
-        bad |= top.astype(np.float64) * reach[2 * l] + reach[2 * l + 1] > limit
+        if not scipy.sparse.issparse(A):
+            bad |= (np.abs(A) > t).any(axis=1)
+        elif t >= 0:                # (implicit zeros are beyond a limit < 0 only)
+            bad |= np.asarray((abs(A) > t).sum(axis=1)).ravel() > 0
+        else:
+            bad |= bool(t < 0)
     work.Z[-1][bad] = np.nan
     return int(np.count_nonzero(bad))
 
@@ -405,7 +411,7 @@ def predict_proba(net, params, X, out):
     work = _Work(net)
     with np.errstate(over="ignore", invalid="ignore"):   # the guard warns instead
         _forward(net, params, X, work)
-        bad = _overflow_rows(net, X, work, _reaches(net, params, np.empty(2 * net.n_layers)))
+        bad = _overflow_rows(net, X, work, _input_limits(net, params, np.empty(net.n_layers, params.dtype)))
     _output_activation(work.Z[-1], out, net.output)
     if bad:
         warn_overflow(bad, X.shape[0], params.dtype, "their outputs are NaN", 4)
@@ -424,7 +430,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     work = _Work(net)
     with np.errstate(over="ignore", invalid="ignore"):   # the guard warns instead
         _forward(net, params, X, work)
-        bad = _overflow_rows(net, X, work, _reaches(net, params, np.empty(2 * net.n_layers)))
+        bad = _overflow_rows(net, X, work, _input_limits(net, params, np.empty(net.n_layers, params.dtype)))
         work.D[-1] = None if grad is None else np.empty_like(work.Z[-1])
         loss = _output_loss(work.Z[-1], Y, w, work.D[-1], 1 / weight, net.loss) / weight
         if net.l2:
