@@ -294,3 +294,38 @@ def test_overflow_verdict_is_independent_of_batch_and_backend(dtype, d, h, k, de
         assert len({bool(np.isnan(p).any()) for p in row}) == 1
         for p in row:
             np.testing.assert_allclose(p, row[0], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_guard_bound_edges(backend, dtype):
+    """All-zero weights cannot overflow whatever the input (no warning, finite outputs); an
+    infinite weight makes every row with a nonzero input out of range."""
+    sizes = [4, 8, 1]
+    X = np.ones((3, 4), dtype)
+    X[1] = _big(dtype)
+    m = _model(sizes, "relu", "sigmoid", backend, dtype)
+    m.coefs_[0][:] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isfinite(m.predict_proba(X)).all()
+    m = _model(sizes, "relu", "sigmoid", backend, dtype)
+    m.coefs_[0][0, 0] = np.inf
+    X[2] = 0
+    with pytest.warns(RuntimeWarning, match="overflow: 2 of 3 rows"):
+        P = m.predict_proba(X)
+    assert np.isnan(P).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_size", [50, 10, 1])
+def test_training_on_an_overflowing_row_still_diverges(backend, batch_size):
+    """The training loop is not guarded row by row: the overflow reaches the loss and the
+    divergence handling (DivergenceError, weights of the epochs before) as before."""
+    X, Y = make_data(50, [4, 8, 1])
+    X[3] = 1e308
+    m = _model([4, 8, 1], "relu", "sigmoid", backend, np.float64)
+    with pytest.raises(fastmlp.DivergenceError), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m.fit(X, Y, epochs=3, lr=0.01, batch_size=batch_size)
+    assert np.isfinite(m._params).all()
