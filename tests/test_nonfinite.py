@@ -329,3 +329,17 @@ def test_training_on_an_overflowing_row_still_diverges(backend, batch_size):
         warnings.simplefilter("ignore", RuntimeWarning)
         m.fit(X, Y, epochs=3, lr=0.01, batch_size=batch_size)
     assert np.isfinite(m._params).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_guard_leaves_a_csr_input_as_it_was(backend):
+    """The guard reads a CSR X's stored values and never canonicalises it in place
+    (duplicate entries, unsorted indices: abs(X) would sum and sort them)."""
+    X = scipy.sparse.csr_matrix((np.array([1.5, 1.5, 2.0, -1.0]), np.array([2, 2, 0, 3]), np.array([0, 3, 4])),
+                                shape=(2, 4))
+    before = [a.copy() for a in (X.data, X.indices, X.indptr)]
+    m = _model([4, 8, 1], "relu", "sigmoid", backend, np.float64)
+    m.predict_proba(X)
+    m.loss(X, np.zeros((2, 1)))
+    for a, b in zip((X.data, X.indices, X.indptr), before):
+        np.testing.assert_array_equal(a, b)

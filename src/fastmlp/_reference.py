@@ -182,9 +182,10 @@ def _overflow_rows(net, X, work, limit):
         A = X if l == 0 else work.A[l - 1]
         if not scipy.sparse.issparse(A):
             bad |= (np.abs(A) > t).any(axis=1)
-        elif t >= 0:                # (implicit zeros are beyond a limit < 0 only)
-            bad |= np.asarray((abs(A) > t).sum(axis=1)).ravel() > 0
-        else:
+        elif t >= 0:    # CSR: its stored values, read only (abs(A) would sum A's duplicates in place)
+            seen = np.concatenate(([0], np.cumsum(np.abs(A.data[: A.indptr[-1]]) > t)))
+            bad |= seen[A.indptr[1:]] > seen[A.indptr[:-1]]
+        else:           # (implicit zeros are beyond a limit < 0 only)
             bad |= bool(t < 0)
     work.Z[-1][bad] = np.nan
     return int(np.count_nonzero(bad))
