@@ -8,7 +8,7 @@ nodes, so every activation, output, dtype and label type ``to_onnx`` exports):
   ``MLPRegressor`` (a shape calculator and a converter each), after which
   ``skl2onnx.to_onnx(pipeline, X)`` converts any pipeline holding them, in skl2onnx's
   conventions: a classifier gives ``output_label`` (strings, or int64 for integer, boolean
-  and integer-valued float labels; ``[N, n_classes]`` int64 for multilabel targets) and
+  and float labels, which scikit-learn holds to integral values; ``[N, n_classes]`` int64 for multilabel targets) and
   ``output_probability`` (a ZipMap by default, which holds float32 only; with
   ``options={id(clf): {"zipmap": False}}`` the ``[N, n_classes]`` tensor), a regressor
   ``variable``, ``[N, n_outputs]``. The network runs in its own dtype; the probabilities and
@@ -38,7 +38,7 @@ import numpy as np
 from . import _onnx
 from ._onnx import OPSET, _Graph, _forward, _network
 
-SKL2ONNX_HINT = "pip install skl2onnx"
+SKL2ONNX_HINT = "pip install 'fastmlp[onnx]' (or pip install skl2onnx)"
 _ML_OPSET = 3                         # ai.onnx.ml's version that goes with opset 17
 _ALIASES = {"MLPClassifier": "FastmlpMLPClassifier", "MLPRegressor": "FastmlpMLPRegressor"}
 
@@ -60,7 +60,8 @@ def register_skl2onnx() -> None:
     """Register fastmlp's ``MLPClassifier`` and ``MLPRegressor`` with skl2onnx, so that
     ``skl2onnx.to_onnx`` converts them and pipelines holding them (see this module's
     docstring for the outputs). Classifiers take skl2onnx's ``zipmap``,
-    ``output_class_labels`` and ``nocl`` (labels as class indices, int64) options. ImportError when skl2onnx is missing."""
+    ``output_class_labels`` and ``nocl`` (labels as class indices, int64) options.
+    ImportError when skl2onnx is missing."""
     skl2onnx = _skl2onnx("fastmlp.register_skl2onnx")
     from ._sklearn import MLPClassifier, MLPRegressor
     skl2onnx.update_registered_converter(
@@ -91,23 +92,18 @@ def _no_class_labels(scope, est):
     return bool(scope.get_options(est, {"nocl": False}).get("nocl"))
 
 
-def _label_proto(est, nocl):
-    """The ONNX element type of a classifier's labels in skl2onnx's convention: strings as
-    strings; integers, booleans and integer-valued floats as int64; other floats as double."""
-    from onnx import TensorProto
+def _string_labels(est, nocl):
+    """Whether a classifier's labels are strings in skl2onnx's convention; else int64:
+    integers, booleans and floats (scikit-learn takes integral ones only), class indices
+    (option nocl) and the multilabel indicator matrix."""
     if nocl or (est.n_outputs_ > 1 and est.out_activation_ != "softmax"):
-        return TensorProto.INT64              # class indices, or the multilabel indicator matrix
+        return False
     classes = np.asarray(est.classes_)
-    if classes.dtype.kind in "OUS" and all(isinstance(c, str) for c in classes.tolist()):
-        return TensorProto.STRING
-    if classes.dtype.kind in "biu" or (classes.dtype.kind == "f" and np.array_equal(classes, np.round(classes))):
-        return TensorProto.INT64
-    return TensorProto.DOUBLE
+    return classes.dtype.kind in "OUS" and all(isinstance(c, str) for c in classes.tolist())
 
 
 def _classifier_shapes(operator):
     from skl2onnx.common.data_types import DoubleTensorType, Int64TensorType, StringTensorType
-    from onnx import TensorProto
     _check_operator(operator, 2)
     est = operator.raw_operator
     N = operator.inputs[0].get_first_dimension()
@@ -119,8 +115,8 @@ def _classifier_shapes(operator):
         raise ValueError("fastmlp's MLPClassifier gets a float64 input here, and skl2onnx's ZipMap holds float32 "
                          f"probabilities only: pass options={{id(classifier): {{'zipmap': False}}}} "
                          "(or feed float32)")
-    label_type = {TensorProto.STRING: StringTensorType, TensorProto.INT64: Int64TensorType,
-                  TensorProto.DOUBLE: DoubleTensorType}[_label_proto(est, _no_class_labels(operator.scope_inst, est))]
+    strings = _string_labels(est, _no_class_labels(operator.scope_inst, est))
+    label_type = StringTensorType if strings else Int64TensorType
     operator.outputs[0].type = label_type([N, n_columns] if multilabel else [N])
     operator.outputs[1].type = probabilities([N, n_columns])
 
@@ -195,6 +191,7 @@ def _flush(g, scope, container):
 def pipeline_to_onnx(pipeline, X=None):
     """The ONNX model of a fitted Pipeline ending in a fastmlp estimator (``fastmlp.to_onnx``)."""
     import onnx
+    helper = onnx.helper
     final = pipeline.steps[-1][1] if pipeline.steps else None
     estimators = sys.modules.get("fastmlp._sklearn")
     if estimators is None or not isinstance(final, (estimators.MLPClassifier, estimators.MLPRegressor)):
@@ -203,43 +200,37 @@ def pipeline_to_onnx(pipeline, X=None):
     net, head = _network(final)                              # NotFittedError before any work
     steps = [(name, step) for name, step in pipeline.steps[:-1] if step is not None and step != "passthrough"]
     inputs = _input_types(pipeline, X, net.dtype)
-    skl2onnx = _skl2onnx("fastmlp.to_onnx of a Pipeline")
+    _skl2onnx("fastmlp.to_onnx of a Pipeline")
     register_skl2onnx()
+    graph_inputs = [helper.make_tensor_value_info(name, elem_type, ["N", width]) for name, elem_type, width in inputs]
+    clashes = {name for name, _, _ in inputs} & {"label", "probabilities", "variable"}
+    if clashes:
+        raise ValueError(f"fastmlp.to_onnx: the graph's outputs are named label and probabilities, or variable: "
+                         f"rename the input column {sorted(clashes)[0]!r}")
     if steps:
-        from sklearn.pipeline import Pipeline
-        from sklearn.impute import SimpleImputer
-        proto = skl2onnx.convert_sklearn(Pipeline(steps), initial_types=[(name, t) for name, t, _ in inputs],
-                                         target_opset={"": OPSET, "ai.onnx.ml": _ML_OPSET},
-                                         custom_conversion_functions={SimpleImputer: _convert_imputer})
+        proto, features = _preprocessing(onnx, steps, inputs)
         graph = proto.graph
-        if len(graph.output) != 1:
-            raise TypeError(f"fastmlp.to_onnx: the steps before the network give {len(graph.output)} outputs in "
-                            "skl2onnx, not one matrix")
-        features = graph.output[0].name
-        del graph.output[:]
+        del graph.input[:]
+        graph.input.extend(graph_inputs)
     else:                                                     # the columns go to the network as they are
-        proto = onnx.helper.make_model(onnx.helper.make_graph(
-            [], "fastmlp", [onnx.helper.make_tensor_value_info(name, elem_type, ["N", t.shape[1]])
-                            for name, t, elem_type in inputs], []))
+        proto = helper.make_model(helper.make_graph([], "fastmlp", graph_inputs, []))
         graph, features = proto.graph, None
-    g = _Graph(onnx, net.dtype, namer=_fresh_names(graph))
+    fresh = _fresh_names(graph)
+    for name in ("label", "probabilities", "variable"):     # skl2onnx's own tensors may be named so
+        if name in {o for node in graph.node for o in node.output}:
+            new = _rename(graph, name, fresh(name))
+            features = new if features == name else features
+    g = _Graph(onnx, net.dtype, namer=fresh)
     if features is None:
         columns = [g.op("Cast", v.name, to=g.type) for v in graph.input]
         features = columns[0] if len(columns) == 1 else g.op("Concat", *columns, axis=1)
     else:
         features = g.op("Cast", features, to=g.type)
-    taken = {v.name for v in graph.input} | {o for node in graph.node for o in node.output}
     for name, value, elem_type, shape in head(g, _forward(g, net, features), net):
-        if name in taken:                                     # a column named "label", say
-            raise ValueError(f"fastmlp.to_onnx: the graph's output {name!r} is also one of its inputs or "
-                             "intermediate tensors: rename that column")
         g.output(name, value, elem_type, shape)
     graph.node.extend(g.nodes)
     graph.initializer.extend(g.constants)
     graph.output.extend(g.outputs)
-    for dim in (d for v in graph.input for d in v.type.tensor_type.shape.dim[:1]):
-        if not dim.dim_value:
-            dim.dim_param = "N"
     doc = f"fastmlp Pipeline {'-'.join(map(str, net.layer_sizes))}"
     graph.name, graph.doc_string = "fastmlp", doc
     _set_opsets(onnx, proto)
@@ -247,6 +238,54 @@ def pipeline_to_onnx(pipeline, X=None):
     proto.producer_name, proto.producer_version, proto.doc_string = "fastmlp", __version__, doc
     onnx.checker.check_model(proto)
     return proto
+
+
+def _preprocessing(onnx, steps, inputs):
+    """(skl2onnx's model of the steps before the network, the name of its output matrix), for
+    the graph inputs `inputs`. skl2onnx sees integer and boolean columns as floats (it cannot
+    join them with float columns in one transformer): a Cast at the start gives them their
+    own type in the graph; its inputs are then replaced by ``graph_inputs``."""
+    import skl2onnx
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    T = onnx.TensorProto
+    floats = {elem_type for _, elem_type, _ in inputs if elem_type in (T.FLOAT, T.DOUBLE)}
+    numbers = T.FLOAT if floats == {T.FLOAT} else T.DOUBLE            # what skl2onnx sees for integers
+    seen = [(name, elem_type if elem_type in (T.FLOAT, T.DOUBLE, T.STRING) else numbers, width)
+            for name, elem_type, width in inputs]
+    types = {T.FLOAT: FloatTensorType, T.DOUBLE: DoubleTensorType, T.STRING: StringTensorType}
+    proto = skl2onnx.convert_sklearn(Pipeline(steps), initial_types=[(name, types[t]([None, width]))
+                                                                     for name, t, width in seen],
+                                     target_opset={"": OPSET, "ai.onnx.ml": _ML_OPSET},
+                                     custom_conversion_functions={SimpleImputer: _convert_imputer})
+    graph = proto.graph
+    if len(graph.output) != 1:
+        raise TypeError(f"fastmlp.to_onnx: the steps before the network give {len(graph.output)} outputs in "
+                        "skl2onnx, not one matrix")
+    features = graph.output[0].name
+    del graph.output[:]
+    fresh = _fresh_names(graph)
+    casts = []
+    for (name, elem_type, _), (_, seen_type, _) in zip(inputs, seen):
+        if seen_type != elem_type:
+            inner = _rename(graph, name, fresh(name))
+            casts.append(onnx.helper.make_node("Cast", [name], [inner], to=seen_type, name=fresh("Cast")))
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return proto, features
+
+
+def _rename(graph, old, new):
+    """Rename the tensor `old` of `graph` (its nodes' inputs and outputs) to `new`; `new`."""
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+    for info in graph.value_info:
+        if info.name == old:
+            info.name = new
+    return new
 
 
 def _convert_imputer(scope, operator, container):
@@ -307,7 +346,7 @@ def _fresh_names(graph):
 
 
 def _input_types(pipeline, X, dtype):
-    """[(name, skl2onnx type, ONNX element type)] of the graph's inputs (module docstring)."""
+    """[(name, ONNX element type, width)] of the graph's inputs (module docstring)."""
     names = getattr(pipeline, "feature_names_in_", None)
     if X is None:
         if names is not None:
@@ -334,20 +373,16 @@ def _input_types(pipeline, X, dtype):
 
 
 def _typed(name, dtype, width):
-    """(name, skl2onnx tensor type [N, width], ONNX element type) for a column of `dtype`."""
+    """(name, ONNX element type, width) of an input holding columns of `dtype`."""
     from onnx import TensorProto
-    from skl2onnx.common.data_types import (BooleanTensorType, DoubleTensorType, FloatTensorType,
-                                            Int64TensorType, StringTensorType)
     kind, size = getattr(dtype, "kind", "O"), getattr(dtype, "itemsize", 0)
     if kind == "f":
-        kind_type = (FloatTensorType, TensorProto.FLOAT) if size == 4 else (DoubleTensorType, TensorProto.DOUBLE)
-    elif kind in "iu":
-        kind_type = Int64TensorType, TensorProto.INT64
-    elif kind == "b":
-        kind_type = BooleanTensorType, TensorProto.BOOL
-    elif kind in "OUST":
-        kind_type = StringTensorType, TensorProto.STRING
-    else:
-        raise TypeError(f"fastmlp.to_onnx: the input {name!r} has dtype {dtype}, which has no ONNX tensor type here "
-                        "(numbers, booleans and text have)")
-    return name, kind_type[0]([None, width]), kind_type[1]
+        return name, TensorProto.FLOAT if size == 4 else TensorProto.DOUBLE, width
+    if kind in "iu":
+        return name, TensorProto.INT64, width
+    if kind == "b":
+        return name, TensorProto.BOOL, width
+    if kind in "OUST":
+        return name, TensorProto.STRING, width
+    raise TypeError(f"fastmlp.to_onnx: the input {name!r} has dtype {dtype}, which has no ONNX tensor type here "
+                    "(numbers, booleans and text have)")
