@@ -197,9 +197,20 @@ def pipeline_to_onnx(pipeline, X=None):
     if estimators is None or not isinstance(final, (estimators.MLPClassifier, estimators.MLPRegressor)):
         raise TypeError("fastmlp.to_onnx exports a Pipeline whose last step is a fastmlp MLPClassifier or "
                         f"MLPRegressor, got one ending in {type(final).__module__}.{type(final).__qualname__}")
-    net, head = _network(final)                              # NotFittedError before any work
+    net, _ = _network(final)                                 # NotFittedError before any work
     steps = [(name, step) for name, step in pipeline.steps[:-1] if step is not None and step != "passthrough"]
-    inputs = _input_types(pipeline, X, net.dtype)
+    return graph_of(steps, final, _input_types(pipeline, X, net.dtype), doc="fastmlp Pipeline")
+
+
+def graph_of(steps, estimator, inputs, *, then=None, doc="fastmlp"):
+    """The ONNX model of the fitted scikit-learn `steps` (a list of (name, transformer), may
+    be empty) followed by the fastmlp `estimator`, for the graph inputs `inputs` ([(name, ONNX
+    element type, width)]). `then(g, outputs)`, given, rewrites the estimator's outputs
+    [(name, value, element type, shape)] (the command line maps a regression back from its
+    standardized target so)."""
+    import onnx
+    helper = onnx.helper
+    net, head = _network(estimator)
     _skl2onnx("fastmlp.to_onnx of a Pipeline")
     register_skl2onnx()
     graph_inputs = [helper.make_tensor_value_info(name, elem_type, ["N", width]) for name, elem_type, width in inputs]
@@ -226,12 +237,13 @@ def pipeline_to_onnx(pipeline, X=None):
         features = columns[0] if len(columns) == 1 else g.op("Concat", *columns, axis=1)
     else:
         features = g.op("Cast", features, to=g.type)
-    for name, value, elem_type, shape in head(g, _forward(g, net, features), net):
+    outputs = head(g, _forward(g, net, features), net)
+    for name, value, elem_type, shape in (outputs if then is None else then(g, outputs)):
         g.output(name, value, elem_type, shape)
     graph.node.extend(g.nodes)
     graph.initializer.extend(g.constants)
     graph.output.extend(g.outputs)
-    doc = f"fastmlp Pipeline {'-'.join(map(str, net.layer_sizes))}"
+    doc = f"{doc} {'-'.join(map(str, net.layer_sizes))}"
     graph.name, graph.doc_string = "fastmlp", doc
     _set_opsets(onnx, proto)
     from . import __version__
@@ -297,11 +309,12 @@ def _convert_imputer(scope, operator, container):
     from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
     imputer = operator.raw_operator
     missing = imputer.missing_values
-    statistics = np.asarray(getattr(imputer, "statistics_", []), dtype=np.float64)
-    if (not all(isinstance(v.type, DoubleTensorType) for v in operator.inputs)
+    statistics = np.asarray(getattr(imputer, "statistics_", []))
+    if (not all(isinstance(v.type, DoubleTensorType) for v in operator.inputs) or statistics.dtype.kind != "f"
             or not (isinstance(missing, float) and np.isnan(missing)) or getattr(imputer, "add_indicator", False)
             or np.isnan(statistics).any()):
         return convert_sklearn_imputer(scope, operator, container)
+    statistics = statistics.astype(np.float64)
     from skl2onnx.common._apply_operation import apply_concat
     names = [v.full_name for v in operator.inputs]
     if len(names) > 1:
