@@ -8,8 +8,8 @@ nodes, so every activation, output, dtype and label type ``to_onnx`` exports):
   ``MLPRegressor`` (a shape calculator and a converter each), after which
   ``skl2onnx.to_onnx(pipeline, X)`` converts any pipeline holding them, in skl2onnx's
   conventions: a classifier gives ``output_label`` (strings, or int64 for integer, boolean
-  and float labels, which scikit-learn holds to integral values; ``[N, n_classes]`` int64 for multilabel targets) and
-  ``output_probability`` (a ZipMap by default, which holds float32 only; with
+  and float labels, which scikit-learn holds to integral values; ``[N, n_classes]`` int64
+  for multilabel targets) and ``output_probability`` (a ZipMap by default, which holds float32 only; with
   ``options={id(clf): {"zipmap": False}}`` the ``[N, n_classes]`` tensor), a regressor
   ``variable``, ``[N, n_outputs]``. The network runs in its own dtype; the probabilities and
   values come out in the float type of the estimator's input (float64 for a float64 input,
@@ -190,8 +190,6 @@ def _flush(g, scope, container):
 
 def pipeline_to_onnx(pipeline, X=None):
     """The ONNX model of a fitted Pipeline ending in a fastmlp estimator (``fastmlp.to_onnx``)."""
-    import onnx
-    helper = onnx.helper
     final = pipeline.steps[-1][1] if pipeline.steps else None
     estimators = sys.modules.get("fastmlp._sklearn")
     if estimators is None or not isinstance(final, (estimators.MLPClassifier, estimators.MLPRegressor)):
