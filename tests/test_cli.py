@@ -6,6 +6,7 @@ commands write (``fastmlp._estimator_io``), round-tripped in process."""
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -110,9 +111,11 @@ def files(tmp_path_factory):
     pets["animal"] = np.array(["bird", "cat", "dog"])[(pets.height > 0).astype(int) + (pets.weight > 0.4)]
     houses = pd.DataFrame({"rooms": rng.integers(1, 7, 80), "area": rng.uniform(30, 200, 80).round(1)})
     houses["price"] = (houses.rooms * 10 + houses.area + rng.normal(0, 5, 80)).round(2) / 100
-    paths = {name: d / f"{name}.csv" for name in ("pets", "houses", "colors", "other", "empty", "header")}
+    paths = {name: d / f"{name}.csv" for name in ("pets", "houses", "colors", "other", "empty", "header",
+                                                  "houses_text")}
     pets.to_csv(paths["pets"], index=False)
     houses.to_csv(paths["houses"], index=False)
+    houses.assign(price=np.where(houses.price > 1, "high", "low")).to_csv(paths["houses_text"], index=False)
     pets.assign(color="red").to_csv(paths["colors"], index=False)
     pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(paths["other"], index=False)
     paths["empty"].write_text("")
@@ -277,6 +280,17 @@ MORE_BAD_INPUT = {   # the same checks in process (each subprocess costs seconds
     "bad batch size": ("train {pets} --target animal -o {dir}/m --batch-size big", "'auto' or a positive integer"),
     "unknown command": ("fit {pets}", "invalid choice: 'fit'"),
     "no model target": ("evaluate {mlp} {other}", "does not name its target column"),
+    # issue 21, item 14
+    "absurd width": ("train {pets} --target animal -o {dir}/m --hidden 1000000000000",
+                     "a 2-1000000000000-3 network needs at least "),
+    "float target as classes": ("train {houses} --target price -o {dir}/m --task classification",
+                                "target column 'price' of {houses} holds decimal numbers ("),
+    "regressor on a text target": ("evaluate {houses_model} {houses_text} --target price",
+                                   "target column 'price' holds text (low, high), but the model predicts numbers"),
+    "classifier on numbers": ("evaluate {pets_model} {pets} --target height",
+                              "target column 'height' holds numbers ("),
+    "plot directory missing": ("train {pets} --target animal -o {dir}/m --plot {dir}/no/loss.png",
+                               "cannot write the plot {dir}/no/loss.png: no such directory {dir}/no"),
 }
 
 
@@ -286,6 +300,7 @@ def check_bad_input(status, out, err, expected, names):
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("fastmlp") and "error: " in err
     assert expected in err, err
+    assert len(err) < 400, err                   # a few values at most, never a whole column
     assert not os.path.exists(os.path.join(names["dir"], "m.npz"))
 
 
@@ -312,6 +327,161 @@ def test_more_bad_input_in_process(names, case, capsys):
     args, expected = MORE_BAD_INPUT[case]
     status, out, err = in_process(*args.format(**names).split(), capsys=capsys)
     check_bad_input(status, out, err, expected.format(**names), names)
+
+
+def test_a_fit_out_of_memory_exits_2_with_one_line(names, monkeypatch, capsys):
+    """Where the machine's memory is unknown (no size check), the allocation that fails is
+    caught: one line, status 2, nothing written."""
+    from fastmlp import _cli_models
+
+    monkeypatch.setattr(_cli_models, "physical_memory", lambda: None)
+    status, out, err = in_process("train", names["pets"], "--target", "animal", "-o", f"{names['dir']}/m",
+                                  "--hidden", 10**14, capsys=capsys)   # far beyond any address space
+    check_bad_input(status, out, err, "not enough memory to train a network with --hidden 100000000000000",
+                    names)
+
+
+def _previous_model(path):
+    """A model file at `path` standing for the one a failed `train` must leave alone: its bytes."""
+    fastmlp.MLP([2, 3, 1], seed=1).save(path)
+    return path.read_bytes()
+
+
+def _no_temporary_files(directory):
+    assert not [name for name in os.listdir(directory) if name.startswith(".")], os.listdir(directory)
+
+
+def test_a_plot_that_fails_after_training_writes_nothing(files, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    from fastmlp import _cli_models
+
+    def broken_plot(est, path):
+        with open(path, "wb") as file:          # half an image, then the disk is full
+            file.write(b"\x89PNG")
+        raise OSError(28, "No space left on device")
+
+    model, image = tmp_path / "m.npz", tmp_path / "loss.png"
+    before = _previous_model(model)
+    image.write_bytes(b"the previous loss curve")
+    monkeypatch.setattr(_cli_models, "plot_loss", broken_plot)
+    status, out, err = in_process("train", files["pets"], "--target", "animal", "-o", model, "--epochs", 3,
+                                  "--plot", image, capsys=capsys)
+    assert status == 2 and out == "" and "Traceback" not in err    # (after max_iter's ConvergenceWarning)
+    assert err.endswith("\nfastmlp: error: [Errno 28] No space left on device\n"), err
+    assert model.read_bytes() == before and image.read_bytes() == b"the previous loss curve"
+    _no_temporary_files(tmp_path)
+
+
+def test_train_writes_the_model_and_the_plot_and_nothing_else(files, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    model, image = tmp_path / "m", tmp_path / "loss.svg"
+    _previous_model(tmp_path / "m.npz")
+    status, out, err = in_process("train", files["pets"], "--target", "animal", "-o", model, "--epochs", 3,
+                                  "--seed", 0, "--plot", image, capsys=capsys)
+    assert status == 0 and f"saved:       {model}.npz (loss curve: {image})" in out
+    assert fastmlp.load(f"{model}.npz").layer_sizes == (2, 100, 3) and b"<svg" in image.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["loss.svg", "m.npz"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc (unwritable even by root)")
+def test_an_unwritable_plot_path_is_refused_before_training(files, tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    before = _previous_model(model)
+    status, out, err = in_process("train", files["pets"], "--target", "animal", "-o", model,
+                                  "--plot", "/proc/fastmlp-loss.png", capsys=capsys)
+    assert status == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("fastmlp: error: cannot write the plot /proc/fastmlp-loss.png: its directory /proc "
+                          "takes no new files"), err
+    assert model.read_bytes() == before
+
+
+def test_predict_output_replaces_the_file_whole(files, tmp_path, monkeypatch, capsys):
+    """predict --output writes beside the file and moves it over: a failed write leaves the
+    earlier file as it was."""
+    import pandas as pd
+
+    output = tmp_path / "out.csv"
+    output.write_text("earlier\n")
+
+    def failing(self, path, **kwargs):
+        with open(path, "w") as file:
+            file.write("animal\nbird\n")
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pd.DataFrame, "to_csv", failing)
+        status, out, err = in_process("predict", files["pets_model"], files["pets"], "-o", output, capsys=capsys)
+    assert status == 2 and err == "fastmlp: error: [Errno 28] No space left on device\n"
+    assert output.read_text() == "earlier\n"
+    _no_temporary_files(tmp_path)
+    status, out, err = in_process("predict", files["pets_model"], files["pets"], "-o", output, capsys=capsys)
+    assert status == 0 and out == f"wrote 90 predictions to {output}\n"
+    assert len(read_csv(output.read_text())) == 90
+    _no_temporary_files(tmp_path)
+
+
+# ================================================================== Ctrl-C (subprocesses, SIGINT by os.kill)
+
+
+@pytest.fixture(scope="module")
+def slow_data(tmp_path_factory):
+    """A CSV file on which `train --hidden 512 512` takes many seconds, and a model file that
+    was there before: (data, model, its bytes)."""
+    pd = pytest.importorskip("pandas")
+    d = tmp_path_factory.mktemp("ctrl_c")
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(5000, 10)).round(4), columns=[f"x{i}" for i in range(10)])
+    frame["y"] = np.sin(frame.sum(axis=1))
+    data = d / "slow.csv"
+    frame.to_csv(data, index=False)
+    model = d / "model.npz"
+    return data, model, _previous_model(model)
+
+
+def _start(*args):
+    """`python -m fastmlp args` with Ctrl-C's default handling (even if this process ignores it)."""
+    if not hasattr(signal, "SIGINT") or os.name != "posix":
+        pytest.skip("sends SIGINT to a child process")
+    return subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def test_ctrl_c_during_training_exits_130_and_keeps_the_previous_model(slow_data):
+    """The estimator stops early on KeyboardInterrupt and keeps its epochs (as scikit-learn's
+    do); train must still report the interruption, exit 130 and save nothing."""
+    data, model, before = slow_data
+    proc = _start("train", data, "--target", "y", "-o", model, "--hidden", 512, 512, "--epochs", 500,
+                  "--progress")
+    seen = b""
+    while b"fastmlp MLPRegressor:" not in seen:      # the progress bar: the fit has begun
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        assert chunk, (seen, proc.wait(timeout=120))
+        seen += chunk
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    err = (seen + err).decode()
+    messages = [line for line in err.rstrip("\n").split("\n") if "fastmlp MLPRegressor:" not in line]
+    assert proc.returncode == 130, err
+    assert messages == [f"fastmlp: interrupted: nothing saved ({model} left as it was)"], err
+    assert out == b"" and model.read_bytes() == before
+    _no_temporary_files(model.parent)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
+def test_ctrl_c_anywhere_in_train_prints_one_line(slow_data, tmp_path):
+    """Without a bar: the data comes through a named pipe, so the signal is sent once train
+    has started reading (it lands while reading, importing or fitting)."""
+    data, _, _ = slow_data
+    pipe, model = tmp_path / "data.csv", tmp_path / "model"
+    os.mkfifo(pipe)
+    proc = _start("train", pipe, "--target", "y", "-o", model, "--hidden", 512, 512, "--epochs", 500)
+    with open(pipe, "wb") as writer:     # opens once train opens the pipe to read it
+        writer.write(data.read_bytes())
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.decode() == f"fastmlp: interrupted: nothing saved ({model}.npz not written)\n" and out == b""
+    assert sorted(os.listdir(tmp_path)) == ["data.csv"]
 
 
 # ================================================================== model files of the estimators

@@ -289,3 +289,63 @@ def test_init_follows_activation():
     assert abs(relu.coefs_[0].std() - np.sqrt(2 / 400)) < 0.005        # He
     np.testing.assert_array_equal(gelu.coefs_[0], relu.coefs_[0])      # GELU: the ReLU family
     assert abs(tanh.coefs_[0].std() - np.sqrt(2 / 700)) < 0.005        # Glorot uniform: var = 2/(n_in+n_out)
+
+
+@pytest.mark.parametrize("kind, names", [("activation", tuple(ACTIVATIONS)), ("output", OUTPUTS),
+                                         ("loss", tuple(LOSSES))])
+@pytest.mark.parametrize("value", [np.tanh, len, 3, None, "swish"])
+def test_a_bad_option_name_is_refused_with_the_registered_names(kind, names, value):
+    """Anything but a registered name (a NumPy function, a number, None, a typo) raises a
+    ValueError that shows the value and lists the registry's names, whatever it is."""
+    if kind == "loss" and value is None:
+        return    # (the output's own loss)
+    with pytest.raises(ValueError) as raised:
+        fastmlp.MLP([3, 4, 2], **{kind: value})
+    message = str(raised.value)
+    assert f"{kind} must be one of {', '.join(map(repr, names))}" in message
+    assert repr(value) in message
+    assert ("give its name" in message) == callable(value)
+
+
+def test_activation_names_one_per_hidden_layer_or_a_bad_entry_is_named():
+    net = fastmlp.MLP([3, 4, 5, 1], activation=("relu", "tanh"))
+    assert net._net.activations == ("relu", "tanh")
+    with pytest.raises(ValueError, match=r"unknown activation <ufunc 'tanh'> \(give its name, a string\)"):
+        fastmlp.MLP([3, 4, 5, 1], activation=["relu", np.tanh])
+
+
+@pytest.mark.parametrize("kind, value", [("optimizer", np.tanh), ("optimizer", "nadam"), ("lr_schedule", 1),
+                                         ("threads", "many")])
+def test_bad_fit_option_names_are_refused_with_the_accepted_ones(kind, value):
+    from fastmlp._training import FIT_OPTIMIZERS, SCHEDULES
+
+    names = {"optimizer": FIT_OPTIMIZERS, "lr_schedule": SCHEDULES}.get(kind)
+    with pytest.raises(ValueError, match=f"unknown {kind} ") as raised:
+        fastmlp.MLP([2, 1]).fit(np.zeros((4, 2)), np.zeros(4), epochs=1, **{kind: value})
+    if names is not None:
+        assert f"{kind} must be one of {', '.join(map(repr, names))}" in str(raised.value)
+
+
+def test_bad_init_name_is_refused_with_the_accepted_ones():
+    from fastmlp._initializers import INITS
+
+    with pytest.raises(ValueError, match=r"unknown init <built-in function zeros> \(give its name") as raised:
+        fastmlp.MLP([2, 1], init=np.zeros)
+    assert f"init must be one of {', '.join(map(repr, INITS))}" in str(raised.value)
+
+
+@pytest.mark.parametrize("slope", [1e300, -1e39, 10**400])
+def test_negative_slope_beyond_float32_is_refused_up_front(slope):
+    """The compiled backend holds the slope in the model's dtype: beyond float32's range it
+    would be infinite. Refused with a ValueError naming it (was: a bare OverflowError)."""
+    with pytest.raises(ValueError, match="negative_slope must be"):
+        fastmlp.MLP([3, 4, 1], negative_slope=slope)
+
+
+def test_negative_slope_as_large_as_float32_holds_trains_or_diverges_cleanly(backend, dtype):
+    net = fastmlp.MLP([3, 4, 1], negative_slope=-3e38, seed=0, backend=backend, dtype=dtype)
+    assert np.isfinite(net.params_).all()
+    try:
+        net.fit(np.ones((8, 3)), np.ones(8), epochs=2)
+    except fastmlp.DivergenceError:
+        pass

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import pickle
 import re
+import subprocess
 import sys
 import tracemalloc
 import warnings
@@ -146,6 +147,105 @@ def test_failed_save_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, m
     new.save(path)                                  # and the next save works
     assert_array_equal(fastmlp.load(path, backend=backend).params_, new.params_)
     assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+@pytest.mark.parametrize("path, error, match", [
+    ("", ValueError, r"cannot save a model to '': the path is empty"),
+    ("{dir}/", ValueError, "the path names a directory, not a file"),
+    ("{dir}/sub/", ValueError, "the path names a directory, not a file"),
+    ("{dir}/.", ValueError, "the path names a directory, not a file"),
+    ("{dir}/sub/..", ValueError, "the path names a directory, not a file"),
+    ("{dir}/sub", IsADirectoryError, "cannot save a model over a directory"),
+    ("{dir}/folder", IsADirectoryError, "cannot save a model over a directory"),    # folder.npz is one
+])
+def test_save_refuses_paths_without_a_file_name_before_writing(tmp_path, monkeypatch, path, error, match):
+    """save("") wrote ./.npz and save("d/") wrote d/.npz; a path naming a directory (as
+    given, or with ".npz" appended) is refused too. Nothing is written, in the directory
+    given or the current one; the message names the path."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "folder.npz").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    net = fitted("numpy")[0]
+    path = path.format(dir=tmp_path)
+    with pytest.raises(error, match=match) as raised:
+        net.save(path)
+    assert path in str(raised.value)
+    assert sorted(os.listdir(tmp_path)) == ["folder.npz", "sub"] and os.listdir(tmp_path / "sub") == []
+    assert os.listdir(tmp_path / "folder.npz") == []
+
+
+def test_estimator_files_are_refused_the_same_paths(tmp_path):
+    from fastmlp import _estimator_io
+
+    X, y = make_data(20, [3, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = fastmlp.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2).fit(X, y.ravel())
+    with pytest.raises(ValueError, match="names a directory, not a file"):
+        _estimator_io.save_estimator(est, f"{tmp_path}{os.sep}")
+    assert os.listdir(tmp_path) == []
+
+
+# A save killed while writing its temporary file (here: once the archive is written, before
+# the fsync and rename, so that the kill cannot come too early or too late).
+KILLED_SAVE_CHILD = """
+import sys, time
+import fastmlp
+from fastmlp import _persistence
+write = _persistence._write_archive
+def write_then_hang(file, arrays):
+    write(file, arrays)
+    file.flush()
+    print("written", flush=True)
+    time.sleep(600)
+_persistence._write_archive = write_then_hang
+fastmlp.MLP([300, 300, 1], seed=0).save(sys.argv[1])
+"""
+
+
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=60)
+    return child.pid
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process liveness by signal 0 is POSIX")
+def test_a_save_removes_temporaries_of_killed_saves_but_not_of_live_ones(tmp_path):
+    """A save killed by SIGKILL leaves its full-size temporary file; the next save to the
+    same path removes it (its process is gone). Temporary files of a live process (another
+    save still writing), of this process, of another machine, of another target and files
+    that are not temporaries of this form are left alone."""
+    path = tmp_path / "model.npz"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SAVE_CHILD, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"written\n"
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+    (killed,) = os.listdir(tmp_path)
+    assert killed.startswith(f".model.npz.{child.pid}-") and killed.endswith(".tmp")
+    assert (tmp_path / killed).stat().st_size > 300 * 300 * 8
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        target = os.path.realpath(path)
+        kept = [_persistence.temporary_path(target, sleeper.pid),         # a live process's save
+                _persistence.temporary_path(target),                      # this process's own
+                _persistence.temporary_path(str(tmp_path / "other.npz"), _dead_pid()),   # another target
+                f".model.npz.{_dead_pid()}-00000000.0123abcd.tmp",        # another machine's
+                ".model.npz.0123abcd.tmp",                                # an older version's: owner unknown
+                ".model.npz.notes"]
+        dead = _persistence.temporary_path(target, _dead_pid())
+        for name in kept + [dead]:
+            (tmp_path / os.path.basename(name)).write_bytes(b"partial")
+        net = fastmlp.MLP([2, 3, 1], seed=0)
+        net.save(path)
+        left = set(os.listdir(tmp_path))
+        assert killed not in left and os.path.basename(dead) not in left
+        assert left == {"model.npz", *map(os.path.basename, kept)}
+        assert_array_equal(fastmlp.load(path).params_, net.params_)
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=60)
 
 
 def test_save_keeps_the_mode_appends_npz_and_writes_through_symlinks(tmp_path):
@@ -495,7 +595,7 @@ HOSTILE = {
         "run: unknown optimizer 'nadam'"),
     "run bad hyperparameter": (
         _replaced(run=json_member({"optimizer": {"name": "adam", "beta1": 2.0}, "rng": None, "scalars": {}})),
-        r"run: beta1 and beta2 must be in \[0, 1\)"),
+        r"run: beta1 must be in \[0, 1\), got 2.0"),
     "run unknown field": (
         _replaced(run=json_member({"optimizer": {"name": "adam", "gamma": 1}, "rng": None, "scalars": {}})),
         "run: .*unexpected keyword argument 'gamma'"),
@@ -598,3 +698,111 @@ def test_load_of_a_good_file_allocates_about_its_size(tmp_path):
     peak, raised = peak_bytes(lambda: fastmlp.load(tmp_path / "big.npz"))
     assert raised is None
     assert peak < 1.1 * size + 2 * 2**20, (peak, size)
+
+
+# ================================================================== estimator records (issue 21, item 13)
+
+
+def _estimator_file(tmp_path, kind, scale=1.0, **params):
+    """A saved fitted MLPClassifier ("binary", "multiclass") or MLPRegressor ("regressor"),
+    on inputs (and targets) times `scale`."""
+    pytest.importorskip("sklearn")
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fastmlp._estimator_io import save_estimator
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3)) * scale
+    Est = fastmlp.MLPRegressor if kind == "regressor" else fastmlp.MLPClassifier
+    y = {"binary": np.where(X[:, 0] > 0, "yes", "no"), "multiclass": np.arange(60) % 3,
+         "regressor": X.sum(axis=1) * scale}[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = Est(hidden_layer_sizes=(4,), max_iter=4, random_state=0, **params).fit(X, y)
+    return save_estimator(est, tmp_path / "est"), X
+
+
+def _edit_record(path, change):
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    record = json.loads(str(arrays["estimator"]))
+    change(record)
+    arrays["estimator"] = np.array(json.dumps(record))
+    np.savez(path, **arrays)
+
+
+def _attributes(**values):
+    return lambda record: record["attributes"].update(values)
+
+
+def _classes(values):
+    return lambda record: record["classes"].update(values=values)
+
+
+def _relabel(name, classes="keep"):
+    def change(record):
+        record["class"] = name
+        if classes != "keep":
+            record["classes"] = classes
+        if name == "MLPRegressor":
+            record["params"]["loss"] = "squared_error"
+        else:
+            record["params"].pop("loss", None)
+    return change
+
+
+HAND_EDITS = {   # name: (kind, edit, the field the error must name)
+    "duplicate classes": ("multiclass", _classes([0, 1, 1]), "classes"),
+    "unsorted classes": ("multiclass", _classes([2, 0, 1]), "classes"),
+    "unsorted text classes": ("binary", _classes(["yes", "no"]), "classes"),
+    "negative n_iter_": ("multiclass", _attributes(n_iter_=-5), "n_iter_"),
+    "negative t_": ("regressor", _attributes(t_=-1), "t_"),
+    "no features": ("regressor", _attributes(n_features_in_=0), "n_features_in_"),
+    "NaN loss_": ("multiclass", _attributes(loss_=float("nan")), "loss_"),
+    "infinite loss_": ("regressor", _attributes(loss_=float("inf")), "loss_"),
+    "NaN in loss_curve_": ("regressor", lambda r: r["attributes"]["loss_curve_"].__setitem__(0, float("nan")),
+                           "loss_curve_"),
+    "loss_ not the curve's last": ("regressor", lambda r: r["attributes"].update(loss_=r["attributes"]["loss_"] / 2),
+                                   "loss_"),
+    "NaN best_loss_": ("binary", _attributes(best_loss_=float("nan")), "best_loss_"),
+    "NaN best_validation_score_": ("binary", _attributes(best_validation_score_=float("nan")),
+                                   "best_validation_score_"),
+    "scores for other epochs": ("binary", lambda r: r["attributes"]["validation_scores_"].append(0.5),
+                                "validation_scores_"),
+    "zero learning rate": ("regressor", _attributes(_learning_rate=0.0), "_learning_rate"),
+    "classifier relabelled as regressor": ("binary", _relabel("MLPRegressor"), "class"),
+    "classifier relabelled, classes dropped": ("binary", _relabel("MLPRegressor", None), "out_activation_"),
+    "regressor relabelled as classifier": ("regressor", _relabel("MLPClassifier"), "class"),
+    "binary output made softmax": ("binary", _attributes(out_activation_="softmax"), "out_activation_"),
+}
+
+
+@pytest.mark.parametrize("edit", HAND_EDITS)
+def test_hand_edited_estimator_records_are_refused(tmp_path, edit):
+    """Every field of an estimator record is checked on load: ModelFileError naming it."""
+    from fastmlp._estimator_io import load_estimator
+
+    kind, change, field = HAND_EDITS[edit]
+    early = "validation_score" in field or "scores" in edit
+    path, _ = _estimator_file(tmp_path, kind, early_stopping=early, validation_fraction=0.3)
+    load_estimator(path)                          # the file as saved loads
+    _edit_record(path, change)
+    with pytest.raises(fastmlp.ModelFileError, match="is not a fastmlp model file") as error:
+        load_estimator(path)
+    assert re.search(rf"\b{re.escape(field)}\b", str(error.value)), str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regressor"])
+@pytest.mark.parametrize("params", [dict(solver="lbfgs"), dict(early_stopping=True, validation_fraction=0.3),
+                                    dict(solver="sgd", learning_rate_init=10.0, early_stopping=True,
+                                         validation_fraction=0.3)],
+                         ids=["lbfgs", "early_stopping", "diverging"])
+def test_real_estimator_records_load(tmp_path, kind, params, backend):
+    """What real fits record passes the checks: no curves (L-BFGS), best_loss_ None (early
+    stopping), validation scores of -inf or NaN from diverged epochs."""
+    from fastmlp._estimator_io import load_estimator
+
+    scale = 1e3 if "learning_rate_init" in params else 1.0
+    path, X = _estimator_file(tmp_path, kind, scale, **params)
+    loaded = load_estimator(path, backend=backend)
+    assert loaded.predict(X).shape[0] == len(X)

@@ -628,7 +628,7 @@ class _Context:
         r, opt = self.r, copy.copy(self.optimizer)
         if r.random() < 0.7:
             field, values = r.choice([("name", ["bogus", None, 3]), ("lr", [-1.0, 0.0, math.nan, "x", 1e308]),
-                                      ("t", [-5, 2**70, 1.5, None]), ("momentum", [1.0, 2.0, -0.5]),
+                                      ("t", [-5, 2**70, 1.5, None]), ("momentum", [1.5, 2.0, -0.5]),
                                       ("beta1", [1.0, math.nan]), ("eps", [0.0, -1.0]), ("nesterov", ["yes", 1]),
                                       ("step_min", [100.0]), ("etaplus", [0.5])])
             setattr(opt, field, r.choice(values))

@@ -95,6 +95,32 @@ def test_sgd_matches_sklearn_step_for_step(kind, dtype, backend):
     assert_same_fit(ours, theirs, dtype, scale=50, loss_rtol=1e-3 if kind == "regression2" else None)
 
 
+@pytest.mark.parametrize("n_outputs", [1, 2, 3])
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_regression_losses_are_sklearns_for_any_number_of_outputs(n_outputs, alpha, backend):
+    """scikit-learn reports half the mean squared error over every entry (plus its penalty):
+    loss_, loss_curve_, best_loss_ and so the epoch the tolerance stops at are its own for
+    1, 2 and 3 outputs, with and without alpha (issue 21, item 3: alpha=0 reported k times it)."""
+    X, y = make_regression(n_samples=120, n_features=6, n_targets=n_outputs, noise=1.0, random_state=0)
+    X, y = _standardise(X), y / y.std()
+    params = dict(hidden_layer_sizes=(8,), activation="tanh", random_state=1, max_iter=200, batch_size=40,
+                  solver="sgd", learning_rate_init=0.01, alpha=alpha, tol=1e-3)
+    ours, theirs = MLPRegressor(backend=backend, **params), neural_network.MLPRegressor(**params)
+    fit_quietly(ours, X, y)
+    fit_quietly(theirs, X, y)
+    # multi-output with alpha > 0: the L2 term is taken at the epoch's end weights (see _sklearn_train.report)
+    rtol = 1e-3 if alpha and n_outputs > 1 else 1e-9
+    assert ours.n_iter_ == theirs.n_iter_ < 200
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=rtol)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=rtol)
+    assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=rtol)
+    lbfgs = dict(params, solver="lbfgs", max_iter=8)
+    ours, theirs = MLPRegressor(backend=backend, **lbfgs), neural_network.MLPRegressor(**lbfgs)
+    fit_quietly(ours, X, y)
+    fit_quietly(theirs, X, y)
+    assert ours.n_iter_ == theirs.n_iter_ and ours.loss_ == pytest.approx(theirs.loss_, rel=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel", "regression"])
 @pytest.mark.parametrize("learning_rate", ["invscaling", "adaptive"])
 def test_plain_sgd_schedules_match_sklearn(kind, learning_rate, backend):

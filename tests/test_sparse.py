@@ -1,6 +1,8 @@
 """Sparse input (scipy.sparse CSR/CSC/COO, matrices and arrays): the first layer reads the
 CSR rows directly in both backends, and every result equals the dense input's."""
 
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -192,3 +194,66 @@ def test_estimators_take_sparse_input(backend, solver):
             else:
                 assert_close(predicted, expected, np.float64, scale=100)
             assert est.n_iter_ == fits[0].n_iter_
+
+
+# A fit whose callback rewrites the caller's CSR arrays (indices far outside the columns,
+# indptr past the values) after the first epoch; run in a child, since the failure it
+# guards against was a segfault of the NumPy backend inside scipy's sparse products.
+REWRITING_CALLBACK_CHILD = """
+import sys
+import numpy as np, scipy.sparse as sp
+from fastmlp import MLP
+backend, dtype, optimizer = sys.argv[1:]
+X = sp.random(200, 30, density=0.2, format="csr", random_state=0, dtype=dtype)
+y = (np.random.default_rng(0).random(200) < 0.5).astype(float)
+def rewrite(epoch, logs):
+    X.indices[:] = 2**30 + 12345
+    X.indptr[1:] = 1000 * X.indptr[-1]
+    return True
+net = MLP([30, 8, 1], seed=0, dtype=dtype, backend=backend)
+try:
+    net.fit(X, y, epochs=5, batch_size=None if optimizer == "lbfgs" else 16, optimizer=optimizer,
+            callback=rewrite)
+except ValueError as error:
+    print("refused:", error)
+else:
+    print("trained:", len(net.history_["loss"]), "epochs")
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "lbfgs"])
+def test_callback_rewriting_the_csr_arrays_cannot_crash_a_fit(backend, dtype, optimizer):
+    """Each backend trains on its own checked copy of the CSR arrays: the epoch loops finish
+    on it; L-BFGS, whose every evaluation checks X again, refuses the rewritten X."""
+    child = subprocess.run([sys.executable, "-c", REWRITING_CALLBACK_CHILD, backend, dtype, optimizer],
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    if optimizer == "lbfgs":
+        assert child.stdout.startswith("refused: X is not a valid CSR matrix"), child.stdout
+    else:
+        assert child.stdout.strip() == "trained: 5 epochs", child.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_reads_its_own_copy_of_the_csr_arrays(backend, dtype):
+    """A callback that rewrites the caller's column indices and indptr (to other valid ones)
+    changes nothing in the fit: it trains on the structure it checked at its start."""
+    X, Y = sparse_data(50, 12)
+    X = X.astype(dtype)
+    fits = []
+    for rewrite in (False, True):
+        data = X.copy()
+
+        def callback(epoch, logs, data=data, rewrite=rewrite):
+            if rewrite:
+                data.indices[:] = 0
+                data.indptr[1:] = data.indptr[-1]
+            return True
+
+        net = MLP([12, 5, 1], seed=0, dtype=dtype, backend=backend)
+        net.fit(data, Y, epochs=3, batch_size=8, callback=callback)
+        fits.append(net.params_.copy())
+        assert not rewrite or (data.indices == 0).all()
+    np.testing.assert_array_equal(fits[0], fits[1])

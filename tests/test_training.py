@@ -220,7 +220,7 @@ def test_warm_start_appends_history(backend):
     "options, error, match",
     [
         (dict(optimizer="adagrad"), ValueError, "optimizer"),
-        (dict(momentum=1.0), ValueError, "momentum"),
+        (dict(momentum=1.5), ValueError, "momentum"),
         (dict(momentum=-0.1), ValueError, "momentum"),
         (dict(nesterov=True), ValueError, "nesterov"),
         (dict(optimizer="adam", beta1=1.0), ValueError, "beta"),

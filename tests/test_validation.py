@@ -186,28 +186,80 @@ def test_network_description_checks_match_the_model(kwargs, error, match):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"name": "adagrad"}, ValueError, "optimizer"),
-        ({"lr": 0}, ValueError, "lr"),
+        ({"name": "adagrad"}, ValueError, "unknown optimizer 'adagrad'.*must be one of 'sgd', 'adam'"),
+        ({"lr": 0}, ValueError, "lr must be > 0, got 0"),
         ({"lr": "fast"}, TypeError, "lr"),
-        ({"momentum": 1.0}, ValueError, "momentum"),
-        ({"nesterov": True}, ValueError, "nesterov"),
+        ({"momentum": 1.5}, ValueError, r"^momentum must be in \[0, 1\], got 1.5$"),
+        ({"momentum": -0.1}, ValueError, r"^momentum must be in \[0, 1\], got -0.1$"),
+        ({"momentum": 10**400}, ValueError, "momentum must be finite"),
+        ({"nesterov": True}, ValueError, r"^nesterov needs momentum > 0, got momentum=0.0$"),
         ({"nesterov": "yes"}, TypeError, "nesterov"),
-        ({"beta1": 1.0}, ValueError, "beta1"),
-        ({"eps": 0}, ValueError, "eps"),
-        ({"weight_decay": -0.1}, ValueError, "weight_decay"),
+        ({"beta1": 1.0}, ValueError, r"^beta1 must be in \[0, 1\), got 1.0$"),
+        ({"beta2": 2}, ValueError, r"^beta2 must be in \[0, 1\), got 2.0$"),
+        ({"eps": 0}, ValueError, r"^eps must be > 0, got 0.0$"),
+        ({"weight_decay": -0.1}, ValueError, r"^weight_decay must be >= 0, got -0.1$"),
         ({"weight_decay": float("nan")}, ValueError, "weight_decay"),
     ],
 )
 def test_optimizer_description_checks_match_fit(kwargs, error, match):
-    """Optimizer and MLP.fit share one set of checks for the optimizer's settings."""
+    """Optimizer and MLP.fit share one set of checks for the optimizer's settings; each
+    message names the setting and its value, not the whole Optimizer."""
     from fastmlp._spec import Optimizer
 
     with pytest.raises(error, match=match) as direct:
         Optimizer(**kwargs)
     fit_args = {("optimizer" if k == "name" else k): v for k, v in kwargs.items()}
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=match) as via_fit:
         fastmlp.MLP([2, 4, 1], seed=0).fit(X, Y, epochs=1, **fit_args)
     assert direct.type is error
+    assert "Optimizer(" not in str(direct.value) + str(via_fit.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"name": "rprop", "etaplus": 0.9}, r"^etaplus must be > 1 \(rprop's step growth\), got 0.9$"),
+        ({"name": "rprop", "etaminus": 1.0}, r"^etaminus must be in \(0, 1\) \(rprop's step shrink\), got 1.0$"),
+        ({"name": "rprop", "step_min": 0}, r"^step_min must be > 0, got 0.0$"),
+        ({"name": "rprop", "step_min": 2.0, "step_max": 1.0}, r"^step_max must be >= step_min \(2.0\), got 1.0$"),
+        ({"t": 2**63}, r"^t must be at most 2\*\*62"),
+    ],
+)
+def test_rprop_and_step_count_messages_name_the_setting_and_value(kwargs, match):
+    from fastmlp._spec import Optimizer
+
+    with pytest.raises(ValueError, match=match):
+        Optimizer(**kwargs)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 1.0])
+def test_momentum_takes_scikit_learns_range(backend, dtype, momentum):
+    """momentum is in [0, 1] for MLP as for the estimators (scikit-learn's range): 1.0, a
+    velocity that never decays, trains like any other value, in both backends."""
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((64, 3))
+    target = (data[:, 0] > 0).astype(float)
+    net = fastmlp.MLP([3, 5, 1], seed=0, dtype=dtype, backend=backend)
+    net.fit(data, target, epochs=4, lr=0.01, batch_size=16, momentum=momentum, nesterov=momentum > 0)
+    assert len(net.history_["loss"]) == 4 and np.isfinite(net.history_["loss"]).all()
+    assert np.isfinite(net.params_).all()
+
+
+def test_estimators_take_momentum_one():
+    """scikit-learn's momentum range is [0, 1]; MLPClassifier(solver="sgd", momentum=1.0) fits."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((60, 4))
+    labels = rng.integers(0, 3, 60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for nesterov in (True, False):
+            clf = fastmlp.MLPClassifier((5,), solver="sgd", momentum=1.0, nesterovs_momentum=nesterov,
+                                        learning_rate_init=1e-3, max_iter=3, random_state=0).fit(data, labels)
+            assert clf.predict(data).shape == (60,) and np.isfinite(clf.loss_curve_).all()
 
 
 def test_settings_are_read_only(backend):
@@ -406,3 +458,83 @@ def test_the_compiled_data_check_answers_as_the_full_checks(monkeypatch, dtype, 
     Xc, Yc = model._check_Xy(X, y)
     X.shape, y.shape = (3, 4), (n_out, 4)
     assert Xc.shape == (4, 3) and Yc.shape == (4, n_out)
+
+
+BEYOND_FLOAT32 = r"has values beyond float32's range \(\|{}\| up to 1e\+39; float32 holds at most 3\.403e\+38\)"
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_float32_model_says_finite_input_is_beyond_its_range(backend, sparse):
+    """float64 X, y or sample weights that are finite but beyond float32's range: X and y
+    are refused for what they are (not "NaN or infinity"), without NumPy's overflow warning,
+    before any work; sample weights are scaled by their largest, so they train."""
+    import warnings
+
+    import scipy.sparse
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((20, 3))
+    target = (data[:, 0] > 0).astype(float)
+    big = data.copy()
+    big[3, 1] = 1e39
+    if sparse:
+        big = scipy.sparse.csr_matrix(big)
+    net = fastmlp.MLP([3, 4, 1], dtype="float32", seed=0, backend=backend)
+    before = net.params_.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call in (lambda: net.fit(big, target, epochs=1), lambda: net.predict(big),
+                     lambda: net.loss(big, target)):
+            with pytest.raises(ValueError, match=BEYOND_FLOAT32.format("X") + ": scale X or use dtype='float64'"):
+                call()
+        regression = fastmlp.MLP([3, 4, 1], output="identity", dtype="float32", seed=0, backend=backend)
+        with pytest.raises(ValueError, match=BEYOND_FLOAT32.format("y")):
+            regression.fit(data, np.where(target > 0, 1e39, 0.0), epochs=1)
+    np.testing.assert_array_equal(net.params_, before)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(np.where(data > 1, np.inf, data), target, epochs=1)
+    net.fit(data, target, epochs=1, sample_weight=np.where(target > 0, 1e39, 1.0))
+    assert np.isfinite(net.params_).all()
+
+
+def test_float64_model_takes_what_float32_cannot_hold():
+    data = np.full((4, 2), 1e39)
+    assert np.isfinite(fastmlp.MLP([2, 3, 1], output="identity", seed=0).predict(data)).all()
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "identity"])
+def test_integer_class_labels_without_softmax_get_a_hint(output):
+    """A new user's first try: 1-D integer labels for 3 outputs that are not softmax."""
+    labels = np.arange(100) % 3
+    with pytest.raises(ValueError, match=r"y must have shape \(100, 3\) for 3 output\(s\), got \(100,\); "
+                                         r"class labels 0\.\.2 in a 1-D y need output='softmax'"):
+        fastmlp.MLP([8, 16, 3], output=output).fit(np.zeros((100, 8)), labels, epochs=1)
+    fastmlp.MLP([8, 16, 3], output="softmax").fit(np.zeros((100, 8)), labels, epochs=1)
+
+
+@pytest.mark.parametrize("power_t", [400, 400.0, 1e300])
+def test_invscaling_with_a_huge_power_t_runs_its_rate_down_to_zero(backend, power_t):
+    """lr / (epoch + 1) ** power_t once the power is beyond a float: the rate it tends to
+    (0.0), not a bare OverflowError; MLP and the scikit-learn estimators alike."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fastmlp._spec import inverse_scaling
+
+    assert inverse_scaling(0.1, 0, power_t) == 0.1 and inverse_scaling(0.1, 9, power_t) == 0.0
+    assert inverse_scaling(1e300, 10**9, 40) == pytest.approx(1e300 / 1e360, rel=1e-9)
+    assert inverse_scaling(0.1, 9, 0.5) == 0.1 / 10**0.5
+    net = fastmlp.MLP([2, 4, 1], seed=0, backend=backend)
+    net.fit(X, Y, epochs=5, lr=0.1, lr_schedule="invscaling", power_t=power_t)
+    assert len(net.history_["loss"]) == 5 and np.isfinite(net.params_).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fastmlp.MLPClassifier((4,), solver="sgd", learning_rate="invscaling", power_t=power_t,
+                                    max_iter=3, random_state=0, backend=backend).fit(X, Y)
+    assert clf._learning_rate == 0.0
+
+
+def test_power_t_must_be_at_least_zero():
+    with pytest.raises(ValueError, match="power_t must be >= 0, got -1.0"):
+        fastmlp.MLP([2, 1]).fit(X, Y, epochs=1, lr_schedule="invscaling", power_t=-1.0)

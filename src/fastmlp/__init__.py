@@ -13,13 +13,14 @@ from ._model import MLP, load
 
 __version__ = "0.1.0"
 __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFileError",
-           "available_backends", "get_blas", "load", "set_blas", "to_onnx", "__version__"]
+           "available_backends", "get_blas", "load", "register_skl2onnx", "set_blas", "to_onnx", "__version__"]
 
 _SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 
 if TYPE_CHECKING:      # what the lazy attributes below are, for type checkers
     from . import plot
     from ._onnx import to_onnx
+    from ._onnx_pipeline import register_skl2onnx
     from ._sklearn import MLPClassifier, MLPRegressor
 
 
@@ -36,4 +37,7 @@ def __getattr__(name: str) -> Any:
     if name == "to_onnx":                 # onnx is an optional dependency too: [onnx]
         from ._onnx import to_onnx
         return to_onnx
+    if name == "register_skl2onnx":       # fastmlp's estimators in skl2onnx pipelines: [onnx] + skl2onnx
+        from ._onnx_pipeline import register_skl2onnx
+        return register_skl2onnx
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,9 @@ file. Bad input ends the command with exit status 2 and a one-line message (`run
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -132,11 +134,20 @@ def run(handler, args):
             message = f"no such file: {exc.filename}"
         except (OSError, ValueError, TypeError, ImportError) as exc:
             message = str(exc)
-        except KeyboardInterrupt:
-            print("fastmlp: interrupted", file=sys.stderr)
+        except MemoryError as exc:
+            message = f"out of memory{': ' + str(exc) if str(exc) else ''}"
+        except KeyboardInterrupt as exc:
+            print(f"fastmlp: interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
             return 130
-    print(f"fastmlp: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"fastmlp: error: {_one_line(message)}", file=sys.stderr)
     return 2
+
+
+def _one_line(message, limit=400):
+    """`message` on one line, at most about `limit` characters (a library's message may quote
+    a whole column)."""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -146,13 +157,69 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 # ================================================================== commands
 
 
+class Interrupts:
+    """``with Interrupts() as interrupts``: Ctrl-C (SIGINT) noted in `received` as well as
+    raised as KeyboardInterrupt, so that a fit which catches it and returns early (as the
+    estimators do, keeping the epochs so far) is still known to have been interrupted; after
+    `defer()`, noted only, so that the files being moved into place all are. Does nothing
+    outside the main thread or when SIGINT is not Python's default (ignored, or handled by
+    the program calling `main`)."""
+
+    def __init__(self):
+        self.received = self.deferred = False
+        self.previous = None
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = True
+        if not self.deferred:
+            raise KeyboardInterrupt
+
+    def defer(self):
+        self.deferred = True
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
 def train_command(args):
     if args.validation_fraction is not None and not args.early_stopping:
         raise UsageError("--validation-fraction sets the rows --early-stopping holds out: give both")
     _cli_io.existing_file(args.data, "CSV file")
-    _cli_io.writable(args.output, "model file")
+    model_path = _cli_io.writable(_cli_io.model_file(args.output), "model file")
     if args.plot:
         _cli_io.plot_path(args.plot)
+    unchanged = f"{model_path} left as it was" if os.path.exists(model_path) else f"{model_path} not written"
+    plot = None
+    try:
+        with Interrupts() as interrupts:
+            est, X, y, task, seconds = _trained(args)
+            if interrupts.received:       # the estimator stopped early on Ctrl-C: nothing is saved
+                raise KeyboardInterrupt
+            if args.plot:
+                plot = _cli_io.write_beside(args.plot, lambda name: _cli_models.plot_loss(est, name))
+            interrupts.defer()            # from here, the files are written and moved into place
+            path = _cli_models.save(est, model_path, {"target": args.target, "task": task})
+            if plot is not None:
+                os.replace(plot, args.plot)
+                plot = None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"nothing saved ({unchanged})") from None
+    finally:
+        _cli_io.discard(plot)
+    for line in _cli_models.summary(est, args.data, X, y, seconds, path, args.plot):
+        print(line)
+
+
+def _trained(args):
+    """(fitted estimator, features, target column, task, seconds the fit took) of `fastmlp train`."""
     frame = _cli_io.read_csv(args.data)
     y = _cli_io.column(frame, args.target, args.data)
     for name in args.drop:
@@ -164,15 +231,14 @@ def train_command(args):
     task = _cli_io.infer_task(y) if args.task == "auto" else args.task
     if task == "regression" and y.dtype.kind not in "iuf":
         raise UsageError(f"target column {args.target!r} is not numeric: it cannot be a regression target")
+    if task == "classification":
+        _cli_io.class_labels(y, args.target, args.data)
+    batch = len(X) if args.solver == "lbfgs" else min(200 if args.batch_size == "auto" else args.batch_size, len(X))
+    _cli_models.check_memory([X.shape[1], *args.hidden, _cli_models.outputs(task, y)], batch)
     est = _cli_models.estimator(task, args)
     start = time.perf_counter()
-    est.fit(X, y.to_numpy())
-    seconds = time.perf_counter() - start
-    path = _cli_models.save(est, args.output, {"target": args.target, "task": task})
-    if args.plot:
-        _cli_models.plot_loss(est, args.plot)
-    for line in _cli_models.summary(est, args.data, X, y, seconds, path, args.plot):
-        print(line)
+    _cli_models.fit(est, X, y.to_numpy())
+    return est, X, y, task, time.perf_counter() - start
 
 
 def predict_command(args):
@@ -182,8 +248,12 @@ def predict_command(args):
     target = meta.get("target") if meta else None
     X = _features(model, meta, frame, args.data, target)
     predicted = _cli_models.predictions(model, X, args.proba, target or "prediction")
-    if args.output:
-        predicted.to_csv(args.output, index=False)
+    if args.output:     # written beside, then moved over any earlier file: never half a file
+        written = _cli_io.write_beside(args.output, lambda name: predicted.to_csv(name, index=False))
+        try:
+            os.replace(written, args.output)
+        finally:
+            _cli_io.discard(written)       # (gone once moved)
         print(f"wrote {len(predicted)} predictions to {args.output}")
     else:
         predicted.to_csv(sys.stdout, index=False, lineterminator="\n")

@@ -2,6 +2,7 @@
 columns, and figures. Every problem is a `UsageError` with a one-line message."""
 
 import os
+import tempfile
 
 import numpy as np
 
@@ -35,13 +36,54 @@ def existing_file(path, what="file"):
 
 
 def writable(path, what="output file"):
-    """`path`, if its directory exists (checked before any long work)."""
+    """`path`, if a file can be written there: its directory exists and takes new files (a
+    file is created and removed to find out), and `path` is no directory or special file.
+    Checked before any long work."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise UsageError(f"cannot write the {what} {path}: no such directory {directory}")
     if os.path.isdir(path):
         raise UsageError(f"cannot write the {what} {path}: it is a directory")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UsageError(f"cannot write the {what} {path}: it is not a regular file")
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".fastmlp-probe-")
+    except OSError as exc:
+        raise UsageError(f"cannot write the {what} {path}: its directory {directory} takes no new files "
+                         f"({exc.strerror or exc})") from None
+    os.close(fd)
+    os.remove(probe)
     return path
+
+
+def model_file(path):
+    """The file a model saved to `path` goes to (".npz" appended when missing, as save does)."""
+    path = os.fsdecode(os.fspath(path))
+    return path if path.endswith(".npz") else path + ".npz"
+
+
+def write_beside(path, write):
+    """Call write(name) to write a new temporary file beside `path` (same directory, same
+    extension) and return its name: the caller moves it over `path` with `os.replace` once
+    everything else has succeeded (`discard` otherwise). Nothing is left behind on failure."""
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=os.path.splitext(name)[1])
+    os.close(fd)
+    try:
+        write(temporary)
+    except BaseException:
+        discard(temporary)
+        raise
+    return temporary
+
+
+def discard(temporary):
+    """Remove the temporary file `temporary` if it is there."""
+    if temporary is not None:
+        try:
+            os.remove(temporary)
+        except FileNotFoundError:
+            pass
 
 
 def line(index):
@@ -121,6 +163,29 @@ def infer_task(target):
         if n_values <= max(2, min(MAX_CLASSES, n_rows // 2)):
             return "classification"
     return "regression"
+
+
+def class_labels(target, name, path):
+    """`target`, if its values can be class labels: a float column of values that are not
+    whole numbers cannot (it holds measurements, not classes)."""
+    values = target.to_numpy()
+    if values.dtype.kind == "f" and not np.all(values == np.round(values)):
+        raise UsageError(f"target column {name!r} of {path} holds decimal numbers ({some_values(target)}), "
+                         "not class labels: use --task regression to predict it, or a column of labels")
+    return target
+
+
+def is_text(values):
+    """True when the pandas column `values` holds text (strings or mixed objects)."""
+    pd = require("pandas", "cli")
+    return pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values)
+
+
+def some_values(values, limit=5):
+    """A few distinct values of the pandas column `values`, and how many there are."""
+    distinct = values.drop_duplicates()
+    shown = ", ".join(str(value) for value in distinct.iloc[:limit])
+    return shown + (f", ... ({len(distinct)} distinct values)" if len(distinct) > limit else "")
 
 
 def listing(values, limit=12):

@@ -2,7 +2,9 @@
 files, predictions, scores, and the lines `train` and `info` print."""
 
 import importlib.util
+import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -21,6 +23,60 @@ def estimator(task, args):
                alpha=args.alpha, batch_size=args.batch_size, learning_rate_init=args.lr, max_iter=args.epochs,
                random_state=args.seed, early_stopping=args.early_stopping, backend=args.backend,
                progress=_progress(args.progress), **options)
+
+
+def outputs(task, y):
+    """The output units the estimator gives target `y`: one per class, one for two classes
+    (a logistic unit) or a regression target."""
+    n_classes = y.nunique() if task == "classification" else 1
+    return n_classes if n_classes > 2 else 1
+
+
+def check_memory(layer_sizes, batch):
+    """A UsageError when training a network of `layer_sizes` on batches of `batch` rows needs
+    more memory than the machine has, before anything is allocated (a request that large can
+    be granted lazily and then exhaust the machine)."""
+    n_params = sum((n_in + 1) * n_out for n_in, n_out in zip(layer_sizes, layer_sizes[1:]))
+    # float64: weights, gradients and the two Adam moments, and each layer's pre-activations
+    # and activations for one batch (a lower bound of what a fit allocates)
+    needed = 8 * (4 * n_params + 2 * batch * sum(layer_sizes))
+    available = physical_memory()
+    if available is not None and needed > available:
+        layers = "-".join(map(str, layer_sizes))
+        raise UsageError(f"a {layers} network needs at least {size(needed)} of memory to train on batches of "
+                         f"{batch} rows, more than this machine has ({size(available)}): use smaller --hidden "
+                         "widths" + (" or --batch-size" if 2 * batch * sum(layer_sizes) > 4 * n_params else ""))
+
+
+def physical_memory():
+    """The machine's memory in bytes, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def size(n_bytes):
+    """`n_bytes` in binary units: "1.5 GiB"."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n_bytes < 1024 or unit == "EiB":
+            return f"{n_bytes:.3g} {unit}" if unit != "bytes" else f"{n_bytes} bytes"
+        n_bytes /= 1024
+
+
+def fit(est, X, y):
+    """est.fit(X, y) for `train`. Ctrl-C ends the fit early: the estimator keeps the epochs so
+    far and warns, as scikit-learn's do; the command line says so itself (`train_command`),
+    so that warning is not shown. Running out of memory is a UsageError."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Training interrupted by user")
+        try:
+            est.fit(X, y)
+        except MemoryError as exc:
+            widths = " ".join(map(str, est.hidden_layer_sizes))
+            raise UsageError(f"not enough memory to train a network with --hidden {widths} ({exc}): use smaller "
+                             "widths or --batch-size") from None
+    return est
 
 
 def _progress(asked):
@@ -74,15 +130,37 @@ def predictions(model, X, proba, name):
 
 
 def scores(model, X, y, target):
-    """[(name, value)]: accuracy for a classifier, r2 and rmse for a regressor."""
+    """[(name, value)]: accuracy for a classifier, r2 and rmse for a regressor. The target
+    column `y` is checked against what the model predicts first."""
     from sklearn.metrics import accuracy_score, mean_squared_error, r2_score
 
+    check_target(model, y, target)
     predicted = predictions(model, X, False, "p")["p"].to_numpy()
     if is_classifier(model):
         return [("accuracy", accuracy_score(y.to_numpy(), predicted))]
-    if not np.issubdtype(y.dtype, np.number):
-        raise UsageError(f"target column {target!r} is not numeric: a regression model cannot be scored on it")
     return [("r2", r2_score(y, predicted)), ("rmse", float(np.sqrt(mean_squared_error(y, predicted))))]
+
+
+def check_target(model, y, target):
+    """A UsageError when the values of target column `y` cannot be compared with what `model`
+    predicts: text for a regression model, or labels of another kind than its classes."""
+    import pandas as pd
+
+    values = _cli_io.some_values(y)
+    if not is_classifier(model):
+        if not pd.api.types.is_numeric_dtype(y):
+            raise UsageError(f"target column {target!r} holds text ({values}), but the model predicts numbers "
+                             "(regression): score it on a numeric column")
+        return
+    classes = np.asarray(getattr(model, "classes_", [0, 1]))
+    text_classes = classes.dtype.kind in "OUS"
+    if _cli_io.is_text(y) != text_classes:
+        kinds = ("text", "numbers") if text_classes else ("numbers", "text")
+        raise UsageError(f"target column {target!r} holds {kinds[1]} ({values}), but the model's classes are "
+                         f"{kinds[0]} ({listing(classes, 5)}): score it on a column of its class labels")
+    if y.dtype.kind == "f" and not np.all(y.to_numpy() == np.round(y.to_numpy())):
+        raise UsageError(f"target column {target!r} holds decimal numbers ({values}), not class labels like the "
+                         f"model's ({listing(classes, 5)})")
 
 
 # ================================================================== plots and summaries

@@ -32,13 +32,14 @@ from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cpython.ref cimport PyObject
-from libc.math cimport M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, isfinite, log, pow, sqrt, tanh, tanhf
+from libc.float cimport DBL_MAX, FLT_MAX
+from libc.math cimport INFINITY, M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, fabs, isfinite, log, pow, sqrt, tanh, tanhf
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
 from . import _fork, _registry
 from ._spec import MAX_THREADS as _SPEC_MAX_THREADS
-from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args
+from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args, warn_overflow
 from ._training import CHECKED as _CHECKED
 from ._validation import (
     choice,
@@ -481,9 +482,9 @@ cdef void _activation(Py_ssize_t size, const floating* Z, floating* A, int act,
     elif act == ACT_LEAKY_RELU:
         for i in range(size):
             A[i] = Z[i] if Z[i] >= 0 else slope * Z[i]
-    elif act == ACT_RELU:
+    elif act == ACT_RELU:           # (z <= 0, not z > 0: a NaN z stays NaN)
         for i in range(size):
-            A[i] = Z[i] if Z[i] > 0 else 0
+            A[i] = 0 if Z[i] <= 0 else Z[i]
     elif act == ACT_TANH:
         for i in range(size):
             A[i] = _tanh(Z[i])
@@ -517,19 +518,32 @@ cdef void _bias_activation(Py_ssize_t m, Py_ssize_t n, const floating* b, floati
         _activation(m * n, Z, A, act, slope)
 
 
+cdef inline floating _leaky_grad1(floating z, floating d, floating slope) noexcept nogil:
+    """d * Leaky ReLU'(z): d where z >= 0, slope * d where z < 0, NaN where z is NaN (a
+    select on z >= 0 alone would give slope * d there)."""
+    return d if z >= 0 else (slope * d if z < 0 else z)
+
+
+cdef inline floating _relu_grad1(floating z, floating d) noexcept nogil:
+    """d * ReLU'(z): d where z > 0, 0 * d where z <= 0 (NaN for a NaN d, as the product
+    d * 0 is), NaN where z is NaN."""
+    return d if z > 0 else (0 * d if z <= 0 else z)
+
+
 cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floating* A,
                                floating* D, int act, floating slope) noexcept nogil:
     """D *= act'(Z), in place (D holds dL/dA on entry, dL/dZ on exit); A = act(Z).
 
-    Leaky ReLU's derivative is 1 at z = 0 (the seed's choice), ReLU's is 0 there (PyTorch's).
+    Leaky ReLU's derivative is 1 at z = 0 (the seed's choice), ReLU's is 0 there (PyTorch's);
+    a NaN z gives a NaN dL/dZ for every activation but the identity.
     """
     cdef Py_ssize_t i
     if act == ACT_LEAKY_RELU:
         for i in range(size):
-            D[i] = D[i] if Z[i] >= 0 else slope * D[i]
+            D[i] = _leaky_grad1(Z[i], D[i], slope)
     elif act == ACT_RELU:
         for i in range(size):
-            D[i] = D[i] if Z[i] > 0 else 0
+            D[i] = _relu_grad1(Z[i], D[i])
     elif act == ACT_TANH:
         for i in range(size):
             D[i] = D[i] * (1 - A[i] * A[i])
@@ -892,6 +906,88 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
         A_prev = A
 
 
+# The overflow guard of predict_proba and loss_gradient. Where a row's values come near the
+# top of the dtype's range, whether a layer's sums overflow depends on the order of their
+# terms and on fused multiply-adds, so on the path (tiles, BLAS, the small loops) the batch's
+# size picks: a row could give NaN alone and a finite number in a batch. The guard decides
+# from a bound that holds in every order instead: every partial sum of b_j + sum_p a_p W_pj
+# is at most max_p |a_p| * reach + max_j |b_j| in size, reach = max_j sum_p |W_pj|, so a row
+# whose input a to some layer holds an |a_p| above that layer's limit (`_input_limits`: where
+# the bound reaches half the dtype's largest number, the half covering rounding) is out of
+# range. Such rows' logits become NaN, and the caller warns. `_reference` has the same steps
+# (`_input_limits`, `_overflow_rows`), the same arithmetic.
+
+cdef double _max_abs(const floating* a, Py_ssize_t n) noexcept nogil:
+    """max(|a[:n]|), NaN if a holds a NaN (as NumPy's max)."""
+    cdef Py_ssize_t p
+    cdef double v, mx = 0
+    for p in range(n):
+        v = fabs(a[p])
+        if not v <= mx:
+            mx = v
+            if v != v:
+                break
+    return mx
+
+
+cdef void _input_limits(const Net* net, const floating* params, floating* limit) noexcept nogil:
+    """OUT limit[l] = the largest |a_p| a row's input to layer l may hold: (top - max_j |b_j|) /
+    max_j sum_p |W_pj| in double (sums row after row), top half the dtype's largest number,
+    then rounded to the dtype; infinite where the weights are all 0, NaN where one is NaN."""
+    cdef Py_ssize_t l, p, j, k, n
+    cdef const floating* W
+    cdef double c, reach, bmax, top = (<double>FLT_MAX if floating is float else DBL_MAX) / 2
+    for l in range(net.n_layers):
+        k, n, W = net.size[l], net.size[l + 1], params + net.w_off[l]
+        reach = 0
+        for j in range(n):
+            c = 0
+            for p in range(k):
+                c += fabs(W[p * n + j])
+            if not c <= reach:
+                reach = c
+                if c != c:
+                    break
+        bmax = _max_abs(params + net.b_off[l], n)
+        limit[l] = <floating>(INFINITY if reach == 0 else (top - bmax) / reach)
+
+
+cdef inline bint _beyond(const floating* a, Py_ssize_t n, floating t) noexcept nogil:
+    """Whether some |a[p]| > t (or t < 0): an integer OR the compiler vectorises."""
+    cdef Py_ssize_t p
+    cdef int out = t < 0
+    for p in range(n):
+        out |= (a[p] > t) | (a[p] < -t)
+    return out != 0
+
+
+cdef Py_ssize_t _overflow_rows(const Net* net, const floating* X, Py_ssize_t m, floating* work,
+                               const floating* limit) noexcept nogil:
+    """After `_forward` of m rows: the logits of the rows out of range (the guard above,
+    `limit` from `_input_limits`) become NaN. Returns how many."""
+    cdef Py_ssize_t i, l, L = net.n_layers, k = net.size[L], j, count = 0, row
+    cdef const floating* data = <const floating*>(net.sparse.data if net.sparse != NULL else NULL)
+    cdef const Py_ssize_t* indptr = net.sparse.indptr if net.sparse != NULL else NULL
+    cdef floating* z
+    cdef bint out
+    for i in range(m):
+        for l in range(L):
+            if l > 0:
+                out = _beyond(work + net.a_off[l - 1] + i * net.size[l], net.size[l], limit[l])
+            elif net.sparse != NULL:       # (the implicit zeros are beyond a limit < 0 only)
+                row = net.sparse.rows[i]
+                out = _beyond(data + indptr[row], indptr[row + 1] - indptr[row], limit[0])
+            else:
+                out = _beyond(X + i * net.size[0], net.size[0], limit[0])
+            if out:
+                z = work + net.z_off[L - 1] + i * k
+                for j in range(k):
+                    z[j] = NAN
+                count += 1
+                break
+    return count
+
+
 cdef bint _backprop_dense(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* D,
                           const floating* W, floating* D_prev, const floating* Z_prev,
                           const floating* A_prev, int act, floating slope,
@@ -985,7 +1081,7 @@ cdef inline floating _act1(floating z, int act, floating slope) noexcept nogil:
     if act == ACT_LEAKY_RELU:
         return z if z >= 0 else slope * z
     if act == ACT_RELU:
-        return z if z > 0 else 0
+        return 0 if z <= 0 else z
     if act == ACT_TANH:
         return _tanh(z)
     if act == ACT_SIGMOID:
@@ -1158,14 +1254,14 @@ cdef void _backward_small(const Net* net, const floating* params, const floating
                 u[r] += D2[i] * W2[p + r]
             for r in range(4):
                 t = <floating>u[r]
-                D1[i * h + p + r] = t if act != ACT_LEAKY_RELU or Z1[i * h + p + r] >= 0 else slope * t
+                D1[i * h + p + r] = t if act != ACT_LEAKY_RELU else _leaky_grad1(Z1[i * h + p + r], t, slope)
             p += 4
         for p in range(p, h):
             s = 0
             for j in range(k):
                 s += D2[i * k + j] * W2[p * k + j]
             t = <floating>s
-            D1[i * h + p] = t if act != ACT_LEAKY_RELU or Z1[i * h + p] >= 0 else slope * t
+            D1[i * h + p] = t if act != ACT_LEAKY_RELU else _leaky_grad1(Z1[i * h + p], t, slope)
     if act != ACT_LEAKY_RELU:           # (leaky ReLU's derivative is applied above)
         _activation_backward(m * h, Z1, A1, D1, act, slope)
     _layer_grad_small(m, k, h, alpha, A1, D2, beta_w, beta_b, target + net.w_off[1], target + net.b_off[1])
@@ -1757,7 +1853,7 @@ cdef inline void _tiny_backward(const floating* x, Py_ssize_t d, Py_ssize_t h, c
     cdef floating t
     for j in range(h):
         t = <floating>(<double>0 + g * W2[j])    # `_backward_small`'s double sum of one term
-        t = t if z[j] >= 0 else slope * t
+        t = _leaky_grad1(z[j], t, slope)
         gW2[j] += a[j] * g
         nb1[j] = nb1[j] + alpha * t
         for p in range(d):
@@ -2303,19 +2399,25 @@ cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, c
     cdef floating[::1] work = np.empty(cnet.work_size, _dtype(&params[0]))
     cdef floating* Z = &work[0] + cnet.z_off[cnet.n_layers - 1]
     cdef const floating* Xp = NULL if X is None else &X[0, 0]
+    cdef floating[::1] limit = np.empty(cnet.n_layers, _dtype(&params[0]))
+    cdef Py_ssize_t bad = 0
     cdef Poll poll       # blocks of rows, polled as the training loop polls its batches
     errors = []
     _poll_init(&poll, _per_check(2.0 * <double>cnet.capacity * <double>_weight_count(cnet)), None, errors)
     with _fork.computing, nogil:
+        _input_limits(cnet, &params[0], &limit[0])
         start = 0
         while start < n and not _boundary(&poll):
             m = min(cnet.capacity, n - start)
             _set_rows(cnet, start, m)
             _forward(cnet, &params[0], Xp + start * n_in if Xp != NULL else NULL, m, &work[0])
+            bad += _overflow_rows(cnet, Xp + start * n_in if Xp != NULL else NULL, m, &work[0], &limit[0])
             _output_activation(m, k, Z, &out[start, 0], cnet.output)
             start += m
     if errors:
         raise errors[0]        # a signal handler's exception (Ctrl-C), between blocks
+    if bad:
+        warn_overflow(bad, n, _dtype(&params[0]), "their outputs are NaN", 3)
 
 
 cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1] X, csr,
@@ -2333,11 +2435,14 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
     cdef const floating* Xp = NULL
     cdef double total = 0, weight = n
     cdef floating zero_or_one, scale
+    cdef floating[::1] limit = np.empty(cnet.n_layers, _dtype(&params[0]))
+    cdef Py_ssize_t bad = 0
     cdef Poll poll       # blocks of rows, polled as the training loop polls its batches
     errors = []
     _poll_init(&poll, _per_check((6.0 if want_grad else 2.0) * <double>cnet.capacity * <double>_weight_count(cnet)),
                None, errors)
     with _fork.computing, nogil:
+        _input_limits(cnet, &params[0], &limit[0])
         if weighted:
             weight = 0
             for i in range(n):
@@ -2349,6 +2454,7 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
             _set_rows(cnet, start, m)
             Xp = NULL if X is None else &X[start, 0]
             _forward(cnet, &params[0], Xp, m, &work[0])
+            bad += _overflow_rows(cnet, Xp, m, &work[0], &limit[0])
             total += _output_loss(m, k, &work[0] + cnet.z_off[L - 1], &Y[start, 0],
                                   &w[start] if weighted else NULL,
                                   &work[0] + cnet.d_off[L - 1] if want_grad else NULL,
@@ -2365,6 +2471,9 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
                 _add_l2(cnet, &params[0], &grad[0])
     if errors:
         raise errors[0]        # a signal handler's exception (Ctrl-C), between blocks
+    if bad:
+        warn_overflow(bad, n, _dtype(&params[0]),
+                      "their losses are NaN, and so is the loss" + (" and its gradient" if want_grad else ""), 3)
     return total
 
 

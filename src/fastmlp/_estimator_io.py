@@ -21,11 +21,14 @@ metadata          whatever JSON object the caller gave `save_estimator` (the com
 
 ``fastmlp.load`` still reads such a file (as the bare network: it ignores the extra
 member), and nothing in it is pickled: everything is read with ``_persistence``'s checked
-reader. What is not kept is the optimizer's state: ``partial_fit`` or ``warm_start`` on a
+reader, and every field of the record is checked against what a real fit leaves there
+(classes unique and sorted, counts >= 0, finite losses, the output activation of the
+record's class, curves of one length) before use: ModelFileError naming the field. What is not kept is the optimizer's state: ``partial_fit`` or ``warm_start`` on a
 loaded estimator continue from its weights with a fresh optimizer.
 """
 
 import json
+import math
 import os
 
 import numpy as np
@@ -146,6 +149,9 @@ def _estimator(path, record, backend):
     cls = {"MLPClassifier": _sklearn.MLPClassifier, "MLPRegressor": _sklearn.MLPRegressor}.get(record["class"])
     if cls is None or not isinstance(record["params"], dict):
         fail(f"unknown class {record['class']!r} or params not an object")
+    if (cls is _sklearn.MLPClassifier) != (record["classes"] is not None):
+        fail(f"class {record['class']!r} does not fit classes {'null' if record['classes'] is None else 'given'}: "
+             "a classifier's record has its classes, a regressor's has none")
     try:
         params = dict(record["params"])
         if isinstance(params.get("hidden_layer_sizes"), list):
@@ -158,6 +164,7 @@ def _estimator(path, record, backend):
         _set_features(est, record["feature_names"])
         if cls is _sklearn.MLPClassifier:
             _set_classes(est, record["classes"])
+        _check_bookkeeping(est, _sklearn)
         est._mlp = _persistence.load(MLP, path, est.backend)
         _check_network(est, _sklearn)
     except (TypeError, ValueError, KeyError) as exc:
@@ -186,7 +193,42 @@ def _set_attributes(est, attributes):
             ok = isinstance(value, kind) and not isinstance(value, bool)
         if not ok:
             raise TypeError(f"attribute {key} = {value!r} is not a {kind.__name__}")
+        if not _ALLOWED.get(key, lambda v: True)(value):
+            raise ValueError(f"attribute {key} = {_short(value)} is not {_MEANING[key]}")
         setattr(est, key, float(value) if kind is float and value is not None else value)
+
+
+# what each attribute may hold, beyond its JSON type: what a real fit leaves there (None:
+# what the solver or early stopping does not set, as scikit-learn's; inf as it starts them)
+def _at_least(low):
+    return lambda v: v >= low
+
+
+def _finite_numbers(v):
+    return v is None or all(map(math.isfinite, v))
+
+
+_ALLOWED = {
+    "n_iter_": _at_least(0), "t_": _at_least(0), "_no_improvement_count": _at_least(0),
+    "n_features_in_": _at_least(1), "n_outputs_": _at_least(1), "n_layers_": _at_least(2),
+    "loss_": lambda v: v is not None and math.isfinite(v), "loss_curve_": _finite_numbers,
+    "best_loss_": lambda v: v is None or (not math.isnan(v) and v != -math.inf),
+    "validation_scores_": lambda v: True,        # (NaN or -inf for a diverged epoch, as scikit-learn's)
+    "best_validation_score_": lambda v: v is None or (not math.isnan(v) and v != math.inf),
+    "_learning_rate": lambda v: v is not None and math.isfinite(v) and v > 0,
+}
+_MEANING = {
+    "n_iter_": "an integer >= 0", "t_": "an integer >= 0", "_no_improvement_count": "an integer >= 0",
+    "n_features_in_": "an integer >= 1", "n_outputs_": "an integer >= 1", "n_layers_": "an integer >= 2",
+    "loss_": "a finite number", "loss_curve_": "a list of finite numbers",
+    "best_loss_": "null or a number, not NaN or -inf", "best_validation_score_": "null or a number, not NaN or inf",
+    "_learning_rate": "a finite number > 0",
+}
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _is_number(value):
@@ -217,8 +259,11 @@ def _set_classes(est, classes):
         raise TypeError("classes: numeric classes must be numbers")
     if classes["y_type"] not in ("binary", "multiclass", "multilabel-indicator"):
         raise ValueError(f"classes: unknown y_type {classes['y_type']!r}")
+    array = np.array(values, dtype=dtype)
+    if array.ndim != 1 or not np.array_equal(np.unique(array), array):
+        raise ValueError(f"classes: values {_short(values)} are not unique and sorted (as np.unique gives them)")
     binarizer = LabelBinarizer()
-    binarizer.classes_ = np.array(values, dtype=dtype)
+    binarizer.classes_ = array
     binarizer.y_type_, binarizer.sparse_input_ = classes["y_type"], False
     est._label_binarizer, est.classes_ = binarizer, binarizer.classes_
 
@@ -240,3 +285,21 @@ def _check_network(est, sklearn_module):
         wanted = 1 if y_type == "binary" else n_classes
         if est.n_outputs_ != wanted or (y_type == "binary" and n_classes > 2):
             raise ValueError(f"{est.n_outputs_} outputs do not fit {n_classes} {y_type} classes")
+
+
+def _check_bookkeeping(est, sklearn_module):
+    """The fitted attributes agree with each other and with the estimator's kind: the output
+    activation is the one its fit would choose (a classifier's record relabelled as a
+    regressor's, or the reverse, is refused), the last loss is the curve's last, and with
+    early stopping every epoch has its validation score."""
+    wanted = est._out_activation()
+    if est.out_activation_ != wanted:
+        raise ValueError(f"attribute out_activation_ = {est.out_activation_!r} is not the {type(est).__name__}'s "
+                         f"{wanted!r} for these settings")
+    curve, scores = getattr(est, "loss_curve_", None), getattr(est, "validation_scores_", None)
+    if est.solver in sklearn_module._sklearn_train.STOCHASTIC and curve and getattr(est, "loss_", None) != curve[-1]:
+        raise ValueError(f"attribute loss_ = {getattr(est, 'loss_', None)!r} is not the last of loss_curve_ "
+                         f"({curve[-1]!r})")
+    if curve is not None and scores is not None and len(scores) != len(curve):
+        raise ValueError(f"attribute validation_scores_ has {len(scores)} scores for {len(curve)} epochs in "
+                         "loss_curve_")

@@ -90,6 +90,10 @@ static int fm_simd_available(void) { return 0; }
 #define FM_LEAKY_NEG(z, inplace)                                                        \
     (slope * (z) != 0 || !(inplace) ? slope * (z) : -tiny)
 
+/* v * Leaky ReLU'(z): v where z >= 0, slope * v where z < 0, and z itself (NaN) where z is
+ * NaN, which a select on z >= 0 alone would turn into slope * v. */
+#define FM_LEAKY_GRAD(z, v) ((z) >= 0 ? (v) : (z) < 0 ? slope * (v) : (z))
+
 /* The epilogues, for element (r, j) of the tile at (i0, j0) or (p0, j0) of C. */
 #define FM_BIAS_LEAKY(r, j)                                                             \
     do {                                                                                \
@@ -107,7 +111,7 @@ static int fm_simd_available(void) { return 0; }
     do {                                                                                \
         __typeof__(acc[0][0])* c_ = C + (i0 + r) * k + p0 + j;                                              \
         __typeof__(acc[0][0]) v_ = beta == 0 ? alpha * acc[r][j] : beta * *c_ + alpha * acc[r][j];          \
-        *c_ = Zp == NULL || Zp[(i0 + r) * k + p0 + j] >= 0 ? v_ : slope * v_;           \
+        *c_ = Zp == NULL ? v_ : FM_LEAKY_GRAD(Zp[(i0 + r) * k + p0 + j], v_);           \
     } while (0)
 
 #define FM_KERNELS(T, S, NR, TINY)                                                          \
@@ -133,7 +137,7 @@ FM_TARGET static void fm_tn_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, 
 }                                                                                       \
                                                                                         \
 /* C (m, k) = alpha * D (m, n) @ W.T + beta * C, W (k, n), then C *= Leaky ReLU'(Zp)      \
- * (1 where Zp >= 0, else slope) unless Zp is NULL; C not read if beta == 0. `pack`       \
+ * (FM_LEAKY_GRAD) unless Zp is NULL; C not read if beta == 0. `pack`       \
  * holds n * NR elements: W's rows p0..p0 + NR - 1, transposed, for each block of NR      \
  * columns of C. */                                                                     \
 FM_TARGET static void fm_nt_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha,          \
@@ -165,7 +169,7 @@ FM_TARGET static void fm_outer_##S(ptrdiff_t m, ptrdiff_t k, T alpha, const T* d
         else                                                                            \
             for (p = 0; p < k; p++) {                                                   \
                 T v = a * w[p];                                                         \
-                c[p] = Zp[i * k + p] >= 0 ? v : slope * v;                              \
+                c[p] = FM_LEAKY_GRAD(Zp[i * k + p], v);                                 \
             }                                                                           \
     }                                                                                   \
 }                                                                                       \
@@ -243,7 +247,7 @@ FM_TARGET static void fm_matvec_##S(ptrdiff_t m, ptrdiff_t k, const T* A, const 
     }                                                                                   \
 }                                                                                       \
                                                                                         \
-/* D (m, n) *= Leaky ReLU'(Zp) (1 where Zp >= 0, else slope), then, unless out is NULL,   \
+/* D (m, n) *= Leaky ReLU'(Zp) (FM_LEAKY_GRAD), then, unless out is NULL,   \
  * out (n,) = alpha * (D summed over rows) + beta * out as fm_colsum sums it (each        \
  * column's rows in order), in the same pass. `acc`: n elements of scratch. */            \
 FM_TARGET static void fm_leaky_grad_##S(ptrdiff_t m, ptrdiff_t n, const T* Zp, T* D,     \
@@ -251,7 +255,7 @@ FM_TARGET static void fm_leaky_grad_##S(ptrdiff_t m, ptrdiff_t n, const T* Zp, T
     ptrdiff_t i, j;                                                                     \
     if (out == NULL) {                                                                  \
         for (i = 0; i < m * n; i++)                                                     \
-            D[i] = Zp[i] >= 0 ? D[i] : slope * D[i];                                    \
+            D[i] = FM_LEAKY_GRAD(Zp[i], D[i]);                                          \
         return;                                                                         \
     }                                                                                   \
     for (j = 0; j < n; j++)                                                             \
@@ -260,7 +264,7 @@ FM_TARGET static void fm_leaky_grad_##S(ptrdiff_t m, ptrdiff_t n, const T* Zp, T
         const T* z = Zp + i * n;                                                        \
         T* d = D + i * n;                                                               \
         for (j = 0; j < n; j++) {                                                       \
-            T v = z[j] >= 0 ? d[j] : slope * d[j];                                      \
+            T v = FM_LEAKY_GRAD(z[j], d[j]);                                            \
             d[j] = v;                                                                   \
             acc[j] += v;                                                                \
         }                                                                               \

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import operator
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -22,6 +22,32 @@ from ._typing import ArrayLike, Callback, Floats, Input, Labels, PathLike, Setti
 from ._validation import check_sample_weight, check_targets, check_X, float_dtype, integer, ready_xy
 
 _Model = TypeVar("_Model", bound="MLP")
+
+
+class _Weights:
+    """``MLP.coefs_`` (part 0 of the parameters) or ``intercepts_`` (part 1): a `WeightViews`
+    of the model's flat parameters. Assigning a list (``coefs_ = [W_0, ...]``) copies it into
+    the views, each value checked first, as ``coefs_[l] = W`` does."""
+
+    def __init__(self, part: int, doc: str) -> None:
+        self._part, self.__doc__ = part, doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, model: None, owner: type | None = None) -> _Weights: ...
+
+    @overload
+    def __get__(self, model: MLP, owner: type | None = None) -> list[Floats]: ...
+
+    def __get__(self, model: MLP | None, owner: type | None = None) -> list[Floats] | _Weights:
+        if model is None:
+            return self
+        return WeightViews(model._net.unflatten(model._params)[self._part], self._name)
+
+    def __set__(self, model: MLP, values: Sequence[ArrayLike]) -> None:
+        self.__get__(model)[:] = values
 
 
 class MLP:
@@ -103,15 +129,8 @@ class MLP:
         """All weights and biases in one flat array (``coefs_``/``intercepts_`` are views)."""
         return self._params
 
-    @property
-    def coefs_(self) -> list[Floats]:
-        """Weight matrices, ``coefs_[l]`` of shape (n_in, n_out): views into ``params_``."""
-        return self._net.unflatten(self._params)[0]
-
-    @property
-    def intercepts_(self) -> list[Floats]:
-        """Bias vectors, ``intercepts_[l]`` of shape (n_out,): views into ``params_``."""
-        return self._net.unflatten(self._params)[1]
+    coefs_ = _Weights(0, "Weight matrices, ``coefs_[l]`` of shape (n_in, n_out): views into ``params_``.")
+    intercepts_ = _Weights(1, "Bias vectors, ``intercepts_[l]`` of shape (n_out,): views into ``params_``.")
 
     def _initial_params(self, entropy):
         """Parameters from ``default_rng(entropy)``; the seed's are drawn once (~20 us), then copied."""
@@ -272,6 +291,65 @@ class MLP:
 
     def __repr__(self) -> str:
         return f"MLP({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())}, backend={self._backend!r})"
+
+
+class WeightViews(list):
+    """``coefs_`` or ``intercepts_``: a list of views into a model's flat parameters, one per
+    layer. Assigning an item (``coefs_[0] = W``) or a slice copies the values into the views,
+    once each value has the view's shape and is all finite real numbers (else ValueError or
+    TypeError, and nothing is written). The length and order are the network's, so the
+    methods that would change them raise TypeError. A copy (copy, deepcopy, pickle) is a
+    plain list, detached from the model."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, views, name):
+        super().__init__(views)
+        self.name = name
+
+    def __setitem__(self, index, value):
+        if isinstance(index, slice):
+            positions = range(*index.indices(len(self)))
+            values = list(value)
+            if len(values) != len(positions):
+                raise ValueError(f"{self.name}: {len(positions)} arrays expected (one per layer), got "
+                                 f"{len(values)}")
+        else:
+            list.__getitem__(self, index)           # (IndexError or TypeError, as a list's)
+            positions, values = [operator.index(index) % len(self)], [value]
+        views = [list.__getitem__(self, i) for i in positions]
+        checked = [_weights_like(view, given, f"{self.name}[{i}]") for i, view, given in zip(positions, views, values)]
+        for view, given in zip(views, checked):
+            view[...] = given
+
+    def __delitem__(self, index):
+        self._fixed()
+
+    def _fixed(self, *args):
+        raise TypeError(f"{self.name} has one array per layer of the network: its length and order cannot "
+                        f"change; assign {self.name}[i] = array to set a layer's values")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = __iadd__ = __imul__ = _fixed
+
+    def __reduce_ex__(self, protocol):
+        return list, (list(self),)
+
+    def copy(self):
+        return list(self)
+
+
+def _weights_like(view, value, name):
+    """`value` as an array of `view`'s dtype, checked to have its shape and to be finite."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
+    if array.shape != view.shape:
+        raise ValueError(f"{name} must have shape {view.shape}, got {array.shape}")
+    with np.errstate(over="ignore"):
+        array = array.astype(view.dtype, copy=False)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds NaN or infinity (or values too large for {view.dtype})")
+    return array
 
 
 def _checked_xy(model, X, y):

@@ -29,11 +29,15 @@ state) are bounded by that parameter count.
 """
 
 import dataclasses
+import errno
+import hashlib
 import inspect
 import json
 import math
 import os
+import re
 import secrets
+import socket
 import stat
 import zipfile
 
@@ -58,23 +62,41 @@ NO_OPTIMIZER = "unknown (file without optimizer state)"
 
 
 def save(model, path, extra=None):
-    """Write `model` to `path` (".npz" appended when missing) atomically: into a temporary
-    file beside it, flushed to disk, then renamed over `path`. A save that fails leaves
-    whatever was at `path` untouched and no temporary file behind. `extra`: more members,
+    """Write `model` to `path` (".npz" appended when missing; see `save_path` for the paths
+    refused) atomically: into a temporary file beside it, flushed to disk, then renamed over
+    `path`. A save that fails leaves whatever was at `path` untouched and no temporary file
+    behind; one killed outright (SIGKILL) leaves its temporary file, which the next save to
+    `path` removes. `extra`: more members,
     {name: JSON-friendly value} (written as JSON; ``Archive.json`` reads one back). Returns
     the path written (None for an open file)."""
+    target = None if hasattr(path, "write") else save_path(path)
     arrays = _arrays(model)
     for name, value in (extra or {}).items():
         if name in arrays:
             raise ValueError(f"{name!r} is a member every model file has; choose another name")
         arrays[name] = np.array(json.dumps(value))
-    if hasattr(path, "write"):               # an open file: written in place, not atomically
+    if target is None:                       # an open file: written in place, not atomically
         _write_archive(path, arrays)
         return None
-    target = os.fsdecode(os.fspath(path))
-    if not target.endswith(SUFFIX):
-        target += SUFFIX                     # np.savez's rule, kept from earlier versions
     _atomic_write(os.path.realpath(target), lambda file: _write_archive(file, arrays))
+    return target
+
+
+def save_path(path):
+    """The file a save to `path` writes: `path` with ".npz" appended when missing (np.savez's
+    rule, kept from earlier versions), checked before anything is written. ValueError for a
+    path with no file name in it ("", "models/", "."), which would otherwise write a hidden
+    ".npz"; IsADirectoryError when `path`, or the file it names, is a directory."""
+    given = os.fsdecode(os.fspath(path))
+    if os.path.basename(given) in ("", os.curdir, os.pardir):
+        what = "is empty" if not given else "names a directory, not a file"
+        raise ValueError(f"cannot save a model to {given!r}: the path {what} (give a file name, "
+                         f"e.g. {os.path.join(given, 'model' + SUFFIX)!r})")
+    target = given if given.endswith(SUFFIX) else given + SUFFIX
+    for candidate in dict.fromkeys((given, target)):
+        if os.path.isdir(candidate):
+            raise IsADirectoryError(errno.EISDIR, "cannot save a model over a directory (give a file name, "
+                                    f"e.g. {os.path.join(candidate, 'model' + SUFFIX)!r})", candidate)
     return target
 
 
@@ -138,11 +160,13 @@ def _write_archive(file, arrays):
 
 def _atomic_write(target, write):
     """Call write(file) on a new temporary file in `target`'s directory, fsync it and
-    rename it to `target` (keeping the mode of a file already there)."""
+    rename it to `target` (keeping the mode of a file already there). Temporary files that
+    earlier saves to `target` left behind when their process was killed are removed first."""
     directory, name = os.path.split(target)
+    _remove_stale_temporaries(directory, name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+        temporary = temporary_path(target)
         try:
             fd = os.open(temporary, flags, 0o666)    # the umask applies, as for any new file
             break
@@ -165,6 +189,65 @@ def _atomic_write(target, write):
             pass
         raise
     _fsync_directory(directory)
+
+
+# A save's temporary file, beside its target: ".<target's name>.<pid>-<host>.<random>.tmp",
+# where <host> is a hash of the machine's name (directories may be shared between machines,
+# whose pids are unrelated). A later save to the same target on the same machine removes the
+# files whose process is gone (SIGKILL, power loss), never those of a live process.
+_TEMPORARY = re.compile(r"\.(?P<pid>[0-9]{1,10})-(?P<host>[0-9a-f]{8})\.[0-9a-f]{8}\.tmp")
+
+
+def _host():
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def temporary_path(target, pid=None):
+    """A new temporary file name for a save to `target`, owned by process `pid` (this one)."""
+    directory, name = os.path.split(target)
+    pid = os.getpid() if pid is None else pid
+    return os.path.join(directory, f".{name}.{pid}-{_host()}.{secrets.token_hex(4)}.tmp")
+
+
+def _remove_stale_temporaries(directory, name):
+    """Remove the temporary files of saves to `name` in `directory` whose process, on this
+    machine, no longer exists. A pid that is alive (or that this process may not signal:
+    another user's) keeps its file; anything unexpected keeps it too. POSIX only: elsewhere
+    a signal is no liveness test."""
+    if os.name != "posix":
+        return
+    prefix, host, own = f".{name}", _host(), os.getpid()
+    try:
+        with os.scandir(directory or os.curdir) as entries:
+            stale = []
+            for entry in entries:
+                if not entry.name.startswith(prefix):
+                    continue
+                match = _TEMPORARY.fullmatch(entry.name, len(prefix))
+                if match and match["host"] == host and int(match["pid"]) != own and entry.is_file(follow_symlinks=False):
+                    stale.append((entry.path, int(match["pid"])))
+    except OSError:
+        return
+    for path, pid in stale:
+        if not _process_gone(pid):
+            continue
+        try:
+            os.unlink(path)
+        except OSError:          # removed meanwhile by another save, or not ours to remove
+            pass
+
+
+def _process_gone(pid):
+    """Whether no process `pid` exists (signal 0 tests for one without sending anything)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):   # PermissionError: alive, another user's
+        return False
+    return False
 
 
 def _fsync_directory(directory):

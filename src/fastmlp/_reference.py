@@ -11,13 +11,15 @@ ones also take the extents (m, n, k, size) that NumPy arrays carry themselves.
 import math
 
 import numpy as np
+import scipy.sparse
 from scipy.special import erf, xlogy
 
 from . import _fork
 from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
-from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args
+from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args, warn_overflow
 from ._training import CHECKED as _CHECKED
 from ._validation import (
+    check_csr,
     choice,
     dense_backward_args,
     dense_forward_args,
@@ -47,10 +49,11 @@ def _Phi(Z):
 
 # name -> (f(Z, slope), f'(Z, A, slope) where A = f(Z)). Leaky ReLU's derivative is 1 at
 # z = 0 as in the seed; ReLU's is 0 there, as in PyTorch. GELU is the exact z * Phi(z).
+# A NaN z gives NaN (heaviside(NaN) is NaN; ReLU is 0 where z <= 0, which NaN is not).
 _ACTIVATIONS = implemented("numpy", "activation", tuple(ACTIVATIONS), {
     "identity": (lambda Z, s: Z, lambda Z, A, s: 1),
-    "leaky_relu": (lambda Z, s: np.where(Z >= 0, Z, s * Z), lambda Z, A, s: np.where(Z >= 0, 1, s)),
-    "relu": (lambda Z, s: np.where(Z > 0, Z, 0), lambda Z, A, s: Z > 0),
+    "leaky_relu": (lambda Z, s: np.where(Z >= 0, Z, s * Z), lambda Z, A, s: np.where(Z < 0, s, np.heaviside(Z, 1))),
+    "relu": (lambda Z, s: np.where(Z <= 0, 0, Z), lambda Z, A, s: np.heaviside(Z, 0)),
     "tanh": (lambda Z, s: np.tanh(Z), lambda Z, A, s: 1 - A * A),
     "sigmoid": (lambda Z, s: _sigmoid(Z), lambda Z, A, s: A * (1 - A)),
     "gelu": (lambda Z, s: Z * _Phi(Z), lambda Z, A, s: _Phi(Z) + Z * np.exp(-0.5 * Z * Z) / math.sqrt(2 * math.pi)),
@@ -152,6 +155,41 @@ def _forward(net, params, X, work):
         work.Z[l] = A @ W + b
         if l < net.n_layers - 1:
             A = work.A[l] = _activation(work.Z[l], np.empty_like(work.Z[l]), net.activations[l], net.negative_slope)
+
+
+def _input_limits(net, params, limit):
+    """OUT limit[l] = the largest |a_p| a row's input to layer l may hold: (top - max_j |b_j|)
+    / max_j sum_p |W_pj| in float64 (W's rows summed in order), top half the dtype's largest
+    number, then rounded to limit's dtype (the model's); infinite where the weights are all 0,
+    NaN where one is NaN. Every partial sum of a layer's b_j + sum_p a_p W_pj is at most
+    max_p |a_p| * max_j sum_p |W_pj| + max_j |b_j| in size, in any order."""
+    top = float(np.finfo(limit.dtype).max) / 2
+    for l, (W, b) in enumerate(net.layers(params)):
+        reach, bmax = float(np.abs(W).sum(axis=0, dtype=np.float64).max()), float(np.abs(b).max())
+        limit[l] = math.inf if reach == 0 else (top - bmax) / reach
+    return limit
+
+
+def _overflow_rows(net, X, work, limit):
+    """After `_forward`: the logits of the rows out of range become NaN; returns how many.
+
+    A row is out of range when its input to some layer l holds an |a_p| > limit[l] (from
+    `_input_limits`): then some order of that layer's sums could overflow and another not, and
+    the answer would depend on the kernel the compiled backend picks for the batch's size.
+    The compiled twin applies the same rule to the same numbers.
+    """
+    bad = np.zeros(len(work.Z[-1]), bool)
+    for l, t in enumerate(limit):
+        A = X if l == 0 else work.A[l - 1]
+        if not scipy.sparse.issparse(A):
+            bad |= (np.abs(A) > t).any(axis=1)
+        elif t >= 0:    # CSR: its stored values, read only (abs(A) would sum A's duplicates in place)
+            seen = np.concatenate(([0], np.cumsum(np.abs(A.data[: A.indptr[-1]]) > t)))
+            bad |= seen[A.indptr[1:]] > seen[A.indptr[:-1]]
+        else:           # (implicit zeros are beyond a limit < 0 only)
+            bad |= bool(t < 0)
+    work.Z[-1][bad] = np.nan
+    return int(np.count_nonzero(bad))
 
 
 def _axpby(alpha, x, beta, y):
@@ -366,21 +404,39 @@ FLOPS_PER_BLOCK = 50_000_000
 BLOCK_ROWS = 2048
 
 
+def _own_csr(X):
+    """A dense X itself; for a CSR X, a CSR matrix over its values and private copies of its
+    indices and indptr, checked again (``check_csr``): a callback or another thread that rewrites the caller's index
+    arrays meanwhile cannot send scipy's sparse products out of bounds. The twin of the
+    compiled backend's ``_csr_arrays``, which likewise reads the values in place."""
+    if not scipy.sparse.issparse(X):
+        return X
+    own = scipy.sparse.csr_matrix((X.data, np.array(X.indices), np.array(X.indptr)), shape=X.shape, copy=False)
+    return check_csr(own, X.dtype)
+
+
 def predict_proba(net, params, X, out):
     """OUT: out (n, net.sizes[-1]) = the network's output activations for X.
 
     Large inputs go through in blocks of rows of about FLOPS_PER_BLOCK flops (at least
     BLOCK_ROWS rows), so that Ctrl-C, and an os.fork() from another thread, wait at most
     for one block."""
-    X = predict_args(net, params, X, out)
-    work = _Work(net)
+    X = _own_csr(predict_args(net, params, X, out))
+    work, n, bad = _Work(net), X.shape[0], 0
     rows = max(BLOCK_ROWS, FLOPS_PER_BLOCK // (2 * sum(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:]))))
+    with np.errstate(over="ignore", invalid="ignore"):   # the guard warns instead
+        limit = _input_limits(net, params, np.empty(net.n_layers, params.dtype))
     with _fork.computing:
-        for start in range(0, X.shape[0], rows):
+        for start in range(0, n, rows):
             if _fork.PENDING.value:
                 _fork.pause()
-            _forward(net, params, X[start : start + rows], work)
+            block = X if rows >= n else X[start : start + rows]
+            with np.errstate(over="ignore", invalid="ignore"):
+                _forward(net, params, block, work)
+                bad += _overflow_rows(net, block, work, limit)
             _output_activation(work.Z[-1], out[start : start + rows], net.output)
+    if bad:
+        warn_overflow(bad, n, params.dtype, "their outputs are NaN", 4)
     return out
 
 
@@ -391,10 +447,13 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     OUT: grad (same layout as params), the gradient of that, if given.
     """
     X, Y, w = loss_gradient_args(net, params, X, Y, grad, sample_weight)
+    X = _own_csr(X)
     weight = X.shape[0] if w is None else float(np.sum(w, dtype=np.float64))
     work = _Work(net)
-    with _fork.computing:       # (a fork from another thread waits for its end)
+    # (a fork from another thread waits for its end)
+    with _fork.computing, np.errstate(over="ignore", invalid="ignore"):   # the guard warns instead
         _forward(net, params, X, work)
+        bad = _overflow_rows(net, X, work, _input_limits(net, params, np.empty(net.n_layers, params.dtype)))
         work.D[-1] = None if grad is None else np.empty_like(work.Z[-1])
         loss = _output_loss(work.Z[-1], Y, w, work.D[-1], 1 / weight, net.loss) / weight
         if net.l2:
@@ -403,6 +462,9 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
             _backward(net, params, X, work, grad, 1, 0, 0)
             if net.l2:
                 _add_l2(net, params, grad)
+    if bad:
+        warn_overflow(bad, X.shape[0], params.dtype,
+                      "their losses are NaN, and so is the loss" + (" and its gradient" if grad is not None else ""), 4)
     return loss
 
 
@@ -442,6 +504,7 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
     be ``_training.CHECKED``, which only they hold. Returns how many epochs' losses it wrote."""
     if token is not _CHECKED:
         raise TypeError("_train is fastmlp's own; call train")
+    X = _own_csr(X)     # (a callback may rewrite the caller's CSR arrays between epochs)
     work, grad = _Work(net), np.empty_like(params)
     snaps, steps, cur, written = np.empty((2, 3 * len(params)), params.dtype), [0, 0], -1, 0
     try:

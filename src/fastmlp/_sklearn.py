@@ -9,8 +9,9 @@ machinery. The estimators translate labels, ``alpha`` and the losses' scales (se
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
-from . import _progress, _sklearn_train
+from . import _progress, _sklearn_train, _training
 from ._model import undrawn_mlp
 from ._typing import ArrayLike, Callback, Floats, Input, Labels
 
@@ -58,16 +59,17 @@ def _stochastic(est):
 
 
 def _weight_views(name, what):
-    """A fitted attribute that reads the model's `name` (views into its parameters) and, when
-    assigned a list of arrays, copies them into those views."""
+    """A fitted attribute that reads the model's `name` (a ``WeightViews``: views into its
+    parameters, whose item assignment copies in) and, when assigned a list of arrays, copies
+    them into those views (the model's setter: every shape checked before any is written)."""
 
     def get(self):
         check_is_fitted(self)
         return getattr(self._mlp, name)
 
     def set(self, values):
-        for view, value in zip(get(self), values, strict=True):
-            view[...] = value
+        check_is_fitted(self)
+        setattr(self._mlp, name, values)
 
     return property(get, set, doc=f"{what}: views into the model's parameters.")
 
@@ -122,7 +124,8 @@ class _BaseMLP(BaseEstimator):
         """Fit the network to X (n_samples, n_features) and y: class labels (classifier) or
         values (regressor), shape (n_samples,) or (n_samples, n_outputs). Returns self."""
         restarts = self.n_restarts > 1 and not (self.warm_start and hasattr(self, "_mlp"))
-        with self._reporting(self.max_iter * (self.n_restarts if restarts else 1)) as report:
+        epochs = self.max_iter * (self.n_restarts if restarts else 1)
+        with _sklearn_train.Unchanged(self), self._reporting(epochs) as report:
             if restarts:
                 return self._fit_restarts(X, y, sample_weight, report)
             return self._fit(X, y, sample_weight, False, report)
@@ -131,7 +134,7 @@ class _BaseMLP(BaseEstimator):
         """Our extras' per-epoch hook for a fit of up to `epochs` epochs: `callback`, `progress`."""
         return _progress.reporting(self.callback, self.progress, epochs, f"fastmlp {type(self).__name__}")
 
-    def _fit(self, X, y, sample_weight, incremental, report, restart=0):
+    def _fit(self, X, y, sample_weight, incremental, report, restart=0, stop=None):
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
@@ -149,9 +152,9 @@ class _BaseMLP(BaseEstimator):
         Y = Y.astype(self._mlp.dtype)
         hook = _sklearn_train.Hook(report, restart) if report.active else None
         if self.solver == "lbfgs":
-            _sklearn_train.fit_lbfgs(self, X, Y, sample_weight, hook)
+            _sklearn_train.fit_lbfgs(self, X, Y, sample_weight, hook, stop)
         else:
-            _sklearn_train.fit_stochastic(self, X, Y, sample_weight, incremental, random_state, hook)
+            _sklearn_train.fit_stochastic(self, X, Y, sample_weight, incremental, random_state, hook, stop)
         return self
 
     def _initialize(self, Y, layer_units, dtype, random_state):
@@ -178,23 +181,34 @@ class _BaseMLP(BaseEstimator):
                 self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
 
     def _fit_restarts(self, X, y, sample_weight, report):
-        """Our extra: n_restarts fits from random states drawn from random_state, in threads
-        (the compiled loop releases the GIL); keeps the best validation score with early
-        stopping, else the lowest final loss."""
+        """Our extra: n_restarts fits from random states drawn from random_state, in at most
+        one thread per core (`_training.in_threads`, as MLP's restarts: Ctrl-C or an error
+        stops every restart within a few batches). Keeps the best validation score with early
+        stopping, else the lowest final loss (the earlier restart on a tie); a finished
+        restart is kept only while it is the best, so memory follows the restarts running."""
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_restarts)
-        fits = [clone(self).set_params(n_restarts=1, random_state=int(s), warm_start=False) for s in seeds]
-        with ThreadPoolExecutor(max_workers=self.n_restarts) as pool:
-            fitted = list(pool.map(lambda i: fits[i]._fit(X, y, sample_weight, False, report, i), range(len(fits))))
-        if self.early_stopping and self.solver != "lbfgs":
-            best = max(fitted, key=lambda est: est.best_validation_score_)
-        else:
-            best = min(fitted, key=lambda est: est.loss_)
+        template = clone(self).set_params(n_restarts=1, warm_start=False)
+        by_score = self.early_stopping and self.solver != "lbfgs"
+        best, lock = [], threading.Lock()
+
+        def restart(i, stop):
+            est = clone(template).set_params(random_state=int(seeds[i]))
+            est._fit(X, y, sample_weight, False, report, i, stop)
+            value = -est.best_validation_score_ if by_score else est.loss_
+            rank = (value if np.isfinite(value) else np.inf, i)
+            with lock:
+                if not stop.is_set() and (not best or rank < best[0]):
+                    best[:] = [rank, est]
+
+        _training.in_threads([functools.partial(restart, i) for i in range(self.n_restarts)])
         params = self.get_params(deep=False)
-        self.__dict__.update(best.__dict__)
+        self.__dict__.update(best[1].__dict__)
         self.__dict__.update(params)
         return self
 
     def _partial_fit(self, X, y, sample_weight):
+        """partial_fit's work, under the caller's `Unchanged` (the classifier's first call sets
+        its classes before this)."""
         with self._reporting(self.max_iter if self.solver == "lbfgs" else 1) as report:
             return self._fit(X, y, sample_weight, True, report)
 
@@ -297,13 +311,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def partial_fit(self, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None,
                     classes: ArrayLike | None = None) -> MLPClassifier:
         """One epoch over (X, y); `classes` (all labels) is required on the first call."""
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        return self._partial_fit(X, y, sample_weight)
+        with _sklearn_train.Unchanged(self):
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+            return self._partial_fit(X, y, sample_weight)
 
     def predict_proba(self, X: Input) -> Floats:
         """Probabilities (n_samples, n_classes) in the order of classes_; (n, 2) for binary."""
@@ -378,5 +393,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     @_fitting
     def partial_fit(self, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None) -> MLPRegressor:
         """One epoch over (X, y); solver="lbfgs": an L-BFGS fit from the current weights."""
-        return self._partial_fit(X, y, sample_weight)
+        with _sklearn_train.Unchanged(self):
+            return self._partial_fit(X, y, sample_weight)
 

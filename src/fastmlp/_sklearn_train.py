@@ -20,6 +20,7 @@ Exact where every batch has the same n_b (n divisible by batch_size, or full bat
 L-BFGS, RPROP) and the rate is constant; a smaller last batch gets the l2 of a full one.
 """
 
+import copy
 import dataclasses
 import warnings
 
@@ -31,7 +32,7 @@ from sklearn.utils.optimize import _check_optimize_result             # n_iter_ 
 
 from . import _training
 from ._errors import DivergenceError
-from ._spec import Optimizer
+from ._spec import Optimizer, inverse_scaling
 from ._validation import check_sample_weight
 
 STOCHASTIC = ("sgd", "adam", "adamw", "rprop")
@@ -52,11 +53,14 @@ def loss_scales(out_activation, n_outputs):
 
 def report(est, net, params, loss):
     """scikit-learn's loss from fastmlp's (`loss` of `net`, with its l2 penalty at `params`):
-    exact but where c != c_loss (multi-output regression) with alpha > 0, where the penalty
-    is taken at `params` (the epoch's end) rather than at each batch."""
+    the data loss scaled by c_loss, the penalty by c. Exact but where c != c_loss
+    (multi-output regression) with alpha > 0, where the penalty is taken at `params` (the
+    epoch's end) rather than at each batch."""
     c, c_loss = est._loss_scale, est._loss_report
-    if c == c_loss or not net.l2:
+    if c == c_loss:
         return c * loss
+    if not net.l2:          # (alpha=0, or adamw's decoupled decay): the data loss alone
+        return c_loss * loss
     penalty = 0.5 * net.l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in net.unflatten(params)[0])
     return c_loss * (loss - penalty) + c * penalty
 
@@ -80,6 +84,45 @@ def optimizer(est, lr):
         return Optimizer("rprop", lr)
     return Optimizer(name, lr, beta1=est.beta_1, beta2=est.beta_2, eps=est.epsilon / c,
                      weight_decay=est.alpha if name == "adamw" else 0.01)
+
+
+class Unchanged:
+    """``with Unchanged(est):`` a fit or partial_fit that raises leaves the estimator `est` as
+    it was: its attributes (added, rebound), the lists it appends to (loss_curve_,
+    validation_scores_), the network's weights, the optimizer's state, step count and rate,
+    and a RandomState given as random_state. DivergenceError is the exception: as
+    scikit-learn's, the estimator keeps the iterations before the divergence."""
+
+    def __init__(self, est):
+        self.est, self.attributes = est, dict(vars(est))
+        self.lists = {key: list(value) for key, value in self.attributes.items() if isinstance(value, list)}
+        mlp, run = self.attributes.get("_mlp"), self.attributes.get("_run")
+        self.params = None if mlp is None else mlp._params.copy()
+        self.run = None if run is None else (dict(vars(run)), run.state.copy(), copy.copy(run.optimizer))
+        random_state = est.random_state
+        self.random_state = random_state.get_state() if isinstance(random_state, np.random.RandomState) else None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None or issubclass(kind, DivergenceError):
+            return False
+        vars(self.est).clear()
+        vars(self.est).update(self.attributes)
+        for key, values in self.lists.items():
+            self.attributes[key][:] = values
+        if self.params is not None:
+            self.attributes["_mlp"]._params[...] = self.params
+        if self.run is not None:
+            run, (attributes, state, optimizer) = self.attributes["_run"], self.run
+            vars(run).clear()
+            vars(run).update(attributes)
+            run.state[...] = state
+            vars(run.optimizer).update(vars(optimizer))
+        if self.random_state is not None:
+            self.est.random_state.set_state(self.random_state)
+        return False
 
 
 class SklearnOrder:
@@ -147,9 +190,10 @@ class Hook:
         return self.report(est.n_iter_ - 1, loss, None, lr, self.restart, **extra)
 
 
-def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None):
+def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None, stop=None):
     """scikit-learn's ``_fit_stochastic`` on the model layer: one call of the backends'
-    training loop, with scikit-learn's bookkeeping between epochs (`EpochWatch`)."""
+    training loop, with scikit-learn's bookkeeping between epochs (`EpochWatch`). `stop`
+    (a threading.Event, restarts): once set, the loop ends before its next batch."""
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     mlp = est._mlp
@@ -173,7 +217,7 @@ def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None):
     watch = EpochWatch(est, n, validation, lambda loss: report(est, net, mlp._params, loss), hook)
     est.n_iter_ = 0
     try:
-        _training._epochs(mlp._impl, net, run, job, SklearnRate(est), watch, None)
+        _training._epochs(mlp._impl, net, run, job, SklearnRate(est), watch, stop)
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
     if est.early_stopping:
@@ -204,7 +248,7 @@ class EpochWatch:
         if self.hook is not None and not self.hook(est, est.loss_, est._learning_rate):
             return False
         if est.solver == "sgd" and est.learning_rate == "invscaling":
-            est._learning_rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+            est._learning_rate = inverse_scaling(est.learning_rate_init, est.t_, est.power_t)
         if est._no_improvement_count > est.n_iter_no_change:
             if not self.trigger_stopping():
                 return False
@@ -251,12 +295,13 @@ class EpochWatch:
         return True
 
 
-def fit_lbfgs(est, X, Y, w, hook=None):
+def fit_lbfgs(est, X, Y, w, hook=None, stop=None):
     """scikit-learn's L-BFGS fit through the model layer's L-BFGS (SciPy's L-BFGS-B on the
     flat parameters): full batch, so the alpha scaling is exact. SciPy gets scikit-learn's
     limits (maxiter=max_iter, maxfun=max_fun) and gradient tolerance (tol, divided by c as
     the gradient is), and its printing when verbose; n_iter_ and the ConvergenceWarning
-    come from SciPy's result as scikit-learn reads them."""
+    come from SciPy's result as scikit-learn reads them. `stop` (restarts): once set, the
+    fit ends after the current iteration."""
     mlp = est._mlp
     weight_mean = 1.0 if w is None else float(np.mean(w))
     net = objective(est, mlp, X.shape[0], weight_mean)
@@ -272,6 +317,8 @@ def fit_lbfgs(est, X, Y, w, hook=None):
     stopped = []
 
     def watch(loss):
+        if stop is not None and stop.is_set():
+            return False
         if hook is None:
             return True
         est.n_iter_ = len(run.history["loss"])

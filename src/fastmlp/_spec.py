@@ -4,6 +4,9 @@ every backend entry point (so a wrong shape, dtype or layout raises before compi
 touches a pointer).
 """
 
+import math
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from functools import cached_property
 from operator import attrgetter
@@ -12,6 +15,7 @@ import numpy as np
 
 from ._registry import ACTIVATIONS, FULL_BATCH, LOSSES, OPTIMIZERS, OUTPUTS, default_loss
 from ._validation import (
+    FLOAT32_MAX,
     check_output,
     check_params,
     check_sample_weight,
@@ -54,7 +58,7 @@ class Network:
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes needs at least an input and an output width, got {sizes}")
         acts = self.activations
-        if isinstance(acts, str):
+        if isinstance(acts, str) or not isinstance(acts, Iterable):   # one name (else refused)
             acts = (choice(acts, "activation", tuple(ACTIVATIONS)),) * (len(sizes) - 2)
         acts = tuple(choice(act, "activation", tuple(ACTIVATIONS)) for act in acts)
         if len(acts) != len(sizes) - 2:
@@ -68,7 +72,7 @@ class Network:
             pairs = [name for name, out in LOSSES.items() if out == self.output]
             raise ValueError(f"output {self.output!r} goes with loss {' or '.join(map(repr, pairs))}, got loss={loss!r}")
         for name, value in (("sizes", sizes), ("activations", acts), ("loss", loss),
-                            ("negative_slope", real(self.negative_slope, "negative_slope")),
+                            ("negative_slope", real(self.negative_slope, "negative_slope", bound=FLOAT32_MAX)),
                             ("l2", real(self.l2, "l2", minimum=0))):
             object.__setattr__(self, name, value)
 
@@ -147,20 +151,23 @@ class Optimizer:
         self.t = integer(self.t, "t", 0)
         for name in _REAL_FIELDS:
             setattr(self, name, real(getattr(self, name), name))
-        checks = [
-            (self.lr > 0, "lr must be > 0"),
-            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (not self.nesterov or self.momentum > 0, "nesterov needs momentum > 0"),
-            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)"),
-            (self.eps > 0, "eps must be > 0"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (0 < self.etaminus < 1 < self.etaplus, "rprop needs 0 < etaminus < 1 < etaplus"),
-            (0 < self.step_min <= self.step_max, "rprop needs 0 < step_min <= step_max"),
-            (self.t <= 2**62, "t (steps taken) must be at most 2**62"),   # a C long when compiled
-        ]
-        for ok, message in checks:
+        for name, ok, rule in (
+            ("lr", self.lr > 0, "> 0"),
+            ("momentum", 0 <= self.momentum <= 1, "in [0, 1]"),   # scikit-learn's range
+            ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
+            ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
+            ("eps", self.eps > 0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("etaplus", self.etaplus > 1, "> 1 (rprop's step growth)"),
+            ("etaminus", 0 < self.etaminus < 1, "in (0, 1) (rprop's step shrink)"),
+            ("step_min", self.step_min > 0, "> 0"),
+            ("step_max", self.step_max >= self.step_min, f">= step_min ({self.step_min!r})"),
+            ("t", self.t <= 2**62, "at most 2**62 (steps taken: a C long when compiled)"),
+        ):
             if not ok:
-                raise ValueError(f"{message}; got {self}")
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        if self.nesterov and not self.momentum > 0:
+            raise ValueError(f"nesterov needs momentum > 0, got momentum={self.momentum!r}")
         # what passed: the field values themselves (immutable: str, bool, int, float)
         self._checked = _FIELD_VALUES(self)
 
@@ -279,6 +286,16 @@ def next_lr(optimizer):
     return real(optimizer.lr, "lr (as the callback left it)", minimum=0)
 
 
+def inverse_scaling(lr, steps, power_t):
+    """The "invscaling" rate lr / (steps + 1) ** power_t (lr > 0, steps and power_t >= 0),
+    never an OverflowError: when the power is beyond a float (power_t=400 after a few
+    steps), the same quotient through logarithms, which underflows to 0.0 at worst."""
+    try:
+        return lr / (steps + 1) ** power_t
+    except OverflowError:
+        return math.exp(math.log(lr) - power_t * math.log(steps + 1))
+
+
 def shuffled(rng, n, check_bounds=True):
     """A new permutation of range(n) from ``rng.shuffle(np.arange(n))``, checked before any
     row is gathered with it: still an intp array (n,) (TypeError), and with `check_bounds`,
@@ -297,3 +314,16 @@ def out_of_range(order, n):
     bad = order[(order < 0) | (order >= n)]
     raise IndexError(f"rng.shuffle wrote row indices outside 0..{n - 1} (e.g. {bad[0] if bad.size else '?'}); "
                      "it must only permute the array it is given")
+
+
+def warn_overflow(count, n, dtype, result, stacklevel):
+    """The RuntimeWarning of both backends' overflow guard (``_core._overflow_rows``,
+    ``_reference._overflow_rows``): `count` of the `n` rows a predict_proba or loss_gradient
+    call took are out of the dtype's range inside the network; `result` says what became of
+    them. `stacklevel` as warnings.warn's, counted from here (a compiled function has no
+    frame of its own)."""
+    dtype = np.dtype(dtype)
+    warnings.warn(f"overflow: {count} of {n} rows reach values inside the network at which a layer's sums "
+                  f"could exceed the {dtype.name} range (half its largest number, "
+                  f"{float(np.finfo(dtype).max) / 2:.3g}, in some order of summation); {result}",
+                  RuntimeWarning, stacklevel=stacklevel)

@@ -94,6 +94,7 @@ FM_TINY_TARGET static double fm_tiny24_step_d(ptrdiff_t n, const double* X, cons
         __m256d t = _mm256_add_pd(zero, _mm256_mul_pd(vg, w2));
         nb2 = nb2 + alpha * g;
         t = _mm256_blendv_pd(_mm256_mul_pd(vslope, t), t, _mm256_cmp_pd(z, zero, _CMP_GE_OQ));
+        t = _mm256_blendv_pd(t, z, _mm256_cmp_pd(z, z, _CMP_UNORD_Q));   /* NaN z: NaN */
         gw2 = _mm256_add_pd(gw2, _mm256_mul_pd(_mm256_loadu_pd(A + 4 * i), vg));
         nb1 = _mm256_add_pd(nb1, _mm256_mul_pd(valpha, t));
         gw1a = _mm256_add_pd(gw1a, _mm256_mul_pd(_mm256_set1_pd(X[2 * i]), t));

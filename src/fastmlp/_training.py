@@ -19,7 +19,7 @@ import numpy as np
 
 from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
-from ._spec import BLAS_INT_MAX, Optimizer
+from ._spec import BLAS_INT_MAX, Optimizer, inverse_scaling
 from ._threads import blas_threads, changes_nothing
 from ._validation import all_finite, choice, flag, integer, real
 
@@ -81,7 +81,7 @@ class Schedule:
 
     def rate(self, epochs_done):
         if self.kind == "invscaling":
-            return self.base / (epochs_done + 1) ** self.power_t
+            return inverse_scaling(self.base, epochs_done, self.power_t)
         # the base rate itself while unchanged: the optimizer then skips checking it again
         return self.base if self.factor == 1.0 else self.base * self.factor
 
@@ -160,7 +160,7 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
                             eps, weight_decay)
     choice(lr_schedule, "lr_schedule", SCHEDULES)
     choice(threads, "threads", THREADS)
-    power_t = real(power_t, "power_t")
+    power_t = real(power_t, "power_t", minimum=0)
     if optimizer in ("rprop", "lbfgs") and lr_schedule != "constant":
         raise ValueError(f"lr_schedule={lr_schedule!r} does not apply to optimizer={optimizer!r}")
     shuffle, warm_start = flag(shuffle, "shuffle"), flag(warm_start, "warm_start")
@@ -320,10 +320,18 @@ def plain_run(impl, net, X, Y, epochs, lr, batch_size, shuffle, seed, initial_pa
 
 
 def _train_in_threads(impl, net, runs, job):
+    in_threads([functools.partial(train_run, impl, net, run, job, restart=i) for i, run in enumerate(runs)])
+
+
+def in_threads(tasks):
+    """Call each of `tasks`, a function of one threading.Event `stop`, in a pool of at most
+    os.cpu_count() threads (the compiled loop releases the GIL). Any exception (Ctrl-C, a
+    signal handler's, one task's) sets `stop`, which a task heeds by ending after its
+    current step, cancels the tasks not started, and is raised once every thread has ended."""
     stop = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=min(len(runs), os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(max_workers=min(len(tasks), os.cpu_count() or 1))
     try:
-        futures = [pool.submit(train_run, impl, net, run, job, stop, i) for i, run in enumerate(runs)]
+        futures = [pool.submit(task, stop) for task in tasks]
         pending = futures
         while pending:   # short waits: Ctrl-C, _thread.interrupt_main() and handlers get in between
             done, pending = wait(pending, timeout=0.05, return_when=FIRST_EXCEPTION)
@@ -336,7 +344,7 @@ def _train_in_threads(impl, net, runs, job):
         stop.set()
         raise
     finally:
-        pool.shutdown(wait=True)     # after `stop`, each run ends after its current step
+        pool.shutdown(wait=True, cancel_futures=True)     # after `stop`, each task ends after its current step
 
 
 def train_run(impl, net, run, job, stop=None, restart=0):

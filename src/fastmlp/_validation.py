@@ -5,6 +5,7 @@ same exception with the same message wherever it is passed in. Each check return
 value converted (a float, an int, a C-contiguous array of the right dtype).
 """
 
+import contextlib
 import math
 import numbers
 import operator
@@ -16,6 +17,7 @@ import scipy.sparse
 from . import _blas
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # ---------------------------------------------------------------- scalars
@@ -35,17 +37,24 @@ def integer(value, name, minimum=None):
     return value
 
 
-def real(value, name, minimum=None, positive=False):
-    """`value` as a finite float; ValueError when not > 0 (positive) or below `minimum`."""
+def real(value, name, minimum=None, positive=False, bound=None):
+    """`value` as a finite float; ValueError when not > 0 (positive), below `minimum`, or
+    beyond +-`bound` in magnitude."""
     if type(value) is not float and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:      # an int beyond float64's range
+        raise ValueError(f"{name} must be finite, got {value!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if positive and value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if bound is not None and abs(value) > bound:
+        span = "float32's range" if bound == FLOAT32_MAX else "the range"
+        raise ValueError(f"{name} must be in [-{bound:.8g}, {bound:.8g}] ({span}), got {value!r}")
     return value
 
 
@@ -56,8 +65,10 @@ def flag(value, name):
 
 
 def choice(value, name, choices):
+    """`value` when it is one of the names `choices`; else ValueError naming them all."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(map(repr, choices))}")
+        hint = " (give its name, a string)" if callable(value) else ""
+        raise ValueError(f"unknown {name} {value!r}{hint}: {name} must be one of {', '.join(map(repr, choices))}")
     return value
 
 
@@ -84,7 +95,8 @@ def as_input(a, dtype, ndim, name):
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
     if a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    return np.ascontiguousarray(a, dtype=dtype)
+    with _narrowing(a.dtype, dtype):
+        return np.ascontiguousarray(a, dtype=dtype)
 
 
 def check_output(out, shape, name, dtype=None):
@@ -160,10 +172,34 @@ def check_X(X, n_features, dtype, finite=False):
         raise ValueError("X is empty: it needs at least one sample")
     if X.shape[1] != n_features:
         raise ValueError(f"X has {X.shape[1]} features but the network takes {n_features}")
-    X = check_csr(X, dtype) if sparse else np.ascontiguousarray(X, dtype=dtype)
+    given = X
+    with _narrowing(X.dtype, dtype):
+        X = check_csr(X, dtype) if sparse else np.ascontiguousarray(X, dtype=dtype)
     if finite and not all_finite(X.data if sparse else X):
-        raise ValueError("X contains NaN or infinity")
+        raise ValueError(not_finite_message("X", given.data if sparse else given, dtype))
     return X
+
+
+def _narrowing(source, dtype):
+    """A context for casting an array of dtype `source` to `dtype`: to a narrower float
+    (float32 from float64), NumPy's overflow warning is ignored (the finiteness checks that
+    follow say what overflowed)."""
+    if source.itemsize > np.dtype(dtype).itemsize:
+        return np.errstate(over="ignore")
+    return contextlib.nullcontext()
+
+
+def not_finite_message(name, given, dtype):
+    """What to say when `given` (the caller's array) holds NaN or infinity once converted to
+    `dtype`: that, or that its values are finite but beyond `dtype`'s range."""
+    given, dtype = np.asarray(given), np.dtype(dtype)
+    with np.errstate(all="ignore"):
+        if given.dtype.kind == "f" and given.dtype.itemsize > dtype.itemsize and all_finite(given):
+            largest = np.format_float_scientific(np.max(np.abs(given)), precision=3, trim="-")
+            advice = " or use dtype='float64'" if dtype == np.float32 else ""
+            return (f"{name} has values beyond {dtype}'s range (|{name}| up to {largest}; {dtype} holds at most "
+                    f"{np.finfo(dtype).max:.4g}): scale {name}{advice}")
+    return f"{name} contains NaN or infinity"
 
 
 def check_csr(X, dtype):
@@ -191,11 +227,12 @@ def memory_of(X):
 
 def check_Y(Y, n, n_outputs, dtype, finite=False, name="Y"):
     """Y as a C-contiguous (n, n_outputs) array of dtype; with `finite`, no NaN/inf."""
+    given = Y
     Y = as_input(Y, dtype, 2, name)
     if Y.shape != (n, n_outputs):
         raise ValueError(f"{name} must have shape {(n, n_outputs)}, got {Y.shape}")
     if finite and not all_finite(Y):
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise ValueError(not_finite_message(name, given, dtype))
     return Y
 
 
@@ -369,7 +406,11 @@ def check_targets(y, n, loss, n_outputs, dtype):
         y = y.reshape(-1, 1)
     if y.ndim != 2 or y.shape[1] != n_outputs:
         want = f"({n},) or ({n}, 1)" if n_outputs == 1 else f"({n}, {n_outputs})"
-        raise ValueError(f"y must have shape {want} for {n_outputs} output(s), got {y.shape}")
+        hint = ""
+        if y.ndim == 1 and n_outputs > 1:
+            hint = (f"; class labels 0..{n_outputs - 1} in a 1-D y need output='softmax', or give y one "
+                    "column per output (one-hot rows for classes)")
+        raise ValueError(f"y must have shape {want} for {n_outputs} output(s), got {y.shape}{hint}")
     if y.shape[0] != n:
         raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
     Y = check_Y(y, n, n_outputs, dtype, finite=True, name="y")
