@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 import fastmlp
 from _support import assert_close
@@ -140,6 +141,44 @@ def test_fork_during_a_fit_returns_and_the_fit_is_unchanged(backend, dtype, thre
     assert report["children"] == [0, 0, 0], f"the forked children's exit codes: {report['children']}"
     assert report["same"], "the parent's fit differs from the same fit without a fork"
     assert report["busy"] == {}, f"loops still counted as running: {report['busy']}"
+
+
+HOLD = r"""
+from fastmlp import _fork
+X = np.random.default_rng(0).standard_normal((2000, 32)).astype(cfg["dtype"])
+y = X[:, 0] > 0
+epochs, started = [], threading.Event()
+
+def callback(epoch, logs):
+    epochs.append(epoch)
+    started.set()
+
+net = fastmlp.MLP([32, 64, 1], seed=0, dtype=cfg["dtype"], backend=cfg["backend"])
+thread = threading.Thread(target=lambda: net.fit(X, y, epochs=300, batch_size=50, callback=callback))
+thread.start()
+started.wait()
+_fork._before_fork()       # what os.fork() runs first: returns with the fit held at a boundary
+held = _fork.busy()
+time.sleep(0.2)            # (a callback under way when the hold began may still end)
+first = len(epochs)
+time.sleep(0.5)
+still = len(epochs) == first
+_fork._after_fork_in_parent()
+thread.join()
+print(json.dumps({"held": held, "still": still, "epochs": len(net.history_["loss"]), "busy": _fork.busy()}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_a_fork_holds_running_fits_at_a_boundary_until_it_is_done(backend, dtype):
+    """The fork's first step returns with no other thread computing, holds the fit there
+    (no epoch ends meanwhile), and releases it; the fit then runs all its epochs."""
+    if backend not in fastmlp.available_backends():
+        pytest.skip(f"{backend} backend not built")
+    report = _run(HOLD, backend=backend, dtype=np.dtype(dtype).name)
+    assert report["held"] == {}, report
+    assert report["still"], "the fit went on while a fork waited"
+    assert report["epochs"] == 300 and report["busy"] == {}, report
 
 
 FORK_DURING_PREDICT = r"""
@@ -344,6 +383,7 @@ def test_predict_proba_by_blocks_equals_the_whole(backend, dtype, sizes):
     if backend == "cython" or sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * 2 * 2048 >= 50_000_000:
         blocks = np.concatenate([net.predict_proba(X[i : i + 2048]) for i in range(0, len(X), 2048)])
         np.testing.assert_array_equal(whole, blocks)
+    assert_close(net.predict_proba(scipy.sparse.csr_matrix(X)), whole, dtype)
     other = fastmlp.MLP(sizes, seed=0, dtype=dtype, backend="numpy" if backend == "cython" else "cython",
                         output=net.output)
     if other.backend in fastmlp.available_backends():

@@ -49,7 +49,11 @@ class _Computing:
         me = get_ident()
         _busy[me] = _busy.get(me, 0) + 1
         if _forking is not None and _forking != me:
-            pause()
+            try:
+                pause()
+            except BaseException:    # (Ctrl-C in the wait: the stretch does not begin)
+                self.__exit__()
+                raise
 
     def __exit__(self, *exc_info):
         me = get_ident()
