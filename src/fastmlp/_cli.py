@@ -406,15 +406,16 @@ def predict_command(args):
 def evaluate_command(args):
     import json
 
-    from . import _cli_models
+    from . import _cli_io, _cli_models
     from ._cli_io import UsageError
 
     model, frame = _model_and_data(args)
     targets = args.target or model.targets
     if not targets:
         raise UsageError(f"{args.model} does not name its target column: give --target COLUMN")
-    y = _cli_models.true_values(model, frame, targets, args.data)
+    _cli_io.columns_of(frame, targets, args.data)
     X = model.inputs(frame, args.data)
+    y = _cli_models.true_values(model, frame, targets, args.data)
     result = _cli_models.scores(model, X, y)
     if args.json:
         print(json.dumps(result))

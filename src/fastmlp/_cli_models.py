@@ -473,8 +473,8 @@ def describe(path):
     elif record["feature_names"] is not None:
         lines.append(("features", listing(record["feature_names"])))
     targets = meta.get("targets", meta.get("target"))
-    if isinstance(targets, str):
-        lines.append(("target", targets))
+    if isinstance(targets, str) or (isinstance(targets, list) and len(targets) == 1):
+        lines.append(("target", targets if isinstance(targets, str) else targets[0]))
     elif isinstance(targets, list):
         lines.append(("targets", listing(targets)))
     loss = fitted.get("loss_")
