@@ -93,9 +93,9 @@ def add_train(sub):
                        help="the column(s) to predict; several: multi-output regression, or multilabel "
                             "classification of 0/1 columns")
     train.add_argument("--output", "-o", required=True, metavar="MODEL", help="model file to write (.npz)")
-    train.add_argument("--drop", nargs="+", default=[], metavar="COLUMN",
+    train.add_argument("--drop", nargs="+", default=[], action="extend", metavar="COLUMN",
                        help="columns that are not features (their values are not looked at)")
-    train.add_argument("--include", nargs="+", default=[], metavar="COLUMN",
+    train.add_argument("--include", nargs="+", default=[], action="extend", metavar="COLUMN",
                        help="use these columns as features even where they look like IDs")
     train.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                        help="auto: a text, boolean, 0/1 or few-valued integer target is classification")
@@ -142,7 +142,7 @@ def add_predict(sub):
     predict.add_argument("--output", "-o", metavar="FILE", help="write a CSV file instead of printing")
     predict.add_argument("--proba", action="store_true",
                          help="add one probability column per class (proba_<class>)")
-    predict.add_argument("--keep", nargs="+", default=[], metavar="COLUMN",
+    predict.add_argument("--keep", nargs="+", default=[], action="extend", metavar="COLUMN",
                          help="copy these input columns (an ID, say) to the output, before the predictions")
     _csv_options(predict, None)
     predict.add_argument("--backend", choices=BACKENDS, default=None)
@@ -307,8 +307,6 @@ def _trained(args):
         columns_plan = _preprocess.plan(frame, features, path=args.data, include=args.include, impute=args.impute)
     except _preprocess.PreprocessingError as exc:
         raise UsageError(str(exc)) from None
-    for notice in columns_plan["notices"]:
-        print(f"fastmlp: notice: {notice}", file=sys.stderr)
     used = [name for name in features if name not in dict(columns_plan["left_out"])]
     if not used:
         raise UsageError(f"{args.data} has no feature columns besides the target(s) {_cli_io.listing(targets)}")
@@ -342,6 +340,8 @@ def _trained(args):
                         _cli_models.scores(model, prep.transform(test, args.data), y[_positions(frame, held_out)])))
     meta = {"target": targets[0] if len(targets) == 1 else targets, "targets": targets, "task": task,
             "decimal": args.decimal, "preprocessing": prep.record}
+    for notice in columns_plan["notices"]:     # (after the checks: bad input is one line)
+        print(f"fastmlp: notice: {notice}", file=sys.stderr)
     return {"estimator": est, "meta": meta, "shape": (len(X), len(used)), "seconds": seconds, "reports": reports}
 
 
@@ -431,7 +431,7 @@ def _model_and_data(args):
     _cli_io.existing_file(args.model, "model file")
     _cli_io.existing_file(args.data, "CSV file")
     model = _cli_models.load(args.model, args.backend)
-    return model, _cli_io.read_csv(args.data, args.sep, args.decimal or model.decimal)
+    return model, _cli_io.read_csv(args.data, args.sep, args.decimal or model.decimal, args.decimal is not None)
 
 
 def info_command(args):

@@ -107,13 +107,16 @@ def detect_separator(path):
     return best if counts[best] else ","
 
 
-def read_csv(path, sep=None, decimal="."):
+def read_csv(path, sep=None, decimal=".", decimal_given=True):
     """The CSV file at `path` (a header row, then data) as a DataFrame with rows. `sep`
-    None: detected (`detect_separator`); `decimal`: the decimal mark of its numbers."""
+    None: detected (`detect_separator`); `decimal`: the decimal mark of its numbers (when
+    not `decimal_given` by the user and the same as the separator, ".")."""
     pd = require("pandas", "cli")
     existing_file(path, "CSV file")
     if sep is None:
         sep = detect_separator(path) if os.path.isfile(path) else ","
+    if sep == decimal and not decimal_given:
+        decimal = "."
     if sep == decimal:
         raise UsageError(f"the separator and the decimal mark are both {sep!r}: give --sep")
     try:

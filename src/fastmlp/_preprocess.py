@@ -142,7 +142,9 @@ def date_format(strings):
 
     if not _looks_like_dates(strings):
         return None
-    fmt = guess_datetime_format(strings.iloc[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fmt = guess_datetime_format(strings.iloc[0])
     if fmt is None:
         return None
     parsed = pd.to_datetime(strings, format=fmt, errors="coerce")
@@ -322,7 +324,7 @@ def fit(frame, columns_plan, columns, targets, y, *, scale=True, impute=True, sc
 def _parts(values, fmt):
     import pandas as pd
 
-    when = pd.to_datetime(values.astype("string"), format=fmt, errors="coerce")
+    when = pd.to_datetime(values.astype("string"), format=fmt, errors="coerce").dropna()
     has_time = bool(((when.dt.hour != 0) | (when.dt.minute != 0) | (when.dt.second != 0)).any())
     return list(DATE_PARTS + (TIME_PARTS if has_time else ()))
 
@@ -352,8 +354,10 @@ def _column_transformer(record):
 
 
 def _step(transformer, group, name):
+    from sklearn.pipeline import Pipeline
+
     pipeline = transformer.named_transformers_[group]
-    return None if pipeline == "passthrough" else pipeline.named_steps.get(name)
+    return pipeline.named_steps.get(name) if isinstance(pipeline, Pipeline) else None
 
 
 def _record_arrays(record, transformer):
