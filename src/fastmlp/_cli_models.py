@@ -362,6 +362,8 @@ def score_lines(result, indent=""):
             value = result[key]
             shown = "n/a" if value is None else (f"{value:.4g}" if key in ("rmse", "mae", "log_loss")
                                                  else f"{value:.3f}")
+            if value is not None and key + "_std" in result:       # (cross-validation: over the folds)
+                shown += f" (± {result[key + '_std']:.{'4g' if key in ('rmse', 'mae', 'log_loss') else '3f'}})"
             lines.append(f"{indent}{label + ':':<19}{shown}")
     for name, values in result.get("per_target", {}).items():
         lines.append(f"{indent}{name}:")

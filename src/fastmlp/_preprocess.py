@@ -48,6 +48,7 @@ import warnings
 import numpy as np
 
 FORMAT = 1
+MANY_CATEGORIES = 100       # a text column with more categories than this gets a notice
 DATE_PARTS = ("year", "month", "day", "weekday")
 TIME_PARTS = ("hour", "minute", "second")
 _ID_WORDS = re.compile(r"(^|[^a-z])(id|key|uuid|guid|index|no)$", re.IGNORECASE)     # "id", "customer_id"
@@ -128,6 +129,9 @@ def plan(frame, columns, *, path, include=(), impute=True):
                            f"(--include {name} to use it)")
             continue
         text.append(name)
+        if present.nunique() > MANY_CATEGORIES:
+            notices.append(f"column {name!r} holds {present.nunique()} different texts: one-hot encoded into as "
+                           f"many inputs (--drop {name} to leave it out)")
     return {"numeric": numeric, "text": text, "dates": dates, "left_out": left_out, "notices": notices}
 
 
