@@ -10,9 +10,10 @@ The steps, in order, on a pandas DataFrame of the CSV file's raw columns:
 2. a scikit-learn ``ColumnTransformer`` (``verbose_feature_names_out=False``, no remainder):
    ``"numeric"``: ``Pipeline([SimpleImputer(strategy="median"), StandardScaler()])`` on the
    numeric columns (date parts included) as float64, NaN for a missing cell;
-   ``"categorical"``: ``Pipeline([SimpleImputer(strategy="most_frequent"),
+   ``"categorical"``: ``Pipeline([SimpleImputer(missing_values="", strategy="most_frequent"),
    OneHotEncoder(handle_unknown="ignore", sparse_output=False)])`` on the text columns as
-   Python strings (object dtype), NaN for a missing cell. A step is left out of its pipeline
+   Python strings (object dtype), the empty string for a missing cell (as skl2onnx wants
+   it: a string tensor cannot hold NaN). A step is left out of its pipeline
    when the user turned it off (``--no-impute``, ``--no-scale``), a pipeline when it has no
    columns. Its output (numeric features first, then the one-hot columns) is the network's
    input.
@@ -32,7 +33,8 @@ written with ``repr`` and read back bit for bit)::
                           "scaler":  null | {"mean": [...], "scale": [...], "var": [...],
                                              "n_samples_seen": int}},
      "categorical": null | {"columns": [...],
-                          "imputer": null | {"strategy": "most_frequent", "statistics": [strings]},
+                          "imputer": null | {"strategy": "most_frequent", "missing_values": "",
+                                             "statistics": [strings]},
                           "encoder": {"categories": [[strings, sorted], ...], "handle_unknown": "ignore"}},
      "left_out":  [{"column": c, "reason": "id" | "empty"}],
      "target":    {"columns": [...], "scaler": null | {same keys as above}}}
@@ -206,7 +208,7 @@ class Preprocessing:
                                                      f"line {_line(bad)}, not a date like {dates[name]['format']}")
                 columns.update(parts)
             elif record["categorical"] is not None and name in record["categorical"]["columns"]:
-                columns[name] = [np.nan if pd.isna(v) else v if isinstance(v, str) else str(v) for v in values]
+                columns[name] = ["" if pd.isna(v) else v if isinstance(v, str) else str(v) for v in values]
             else:
                 if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
                     as_numbers = pd.to_numeric(values, errors="coerce")
@@ -306,7 +308,8 @@ def fit(frame, columns_plan, columns, targets, y, *, scale=True, impute=True, sc
                              if impute else None, "scaler": {} if scale else None}
     if text_columns:
         record["categorical"] = {"columns": text_columns,
-                                 "imputer": {"strategy": "most_frequent", "statistics": []} if impute else None,
+                                 "imputer": {"strategy": "most_frequent", "missing_values": "", "statistics": []}
+                                 if impute else None,
                                  "encoder": {"categories": [], "handle_unknown": "ignore"}}
     # fit the real transformers on the data, then keep their arrays
     skeleton = Preprocessing.__new__(Preprocessing)
@@ -351,7 +354,7 @@ def _column_transformer(record):
     if categorical is not None:
         steps = []
         if categorical["imputer"] is not None:
-            steps.append(("impute", SimpleImputer(strategy="most_frequent")))
+            steps.append(("impute", SimpleImputer(missing_values="", strategy="most_frequent")))
         steps.append(("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)))
         parts.append(("categorical", Pipeline(steps), list(categorical["columns"])))
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
