@@ -263,7 +263,7 @@ def train_command(args):
     plot = None
     try:
         with Interrupts() as interrupts:
-            trained = _trained(args)
+            trained = _trained(args, interrupts)
             est = trained["estimator"]
             if interrupts.received:       # the estimator stopped early on Ctrl-C: nothing is saved
                 raise KeyboardInterrupt
@@ -278,8 +278,8 @@ def train_command(args):
         raise KeyboardInterrupt(f"nothing saved ({unchanged})") from None
     finally:
         _cli_io.discard(plot)
-    for line in _cli_models.summary(est, args.data, trained["shape"], args.target, trained["seconds"], path,
-                                    args.plot):
+    for line in _cli_models.summary(est, args.data, trained["shape"], trained["meta"]["targets"],
+                                    trained["seconds"], path, args.plot):
         print(line)
     for title, result in trained["reports"]:
         print(title)
@@ -287,9 +287,10 @@ def train_command(args):
             print(line)
 
 
-def _trained(args):
+def _trained(args, interrupts):
     """What `fastmlp train` did: {"estimator", "meta" (saved with it), "shape" (rows and feature
-    columns trained on), "seconds" (of the final fit), "reports" ([(title, scores)])}."""
+    columns trained on), "seconds" (of the final fit), "reports" ([(title, scores)])}.
+    `interrupts`: the `Interrupts` of the command (a fit that Ctrl-C stopped ends it)."""
     from . import _cli_io, _cli_models, _preprocess
     from ._cli_io import UsageError
 
@@ -318,7 +319,8 @@ def _trained(args):
         rows, held_out = _cli_models.split(rows, y, task, args.test_size, args.seed)
     if args.cv is not None:
         reports.append((f"cross-validation ({args.cv} folds):", _cross_validated(
-            args, frame.loc[rows], y[_positions(frame, rows)], columns_plan, features, targets, task, scale_target)))
+            args, frame.loc[rows], y[_positions(frame, rows)], columns_plan, features, targets, task, scale_target,
+            interrupts)))
     train_rows = _positions(frame, rows)
 
     def prepare(part, y_part):
@@ -349,7 +351,7 @@ def _positions(frame, labels):
     return frame.index.get_indexer(labels)
 
 
-def _cross_validated(args, frame, y, columns_plan, features, targets, task, scale_target):
+def _cross_validated(args, frame, y, columns_plan, features, targets, task, scale_target, interrupts):
     """The mean (and standard deviation) of each score over `args.cv` folds of `frame`, the
     preprocessing fitted on each fold's training rows only."""
     import numpy as np
@@ -366,6 +368,8 @@ def _cross_validated(args, frame, y, columns_plan, features, targets, task, scal
         with warnings.catch_warnings():     # (the final fit warns, once)
             warnings.filterwarnings("ignore", message="Stochastic Optimizer")
             _cli_models.fit(est, prep.transform(part, args.data), prep.scale_target(y[train]))
+        if interrupts.received:
+            raise KeyboardInterrupt
         model = _cli_models.Model(est, {"targets": targets, "preprocessing": prep.record}, args.output)
         results.append(_cli_models.scores(model, prep.transform(frame.iloc[test], args.data), y[test]))
     summary = {"task": results[0]["task"], "folds": len(results)}

@@ -121,7 +121,7 @@ def plan(frame, columns, *, path, include=(), impute=True):
         if fmt is not None:
             dates[name] = fmt
             continue
-        if fmt is None and _looks_like_dates(strings):
+        if _looks_like_dates(strings):
             raise PreprocessingError(
                 f"column {name!r} of {path} holds dates in no single format ({strings.iloc[0]!r}): write them as "
                 f"YYYY-MM-DD, or --drop {name}")
@@ -417,7 +417,7 @@ def _rebuild(record):
     n_rows = max([1] + [len(c) for c in (categorical or {"encoder": {"categories": []}})["encoder"]["categories"]])
     synthetic = {}
     if numeric is not None:
-        for k, name in enumerate(numeric["columns"]):
+        for name in numeric["columns"]:
             synthetic[name] = np.arange(n_rows, dtype=np.float64) + 1.0
     if categorical is not None:
         for name, categories in zip(categorical["columns"], categorical["encoder"]["categories"]):
