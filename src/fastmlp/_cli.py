@@ -1,4 +1,4 @@
-"""The command line's CSV commands: ``fastmlp train``, ``predict``, ``evaluate``, ``info``.
+"""The command line's CSV commands: ``fastmlp train``, ``predict``, ``evaluate``, ``info``, ``export``.
 
 Models are scikit-learn estimators (``MLPClassifier``, ``MLPRegressor``) kept in the files
 of ``_estimator_io``, with the preprocessing `train` learned (``_preprocess``) in their
@@ -169,8 +169,19 @@ def add_info(sub):
     info.set_defaults(handler=info_command)
 
 
+def add_export(sub):
+    export = sub.add_parser("export", help="write a model file as an ONNX graph, preprocessing included",
+                            description="One ONNX graph of the model and the preprocessing train learned: one "
+                                        "input per CSV column (shape (N, 1); numbers as doubles, NaN where "
+                                        "missing; text as strings, '' where missing). Needs "
+                                        "pip install 'fastmlp[onnx]'.")
+    export.add_argument("model", metavar="MODEL")
+    export.add_argument("output", metavar="MODEL.onnx")
+    export.set_defaults(handler=export_command)
+
+
 # the commands, in the order --help lists them: each adds its parser (and handler) to `sub`
-COMMANDS = [add_train, add_predict, add_evaluate, add_info]
+COMMANDS = [add_train, add_predict, add_evaluate, add_info, add_export]
 
 
 # ================================================================== running
@@ -436,6 +447,16 @@ def _model_and_data(args):
     _cli_io.existing_file(args.data, "CSV file")
     model = _cli_models.load(args.model, args.backend)
     return model, _cli_io.read_csv(args.data, args.sep, args.decimal or model.decimal, args.decimal is not None)
+
+
+def export_command(args):
+    from . import _cli_io
+    from ._onnx_model_file import export_model_file
+
+    _cli_io.existing_file(args.model, "model file")
+    _cli_io.writable(args.output, "ONNX file")
+    export_model_file(args.model, args.output)      # written whole, or not at all
+    print(f"wrote {args.output}")
 
 
 def info_command(args):
