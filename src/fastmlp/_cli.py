@@ -344,7 +344,7 @@ def _trained(args, interrupts):
     _cli_models.check_memory([X.shape[1], *args.hidden, _cli_models.outputs(task, y)], batch)
     est = _cli_models.estimator(task, args)
     start = time.perf_counter()
-    _cli_models.fit(est, X, prep.scale_target(y[train_rows]))
+    _cli_models.fit(est, X, prep.scale_target(y[train_rows]), lambda: interrupts.received)
     seconds = time.perf_counter() - start
     if args.test_size is not None:
         model = _cli_models.Model(est, {"targets": targets, "preprocessing": prep.record}, args.output)
@@ -378,7 +378,8 @@ def _cross_validated(args, frame, y, columns_plan, features, targets, task, scal
         est.set_params(progress=False)
         with warnings.catch_warnings():     # (the final fit warns, once)
             warnings.filterwarnings("ignore", message="Stochastic Optimizer")
-            _cli_models.fit(est, prep.transform(part, args.data), prep.scale_target(y[train]))
+            _cli_models.fit(est, prep.transform(part, args.data), prep.scale_target(y[train]),
+                            lambda: interrupts.received)
         if interrupts.received:
             raise KeyboardInterrupt
         model = _cli_models.Model(est, {"targets": targets, "preprocessing": prep.record}, args.output)

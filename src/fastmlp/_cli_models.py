@@ -129,10 +129,14 @@ def size(n_bytes):
         n_bytes /= 1024
 
 
-def fit(est, X, y):
+def fit(est, X, y, interrupted=None):
     """est.fit(X, y) for `train`. Ctrl-C ends the fit early: the estimator keeps the epochs so
     far and warns, as scikit-learn's do; the command line says so itself (`train_command`),
-    so that warning is not shown. Running out of memory is a UsageError."""
+    so that warning is not shown. `interrupted()`, when given, is asked after every epoch
+    too, so that a Ctrl-C whose KeyboardInterrupt was lost (raised where Python only prints
+    it, in a finalizer say) still ends the fit. Running out of memory is a UsageError."""
+    if interrupted is not None:
+        est.set_params(callback=lambda epoch, logs: not interrupted())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Training interrupted by user")
         try:
