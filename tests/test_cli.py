@@ -4,7 +4,6 @@ input ending with status 2 and a one-line message; and the estimator model files
 commands write (``fastmlp._estimator_io``), round-tripped in process."""
 
 import io
-import json
 import os
 import re
 import signal
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from _support import cli_in_process, rewrite_estimator_record
 
 
 def command(*args):
@@ -40,16 +40,7 @@ def run_all(*arg_lists):
     return results
 
 
-def in_process(*args, capsys):
-    """(exit status, stdout, stderr) of ``fastmlp.__main__.main(args)`` in this process."""
-    from fastmlp.__main__ import main
-
-    try:
-        status = main([str(arg) for arg in args])
-    except SystemExit as exit:           # argparse's errors
-        status = exit.code
-    out, err = capsys.readouterr()
-    return status, out, err
+in_process = cli_in_process
 
 
 def ok(result):
@@ -575,14 +566,7 @@ def test_estimator_files_hold_no_code(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(np.eye(4)), est.predict_proba(np.eye(4)))
 
 
-def _rewrite_record(path, change):
-    """Rewrite the estimator record of the file at `path` with change(record)."""
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    record = json.loads(str(arrays["estimator"]))
-    change(record)
-    arrays["estimator"] = np.array(json.dumps(record))
-    np.savez(path, **arrays)
+_rewrite_record = rewrite_estimator_record
 
 
 @pytest.mark.parametrize("change, message", [

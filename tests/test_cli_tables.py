@@ -13,21 +13,13 @@ import numpy as np
 import pytest
 
 import fastmlp
+from _support import cli_in_process
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("sklearn")
 
 
-def main(*args, capsys):
-    """(exit status, stdout, stderr) of ``fastmlp.__main__.main(args)`` in this process."""
-    from fastmlp.__main__ import main as cli
-
-    try:
-        status = cli([str(arg) for arg in args])
-    except SystemExit as exit:           # argparse's errors
-        status = exit.code
-    out, err = capsys.readouterr()
-    return status, out, err
+main = cli_in_process
 
 
 def ok(status, out, err):

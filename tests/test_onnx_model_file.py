@@ -26,15 +26,12 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp._onnx_model_file import export_model_file, preprocessing_to_onnx
+from _support import onnx_session
 
 TOL = 1e-9
 
 
-def session(proto):
-    onnx.checker.check_model(proto, full_check=True)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+session = onnx_session
 
 
 def run(proto, feeds):
