@@ -388,3 +388,48 @@ def test_predict_proba_by_blocks_equals_the_whole(backend, dtype, sizes):
                         output=net.output)
     if other.backend in fastmlp.available_backends():
         assert_close(whole, other.predict_proba(X), dtype)
+
+
+# ---------------------------------------------------------------- the issue's reproducer as written
+
+FIRST_USE_IN_A_THREAD = r"""
+import json, os, sys, threading, time
+import numpy as np
+import fastmlp
+
+backend = sys.argv[1]
+X = np.random.default_rng(0).standard_normal((2000, 256))
+y = X[:, 0] > 0
+# fastmlp.MLP is first used inside the thread: its modules may still be importing at the fork
+thread = threading.Thread(target=lambda: fastmlp.MLP([256, 256, 256, 1], backend=backend).fit(
+    X, y, epochs=5, batch_size=200))
+thread.start()
+time.sleep(0.3)
+pid = os.fork()
+if pid == 0:
+    fastmlp.MLP([256, 8, 1], backend=backend).fit(X, y, epochs=2)
+    os._exit(0)
+status = os.waitpid(pid, 0)[1]
+thread.join()
+print(json.dumps({"child": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_a_fork_while_another_thread_first_imports_the_model(backend):
+    """The issue's reproducer as written: a thread's first use of ``fastmlp.MLP`` imports the
+    model's modules; a fork then (from the main thread) must neither hang in fork() nor leave
+    the child waiting for an import lock that a thread it does not have holds."""
+    if backend not in fastmlp.available_backends():
+        pytest.skip(f"{backend} backend not built")
+    child = subprocess.Popen([sys.executable, "-c", FIRST_USE_IN_A_THREAD, backend], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             env={**os.environ, "FASTMLP_BLAS": "scipy"})
+    try:
+        out, err = child.communicate(timeout=HANG_LIMIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        out, err = child.communicate()
+        pytest.fail(f"hung for {HANG_LIMIT} s (killed); stderr {err[-2000:]!r}")
+    assert child.returncode == 0, err[-4000:]
+    assert json.loads(out.strip().splitlines()[-1]) == {"child": 0}, err[-4000:]
