@@ -11,7 +11,7 @@ from ._blas import get_blas, set_blas
 from ._errors import DivergenceError, ModelFileError
 from ._model import MLP, load
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"   # the one place the version is written (pyproject.toml reads it from here)
 __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFileError",
            "available_backends", "get_blas", "load", "set_blas", "to_onnx", "__version__"]
 
@@ -28,7 +28,13 @@ def __getattr__(name: str) -> Any:
     scikit-learn, matplotlib and onnx are optional dependencies (``pip install
     fastmlp[sklearn]``, ``[plot]``, ``[onnx]``)."""
     if name in _SKLEARN_ESTIMATORS:
-        from . import _sklearn
+        try:
+            from . import _sklearn
+        except ImportError as exc:
+            if (exc.name or "").partition(".")[0] != "sklearn":
+                raise
+            raise ImportError(f"fastmlp.{name} needs scikit-learn>=1.6 ({exc}): "
+                              "pip install 'fastmlp[sklearn]'", name=exc.name) from exc
         return getattr(_sklearn, name)
     if name == "plot":
         import importlib
@@ -37,3 +43,8 @@ def __getattr__(name: str) -> Any:
         from ._onnx import to_onnx
         return to_onnx
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names only (the private modules stay reachable, but out of sight)."""
+    return sorted({*__all__, "plot"})

@@ -25,13 +25,15 @@ import ctypes
 import os
 import threading
 
+from ._typing import Blas, BlasName
+
 NAMES = ("auto", "mkl", "scipy")
 ENV = "FASTMLP_BLAS"
 _MKL_INTERFACE_LP64 = 0
 _MKL_CBWR_AUTO = 2
 
 _lock = threading.Lock()
-_current = "scipy"      # the library the products call now
+_current: BlasName = "scipy"      # the library the products call now
 _mkl = None             # the loaded MKL (a _MKL), or the reason it could not be (a str)
 _use_gemm = None        # _core._use_gemm, given by _core's import
 
@@ -124,7 +126,7 @@ def _load_mkl():
     return _mkl
 
 
-def set_blas(name="auto"):
+def set_blas(name: Blas = "auto") -> BlasName:
     """Choose the BLAS library for the compiled backend's matrix products: ``"mkl"`` (Intel
     oneMKL, from ``pip install fastmlp[mkl]``), ``"scipy"`` (SciPy's OpenBLAS) or ``"auto"``
     (MKL where it is installed, else SciPy's). Returns the library now in use.
@@ -137,14 +139,19 @@ def set_blas(name="auto"):
     if not isinstance(name, str) or name not in NAMES:
         raise ValueError(f"BLAS must be one of {', '.join(map(repr, NAMES))}, got {name!r}")
     if _use_gemm is None:
-        from . import _core  # noqa: F401  (its import registers _use_gemm here)
+        try:
+            from . import _core  # noqa: F401  (its import registers _use_gemm here)
+        except ImportError as exc:
+            from ._backend import HOW_TO_GET_COMPILED
+            raise ImportError(f"set_blas({name!r}) chooses the BLAS of the compiled backend, fastmlp._core, "
+                              f"which is not installed ({exc}). {HOW_TO_GET_COMPILED}") from exc
     from . import _threads
 
     with _lock:
         if _threads._active:
             raise RuntimeError(f"set_blas({name!r}): {_threads._active} fit(s) are training now; "
                                "choose the BLAS before starting fits")
-        chosen = "scipy"
+        chosen: BlasName = "scipy"
         if name != "scipy":
             mkl = _load_mkl()
             if isinstance(mkl, _MKL):
@@ -159,7 +166,7 @@ def set_blas(name="auto"):
     return chosen
 
 
-def get_blas():
+def get_blas() -> BlasName:
     """The BLAS library the compiled backend's matrix products call now: "mkl" or "scipy"
     (the compiled backend is imported first, which applies ``FASTMLP_BLAS``)."""
     if _use_gemm is None:

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
-from numpy.typing import DTypeLike
 
 from . import _backend, _persistence, _progress, _training
 from ._initializers import check_init, initial_params
 from ._spec import Network
-from ._typing import ArrayLike, Callback, Floats, Input, Labels, PathLike, Setting
+from ._typing import (Activation, ArrayLike, Backend, Callback, DType, Floats, Init, Input, Labels, Loss,
+                      Optimizer, Output, PathLike, Schedule, Setting, Threads)
 from ._validation import check_sample_weight, check_targets, check_X, float_dtype, integer, ready_xy
 
 _Model = TypeVar("_Model", bound="MLP")
@@ -91,10 +91,10 @@ class MLP:
     history_: dict[str, list[float]]
     n_iter_: int
 
-    def __init__(self, layer_sizes: Sequence[int], activation: str | Sequence[str] = "leaky_relu",
-                 output: str = "sigmoid", loss: str | None = None, negative_slope: float = 0.01, l2: float = 0.0,
-                 init: str = "auto", init_scale: float | None = None, seed: int | None = None,
-                 dtype: DTypeLike = "float64", backend: str = "auto") -> None:
+    def __init__(self, layer_sizes: Sequence[int], activation: Activation | Sequence[Activation] = "leaky_relu",
+                 output: Output = "sigmoid", loss: Loss | None = None, negative_slope: float = 0.01, l2: float = 0.0,
+                 init: Init = "auto", init_scale: float | None = None, seed: int | None = None,
+                 dtype: DType = "float64", backend: Backend = "auto") -> None:
         self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
                         seed, dtype, backend)
         self._set_state(self._initial_params(self._seed), {"loss": [], "val_loss": []})
@@ -110,15 +110,16 @@ class MLP:
         self._backend, self._impl = _backend.resolve(backend)
         self._activation = activation if isinstance(activation, str) else self._net.activations
 
-    activation: Setting[str | tuple[str, ...]] = Setting("_activation", "The hidden activation(s), as given.")
-    init: Setting[str] = Setting("_init", "The weight initialisation.")
+    activation: Setting[Activation | tuple[Activation, ...]] = Setting("_activation",
+                                                                       "The hidden activation(s), as given.")
+    init: Setting[Init] = Setting("_init", "The weight initialisation.")
     init_scale: Setting[float | None] = Setting("_init_scale", 'Standard deviation of init="normal", or None.')
     seed: Setting[int | None] = Setting("_seed", "The seed of the initialisation, shuffling, splits and restarts.")
     dtype: Setting[np.dtype[Any]] = Setting("_dtype", "The numpy dtype of the parameters and all computation.")
-    backend: Setting[str] = Setting("_backend", '"cython" or "numpy".')
+    backend: Setting[Literal["cython", "numpy"]] = Setting("_backend", '"cython" or "numpy".')
     layer_sizes: Setting[tuple[int, ...]] = Setting("_net.sizes", "Widths from input to output.")
-    output: Setting[str] = Setting("_net.output", "The output activation.")
-    loss_name: Setting[str] = Setting("_net.loss", "The loss paired with the output.")
+    output: Setting[Output] = Setting("_net.output", "The output activation.")
+    loss_name: Setting[Loss] = Setting("_net.loss", "The loss paired with the output.")
     negative_slope: Setting[float] = Setting("_net.negative_slope", "Leaky ReLU's slope.")
     l2: Setting[float] = Setting("_net.l2", "The L2 penalty on the weights.")
 
@@ -160,12 +161,12 @@ class MLP:
 
     def fit(self: _Model, X: Input, y: ArrayLike, epochs: int = 200, lr: float = 0.01,
             batch_size: int | str | None = "auto", shuffle: bool = True, warm_start: bool = False,
-            optimizer: str = "sgd", momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9,
-            beta2: float = 0.999, eps: float = 1e-8, lr_schedule: str = "constant", power_t: float = 0.5,
+            optimizer: Optimizer = "sgd", momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9,
+            beta2: float = 0.999, eps: float = 1e-8, lr_schedule: Schedule = "constant", power_t: float = 0.5,
             validation_data: tuple[Input, ArrayLike] | None = None, validation_fraction: float | None = None,
             early_stopping: bool = False, patience: int = 10, tol: float = 1e-4, n_restarts: int = 1,
             sample_weight: ArrayLike | None = None, weight_decay: float = 0.01, callback: Callback | None = None,
-            progress: bool = False, threads: Literal["auto", "shared"] = "auto") -> _Model:
+            progress: bool = False, threads: Threads = "auto") -> _Model:
         """Train the network; returns self. Every check runs before any work, and a call that
         raises leaves the model as it was.
 
@@ -388,7 +389,7 @@ def _own(a):
     return a.view() if isinstance(a, np.ndarray) else a
 
 
-def load(path: PathLike, backend: str = "auto") -> MLP:
+def load(path: PathLike, backend: Backend = "auto") -> MLP:
     """Read a model written by ``MLP.save`` (or an older fastmlp), on `backend`.
 
     Restores the settings, parameters and history and, when the file has them, the last
