@@ -7,6 +7,8 @@ py3-none-any wheel, or FASTMLP_PURE_PYTHON=1; see ``_support.pure_install_reason
 where every test that runs the compiled backend skips, naming why.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,13 @@ def pytest_report_header(config):
     return f"fastmlp {fastmlp.__version__} from {fastmlp.__file__}; backends: {fastmlp.available_backends()}"
 
 
+def pytest_configure(config):
+    """On a pure-Python install the suite runs on the NumPy backend by name, so that "auto"
+    does not warn in every child process (the fallback warning has its own tests)."""
+    if pure_install_reason() is not None:
+        os.environ.setdefault("FASTMLP_BACKEND", "numpy")
+
+
 def pytest_collection_modifyitems(config, items):
     """On a pure-Python install, skip every test parametrized with the "cython" backend."""
     reason = pure_install_reason()
@@ -26,7 +35,8 @@ def pytest_collection_modifyitems(config, items):
         return
     for item in items:
         params = getattr(item, "callspec", None)
-        if params is not None and any(isinstance(v, str) and v == "cython" for v in params.params.values()):
+        if params is not None and ("cython" in params.id
+                                   or any(isinstance(v, str) and v == "cython" for v in params.params.values())):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 

@@ -2,9 +2,8 @@
 
 - ``"scipy"``: SciPy's OpenBLAS, through ``scipy.linalg.cython_blas``; always there.
 - ``"mkl"``: Intel's oneMKL, from the ``mkl`` package on PyPI (``pip install fastmlp[mkl]``,
-  x86-64 Linux and Windows). On the medium job's products (batches of 128 rows through
-  784-256-256-1) it ran 0.61-0.79x OpenBLAS's time on this project's 2-core Xeon, in both
-  float dtypes (bench/RESULTS.md, "2026-11-28 (night)").
+  x86-64 Linux and Windows); faster than OpenBLAS on large products on Intel CPUs (the
+  figures are in docs/performance.md and bench/RESULTS.md).
 - ``"auto"`` (the default): MKL where that package is installed, else SciPy's.
 
 ``FASTMLP_BLAS`` in the environment sets the choice at import; ``fastmlp.set_blas`` changes
@@ -188,9 +187,8 @@ def squares(flat):
     contiguous float32/float64 array of at most 2**31 - 1 elements), else None.
 
     For the finite check on large inputs (_validation.all_finite): SciPy's OpenBLAS splits
-    a long ?dot over its own threads, which then spin for a while beside MKL's, and a fit
-    that starts meanwhile ran ~1.4x slower (float64, medium job); MKL's ?dot runs on the
-    threads its products use."""
+    a long ?dot over its own threads, which then spin for a while beside MKL's and slow a
+    fit that starts meanwhile; MKL's ?dot runs on the threads its products use."""
     if _current != "mkl":
         return None
     dot = _mkl.dots.get(flat.dtype.name)

@@ -85,6 +85,8 @@ class MLP:
     backend : {"auto", "cython", "numpy"}
         See ``fastmlp.available_backends()``; "auto" honours ``FASTMLP_BACKEND``.
 
+    Notes
+    -----
     The settings are read-only attributes of the same names (``loss_name`` for `loss`).
     """
 
@@ -167,40 +169,80 @@ class MLP:
             early_stopping: bool = False, patience: int = 10, tol: float = 1e-4, n_restarts: int = 1,
             sample_weight: ArrayLike | None = None, weight_decay: float = 0.01, callback: Callback | None = None,
             progress: bool = False, threads: Threads = "auto") -> _Model:
-        """Train the network; returns self. Every check runs before any work, and a call that
-        raises leaves the model as it was.
+        """Train the network; returns self.
 
-        X : (n, n_features), an array or a scipy.sparse matrix or array (CSR is read as it is,
-            other formats converted to CSR; the sparse rows are never made dense).
-        epochs : passes over the data (iterations for "lbfgs").
-        lr : step size ("rprop": the initial step of every weight).
-        batch_size : "auto" (min(200, n)), an integer, or None for the full batch
-            ("rprop" and "lbfgs" always use the full batch).
-        shuffle : reshuffle the rows every epoch, from the model's seed, so fits repeat.
-        warm_start : continue from the current weights, optimizer state and history.
-        optimizer : "sgd" (with `momentum`, `nesterov`: PyTorch's SGD, no dampening),
-            "adam" (`beta1`, `beta2`, `eps`: PyTorch's Adam, bias corrected), "adamw"
+        Every check runs before any work, and a call that raises leaves the model as it was.
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n, n_features)
+            The inputs. CSR is read as it is, other sparse formats are converted to CSR; the
+            sparse rows are never made dense.
+        y : array-like of shape (n,) or (n, n_outputs)
+            The targets: labels in {0, 1} for sigmoid, class indices or one-hot rows for
+            softmax, values for identity, counts or rates >= 0 for exp.
+        epochs : int
+            Passes over the data (iterations for ``"lbfgs"``).
+        lr : float
+            Step size (``"rprop"``: the initial step of every weight).
+        batch_size : int, "auto" or None
+            ``"auto"`` (``min(200, n)``), an integer, or None for the full batch
+            (``"rprop"`` and ``"lbfgs"`` always use the full batch).
+        shuffle : bool
+            Reshuffle the rows every epoch, from the model's seed, so fits repeat.
+        warm_start : bool
+            Continue from the current weights, optimizer state and history.
+        optimizer : {"sgd", "adam", "adamw", "rprop", "lbfgs"}
+            ``"sgd"`` (with `momentum`, `nesterov`: PyTorch's SGD, no dampening),
+            ``"adam"`` (`beta1`, `beta2`, `eps`: PyTorch's Adam, bias corrected), ``"adamw"``
             (PyTorch's AdamW: Adam with the weights, not the biases, decayed by
-            lr * `weight_decay` each step), "rprop" (iRPROP-), "lbfgs" (SciPy's L-BFGS-B
-            on the flat parameter vector).
-        lr_schedule : "constant"; "invscaling" (lr / (epoch + 1) ** power_t); "plateau"
-            (lr divided by 5 after 2 epochs without an improvement of `tol` in the monitored
-            loss: the validation loss if there is one, else the training loss).
-        validation_data : (X_val, y_val), or validation_fraction : a fraction of (X, y)
-            held out (rows drawn from the seed); history_["val_loss"] gets its loss per epoch.
-        early_stopping : stop after `patience` epochs without an improvement of `tol` in the
-            monitored loss, and restore the weights of the best epoch.
-        n_restarts : train this many initialisations (drawn from the seed) in parallel
-            threads and keep the one with the lowest monitored loss.
-        sample_weight : (n,) weights >= 0: every mean over samples (a batch's loss, the
-            epoch's) becomes sum(w_i * loss_i) / sum(w_i).
-        callback : callback(epoch, logs) after every epoch (L-BFGS: iteration), with logs
-            {"loss", "val_loss" (with validation data), "lr" (None for L-BFGS), "elapsed"
-            (seconds since fit began), "restart"}; returning False stops that run after
-            this epoch. Restarts call it from their threads. An exception from it ends the
-            fit and leaves the model as it was.
-        progress : show a tqdm progress bar on stderr (needs the "progress" extra).
-        threads : "auto", or "shared": batches shared among fastmlp's threads (README).
+            ``lr * weight_decay`` each step), ``"rprop"`` (iRPROP-), ``"lbfgs"`` (SciPy's
+            L-BFGS-B on the flat parameter vector).
+        momentum, nesterov : float, bool
+            SGD's momentum and Nesterov's variant.
+        beta1, beta2, eps : float
+            Adam's and AdamW's moment decays and denominator guard.
+        lr_schedule : {"constant", "invscaling", "plateau"}
+            ``"invscaling"``: ``lr / (epoch + 1) ** power_t``; ``"plateau"``: lr divided by 5
+            after 2 epochs without an improvement of `tol` in the monitored loss (the
+            validation loss if there is one, else the training loss).
+        power_t : float
+            The exponent of ``"invscaling"``.
+        validation_data : tuple of (X_val, y_val), optional
+            Held-out data; ``history_["val_loss"]`` gets its loss per epoch.
+        validation_fraction : float, optional
+            A fraction of (X, y) held out instead (rows drawn from the seed).
+        early_stopping : bool
+            Stop after `patience` epochs without an improvement of `tol` in the monitored
+            loss, and restore the weights of the best epoch.
+        patience : int
+            Epochs without improvement before stopping (and for ``"plateau"``).
+        tol : float
+            The improvement that counts.
+        n_restarts : int
+            Train this many initialisations (drawn from the seed) in parallel threads and
+            keep the one with the lowest monitored loss.
+        sample_weight : array-like of shape (n,), optional
+            Weights >= 0: every mean over samples (a batch's loss, the epoch's) becomes
+            ``sum(w_i * loss_i) / sum(w_i)``.
+        weight_decay : float
+            AdamW's decoupled weight decay.
+        callback : callable, optional
+            ``callback(epoch, logs)`` after every epoch (L-BFGS: iteration), with logs
+            ``{"loss", "val_loss"`` (with validation data), ``"lr"`` (None for L-BFGS),
+            ``"elapsed"`` (seconds since fit began), ``"restart"}``; returning False stops that
+            run after this epoch. Restarts call it from their threads. An exception from it
+            ends the fit and leaves the model as it was.
+        progress : bool
+            Show a tqdm progress bar on stderr (needs the ``progress`` extra).
+        threads : {"auto", "shared"}
+            ``"shared"``: batches shared among fastmlp's own threads (see the user guide's
+            BLAS and threads page).
+
+        Returns
+        -------
+        MLP
+            The model itself, trained.
         """
         X, Y, w = _checked_data(self, X, y, sample_weight)
         if _plain_fit(self, X, Y, locals()):
@@ -407,8 +449,7 @@ def load(path: PathLike, backend: Backend = "auto") -> MLP:
 
 def undrawn_mlp(*args: Any, **kwargs: Any) -> MLP:
     """Like ``MLP(*args, **kwargs)``, but with all-zero parameters instead of a random draw:
-    for a caller that sets its own initial weights (the estimators; a 784-256-256-1 draw
-    costs ~5 ms)."""
+    for a caller that sets its own initial weights (the estimators), which needs no draw."""
     bound = inspect.signature(MLP.__init__).bind(None, *args, **kwargs)
     bound.apply_defaults()
     model = MLP.__new__(MLP)
