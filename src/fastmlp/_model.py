@@ -169,80 +169,46 @@ class MLP:
             early_stopping: bool = False, patience: int = 10, tol: float = 1e-4, n_restarts: int = 1,
             sample_weight: ArrayLike | None = None, weight_decay: float = 0.01, callback: Callback | None = None,
             progress: bool = False, threads: Threads = "auto") -> _Model:
-        """Train the network; returns self.
-
-        Every check runs before any work, and a call that raises leaves the model as it was.
+        """Train the network; returns self. Every check runs before any work, and a call that
+        raises leaves the model as it was (the user guide's fit table has the details).
 
         Parameters
         ----------
-        X : array-like or scipy.sparse matrix of shape (n, n_features)
-            The inputs. CSR is read as it is, other sparse formats are converted to CSR; the
-            sparse rows are never made dense.
-        y : array-like of shape (n,) or (n, n_outputs)
-            The targets: labels in {0, 1} for sigmoid, class indices or one-hot rows for
-            softmax, values for identity, counts or rates >= 0 for exp.
-        epochs : int
-            Passes over the data (iterations for ``"lbfgs"``).
-        lr : float
-            Step size (``"rprop"``: the initial step of every weight).
+        X : array-like or scipy.sparse matrix, shape (n, n_features)
+            CSR is read as it is (other sparse formats become CSR), never made dense.
+        y : array-like, shape (n,) or (n, n_outputs)
+            Targets that fit the loss: {0, 1}, class indices or one-hot rows, values, counts.
+        epochs, lr : int, float
+            Passes over the data (L-BFGS: iterations) and the step size (RPROP: the first).
         batch_size : int, "auto" or None
-            ``"auto"`` (``min(200, n)``), an integer, or None for the full batch
-            (``"rprop"`` and ``"lbfgs"`` always use the full batch).
-        shuffle : bool
-            Reshuffle the rows every epoch, from the model's seed, so fits repeat.
-        warm_start : bool
-            Continue from the current weights, optimizer state and history.
+            ``"auto"`` is ``min(200, n)``; None (and always RPROP, L-BFGS): the full batch.
+        shuffle, warm_start : bool
+            Reshuffle every epoch from the seed; continue from the weights, state and history.
         optimizer : {"sgd", "adam", "adamw", "rprop", "lbfgs"}
-            ``"sgd"`` (with `momentum`, `nesterov`: PyTorch's SGD, no dampening),
-            ``"adam"`` (`beta1`, `beta2`, `eps`: PyTorch's Adam, bias corrected), ``"adamw"``
-            (PyTorch's AdamW: Adam with the weights, not the biases, decayed by
-            ``lr * weight_decay`` each step), ``"rprop"`` (iRPROP-), ``"lbfgs"`` (SciPy's
-            L-BFGS-B on the flat parameter vector).
-        momentum, nesterov : float, bool
-            SGD's momentum and Nesterov's variant.
-        beta1, beta2, eps : float
-            Adam's and AdamW's moment decays and denominator guard.
-        lr_schedule : {"constant", "invscaling", "plateau"}
-            ``"invscaling"``: ``lr / (epoch + 1) ** power_t``; ``"plateau"``: lr divided by 5
-            after 2 epochs without an improvement of `tol` in the monitored loss (the
-            validation loss if there is one, else the training loss).
-        power_t : float
-            The exponent of ``"invscaling"``.
-        validation_data : tuple of (X_val, y_val), optional
-            Held-out data; ``history_["val_loss"]`` gets its loss per epoch.
-        validation_fraction : float, optional
-            A fraction of (X, y) held out instead (rows drawn from the seed).
-        early_stopping : bool
-            Stop after `patience` epochs without an improvement of `tol` in the monitored
-            loss, and restore the weights of the best epoch.
-        patience : int
-            Epochs without improvement before stopping (and for ``"plateau"``).
-        tol : float
-            The improvement that counts.
+            PyTorch's SGD (`momentum`, `nesterov`), Adam (`beta1`, `beta2`, `eps`) and AdamW
+            (and `weight_decay`, on the weights only); iRPROP-; SciPy's L-BFGS-B.
+        lr_schedule, power_t : {"constant", "invscaling", "plateau"}, float
+            ``lr / (epoch + 1) ** power_t``, or lr / 5 after 2 epochs without progress.
+        validation_data, validation_fraction : (X_val, y_val) or float, optional
+            Held-out data, or a fraction of (X, y) drawn from the seed: ``history_["val_loss"]``.
+        early_stopping, patience, tol : bool, int, float
+            Stop after `patience` epochs without an improvement of `tol` in the monitored loss
+            (validation loss if any), keeping the best epoch's weights.
         n_restarts : int
-            Train this many initialisations (drawn from the seed) in parallel threads and
-            keep the one with the lowest monitored loss.
-        sample_weight : array-like of shape (n,), optional
-            Weights >= 0: every mean over samples (a batch's loss, the epoch's) becomes
-            ``sum(w_i * loss_i) / sum(w_i)``.
-        weight_decay : float
-            AdamW's decoupled weight decay.
+            Initialisations trained in parallel threads; the lowest monitored loss wins.
+        sample_weight : array-like, shape (n,), optional
+            Weights >= 0: every mean over samples becomes ``sum(w_i * loss_i) / sum(w_i)``.
         callback : callable, optional
-            ``callback(epoch, logs)`` after every epoch (L-BFGS: iteration), with logs
-            ``{"loss", "val_loss"`` (with validation data), ``"lr"`` (None for L-BFGS),
-            ``"elapsed"`` (seconds since fit began), ``"restart"}``; returning False stops that
-            run after this epoch. Restarts call it from their threads. An exception from it
-            ends the fit and leaves the model as it was.
+            ``callback(epoch, logs)`` after every epoch (logs: loss, val_loss, lr, elapsed, restart); False stops.
         progress : bool
-            Show a tqdm progress bar on stderr (needs the ``progress`` extra).
+            A tqdm progress bar on stderr (the ``progress`` extra).
         threads : {"auto", "shared"}
-            ``"shared"``: batches shared among fastmlp's own threads (see the user guide's
-            BLAS and threads page).
+            ``"shared"``: each batch shared among fastmlp's own threads.
 
         Returns
         -------
         MLP
-            The model itself, trained.
+            The model itself.
         """
         X, Y, w = _checked_data(self, X, y, sample_weight)
         if _plain_fit(self, X, Y, locals()):
