@@ -23,8 +23,10 @@ already made that libmkl_rt use ILP64 is MKL not used.
 import ctypes
 import os
 import threading
+from typing import TYPE_CHECKING
 
-from ._typing import Blas, BlasName
+if TYPE_CHECKING:       # (the _typing module imports NumPy, which `fastmlp --help` does without)
+    from ._typing import Blas, BlasName
 
 NAMES = ("auto", "mkl", "scipy")
 ENV = "FASTMLP_BLAS"
@@ -32,7 +34,7 @@ _MKL_INTERFACE_LP64 = 0
 _MKL_CBWR_AUTO = 2
 
 _lock = threading.Lock()
-_current: BlasName = "scipy"      # the library the products call now
+_current: "BlasName" = "scipy"      # the library the products call now
 _mkl = None             # the loaded MKL (a _MKL), or the reason it could not be (a str)
 _use_gemm = None        # _core._use_gemm, given by _core's import
 
@@ -125,7 +127,7 @@ def _load_mkl():
     return _mkl
 
 
-def set_blas(name: Blas = "auto") -> BlasName:
+def set_blas(name: "Blas" = "auto") -> "BlasName":
     """Choose the BLAS library for the compiled backend's matrix products: ``"mkl"`` (Intel
     oneMKL, from ``pip install fastmlp[mkl]``), ``"scipy"`` (SciPy's OpenBLAS) or ``"auto"``
     (MKL where it is installed, else SciPy's). Returns the library now in use.
@@ -150,7 +152,7 @@ def set_blas(name: Blas = "auto") -> BlasName:
         if _threads._active:
             raise RuntimeError(f"set_blas({name!r}): {_threads._active} fit(s) are training now; "
                                "choose the BLAS before starting fits")
-        chosen: BlasName = "scipy"
+        chosen: "BlasName" = "scipy"
         if name != "scipy":
             mkl = _load_mkl()
             if isinstance(mkl, _MKL):
@@ -165,7 +167,7 @@ def set_blas(name: Blas = "auto") -> BlasName:
     return chosen
 
 
-def get_blas() -> BlasName:
+def get_blas() -> "BlasName":
     """The BLAS library the compiled backend's matrix products call now: "mkl" or "scipy"
     (the compiled backend is imported first, which applies ``FASTMLP_BLAS``)."""
     if _use_gemm is None:

@@ -37,7 +37,7 @@ from libc.math cimport INFINITY, M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, fab
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
-from . import _registry
+from . import _fork, _registry
 from ._spec import MAX_THREADS as _SPEC_MAX_THREADS
 from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args, warn_overflow
 from ._training import CHECKED as _CHECKED
@@ -51,6 +51,13 @@ from ._validation import (
 
 cdef extern from "<math.h>" nogil:
     float erff(float x)
+
+cdef extern from *:
+    """
+    /* _fork.PENDING, read afresh each time (another thread sets it). */
+    static inline int fm_read_flag(const int *flag) { return *(const volatile int *)flag; }
+    """
+    int fm_read_flag(const int* flag) noexcept nogil
 
 cdef extern from "_kernels.h" nogil:
     # Small products in registers, for AVX-512 CPUs (see the header); `pack` holds
@@ -1355,13 +1362,25 @@ cdef struct Poll:
     bint stopped              # set by a poll: training ends before the next batch
 
 
-cdef bint _poll(Poll* stop) noexcept nogil:
-    """Take the GIL for a moment: run pending signal handlers (Ctrl-C raises
-    KeyboardInterrupt in them) and ask stop.event.is_set(). True, with stop.stopped set, when
-    training must end; an exception is kept in stop.errors for `train` to raise."""
+# _fork.PENDING: set while an os.fork() waits for the loops to reach a batch boundary
+cdef const int* _fork_flag = <const int*><size_t>_fork.PENDING_ADDRESS
+
+
+cdef inline bint _fork_waits() noexcept nogil:
+    return fm_read_flag(_fork_flag) != 0
+
+
+cdef bint _poll(Poll* stop, bint park) noexcept nogil:
+    """Take the GIL for a moment: with `park`, first wait while an os.fork() from another
+    thread happens, if one waits (`_fork.pause`: every loop of this call at rest); run
+    pending signal handlers (Ctrl-C raises KeyboardInterrupt in them) and ask
+    stop.event.is_set(). True, with stop.stopped set, when the loop must end; an exception
+    is kept in stop.errors for the caller to raise."""
     stop.countdown = stop.every
     with gil:
         try:
+            if park and _fork_waits():
+                _fork.pause()
             PyErr_CheckSignals()
             if stop.event != NULL and (<object>stop.event).is_set():
                 stop.stopped = True
@@ -1369,6 +1388,20 @@ cdef bint _poll(Poll* stop) noexcept nogil:
             (<list>stop.errors).append(exc)
             stop.stopped = True
     return stop.stopped
+
+
+cdef inline bint _boundary(Poll* stop) noexcept nogil:
+    """At a batch boundary of a loop on one thread: `_poll` every stop.every batches, and at
+    once while a fork waits. True when the loop must end."""
+    stop.countdown -= 1
+    return (stop.countdown <= 0 or _fork_waits()) and _poll(stop, True)
+
+
+cdef void _poll_init(Poll* poll, Py_ssize_t every, stop, list errors) noexcept:
+    """`poll` for a loop polling every `every` batches (or blocks of rows), `stop` (an Event,
+    or None) and `errors` (the list that gets a signal handler's exception)."""
+    poll.every = poll.countdown = every
+    poll.event, poll.errors, poll.stopped = <PyObject*>stop if stop is not None else NULL, <PyObject*>errors, False
 
 
 cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* params,
@@ -1399,8 +1432,7 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
     cdef double total = 0, weight, total_weight = 0, loss
     start = 0
     while start < n:
-        stop.countdown -= 1
-        if stop.countdown <= 0 and _poll(stop):
+        if _boundary(stop):
             return 0
         m = min(batch_size, n - start)
         if net.sparse != NULL:
@@ -1481,6 +1513,7 @@ cdef struct Par:
     double partial[PAR_MAX_CHUNKS]   # each row chunk's loss
     double squares            # the L2 penalty's sum of squares (thread 0)
     bint halt                 # thread 0's poll ended training
+    bint park                 # a fork waits: the threads rest after this batch (`_park`)
     double result             # the epoch's loss (thread 0)
 
 
@@ -1612,6 +1645,22 @@ cdef void _par_weights(Par* par, Py_ssize_t l, Py_ssize_t c, Py_ssize_t chunks, 
                       <floating*>par.s2 + lo, hi - lo, c < chunks)
 
 
+cdef bint _rest(Par* par, int t, int* g) noexcept nogil:
+    """Thread t of `_epoch_par` past a batch's last barrier while an os.fork() from another
+    thread waits (par.park): thread 0 lets it happen (`_fork.pause`) while the others wait
+    at one more barrier (phase g[0], moved on). True when thread 0's wait was interrupted
+    (par.halt: its exception kept, as `_poll` keeps one)."""
+    if t == 0:
+        with gil:
+            try:
+                _fork.pause()
+            except BaseException as exc:
+                (<list>par.stop.errors).append(exc)
+                par.stop.stopped = par.halt = True
+    g[0] = _meet(par, t, g[0])
+    return par.halt
+
+
 cdef void _epoch_par(Par* par, int t, floating* witness) noexcept nogil:
     """Thread t's part of `_epoch` (same arguments, in `par`): the same batches and steps,
     each batch's work taken in chunks by whichever thread is free.
@@ -1640,7 +1689,7 @@ cdef void _epoch_par(Par* par, int t, floating* witness) noexcept nogil:
     while start < par.n:
         if t == 0:
             par.stop.countdown -= 1
-            if par.stop.countdown <= 0 and _poll(par.stop):
+            if par.stop.countdown <= 0 and _poll(par.stop, False):
                 par.halt = True
         m = min(par.batch_size, par.n - start)
         rows = max(<Py_ssize_t>PAR_ROWS, (m + PAR_MAX_CHUNKS - 1) // PAR_MAX_CHUNKS)
@@ -1674,7 +1723,11 @@ cdef void _epoch_par(Par* par, int t, floating* witness) noexcept nogil:
                 while c < n_rc:
                     _par_backprop(par, l - 1, c * rows, min(m, (c + 1) * rows), pack)
                     c = fm_next(&par.counters[g & 3][8])
+            if t == 0 and l == 0:
+                par.park = _fork_waits()   # read by all past the batch's last barrier
             g = _meet(par, t, g)
+        if par.park and _rest(par, t, &g):
+            break              # (the wait for a fork was interrupted)
         total += loss
         total_weight += weight
         step += 1
@@ -1722,7 +1775,7 @@ cdef int _epoch_threads(Par* par, floating* witness) noexcept nogil:
     """An epoch of `_epoch_par` on par.threads threads; -1 when threads cannot be made here
     (nothing was run: the caller runs `_epoch` instead, and so do later epochs)."""
     cdef int rc
-    par.halt = False
+    par.halt = par.park = False
     memset(par.counters, 0, sizeof(par.counters))
     fm_barrier_init(&par.barrier, par.threads)
     if floating is float:
@@ -1749,8 +1802,7 @@ cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const float
     cdef Py_ssize_t k = net.size[net.n_layers]
     cdef floating lr = <floating>opt.lr, l2 = <floating>net.l2
     cdef double loss
-    stop.countdown -= 1
-    if stop.countdown <= 0 and _poll(stop):
+    if _boundary(stop):
         return 0
     _forward_small(net, params, X, n, work)
     loss = _output_loss(n, k, work + net.z_off[1], Y, NULL, work + net.d_off[1],
@@ -1878,8 +1930,7 @@ cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, co
     while e < last:
         cur[0], steps[e & 1] = e, opt.t          # (e >= 0: e & 1 is e % 2)
         snap = snaps + (e & 1) * stride
-        stop.countdown -= 1
-        if stop.countdown <= 0 and _poll(stop):
+        if _boundary(stop):
             memcpy(snap, params, n_params * sizeof(floating))
             break          # after a whole step; this epoch's loss is not written
         if floating is double:
@@ -2350,16 +2401,21 @@ cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, c
     cdef const floating* Xp = NULL if X is None else &X[0, 0]
     cdef floating[::1] limit = np.empty(cnet.n_layers, _dtype(&params[0]))
     cdef Py_ssize_t bad = 0
-    with nogil:
+    cdef Poll poll       # blocks of rows, polled as the training loop polls its batches
+    errors = []
+    _poll_init(&poll, _per_check(2.0 * <double>cnet.capacity * <double>_weight_count(cnet)), None, errors)
+    with _fork.computing, nogil:
         _input_limits(cnet, &params[0], &limit[0])
         start = 0
-        while start < n:
+        while start < n and not _boundary(&poll):
             m = min(cnet.capacity, n - start)
             _set_rows(cnet, start, m)
             _forward(cnet, &params[0], Xp + start * n_in if Xp != NULL else NULL, m, &work[0])
             bad += _overflow_rows(cnet, Xp + start * n_in if Xp != NULL else NULL, m, &work[0], &limit[0])
             _output_activation(m, k, Z, &out[start, 0], cnet.output)
             start += m
+    if errors:
+        raise errors[0]        # a signal handler's exception (Ctrl-C), between blocks
     if bad:
         warn_overflow(bad, n, _dtype(&params[0]), "their outputs are NaN", 3)
 
@@ -2381,7 +2437,11 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
     cdef floating zero_or_one, scale
     cdef floating[::1] limit = np.empty(cnet.n_layers, _dtype(&params[0]))
     cdef Py_ssize_t bad = 0
-    with nogil:
+    cdef Poll poll       # blocks of rows, polled as the training loop polls its batches
+    errors = []
+    _poll_init(&poll, _per_check((6.0 if want_grad else 2.0) * <double>cnet.capacity * <double>_weight_count(cnet)),
+               None, errors)
+    with _fork.computing, nogil:
         _input_limits(cnet, &params[0], &limit[0])
         if weighted:
             weight = 0
@@ -2389,7 +2449,7 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
                 weight += w[i]
         scale = <floating>(1.0 / weight)
         start = 0
-        while start < n:
+        while start < n and not _boundary(&poll):
             m = min(cnet.capacity, n - start)
             _set_rows(cnet, start, m)
             Xp = NULL if X is None else &X[start, 0]
@@ -2409,6 +2469,8 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
             total += 0.5 * cnet.l2 * _sum_squared_weights(cnet, &params[0])
             if want_grad:
                 _add_l2(cnet, &params[0], &grad[0])
+    if errors:
+        raise errors[0]        # a signal handler's exception (Ctrl-C), between blocks
     if bad:
         warn_overflow(bad, n, _dtype(&params[0]),
                       "their losses are NaN, and so is the loss" + (" and its gradient" if want_grad else ""), 3)
@@ -2519,7 +2581,7 @@ cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in,
     cdef double loss
     cdef long steps[2]
     errors = []     # (below, through `try`, nothing raises once the buffer is made)
-    poll.event, poll.errors, poll.stopped = <PyObject*>stop if stop is not None else NULL, <PyObject*>errors, False
+    _poll_init(&poll, poll.every, stop, errors)
     # one buffer: layers' work, gradient, 2 save points (6 * n_params), threads' packs
     work = _work_buffer(cnet.work_size + 7 * n_params + (threads - 1) * _pack_size(cnet), params)
     grad, snaps = work + cnet.work_size, work + cnet.work_size + n_params
@@ -2531,7 +2593,7 @@ cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in,
             if rng is not None:   # each epoch's order depends only on the stream, not on the last
                 _take_order(shuffled(rng, n, False), order)
             last = min(epochs, e + epochs_per_check)
-            with nogil:
+            with _fork.computing, nogil:   # (a fork from another thread waits for a boundary)
                 if tiny and par.threads == 1:   # the same loop, its steps and save points in one function
                     e = _tiny_epochs(cnet, &opt, params, Xp, Y, n, work, snaps,
                                      steps, losses, e, last, &cur, &poll)
@@ -2583,7 +2645,12 @@ def _dense_or_csr(X, net, dtype):
 
 def predict_proba(net, params, X, out):
     """OUT: out (n, net.sizes[-1]) = the network's output activations for X. `params` may be
-    read-only (memory-mapped, shared); `out` shares no memory with params or X."""
+    read-only (memory-mapped, shared); `out` shares no memory with params or X.
+
+    Rows go through in blocks of CHUNK_ROWS, without the GIL; about once per
+    FLOPS_PER_GIL_CHECK flops, between blocks, it is taken back for a moment: a signal
+    handler's exception (Ctrl-C's KeyboardInterrupt) is raised then (out partly written),
+    and an os.fork() from another thread happens there (``fastmlp._fork``)."""
     X = predict_args(net, params, X, out)
     X, csr = _dense_or_csr(X, net, params.dtype)
     if params.dtype == np.float32:
@@ -2598,7 +2665,8 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
 
     With sample_weight (n,), the mean is sum(w_i * loss_i) / sum(w_i). `params` may be
     read-only. OUT: grad (same layout as params, sharing no memory with the inputs), the
-    gradient of that, if given.
+    gradient of that, if given. Ctrl-C and forks are seen between blocks of rows, as in
+    `predict_proba`.
     """
     X, Y, w = loss_gradient_args(net, params, X, Y, grad, sample_weight)
     X, csr = _dense_or_csr(X, net, params.dtype)

@@ -21,7 +21,7 @@ import functools
 import math
 import os
 import sys
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from ._model import MLP
 
 if TYPE_CHECKING:
     import onnx
+    from sklearn.pipeline import Pipeline
 
     from ._sklearn import MLPClassifier, MLPRegressor
 
@@ -39,8 +40,8 @@ _HIDDEN_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
 _OUTPUT_OPS = {"sigmoid": "Sigmoid", "softmax": "Softmax", "exp": "Exp"}
 
 
-def to_onnx(model: MLP | MLPClassifier | MLPRegressor,
-            path: str | os.PathLike[str] | IO[bytes] | None = None) -> onnx.ModelProto:
+def to_onnx(model: MLP | MLPClassifier | MLPRegressor | Pipeline,
+            path: str | os.PathLike[str] | IO[bytes] | None = None, *, X: Any = None) -> onnx.ModelProto:
     """An ``onnx.ModelProto`` computing `model`'s predictions; written to `path` too when given
     (atomically: a temporary file beside it, then a rename).
 
@@ -60,16 +61,34 @@ def to_onnx(model: MLP | MLPClassifier | MLPRegressor,
     - ``MLPRegressor``: ``"variable"``, ``predict``'s values, ``[N]`` for one output, else
       ``[N, n_outputs]``.
 
-    ImportError when onnx is missing; TypeError for anything else than those models or for
-    labels ONNX cannot hold; sklearn's NotFittedError for an unfitted estimator.
+    `model` may also be a fitted scikit-learn ``Pipeline`` whose last step is an
+    ``MLPClassifier`` or ``MLPRegressor``: the graph then computes the steps before it too
+    (converted by skl2onnx, ``pip install skl2onnx``) and has the outputs above. Its inputs are
+    the pipeline's: for a pipeline fitted on a DataFrame, pass ``X=`` (a few rows of it) and
+    each column is an input named as the column, of shape ``[N, 1]``, a float, int64, bool or
+    string tensor after the column's dtype; otherwise one input ``"X"``, ``[N, n_features]``,
+    of `X`'s dtype or, without `X`, the network's (see ``fastmlp._onnx_pipeline``). `X` is used
+    for pipelines only.
+
+    ImportError when onnx (or, for a pipeline, skl2onnx) is missing; TypeError for anything
+    else than those models or for labels ONNX cannot hold; sklearn's NotFittedError for an
+    unfitted estimator.
     """
     try:
         import onnx
     except ImportError:
         raise ImportError(f"fastmlp.to_onnx needs the onnx package: {INSTALL_HINT}") from None
+    from ._onnx_pipeline import is_pipeline, pipeline_to_onnx
+    if is_pipeline(model):
+        proto = pipeline_to_onnx(model, X)
+        if path is not None:
+            _write(proto, path)
+        return proto
     net, head = _network(model)
     graph = _Graph(onnx, net.dtype)
-    head(graph, _forward(graph, net), net)
+    graph.input = onnx.helper.make_tensor_value_info("X", graph.type, ["N", net.layer_sizes[0]])
+    for name, value, elem_type, shape in head(graph, _forward(graph, net, "X"), net):
+        graph.output(name, value, elem_type, shape)
     proto = graph.model(f"fastmlp {type(model).__name__} {'-'.join(map(str, net.layer_sizes))}")
     if path is not None:
         _write(proto, path)
@@ -87,7 +106,8 @@ def _network(model):
         if isinstance(model, estimators.MLPRegressor):
             return model._mlp, _regressor_outputs
         return model._mlp, functools.partial(_classifier_outputs, model)
-    raise TypeError("fastmlp.to_onnx exports a fastmlp.MLP, MLPClassifier or MLPRegressor, got "
+    raise TypeError("fastmlp.to_onnx exports a fastmlp.MLP, MLPClassifier or MLPRegressor (or a scikit-learn "
+                    "Pipeline ending in one), got "
                     f"{type(model).__module__}.{type(model).__qualname__}")
 
 
@@ -103,13 +123,17 @@ def _write(proto, path):
 class _Graph:
     """Nodes, constants and outputs of the graph being built, each with a fresh name."""
 
-    def __init__(self, onnx, dtype):
+    def __init__(self, onnx, dtype, namer=None):
         self.onnx, self.dtype = onnx, np.dtype(dtype)
         self.type = onnx.helper.np_dtype_to_tensor_dtype(self.dtype)
-        self.input = onnx.helper.make_tensor_value_info("X", self.type, ["N", None])   # set by _forward
+        self.input = None               # set by to_onnx
         self.nodes, self.constants, self.outputs, self.count = [], [], [], 0
+        self.namer = namer              # a function giving a fresh name for a hint, when the names must
+                                        # not clash with another graph's (skl2onnx's scope)
 
     def name(self, hint):
+        if self.namer is not None:
+            return self.namer(hint)
         self.count += 1
         return f"{hint}_{self.count}"
 
@@ -142,10 +166,10 @@ class _Graph:
 # ------------------------------------------------------------------ the network
 
 
-def _forward(g, net):
-    """The output activations (name of an [N, n_outputs] tensor) of `net` for input "X"."""
-    g.input = g.onnx.helper.make_tensor_value_info("X", g.type, ["N", net.layer_sizes[0]])
-    A, n_layers = "X", len(net.coefs_)
+def _forward(g, net, A):
+    """The output activations (name of an [N, n_outputs] tensor) of `net` for the input
+    tensor named `A`, [N, n_features] in the network's dtype."""
+    n_layers = len(net.coefs_)
     for l, (W, b) in enumerate(zip(net.coefs_, net.intercepts_)):
         Z = g.op("Gemm", A, g.const(W, f"W{l}"), g.const(b, f"b{l}"), hint=f"Z{l}")
         A = _hidden(g, Z, net._net.activations[l], net.negative_slope) if l < n_layers - 1 else Z
@@ -206,19 +230,21 @@ def _flat(g, value):
 
 
 def _mlp_outputs(g, P, net):
+    """The graph's outputs, (name, value, element type, shape) each."""
     k = net.layer_sizes[-1]
-    g.output("probabilities", P, g.type, ["N", k])
+    outputs = [("probabilities", P, g.type, ["N", k])]
     int64 = g.onnx.TensorProto.INT64
     if net.output == "softmax":
-        g.output("label", g.op("ArgMax", P, axis=1, keepdims=0), int64, ["N"])
+        outputs.append(("label", g.op("ArgMax", P, axis=1, keepdims=0), int64, ["N"]))
     elif net.output == "sigmoid":
         labels = g.op("Cast", g.op("GreaterOrEqual", P, g.const(0.5)), to=int64)
-        g.output("label", _flat(g, labels) if k == 1 else labels, int64, ["N"] if k == 1 else ["N", k])
+        outputs.append(("label", _flat(g, labels) if k == 1 else labels, int64, ["N"] if k == 1 else ["N", k]))
+    return outputs
 
 
 def _regressor_outputs(g, P, net):
     k = net.layer_sizes[-1]
-    g.output("variable", _flat(g, P) if k == 1 else P, g.type, ["N"] if k == 1 else ["N", k])
+    return [("variable", _flat(g, P) if k == 1 else P, g.type, ["N"] if k == 1 else ["N", k])]
 
 
 def _classifier_outputs(est, g, P, net):
@@ -227,16 +253,15 @@ def _classifier_outputs(est, g, P, net):
     int64 = g.onnx.TensorProto.INT64
     if est.out_activation_ == "softmax":
         labels, elem_type = _class_table(g, est.classes_)
-        g.output("label", g.op("Gather", labels, g.op("ArgMax", P, axis=1, keepdims=0), axis=0), elem_type, ["N"])
-        g.output("probabilities", P, g.type, ["N", est.n_outputs_])
-    elif est.n_outputs_ > 1:                                       # multilabel: the indicator matrix
-        g.output("label", g.op("Cast", g.op("Greater", P, g.const(0.5)), to=int64), int64, ["N", est.n_outputs_])
-        g.output("probabilities", P, g.type, ["N", est.n_outputs_])
-    else:                                                          # binary (or a single class)
-        labels, elem_type = _class_table(g, est.classes_[[0, -1]])
-        positive = g.op("Cast", g.op("Greater", _flat(g, P), g.const(0.5)), to=int64)
-        g.output("label", g.op("Gather", labels, positive, axis=0), elem_type, ["N"])
-        g.output("probabilities", g.op("Concat", g.op("Sub", g.const(1), P), P, axis=1), g.type, ["N", 2])
+        return [("label", g.op("Gather", labels, g.op("ArgMax", P, axis=1, keepdims=0), axis=0), elem_type, ["N"]),
+                ("probabilities", P, g.type, ["N", est.n_outputs_])]
+    if est.n_outputs_ > 1:                                         # multilabel: the indicator matrix
+        return [("label", g.op("Cast", g.op("Greater", P, g.const(0.5)), to=int64), int64, ["N", est.n_outputs_]),
+                ("probabilities", P, g.type, ["N", est.n_outputs_])]
+    labels, elem_type = _class_table(g, est.classes_[[0, -1]])    # binary (or a single class)
+    positive = g.op("Cast", g.op("Greater", _flat(g, P), g.const(0.5)), to=int64)
+    return [("label", g.op("Gather", labels, positive, axis=0), elem_type, ["N"]),
+            ("probabilities", g.op("Concat", g.op("Sub", g.const(1), P), P, axis=1), g.type, ["N", 2])]
 
 
 def _class_table(g, classes):

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse
 from scipy.special import erf, xlogy
 
+from . import _fork
 from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
 from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args, warn_overflow
 from ._training import CHECKED as _CHECKED
@@ -282,9 +283,12 @@ def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, s1, s2, sto
     (opt.fused) takes its step inside the backward pass; the others go through `grad`.
     Ends early, params whole: a batch loss that is not finite is returned at once, before
     its step; None is returned, before the next batch, once `stop` (an Event or None) is set.
+    Between batches, an os.fork() from another thread happens if one waits (`_fork`).
     """
     total = total_weight = 0.0
     for start in range(0, X.shape[0], batch_size):
+        if _fork.PENDING.value:
+            _fork.pause()
         if start and stop is not None and stop.is_set():   # (train asks before each epoch)
             return None
         rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
@@ -394,6 +398,11 @@ def sigmoid_bce(Z, Y, G):
 
 # ------------------------------------------------------------------ whole networks
 
+# predict_proba's blocks of rows: about FLOPS_PER_BLOCK flops each (the compiled backend
+# polls about that often), and at least BLOCK_ROWS rows (the compiled backend's block)
+FLOPS_PER_BLOCK = 50_000_000
+BLOCK_ROWS = 2048
+
 
 def _own_csr(X):
     """A dense X itself; for a CSR X, a CSR matrix over its values and private copies of its
@@ -407,15 +416,27 @@ def _own_csr(X):
 
 
 def predict_proba(net, params, X, out):
-    """OUT: out (n, net.sizes[-1]) = the network's output activations for X."""
+    """OUT: out (n, net.sizes[-1]) = the network's output activations for X.
+
+    Large inputs go through in blocks of rows of about FLOPS_PER_BLOCK flops (at least
+    BLOCK_ROWS rows), so that Ctrl-C, and an os.fork() from another thread, wait at most
+    for one block."""
     X = _own_csr(predict_args(net, params, X, out))
-    work = _Work(net)
+    work, n, bad = _Work(net), X.shape[0], 0
+    rows = max(BLOCK_ROWS, FLOPS_PER_BLOCK // (2 * sum(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:]))))
     with np.errstate(over="ignore", invalid="ignore"):   # the guard warns instead
-        _forward(net, params, X, work)
-        bad = _overflow_rows(net, X, work, _input_limits(net, params, np.empty(net.n_layers, params.dtype)))
-    _output_activation(work.Z[-1], out, net.output)
+        limit = _input_limits(net, params, np.empty(net.n_layers, params.dtype))
+    with _fork.computing:
+        for start in range(0, n, rows):
+            if _fork.PENDING.value:
+                _fork.pause()
+            block = X if rows >= n else X[start : start + rows]
+            with np.errstate(over="ignore", invalid="ignore"):
+                _forward(net, params, block, work)
+                bad += _overflow_rows(net, block, work, limit)
+            _output_activation(work.Z[-1], out[start : start + rows], net.output)
     if bad:
-        warn_overflow(bad, X.shape[0], params.dtype, "their outputs are NaN", 4)
+        warn_overflow(bad, n, params.dtype, "their outputs are NaN", 4)
     return out
 
 
@@ -429,7 +450,8 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     X = _own_csr(X)
     weight = X.shape[0] if w is None else float(np.sum(w, dtype=np.float64))
     work = _Work(net)
-    with np.errstate(over="ignore", invalid="ignore"):   # the guard warns instead
+    # (a fork from another thread waits for its end)
+    with _fork.computing, np.errstate(over="ignore", invalid="ignore"):   # the guard warns instead
         _forward(net, params, X, work)
         bad = _overflow_rows(net, X, work, _input_limits(net, params, np.empty(net.n_layers, params.dtype)))
         work.D[-1] = None if grad is None else np.empty_like(work.Z[-1])
@@ -494,7 +516,8 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
                 order = None if rng is None else shuffled(rng, X.shape[0])
                 cur, steps[epoch % 2] = epoch, optimizer.t
                 _save_point(snaps[epoch % 2], params, state, not optimizer.fused)
-                loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
+                with _fork.computing:     # (a fork from another thread waits for a batch's end)
+                    loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
                 if loss is None:
                     return written
                 losses[epoch], written = loss, epoch + 1

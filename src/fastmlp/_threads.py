@@ -49,6 +49,7 @@ _lock = threading.Lock()
 _active = 0        # runs inside `blas_threads` now
 _busy = 0          # the threads they train on
 _saved = []        # (library, its thread count before the first of them began)
+_runs = {}         # thread id -> the runs inside `blas_threads` in that thread
 _libraries = {}    # BLAS_LIBRARY_DIR -> [_OpenBLAS] of the BLAS found there
 _CORES = os.cpu_count() or 1
 
@@ -122,7 +123,9 @@ class blas_threads:
                 if self.share:   # the BLAS's threads, less those that runs already hold
                     free = min(threads for _, threads in _saved) - _busy
                     self.threads = max(1, min(self.most, free))
+                self.held = self.threads
                 _busy += self.threads
+                _runs.setdefault(threading.get_ident(), []).append(self)
         return self
 
     def __exit__(self, *exc_info):
@@ -133,6 +136,7 @@ class blas_threads:
             with _lock:
                 _active -= 1
                 _busy -= self.threads
+                _forget(self)
                 if _active == 0:
                     for lib, threads in _saved:
                         if threads != 1:
@@ -166,6 +170,7 @@ class blas_threads:
                     mkl.set(1)
                 _mkl_shared[0] += 1
             _busy += self.held
+            _runs.setdefault(threading.get_ident(), []).append(self)
 
     def _exit_mkl(self):
         global _active, _busy
@@ -173,6 +178,7 @@ class blas_threads:
         with _lock:
             _active -= 1
             _busy -= self.held
+            _forget(self)
             _mkl_local.runs -= 1
             if _mkl_local.runs == 0:
                 mkl.set_local(_mkl_local.saved)
@@ -185,3 +191,40 @@ class blas_threads:
 _mkl_local = threading.local()   # runs in this thread, and its MKL count before the first
 _mkl_shared = [0]                 # shared runs on MKL now
 _mkl_global = 1                   # MKL's process-wide count before the first of them
+
+
+def _forget(run):
+    """(_lock held.) `run`, of this thread, has ended."""
+    mine = _runs[threading.get_ident()]
+    mine.remove(run)
+    if not mine:
+        del _runs[threading.get_ident()]
+
+
+def _after_fork_in_child():
+    """A forked child has one thread, the forking one: only its runs (a fork from a fit's
+    callback) go on there. The others' counts are dropped, and the thread counts they had
+    set are put back when none of this thread's runs still needs them (else the setting
+    would stay at one thread in the child for good)."""
+    global _lock, _active, _busy
+    me = threading.get_ident()
+    mine = _runs.get(me, [])
+    openblas_runs = [run.mkl is None for runs in _runs.values() for run in runs]
+    _runs.clear()
+    if mine:
+        _runs[me] = mine
+    _lock = threading.Lock()      # (held by `before` for the fork: a consistent state)
+    if any(openblas_runs) and not any(run.mkl is None for run in mine):
+        for lib, threads in _saved:
+            if threads != 1:
+                lib.set(threads)
+    _active, _busy = len(mine), sum(run.held for run in mine)
+    shared = sum(1 for run in mine if run.mkl is not None and run.share)
+    if _mkl_shared[0] and not shared and _blas.mkl_threads() is not None:
+        _blas.mkl_threads().set(_mkl_global)
+    _mkl_shared[0] = shared
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=lambda: _lock.acquire(), after_in_parent=lambda: _lock.release(),
+                        after_in_child=_after_fork_in_child)
