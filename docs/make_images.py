@@ -1,4 +1,4 @@
-"""Regenerate the README's images with the commands the README shows:
+"""Regenerate the docs' images with the commands docs/guide/cli.md shows:
 
     python docs/make_images.py
 
@@ -23,7 +23,7 @@ IMAGES = Path(__file__).resolve().parent / "images"
 
 
 def write_iris(directory):
-    """iris_train.csv and iris_test.csv in `directory`, as the README's Python block writes them."""
+    """iris_train.csv and iris_test.csv in `directory`, as docs/guide/cli.md's Python block writes them."""
     iris = load_iris(as_frame=True)
     frame = iris.frame.rename(columns=lambda name: name.removesuffix(" (cm)").replace(" ", "_"))
     frame["species"] = iris.target_names[frame.pop("target")]

@@ -14,6 +14,8 @@ from fastmlp import _blas, _validation
 
 from _support import assert_close, backend_module, make_data
 
+backend_module("cython")  # every test here is about the compiled backend: a pure-Python install skips them
+
 LIBRARIES = ("scipy", "mkl")
 HAVE_MKL = _blas.mkl_path() is not None
 needs_mkl = pytest.mark.skipif(not HAVE_MKL, reason="the mkl package is not installed (fastmlp[mkl])")

@@ -219,6 +219,7 @@ def test_fork_during_a_predict_returns_and_the_predict_is_unchanged(backend, env
 FORK_FROM_CALLBACK = r"""
 from threadpoolctl import threadpool_info
 import scipy
+import scipy.linalg  # loads SciPy's OpenBLAS (import fastmlp no longer does)
 
 def counts():     # SciPy's OpenBLAS, the one the compiled backend calls
     return [i["num_threads"] for i in threadpool_info()
@@ -277,6 +278,7 @@ def test_a_fit_whose_callback_forks(backend, tmp_path):
 CHILD_THREADS = r"""
 from threadpoolctl import threadpool_info
 import scipy
+import scipy.linalg  # loads SciPy's OpenBLAS (import fastmlp no longer does)
 import fastmlp._threads
 
 def count():     # SciPy's OpenBLAS, the one the compiled backend calls

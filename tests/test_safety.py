@@ -462,6 +462,7 @@ FUZZ_SEED, FUZZ_CALLS, FUZZ_SECONDS = 20260128, 20000, 15.0
 
 
 def test_fuzz_every_core_function_in_a_child_process(tmp_path):
+    backend_module("cython")  # (skips on a pure-Python install)
     log = tmp_path / "calls.log"
     child = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--fuzz", str(FUZZ_SEED), str(FUZZ_CALLS),

@@ -85,6 +85,7 @@ def _run_child(*, backend="cython", dtype="float64", send=None, restarts=1, inte
     """Start the child, deliver `send` SIGNAL_AFTER s after it starts fitting (or let its
     timer call _thread.interrupt_main()), and return (caught line, report line, latency).
     A child that has not caught the exception WAIT_LIMIT s later is killed (latency inf)."""
+    backend_module(backend)  # (the compiled backend's tests skip on a pure-Python install)
     cfg = {"rows": ROWS, "batch": BATCH, "dtype": dtype, "backend": backend, "restarts": restarts,
            "sigterm_exits": send == signal.SIGTERM, "interrupt_main_after": interrupt_main_after}
     child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(cfg)], stdout=subprocess.PIPE,

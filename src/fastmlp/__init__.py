@@ -13,7 +13,7 @@ from ._blas import get_blas, set_blas
 from ._errors import DivergenceError, ModelFileError
 from . import _fork, _threads    # (light: their os.fork() handlers, before any model module can be imported)
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"   # the one place the version is written (pyproject.toml reads it from here)
 __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFileError",
            "available_backends", "get_blas", "load", "register_skl2onnx", "set_blas", "to_onnx", "__version__"]
 
@@ -35,7 +35,13 @@ def __getattr__(name: str) -> Any:
         from . import _model
         return getattr(_model, name)
     if name in _SKLEARN_ESTIMATORS:
-        from . import _sklearn
+        try:
+            from . import _sklearn
+        except ImportError as exc:
+            if (exc.name or "").partition(".")[0] != "sklearn":
+                raise
+            raise ImportError(f"fastmlp.{name} needs scikit-learn>=1.6 ({exc}): "
+                              "pip install 'fastmlp[sklearn]'", name=exc.name) from exc
         return getattr(_sklearn, name)
     if name == "plot":
         import importlib
@@ -67,3 +73,8 @@ def _finish_imports() -> None:
 
 if hasattr(os, "register_at_fork"):      # registered after _fork's and _threads': runs before theirs
     os.register_at_fork(before=_finish_imports)
+
+
+def __dir__() -> list[str]:
+    """The public names only (the private modules stay reachable, but out of sight)."""
+    return sorted({*__all__, "plot"})

@@ -13,6 +13,9 @@ import warnings
 BACKENDS = ("cython", "numpy")
 _MODULES = {"cython": "fastmlp._core", "numpy": "fastmlp._reference"}
 _warned_fallback = False
+HOW_TO_GET_COMPILED = ("For the compiled backend install a binary wheel (`pip install --force-reinstall "
+                       "fastmlp`), or build from source with a working C compiler and FASTMLP_PURE_PYTHON "
+                       "unset (`pip install --force-reinstall --no-binary fastmlp fastmlp`).")
 
 
 def _import(name):
@@ -49,11 +52,9 @@ def resolve(backend="auto", fallback=False):
             return "cython", _import("cython")
         except ImportError as exc:
             if not _warned_fallback:
-                warnings.warn(
-                    f"fastmlp's compiled backend is not available ({exc}); using the NumPy backend",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+                warnings.warn(f"fastmlp's compiled backend is not available ({exc}); using the NumPy backend, "
+                              f"which gives the same results more slowly. {HOW_TO_GET_COMPILED}",
+                              RuntimeWarning, stacklevel=3)
                 _warned_fallback = True
             return "numpy", _import("numpy")
     if backend not in BACKENDS:
@@ -63,5 +64,5 @@ def resolve(backend="auto", fallback=False):
     except ImportError as exc:
         raise ImportError(
             f"fastmlp's {backend!r} backend is not available: {exc}. "
-            "Install fastmlp from a wheel or build it with `pip install .`."
+            f"{HOW_TO_GET_COMPILED}"
         ) from exc

@@ -2,9 +2,8 @@
 
 - ``"scipy"``: SciPy's OpenBLAS, through ``scipy.linalg.cython_blas``; always there.
 - ``"mkl"``: Intel's oneMKL, from the ``mkl`` package on PyPI (``pip install fastmlp[mkl]``,
-  x86-64 Linux and Windows). On the medium job's products (batches of 128 rows through
-  784-256-256-1) it ran 0.61-0.79x OpenBLAS's time on this project's 2-core Xeon, in both
-  float dtypes (bench/RESULTS.md, "2026-11-28 (night)").
+  x86-64 Linux and Windows); faster than OpenBLAS on large products on Intel CPUs (the
+  figures are in docs/performance.md and bench/RESULTS.md).
 - ``"auto"`` (the default): MKL where that package is installed, else SciPy's.
 
 ``FASTMLP_BLAS`` in the environment sets the choice at import; ``fastmlp.set_blas`` changes
@@ -24,6 +23,10 @@ already made that libmkl_rt use ILP64 is MKL not used.
 import ctypes
 import os
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:       # (the _typing module imports NumPy, which `fastmlp --help` does without)
+    from ._typing import Blas, BlasName
 
 NAMES = ("auto", "mkl", "scipy")
 ENV = "FASTMLP_BLAS"
@@ -31,7 +34,7 @@ _MKL_INTERFACE_LP64 = 0
 _MKL_CBWR_AUTO = 2
 
 _lock = threading.Lock()
-_current = "scipy"      # the library the products call now
+_current: "BlasName" = "scipy"      # the library the products call now
 _mkl = None             # the loaded MKL (a _MKL), or the reason it could not be (a str)
 _use_gemm = None        # _core._use_gemm, given by _core's import
 
@@ -124,7 +127,7 @@ def _load_mkl():
     return _mkl
 
 
-def set_blas(name="auto"):
+def set_blas(name: "Blas" = "auto") -> "BlasName":
     """Choose the BLAS library for the compiled backend's matrix products: ``"mkl"`` (Intel
     oneMKL, from ``pip install fastmlp[mkl]``), ``"scipy"`` (SciPy's OpenBLAS) or ``"auto"``
     (MKL where it is installed, else SciPy's). Returns the library now in use.
@@ -137,14 +140,19 @@ def set_blas(name="auto"):
     if not isinstance(name, str) or name not in NAMES:
         raise ValueError(f"BLAS must be one of {', '.join(map(repr, NAMES))}, got {name!r}")
     if _use_gemm is None:
-        from . import _core  # noqa: F401  (its import registers _use_gemm here)
+        try:
+            from . import _core  # noqa: F401  (its import registers _use_gemm here)
+        except ImportError as exc:
+            from ._backend import HOW_TO_GET_COMPILED
+            raise ImportError(f"set_blas({name!r}) chooses the BLAS of the compiled backend, fastmlp._core, "
+                              f"which is not installed ({exc}). {HOW_TO_GET_COMPILED}") from exc
     from . import _threads
 
     with _lock:
         if _threads._active:
             raise RuntimeError(f"set_blas({name!r}): {_threads._active} fit(s) are training now; "
                                "choose the BLAS before starting fits")
-        chosen = "scipy"
+        chosen: "BlasName" = "scipy"
         if name != "scipy":
             mkl = _load_mkl()
             if isinstance(mkl, _MKL):
@@ -159,7 +167,7 @@ def set_blas(name="auto"):
     return chosen
 
 
-def get_blas():
+def get_blas() -> "BlasName":
     """The BLAS library the compiled backend's matrix products call now: "mkl" or "scipy"
     (the compiled backend is imported first, which applies ``FASTMLP_BLAS``)."""
     if _use_gemm is None:
@@ -181,9 +189,8 @@ def squares(flat):
     contiguous float32/float64 array of at most 2**31 - 1 elements), else None.
 
     For the finite check on large inputs (_validation.all_finite): SciPy's OpenBLAS splits
-    a long ?dot over its own threads, which then spin for a while beside MKL's, and a fit
-    that starts meanwhile ran ~1.4x slower (float64, medium job); MKL's ?dot runs on the
-    threads its products use."""
+    a long ?dot over its own threads, which then spin for a while beside MKL's and slow a
+    fit that starts meanwhile; MKL's ?dot runs on the threads its products use."""
     if _current != "mkl":
         return None
     dot = _mkl.dots.get(flat.dtype.name)

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
-from numpy.typing import DTypeLike
 
 from . import _backend, _persistence, _progress, _training
 from ._initializers import check_init, initial_params
 from ._spec import Network
-from ._typing import ArrayLike, Callback, Floats, Input, Labels, PathLike, Setting
+from ._typing import (Activation, ArrayLike, Backend, Callback, DType, Floats, Init, Input, Labels, Loss,
+                      Optimizer, Output, PathLike, Schedule, Setting, Threads)
 from ._validation import check_sample_weight, check_targets, check_X, float_dtype, integer, ready_xy
 
 _Model = TypeVar("_Model", bound="MLP")
@@ -85,16 +85,18 @@ class MLP:
     backend : {"auto", "cython", "numpy"}
         See ``fastmlp.available_backends()``; "auto" honours ``FASTMLP_BACKEND``.
 
+    Notes
+    -----
     The settings are read-only attributes of the same names (``loss_name`` for `loss`).
     """
 
     history_: dict[str, list[float]]
     n_iter_: int
 
-    def __init__(self, layer_sizes: Sequence[int], activation: str | Sequence[str] = "leaky_relu",
-                 output: str = "sigmoid", loss: str | None = None, negative_slope: float = 0.01, l2: float = 0.0,
-                 init: str = "auto", init_scale: float | None = None, seed: int | None = None,
-                 dtype: DTypeLike = "float64", backend: str = "auto") -> None:
+    def __init__(self, layer_sizes: Sequence[int], activation: Activation | Sequence[Activation] = "leaky_relu",
+                 output: Output = "sigmoid", loss: Loss | None = None, negative_slope: float = 0.01, l2: float = 0.0,
+                 init: Init = "auto", init_scale: float | None = None, seed: int | None = None,
+                 dtype: DType = "float64", backend: Backend = "auto") -> None:
         self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
                         seed, dtype, backend)
         self._set_state(self._initial_params(self._seed), {"loss": [], "val_loss": []})
@@ -110,15 +112,16 @@ class MLP:
         self._backend, self._impl = _backend.resolve(backend)
         self._activation = activation if isinstance(activation, str) else self._net.activations
 
-    activation: Setting[str | tuple[str, ...]] = Setting("_activation", "The hidden activation(s), as given.")
-    init: Setting[str] = Setting("_init", "The weight initialisation.")
+    activation: Setting[Activation | tuple[Activation, ...]] = Setting("_activation",
+                                                                       "The hidden activation(s), as given.")
+    init: Setting[Init] = Setting("_init", "The weight initialisation.")
     init_scale: Setting[float | None] = Setting("_init_scale", 'Standard deviation of init="normal", or None.')
     seed: Setting[int | None] = Setting("_seed", "The seed of the initialisation, shuffling, splits and restarts.")
     dtype: Setting[np.dtype[Any]] = Setting("_dtype", "The numpy dtype of the parameters and all computation.")
-    backend: Setting[str] = Setting("_backend", '"cython" or "numpy".')
+    backend: Setting[Literal["cython", "numpy"]] = Setting("_backend", '"cython" or "numpy".')
     layer_sizes: Setting[tuple[int, ...]] = Setting("_net.sizes", "Widths from input to output.")
-    output: Setting[str] = Setting("_net.output", "The output activation.")
-    loss_name: Setting[str] = Setting("_net.loss", "The loss paired with the output.")
+    output: Setting[Output] = Setting("_net.output", "The output activation.")
+    loss_name: Setting[Loss] = Setting("_net.loss", "The loss paired with the output.")
     negative_slope: Setting[float] = Setting("_net.negative_slope", "Leaky ReLU's slope.")
     l2: Setting[float] = Setting("_net.l2", "The L2 penalty on the weights.")
 
@@ -160,46 +163,52 @@ class MLP:
 
     def fit(self: _Model, X: Input, y: ArrayLike, epochs: int = 200, lr: float = 0.01,
             batch_size: int | str | None = "auto", shuffle: bool = True, warm_start: bool = False,
-            optimizer: str = "sgd", momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9,
-            beta2: float = 0.999, eps: float = 1e-8, lr_schedule: str = "constant", power_t: float = 0.5,
+            optimizer: Optimizer = "sgd", momentum: float = 0.0, nesterov: bool = False, beta1: float = 0.9,
+            beta2: float = 0.999, eps: float = 1e-8, lr_schedule: Schedule = "constant", power_t: float = 0.5,
             validation_data: tuple[Input, ArrayLike] | None = None, validation_fraction: float | None = None,
             early_stopping: bool = False, patience: int = 10, tol: float = 1e-4, n_restarts: int = 1,
             sample_weight: ArrayLike | None = None, weight_decay: float = 0.01, callback: Callback | None = None,
-            progress: bool = False, threads: Literal["auto", "shared"] = "auto") -> _Model:
+            progress: bool = False, threads: Threads = "auto") -> _Model:
         """Train the network; returns self. Every check runs before any work, and a call that
-        raises leaves the model as it was.
+        raises leaves the model as it was (the user guide's fit table has the details).
 
-        X : (n, n_features), an array or a scipy.sparse matrix or array (CSR is read as it is,
-            other formats converted to CSR; the sparse rows are never made dense).
-        epochs : passes over the data (iterations for "lbfgs").
-        lr : step size ("rprop": the initial step of every weight).
-        batch_size : "auto" (min(200, n)), an integer, or None for the full batch
-            ("rprop" and "lbfgs" always use the full batch).
-        shuffle : reshuffle the rows every epoch, from the model's seed, so fits repeat.
-        warm_start : continue from the current weights, optimizer state and history.
-        optimizer : "sgd" (with `momentum`, `nesterov`: PyTorch's SGD, no dampening),
-            "adam" (`beta1`, `beta2`, `eps`: PyTorch's Adam, bias corrected), "adamw"
-            (PyTorch's AdamW: Adam with the weights, not the biases, decayed by
-            lr * `weight_decay` each step), "rprop" (iRPROP-), "lbfgs" (SciPy's L-BFGS-B
-            on the flat parameter vector).
-        lr_schedule : "constant"; "invscaling" (lr / (epoch + 1) ** power_t); "plateau"
-            (lr divided by 5 after 2 epochs without an improvement of `tol` in the monitored
-            loss: the validation loss if there is one, else the training loss).
-        validation_data : (X_val, y_val), or validation_fraction : a fraction of (X, y)
-            held out (rows drawn from the seed); history_["val_loss"] gets its loss per epoch.
-        early_stopping : stop after `patience` epochs without an improvement of `tol` in the
-            monitored loss, and restore the weights of the best epoch.
-        n_restarts : train this many initialisations (drawn from the seed) in parallel
-            threads and keep the one with the lowest monitored loss.
-        sample_weight : (n,) weights >= 0: every mean over samples (a batch's loss, the
-            epoch's) becomes sum(w_i * loss_i) / sum(w_i).
-        callback : callback(epoch, logs) after every epoch (L-BFGS: iteration), with logs
-            {"loss", "val_loss" (with validation data), "lr" (None for L-BFGS), "elapsed"
-            (seconds since fit began), "restart"}; returning False stops that run after
-            this epoch. Restarts call it from their threads. An exception from it ends the
-            fit and leaves the model as it was.
-        progress : show a tqdm progress bar on stderr (needs the "progress" extra).
-        threads : "auto", or "shared": batches shared among fastmlp's threads (README).
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix, shape (n, n_features)
+            CSR is read as it is (other sparse formats become CSR), never made dense.
+        y : array-like, shape (n,) or (n, n_outputs)
+            Targets that fit the loss: {0, 1}, class indices or one-hot rows, values, counts.
+        epochs, lr : int, float
+            Passes over the data (L-BFGS: iterations) and the step size (RPROP: the first).
+        batch_size : int, "auto" or None
+            ``"auto"`` is ``min(200, n)``; None (and always RPROP, L-BFGS): the full batch.
+        shuffle, warm_start : bool
+            Reshuffle every epoch from the seed; continue from the weights, state and history.
+        optimizer : {"sgd", "adam", "adamw", "rprop", "lbfgs"}
+            PyTorch's SGD (`momentum`, `nesterov`), Adam (`beta1`, `beta2`, `eps`) and AdamW
+            (and `weight_decay`, on the weights only); iRPROP-; SciPy's L-BFGS-B.
+        lr_schedule, power_t : {"constant", "invscaling", "plateau"}, float
+            ``lr / (epoch + 1) ** power_t``, or lr / 5 after 2 epochs without progress.
+        validation_data, validation_fraction : (X_val, y_val) or float, optional
+            Held-out data, or a fraction of (X, y) drawn from the seed: ``history_["val_loss"]``.
+        early_stopping, patience, tol : bool, int, float
+            Stop after `patience` epochs without an improvement of `tol` in the monitored loss
+            (validation loss if any), keeping the best epoch's weights.
+        n_restarts : int
+            Initialisations trained in parallel threads; the lowest monitored loss wins.
+        sample_weight : array-like, shape (n,), optional
+            Weights >= 0: every mean over samples becomes ``sum(w_i * loss_i) / sum(w_i)``.
+        callback : callable, optional
+            ``callback(epoch, logs)`` after every epoch (logs: loss, val_loss, lr, elapsed, restart); False stops.
+        progress : bool
+            A tqdm progress bar on stderr (the ``progress`` extra).
+        threads : {"auto", "shared"}
+            ``"shared"``: each batch shared among fastmlp's own threads.
+
+        Returns
+        -------
+        MLP
+            The model itself.
         """
         X, Y, w = _checked_data(self, X, y, sample_weight)
         if _plain_fit(self, X, Y, locals()):
@@ -388,7 +397,7 @@ def _own(a):
     return a.view() if isinstance(a, np.ndarray) else a
 
 
-def load(path: PathLike, backend: str = "auto") -> MLP:
+def load(path: PathLike, backend: Backend = "auto") -> MLP:
     """Read a model written by ``MLP.save`` (or an older fastmlp), on `backend`.
 
     Restores the settings, parameters and history and, when the file has them, the last
@@ -406,8 +415,7 @@ def load(path: PathLike, backend: str = "auto") -> MLP:
 
 def undrawn_mlp(*args: Any, **kwargs: Any) -> MLP:
     """Like ``MLP(*args, **kwargs)``, but with all-zero parameters instead of a random draw:
-    for a caller that sets its own initial weights (the estimators; a 784-256-256-1 draw
-    costs ~5 ms)."""
+    for a caller that sets its own initial weights (the estimators), which needs no draw."""
     bound = inspect.signature(MLP.__init__).bind(None, *args, **kwargs)
     bound.apply_defaults()
     model = MLP.__new__(MLP)

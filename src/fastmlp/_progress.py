@@ -88,8 +88,8 @@ class ProgressBar:
 
 class reporting:
     """``with reporting(...) as report``: the EpochReport of one fit, its bar (if `progress`)
-    closed at the end, whatever happens. (A class: a generator's context manager costs a
-    plain fit several microseconds.)"""
+    closed at the end, whatever happens. (A class: every fit enters it, and a generator's
+    context manager costs more.)"""
 
     def __init__(self, callback, progress, total, description):
         callback = check_callback(callback)

@@ -13,7 +13,7 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
@@ -27,7 +27,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 from . import _progress, _sklearn_train, _training
 from ._model import undrawn_mlp
-from ._typing import ArrayLike, Callback, Floats, Input, Labels
+from ._typing import (ArrayLike, Backend, Callback, EstimatorActivation, Floats, Input, Labels, LearningRate,
+                      RegressorLoss, Solver)
 
 _Estimator = TypeVar("_Estimator", bound="_BaseMLP")
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -258,14 +259,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _is_classifier = True
 
-    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: str = "relu", *,
-                 solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
-                 learning_rate: str = "constant", learning_rate_init: float = 0.001, power_t: float = 0.5,
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: EstimatorActivation = "relu", *,
+                 solver: Solver = "adam", alpha: float = 0.0001, batch_size: int | Literal["auto"] = "auto",
+                 learning_rate: LearningRate = "constant", learning_rate_init: float = 0.001, power_t: float = 0.5,
                  max_iter: int = 200, shuffle: bool = True, random_state: int | np.random.RandomState | None = None,
                  tol: float = 1e-4, verbose: bool | int = False, warm_start: bool = False, momentum: float = 0.9,
                  nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
-                 max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: str = "auto",
+                 max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: Backend = "auto",
                  callback: Callback | None = None, progress: bool = False) -> None:
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
@@ -348,15 +349,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         "loss": [StrOptions({"squared_error", "poisson"})],
     }
 
-    def __init__(self, loss: str = "squared_error", hidden_layer_sizes: int | Sequence[int] = (100,),
-                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
-                 batch_size: int | str = "auto", learning_rate: str = "constant", learning_rate_init: float = 0.001,
+    def __init__(self, loss: RegressorLoss = "squared_error", hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: EstimatorActivation = "relu", *, solver: Solver = "adam", alpha: float = 0.0001,
+                 batch_size: int | Literal["auto"] = "auto", learning_rate: LearningRate = "constant", learning_rate_init: float = 0.001,
                  power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
                  random_state: int | np.random.RandomState | None = None, tol: float = 1e-4,
                  verbose: bool | int = False, warm_start: bool = False, momentum: float = 0.9,
                  nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
-                 max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: str = "auto",
+                 max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: Backend = "auto",
                  callback: Callback | None = None, progress: bool = False) -> None:
         self.loss = loss
         vars(self).update(_mlp_params(

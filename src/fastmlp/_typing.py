@@ -1,15 +1,42 @@
-"""Types of the public API, for annotations (the checks themselves live in ``_validation``)."""
+"""Types of the public API, for annotations (the checks themselves live in ``_validation``).
+
+The option names are ``Literal`` types so that an IDE completes them and a type checker
+flags a misspelt one (``optimizer="adma"``). They repeat, for the type checker, the names that
+``_registry`` and the modules checking each option hold; tests/test_typing.py holds each
+``Literal`` equal to its list.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, Generic, NoReturn, TypeVar, overload
+from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ArrayLike", "Callback", "Floats", "Input", "Labels", "PathLike", "Setting"]
+__all__ = ["Activation", "ArrayLike", "Backend", "Blas", "BlasName", "Callback", "DType", "EstimatorActivation",
+           "Floats", "Init", "Input", "Labels", "LearningRate", "Loss", "Optimizer", "Output", "PathLike",
+           "RegressorLoss", "Schedule", "Setting", "Solver", "Threads"]
+
+# option names (each checked against its source list in tests/test_typing.py)
+Activation = Literal["identity", "leaky_relu", "relu", "tanh", "sigmoid", "gelu"]   # _registry.ACTIVATIONS
+Output = Literal["sigmoid", "softmax", "identity", "exp"]                           # _registry.OUTPUTS
+Loss = Literal["bce", "cross_entropy", "mse", "poisson"]                            # _registry.LOSSES
+Optimizer = Literal["sgd", "adam", "adamw", "rprop", "lbfgs"]                       # _training.FIT_OPTIMIZERS
+Init = Literal["auto", "he", "glorot", "normal"]                                    # _initializers.INITS
+Schedule = Literal["constant", "invscaling", "plateau"]                             # _training.SCHEDULES
+Backend = Literal["auto", "cython", "numpy"]                                        # _backend.BACKENDS + "auto"
+Threads = Literal["auto", "shared"]                                                 # _training.THREADS
+Blas = Literal["auto", "mkl", "scipy"]                                              # _blas.NAMES
+BlasName = Literal["mkl", "scipy"]                                                  # what get_blas() returns
+# float32 or float64, by name, scalar type or dtype (_validation.FLOAT_DTYPES)
+DType = Literal["float32", "float64"] | type[np.float32] | type[np.float64] | np.dtype[np.float32] | np.dtype[np.float64]
+# the estimators' options, with scikit-learn's names (fastmlp._sklearn's parameter constraints)
+EstimatorActivation = Literal["identity", "logistic", "tanh", "relu", "leaky_relu", "gelu"]
+Solver = Literal["lbfgs", "sgd", "adam", "adamw", "rprop"]
+LearningRate = Literal["constant", "invscaling", "adaptive"]
+RegressorLoss = Literal["squared_error", "poisson"]
 
 Floats = NDArray[np.floating[Any]]
 Labels = NDArray[Any]

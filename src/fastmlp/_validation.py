@@ -148,9 +148,8 @@ small_scan = dense_xy = None
 DOT_CHUNK = 1 << 30          # elements per ?dot call: BLAS counts them in a 32-bit int
 # Arrays up to ONE_THREAD_MAX elements go to ?dot in chunks of ONE_THREAD_CHUNK, which
 # OpenBLAS runs on the calling thread (it splits a ?dot over threads above 10000
-# elements). A split call wakes its thread pool, whose threads then spin for ~0.1 s: a
-# small fit that follows (a 4096x32 X: 32 ms) shares the cores with them, ~2x slower
-# whenever another process holds a core.
+# elements). A split call wakes its thread pool, whose threads then spin for a while, and
+# a small fit that follows shares the cores with them (bench/RESULTS.md has the figures).
 ONE_THREAD_CHUNK = 8192
 ONE_THREAD_MAX = 1 << 20
 _DOTS = {np.dtype(np.float32): scipy.linalg.blas.sdot, np.dtype(np.float64): scipy.linalg.blas.ddot}
