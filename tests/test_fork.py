@@ -277,7 +277,7 @@ def test_a_fit_whose_callback_forks(backend, tmp_path):
 CHILD_THREADS = r"""
 from threadpoolctl import threadpool_info
 import scipy
-import fastmlp._threads
+import fastmlp._blas
 
 def count():     # SciPy's OpenBLAS, the one the compiled backend calls
     return [i["num_threads"] for i in threadpool_info()
@@ -302,7 +302,7 @@ read, write = os.pipe()
 pid = os.fork()
 if pid == 0:
     os.close(read)
-    state = {"child": count(), "active": fastmlp._threads._active, "busy": fastmlp._threads._busy}
+    state = {"child": count(), "active": fastmlp._blas._fits, "busy": fastmlp._blas._busy}
     small_fit()
     fastmlp.MLP([64, 64, 1], seed=0).fit(X[:2000], y[:2000], epochs=2, batch_size=200)
     state["after_fits"] = count()
