@@ -176,6 +176,7 @@ def test_no_switch_during_a_large_fit(library, optimizer):
     assert fastmlp.set_blas(library) == library          # free to switch again once it ended
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("value, expected", [("scipy", "scipy"), ("", "mkl" if HAVE_MKL else "scipy"),
                                              ("auto", "mkl" if HAVE_MKL else "scipy"),
                                              pytest.param("mkl", "mkl", marks=needs_mkl)])
@@ -187,6 +188,7 @@ def test_the_environment_variable_chooses_at_import(value, expected):
     assert out.stdout.split() == [expected]
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_a_bad_environment_variable_is_named():
     env = dict(os.environ, FASTMLP_BLAS="openblas")
     code = "import fastmlp; fastmlp.MLP([2, 2, 1], backend='cython')"
@@ -234,6 +236,7 @@ def test_mkl_fits_do_not_depend_on_alignment(dtype):
     assert "MKL_CBWR=" in _blas.describe()
 
 
+@pytest.mark.slow     # (a subprocess)
 @needs_mkl
 def test_mkl_keeps_32_bit_integers_under_an_ilp64_environment():
     # fastmlp passes 32-bit integers to ?gemm: it sets MKL's LP64 interface, which wins

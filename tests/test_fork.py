@@ -132,6 +132,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend, dtype, threads, how, env", CASES,
                          ids=["-".join([c[0], c[1], c[2], c[3], "scipy" if c[4] else "default"]) for c in CASES])
 def test_fork_during_a_fit_returns_and_the_fit_is_unchanged(backend, dtype, threads, how, env):
@@ -169,6 +170,7 @@ print(json.dumps({"held": held, "still": still, "epochs": len(net.history_["loss
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_a_fork_holds_running_fits_at_a_boundary_until_it_is_done(backend, dtype):
     """The fork's first step returns with no other thread computing, holds the fit there
@@ -207,6 +209,7 @@ print(json.dumps({"children": children, "same": bool(np.array_equal(result["out"
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend, env", [("cython", {"FASTMLP_BLAS": "scipy"}), ("numpy", {})])
 def test_fork_during_a_predict_returns_and_the_predict_is_unchanged(backend, env):
     if backend not in fastmlp.available_backends():
@@ -253,6 +256,7 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_a_fit_whose_callback_forks(backend, tmp_path):
     """The child goes on with the fit (its BLAS count still the fit's), ends it, and gets the
@@ -317,6 +321,7 @@ print(json.dumps({"before": before, "during": during, "after": count(), "exit": 
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_a_forked_child_gets_the_blas_thread_count_back():
     if "cython" not in fastmlp.available_backends():
         pytest.skip("cython backend not built")
@@ -350,6 +355,7 @@ PREDICT_ROWS = 400_000        # ~1.7 TFlop: many seconds; Ctrl-C comes half a se
 SIGNAL_WAIT = 30.0            # s for the child to answer Ctrl-C: only an ignored one takes this long
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_ctrl_c_stops_a_long_predict_proba_between_blocks(backend, dtype):
     if backend not in fastmlp.available_backends():

@@ -272,6 +272,7 @@ except Timeout:
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_a_signal_handlers_exception_stops_restarts(backend):
     """A SIGALRM handler that raises ends a fit with restarts at once, not after every epoch
     of every restart (in a subprocess: pytest itself is never signalled)."""

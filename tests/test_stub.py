@@ -4,7 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_stub_matches_compiled_module():
     allowlist = Path(__file__).with_name("stubtest_allowlist.txt")
     result = subprocess.run(

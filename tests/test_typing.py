@@ -16,6 +16,7 @@ pytest.importorskip("matplotlib")
 SCRIPT = Path(__file__).parent / "typing" / "user_script.py"
 
 
+@pytest.mark.slow
 def test_user_script_passes_mypy_strict(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
@@ -32,6 +33,7 @@ def test_user_script_passes_mypy_strict(tmp_path):
         assert found.rsplit(".", 1)[-1] == expected, f"line {number}: mypy sees {found}, not {expected}"
 
 
+@pytest.mark.slow
 def test_user_script_runs(tmp_path):
     source = SCRIPT.read_text().replace("reveal_type(", "print(")
     script = tmp_path / "user_script.py"
