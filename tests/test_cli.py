@@ -6,6 +6,7 @@ commands write (``fastmlp._estimator_io``), round-tripped in process."""
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -462,7 +463,9 @@ def test_ctrl_c_during_training_exits_130_and_keeps_the_previous_model(slow_data
     proc = _start("train", data, "--target", "y", "-o", model, "--hidden", 512, 512, "--epochs", 500,
                   "--progress")
     seen = b""
-    while b"fastmlp MLPRegressor:" not in seen:      # the progress bar: the fit has begun
+    # the bar past its first epoch: training is under way (the bar alone shows before the
+    # data checks, where a Ctrl-C is no interrupted training)
+    while not re.search(rb"fastmlp MLPRegressor:[^\r\n]*\| *[1-9]\d*/500", seen):
         chunk = os.read(proc.stderr.fileno(), 4096)
         assert chunk, (seen, proc.wait(timeout=120))
         seen += chunk
