@@ -170,7 +170,7 @@ cdef enum Loss:
 cdef enum OptimizerCode:
     OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
 
-# For fastmlp._threads: where the BLAS this module calls lives (SciPy's: its wheels carry it
+# For fastmlp._blas's thread policy: where the BLAS this module calls lives (SciPy's: its wheels carry it
 # in scipy.libs, beside the package), and the smallest product it is given.
 BLAS_LIBRARY_DIR = os.path.dirname(os.path.abspath(scipy.__file__))
 BLAS_MIN_PRODUCT = BLAS_MIN_WORK
