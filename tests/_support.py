@@ -58,3 +58,39 @@ def fd_gradient(f, x, eps=1e-5):
         x.flat[i] = orig
         g.flat[i] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * eps)
     return g
+
+
+def cli_in_process(*args, capsys):
+    """(exit status, stdout, stderr) of ``fastmlp.__main__.main(args)`` in this process."""
+    from fastmlp.__main__ import main
+
+    try:
+        status = main([str(arg) for arg in args])
+    except SystemExit as exit:           # argparse's errors
+        status = exit.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def rewrite_estimator_record(path, change):
+    """Rewrite the JSON estimator record of the model file at `path` with change(record), as
+    a hand edit would."""
+    import json
+
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    record = json.loads(str(arrays["estimator"]))
+    change(record)
+    arrays["estimator"] = np.array(json.dumps(record))
+    np.savez(path, **arrays)
+
+
+def onnx_session(proto):
+    """An onnxruntime session (one thread, CPU) of the checked ONNX model `proto`."""
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(proto, full_check=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])

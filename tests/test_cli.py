@@ -4,7 +4,6 @@ input ending with status 2 and a one-line message; and the estimator model files
 commands write (``fastmlp._estimator_io``), round-tripped in process."""
 
 import io
-import json
 import os
 import re
 import signal
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from _support import cli_in_process, rewrite_estimator_record
 
 
 def command(*args):
@@ -40,16 +40,7 @@ def run_all(*arg_lists):
     return results
 
 
-def in_process(*args, capsys):
-    """(exit status, stdout, stderr) of ``fastmlp.__main__.main(args)`` in this process."""
-    from fastmlp.__main__ import main
-
-    try:
-        status = main([str(arg) for arg in args])
-    except SystemExit as exit:           # argparse's errors
-        status = exit.code
-    out, err = capsys.readouterr()
-    return status, out, err
+in_process = cli_in_process
 
 
 def ok(result):
@@ -117,11 +108,13 @@ def files(tmp_path_factory):
     houses = pd.DataFrame({"rooms": rng.integers(1, 7, 80), "area": rng.uniform(30, 200, 80).round(1)})
     houses["price"] = (houses.rooms * 10 + houses.area + rng.normal(0, 5, 80)).round(2) / 100
     paths = {name: d / f"{name}.csv" for name in ("pets", "houses", "colors", "other", "empty", "header",
-                                                  "houses_text")}
+                                                  "houses_text", "typo")}
     pets.to_csv(paths["pets"], index=False)
     houses.to_csv(paths["houses"], index=False)
     houses.assign(price=np.where(houses.price > 1, "high", "low")).to_csv(paths["houses_text"], index=False)
     pets.assign(color="red").to_csv(paths["colors"], index=False)
+    pets.astype({"weight": object}).assign(weight=lambda f: f.weight.where(f.index != 4, "12kg")).to_csv(
+        paths["typo"], index=False)
     pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(paths["other"], index=False)
     paths["empty"].write_text("")
     paths["header"].write_text("height,weight,animal\n")
@@ -174,7 +167,7 @@ def test_classification_with_text_labels_end_to_end(files, trained, backend, tmp
 
     est = load_estimator(f"{model}.npz")
     X = read_csv(files["pets"].read_text())
-    labels, proba = est.predict(X[["height", "weight"]]), est.predict_proba(X[["height", "weight"]])
+    labels, proba = with_preprocessing(f"{model}.npz", X)
     if backend == "numpy":     # the rest does not depend on the backend that trained: in process
         status, out, err = in_process("predict", f"{model}.npz", files["pets"], capsys=capsys)
         assert status == 0 and err == "", err
@@ -190,13 +183,23 @@ def test_classification_with_text_labels_end_to_end(files, trained, backend, tmp
     assert list(frame.columns) == ["animal", "proba_bird", "proba_cat", "proba_dog"]
     assert list(frame.animal) == list(labels)
     np.testing.assert_allclose(frame.iloc[:, 1:].to_numpy(), proba, rtol=1e-12, atol=1e-15)
-    assert ok(evaluated) == f"accuracy: {np.mean(labels == X.animal):.3f}\n"
+    assert ok(evaluated).startswith(f"accuracy:          {np.mean(labels == X.animal):.3f}\n")
     info = ok(info)
     for line in ("model:          MLPClassifier", "layers:         2-8-3", "relu (hidden), softmax (output)",
                  "classes:        bird, cat, dog", "features:       height, weight", "target:         animal",
                  "dtype:          float64", "solver:         adam", "epochs trained: 40",
                  f"final loss:     {est.loss_:.4g}"):
         assert line in info, info
+
+
+def with_preprocessing(path, frame):
+    """(predictions, probabilities or None) of the model file at `path` for the CSV columns
+    `frame`, through the preprocessing stored in the file."""
+    from fastmlp import _cli_models
+
+    model = _cli_models.load(path, None)
+    X = model.inputs(frame, "data")
+    return model.predict(X), model.predict_proba(X) if model.classifier else None
 
 
 @pytest.mark.slow     # (a subprocess)
@@ -211,11 +214,14 @@ def test_regression_end_to_end(files, trained, capsys):
     assert "MLPRegressor 2-6-1 (relu, identity), solver lbfgs, backend numpy" in out
     est = load_estimator(model)
     X = read_csv(files["houses"].read_text())
-    predicted = est.predict(X[["rooms", "area"]])
+    assert est.n_features_in_ == 2
+    predicted, _ = with_preprocessing(model, X)
     r2 = 1 - np.sum((X.price - predicted) ** 2) / np.sum((X.price - X.price.mean()) ** 2)
     rmse = np.sqrt(np.mean((X.price - predicted) ** 2))
+    mae = np.mean(np.abs(X.price - predicted))
     evaluated, info = run_all(("evaluate", model, files["houses"]), ("info", model))
-    assert ok(evaluated) == f"r2: {r2:.3f}\nrmse: {rmse:.4g}\n"          # --target: the model's own
+    assert ok(evaluated) == (f"R²:                {r2:.3f}\nRMSE:              {rmse:.4g}\n"   # --target: the
+                             f"MAE:               {mae:.4g}\n")                             # model's own
     status, out, err = in_process("predict", model, files["houses"], capsys=capsys)
     assert status == 0 and err == "", err
     np.testing.assert_allclose(read_csv(out).price, predicted, rtol=1e-14)
@@ -231,7 +237,9 @@ def test_auto_task_reads_integer_targets_with_few_values_as_classes():
     assert infer_task(pd.Series(np.arange(100) % 3)) == "classification"
     assert infer_task(pd.Series(np.arange(100) % 40)) == "regression"
     assert infer_task(pd.Series([0, 1, 2, 3])) == "regression"            # more values than half the rows
-    assert infer_task(pd.Series([0.0, 1.0, 1.0, 0.0])) == "regression"    # floats are values
+    assert infer_task(pd.Series([0.0, 1.0, 1.0, 0.0])) == "classification"    # only 0 and 1: labels
+    assert infer_task(pd.Series([0, 1, 1, 0])) == "classification"
+    assert infer_task(pd.Series([0.0, 1.0, 0.5, 0.0])) == "regression"    # other floats are values
 
 
 @pytest.mark.slow     # (a subprocess)
@@ -270,9 +278,9 @@ BAD_INPUT = {   # the issue's list, run in subprocesses
 MORE_BAD_INPUT = {   # the same checks in process (each subprocess costs seconds of imports)
     "unknown evaluate column": ("evaluate {pets_model} {pets} --target species", "has no column 'species'"),
     "zero epochs": ("train {pets} --target animal -o {dir}/m --epochs 0", "argument --epochs: '0' is not"),
-    "text feature": ("train {colors} --target animal -o {dir}/m",
-                     ("column 'color' of {colors} is not numeric (line 2: 'red'); feature columns must hold "
-                      "numbers (or leave it out with --drop COLUMN)")),
+    "a typo in a numeric column": ("train {typo} --target animal -o {dir}/m",
+                                   "column 'weight' of {typo} holds numbers but line 6 holds '12kg': correct it, "
+                                   "leave it empty, or --drop weight"),
     "drop unknown column": ("train {colors} --target animal --drop colour -o {dir}/m", "has no column 'colour'"),
     "text regression target": ("train {pets} --target animal -o {dir}/m --task regression",
                                "target column 'animal' is not numeric"),
@@ -472,7 +480,9 @@ def test_ctrl_c_during_training_exits_130_and_keeps_the_previous_model(slow_data
     os.kill(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     err = (seen + err).decode()
-    messages = [line for line in err.rstrip("\n").split("\n") if "fastmlp MLPRegressor:" not in line]
+    # the bar's text, and the messages after it (a signal that lands before the estimator can
+    # catch it leaves the bar without its last newline, the message on the same line)
+    messages = [part[part.index("fastmlp: "):] for part in re.split(r"[\r\n]", err) if "fastmlp: " in part]
     assert proc.returncode == 130, err
     assert messages == [f"fastmlp: interrupted: nothing saved ({model} left as it was)"], err
     assert out == b"" and model.read_bytes() == before
@@ -568,14 +578,7 @@ def test_estimator_files_hold_no_code(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(np.eye(4)), est.predict_proba(np.eye(4)))
 
 
-def _rewrite_record(path, change):
-    """Rewrite the estimator record of the file at `path` with change(record)."""
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    record = json.loads(str(arrays["estimator"]))
-    change(record)
-    arrays["estimator"] = np.array(json.dumps(record))
-    np.savez(path, **arrays)
+_rewrite_record = rewrite_estimator_record
 
 
 @pytest.mark.parametrize("change, message", [

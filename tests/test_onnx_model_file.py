@@ -26,15 +26,12 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp._onnx_model_file import export_model_file, preprocessing_to_onnx
+from _support import onnx_session
 
 TOL = 1e-9
 
 
-def session(proto):
-    onnx.checker.check_model(proto, full_check=True)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+session = onnx_session
 
 
 def run(proto, feeds):
@@ -195,9 +192,23 @@ def test_a_file_fastmlp_train_wrote(csv, tmp_path, backend, target):
                  "--seed", "0", "--backend", backend, "--no-progress"]) == 0
     cli = _cli_models.load(str(model), None)
     X = cli.inputs(features, str(data))
-    got = run(export_model_file(model, tmp_path / "model.onnx"), csv_feeds(features, ["city", "plan"]))
+    assert main(["export", str(model), str(tmp_path / "model.onnx")]) == 0       # the command line's export
+    proto = onnx.load(tmp_path / "model.onnx")
+    assert proto == export_model_file(model)
+    got = run(proto, csv_feeds(features, ["city", "plan"]))
     if target == ["buys"]:
         assert (got["label"] == cli.predict(X)).all()
         np.testing.assert_allclose(got["probabilities"], cli.predict_proba(X), rtol=TOL, atol=TOL)
     else:
         np.testing.assert_allclose(got["variable"], cli.predict(X), rtol=TOL, atol=TOL)
+
+
+def test_the_export_command_refuses_bad_paths_in_one_line(csv, tmp_path, capsys):
+    """`fastmlp export` on a missing model or into a missing directory: one line, exit 2, no file."""
+    pytest.importorskip("fastmlp._preprocess")
+    from fastmlp.__main__ import main
+    assert main(["export", str(tmp_path / "none.npz"), str(tmp_path / "m.onnx")]) == 2
+    assert main(["export", str(tmp_path / "none.npz"), str(tmp_path / "no" / "m.onnx")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("fastmlp: error: ") for line in lines)
+    assert not (tmp_path / "m.onnx").exists()

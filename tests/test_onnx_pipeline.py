@@ -27,16 +27,13 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp._sklearn import ACTIVATIONS as SKLEARN_ACTIVATIONS
+from _support import onnx_session
 
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-9}
 TASKS = ["binary", "multiclass", "multilabel", "regression", "regression2"]
 
 
-def session(proto):
-    onnx.checker.check_model(proto, full_check=True)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+session = onnx_session
 
 
 def run(sess, feeds):

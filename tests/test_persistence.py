@@ -23,7 +23,7 @@ from numpy.testing import assert_array_equal
 import fastmlp
 from fastmlp import _backend, _persistence
 
-from _support import assert_close, make_data
+from _support import assert_close, make_data, rewrite_estimator_record
 
 SIZES = [3, 5, 1]
 
@@ -724,13 +724,7 @@ def _estimator_file(tmp_path, kind, scale=1.0, **params):
     return save_estimator(est, tmp_path / "est"), X
 
 
-def _edit_record(path, change):
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    record = json.loads(str(arrays["estimator"]))
-    change(record)
-    arrays["estimator"] = np.array(json.dumps(record))
-    np.savez(path, **arrays)
+_edit_record = rewrite_estimator_record
 
 
 def _attributes(**values):

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from ._backend import available_backends
 from ._blas import get_blas, set_blas
 from ._errors import DivergenceError, ModelFileError
-from ._model import MLP, load
 
 __version__ = "0.1.0"
 __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFileError",
@@ -18,6 +17,7 @@ __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFile
 _SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 
 if TYPE_CHECKING:      # what the lazy attributes below are, for type checkers
+    from ._model import MLP, load
     from . import plot
     from ._onnx import to_onnx
     from ._onnx_pipeline import register_skl2onnx
@@ -28,6 +28,9 @@ def __getattr__(name: str) -> Any:
     """The scikit-learn estimators, ``fastmlp.plot`` and ``to_onnx``, imported on first use:
     scikit-learn, matplotlib and onnx are optional dependencies (``pip install
     fastmlp[sklearn]``, ``[plot]``, ``[onnx]``)."""
+    if name in ("MLP", "load"):           # (NumPy and SciPy: not needed by `fastmlp --help`)
+        from . import _model
+        return getattr(_model, name)
     if name in _SKLEARN_ESTIMATORS:
         from . import _sklearn
         return getattr(_sklearn, name)

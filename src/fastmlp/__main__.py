@@ -4,21 +4,32 @@
 import sys
 import time
 
-import numpy as np
+from . import __version__, _cli
 
-from . import MLP, __version__, _cli, _cli_io
+# (imported by the commands that need them, so that --help and --version stay quick:
+# NumPy, the backends, pandas and scikit-learn)
+XOR = ([[0, 0], [0, 1], [1, 0], [1, 1]], [[0], [1], [1], [0]])
 
-XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
-XOR_Y = np.array([[0], [1], [1], [0]], dtype=float)
+
+def xor_data():
+    """The seed's XOR inputs and targets, as float arrays."""
+    import numpy as np
+
+    return np.array(XOR[0], dtype=float), np.array(XOR[1], dtype=float)
 
 
 def xor_model(backend="auto", dtype="float64"):
     """The seed's network: 2-4-1, Leaky ReLU, sigmoid + BCE, N(0, 0.1^2) weights, seed 42."""
+    from . import MLP
+
     return MLP([2, 4, 1], activation="leaky_relu", output="sigmoid", loss="bce", init="normal",
                init_scale=0.1, seed=42, dtype=dtype, backend=backend)
 
 
 def _xor(args):
+    from . import _cli_io
+
+    XOR_X, XOR_Y = xor_data()
     if args.plot:
         _cli_io.plot_path(args.plot)
     net = xor_model(args.backend, args.dtype)
@@ -41,8 +52,9 @@ def _xor(args):
 
 def plot_xor(net, path):
     """Save the decision boundary `net` learned on XOR, with the four points, to `path`."""
-    from . import plot
+    from . import _cli_io, plot
 
+    XOR_X, XOR_Y = xor_data()
     fig, ax = _cli_io.figure()
     plot.decision_boundary(net, XOR_X, XOR_Y, ax=ax)
     ax.set_title("XOR: P(1) learned by the 2-4-1 network")

@@ -1,8 +1,14 @@
-"""The command line's CSV commands: ``fastmlp train``, ``predict``, ``evaluate``, ``info``.
+"""The command line's CSV commands: ``fastmlp train``, ``predict``, ``evaluate``, ``info``, ``export``.
 
 Models are scikit-learn estimators (``MLPClassifier``, ``MLPRegressor``) kept in the files
-of ``_estimator_io``; ``predict``, ``evaluate`` and ``info`` also read a plain ``MLP.save``
-file. Bad input ends the command with exit status 2 and a one-line message (`run`).
+of ``_estimator_io``, with the preprocessing `train` learned (``_preprocess``) in their
+metadata; ``predict``, ``evaluate`` and ``info`` also read a plain ``MLP.save`` file. Bad
+input ends the command with exit status 2 and a one-line message (`run`).
+
+Importing this module imports neither NumPy, pandas, scikit-learn nor a backend: the
+parsers are built from the standard library alone (``fastmlp --help`` is quick), and each
+command imports what it needs when it runs. A command is one function adding its parser
+to `COMMANDS`; its handler is set with ``set_defaults(handler=...)``.
 """
 
 import argparse
@@ -13,9 +19,6 @@ import sys
 import threading
 import time
 import warnings
-
-from . import _cli_io, _cli_models
-from ._cli_io import UsageError
 
 BACKENDS = ("auto", "cython", "numpy")
 SOLVERS = ("adam", "sgd", "adamw", "rprop", "lbfgs")
@@ -58,17 +61,53 @@ def _batch_size(text):
 
 
 def add_commands(sub):
-    """Add train, predict, evaluate and info to the subparsers `sub`."""
+    """Add every command of `COMMANDS` to the subparsers `sub`."""
+    for add in COMMANDS:
+        add(sub)
+
+
+def _csv_options(parser, decimal_default="."):
+    parser.add_argument("--sep", metavar="C", default=None,
+                        help="the column separator (default: detected from the header: comma, semicolon or tab)")
+    parser.add_argument("--decimal", metavar="C", default=decimal_default,
+                        help="the decimal mark of the numbers (default: '.'" +
+                             ("" if decimal_default == "." else "; predict and evaluate: the training file's") + ")")
+
+
+TRAIN_DESCRIPTION = """Train an MLPClassifier or MLPRegressor on the columns of a CSV file (a header row; every
+column but the targets and --drop is a feature). By default the features are prepared
+before training, and the same preparation is stored in the model file and applied by
+predict and evaluate: numeric columns are standardized (--no-scale to keep them as they
+are) and so are regression targets (predictions are mapped back); missing values are
+filled in (median, or the most frequent text; --no-impute refuses them); text columns are
+one-hot encoded; date columns become numbers (year, month, day, weekday, and the time);
+columns that look like IDs (a different value on every row) are left out with a notice.
+--no-scale --no-impute on numeric columns trains exactly as fastmlp 0.1 did."""
+
+
+def add_train(sub):
     train = sub.add_parser("train", help="train a network on a CSV file and save it",
-                           description="Train an MLPClassifier or MLPRegressor on the columns of a CSV file "
-                                       "(a header row; every column but the target and --drop is a numeric feature).")
+                           description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("data", metavar="DATA.csv")
-    train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
+    train.add_argument("--target", required=True, nargs="+", metavar="COLUMN",
+                       help="the column(s) to predict; several: multi-output regression, or multilabel "
+                            "classification of 0/1 columns")
     train.add_argument("--output", "-o", required=True, metavar="MODEL", help="model file to write (.npz)")
-    train.add_argument("--drop", nargs="+", default=[], metavar="COLUMN",
-                       help="columns that are not features (ids, other targets)")
+    train.add_argument("--drop", nargs="+", default=[], action="extend", metavar="COLUMN",
+                       help="columns that are not features (their values are not looked at)")
+    train.add_argument("--include", nargs="+", default=[], action="extend", metavar="COLUMN",
+                       help="use these columns as features even where they look like IDs")
     train.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
-                       help="auto: a text, boolean or few-valued integer target is classification")
+                       help="auto: a text, boolean, 0/1 or few-valued integer target is classification")
+    train.add_argument("--no-scale", dest="scale", action="store_false",
+                       help="do not standardize numeric features and regression targets (default: standardize)")
+    train.add_argument("--no-impute", dest="impute", action="store_false",
+                       help="refuse missing values instead of filling them in (default: fill in)")
+    train.add_argument("--test-size", type=FRACTION, default=None, metavar="F",
+                       help="hold out this fraction of the rows, train on the rest, and report the scores on it")
+    train.add_argument("--cv", type=_checked(int, "an integer >= 2", lambda n: n >= 2), default=None,
+                       metavar="K", help="report K-fold cross-validated scores, then train on all the rows")
+    _csv_options(train)
     train.add_argument("--hidden", type=WIDTH, nargs="+", default=[100], metavar="N",
                        help="hidden layer widths (default: 100)")
     train.add_argument("--activation", choices=ACTIVATIONS, default="relu")
@@ -93,26 +132,56 @@ def add_commands(sub):
                        help="a progress bar on stderr (default: when stderr is a terminal)")
     train.set_defaults(handler=train_command)
 
+
+def add_predict(sub):
     predict = sub.add_parser("predict", help="predict the rows of a CSV file",
-                             description="Predictions (class labels or values) for each row of a CSV file.")
+                             description="Predictions (class labels or values) for each row of a CSV file, "
+                                         "prepared as the model's training file was.")
     predict.add_argument("model", metavar="MODEL")
     predict.add_argument("data", metavar="DATA.csv")
     predict.add_argument("--output", "-o", metavar="FILE", help="write a CSV file instead of printing")
-    predict.add_argument("--proba", action="store_true", help="add each class's probability")
+    predict.add_argument("--proba", action="store_true",
+                         help="add one probability column per class (proba_<class>)")
+    predict.add_argument("--keep", nargs="+", default=[], action="extend", metavar="COLUMN",
+                         help="copy these input columns (an ID, say) to the output, before the predictions")
+    _csv_options(predict, None)
     predict.add_argument("--backend", choices=BACKENDS, default=None)
     predict.set_defaults(handler=predict_command)
 
+
+def add_evaluate(sub):
     evaluate = sub.add_parser("evaluate", help="score a model on a CSV file",
-                              description="Accuracy (classification) or R² and RMSE (regression).")
+                              description="Classification: accuracy, balanced accuracy, macro F1, ROC AUC, log "
+                                          "loss and the confusion matrix. Regression: R², RMSE and MAE.")
     evaluate.add_argument("model", metavar="MODEL")
     evaluate.add_argument("data", metavar="DATA.csv")
-    evaluate.add_argument("--target", metavar="COLUMN", help="the true values (default: the model's target)")
+    evaluate.add_argument("--target", nargs="+", metavar="COLUMN",
+                          help="the true values (default: the model's targets)")
+    evaluate.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    _csv_options(evaluate, None)
     evaluate.add_argument("--backend", choices=BACKENDS, default=None)
     evaluate.set_defaults(handler=evaluate_command)
 
-    info = sub.add_parser("info", help="describe a model file")
+
+def add_info(sub):
+    info = sub.add_parser("info", help="describe a model file and what it does with each column")
     info.add_argument("model", metavar="MODEL")
     info.set_defaults(handler=info_command)
+
+
+def add_export(sub):
+    export = sub.add_parser("export", help="write a model file as an ONNX graph, preprocessing included",
+                            description="One ONNX graph of the model and the preprocessing train learned: one "
+                                        "input per CSV column (shape (N, 1); numbers as doubles, NaN where "
+                                        "missing; text as strings, '' where missing). Needs "
+                                        "pip install 'fastmlp[onnx]'.")
+    export.add_argument("model", metavar="MODEL")
+    export.add_argument("output", metavar="MODEL.onnx")
+    export.set_defaults(handler=export_command)
+
+
+# the commands, in the order --help lists them: each adds its parser (and handler) to `sub`
+COMMANDS = [add_train, add_predict, add_evaluate, add_info, add_export]
 
 
 # ================================================================== running
@@ -120,6 +189,8 @@ def add_commands(sub):
 
 def run(handler, args):
     """Call handler(args); bad input becomes a one-line message on stderr and status 2."""
+    from ._cli_io import UsageError
+
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = _show_warning
@@ -190,6 +261,9 @@ class Interrupts:
 
 
 def train_command(args):
+    from . import _cli_io, _cli_models
+    from ._cli_io import UsageError
+
     if args.validation_fraction is not None and not args.early_stopping:
         raise UsageError("--validation-fraction sets the rows --early-stopping holds out: give both")
     _cli_io.existing_file(args.data, "CSV file")
@@ -200,13 +274,14 @@ def train_command(args):
     plot = None
     try:
         with Interrupts() as interrupts:
-            est, X, y, task, seconds = _trained(args)
+            trained = _trained(args, interrupts)
+            est = trained["estimator"]
             if interrupts.received:       # the estimator stopped early on Ctrl-C: nothing is saved
                 raise KeyboardInterrupt
             if args.plot:
                 plot = _cli_io.write_beside(args.plot, lambda name: _cli_models.plot_loss(est, name))
             interrupts.defer()            # from here, the files are written and moved into place
-            path = _cli_models.save(est, model_path, {"target": args.target, "task": task})
+            path = _cli_models.save(est, model_path, trained["meta"])
             if plot is not None:
                 os.replace(plot, args.plot)
                 plot = None
@@ -214,40 +289,125 @@ def train_command(args):
         raise KeyboardInterrupt(f"nothing saved ({unchanged})") from None
     finally:
         _cli_io.discard(plot)
-    for line in _cli_models.summary(est, args.data, X, y, seconds, path, args.plot):
+    for line in _cli_models.summary(est, args.data, trained["shape"], trained["meta"]["targets"],
+                                    trained["seconds"], path, args.plot):
         print(line)
+    for title, result in trained["reports"]:
+        print(title)
+        for line in _cli_models.score_lines(result, "  "):
+            print(line)
 
 
-def _trained(args):
-    """(fitted estimator, features, target column, task, seconds the fit took) of `fastmlp train`."""
-    frame = _cli_io.read_csv(args.data)
-    y = _cli_io.column(frame, args.target, args.data)
-    for name in args.drop:
-        _cli_io.column(frame, name, args.data)
-    features = [name for name in frame.columns if name != args.target and name not in args.drop]
-    X = _cli_io.numeric_features(frame, features, args.data, " (or leave it out with --drop COLUMN)")
-    if X.shape[1] == 0:
-        raise UsageError(f"{args.data} has no feature columns besides the target {args.target!r}")
-    task = _cli_io.infer_task(y) if args.task == "auto" else args.task
-    if task == "regression" and y.dtype.kind not in "iuf":
-        raise UsageError(f"target column {args.target!r} is not numeric: it cannot be a regression target")
-    if task == "classification":
-        _cli_io.class_labels(y, args.target, args.data)
+def _trained(args, interrupts):
+    """What `fastmlp train` did: {"estimator", "meta" (saved with it), "shape" (rows and feature
+    columns trained on), "seconds" (of the final fit), "reports" ([(title, scores)])}.
+    `interrupts`: the `Interrupts` of the command (a fit that Ctrl-C stopped ends it)."""
+    from . import _cli_io, _cli_models, _preprocess
+    from ._cli_io import UsageError
+
+    frame = _cli_io.read_csv(args.data, args.sep, args.decimal)
+    targets = list(dict.fromkeys(args.target))
+    _cli_io.columns_of(frame, targets, args.data)
+    _cli_io.columns_of(frame, args.drop, args.data)         # a typo; the values are not looked at
+    _cli_io.columns_of(frame, args.include, args.data)
+    for name in targets:
+        if name in args.drop:
+            raise UsageError(f"column {name!r} is both a --target and a --drop column")
+        _cli_io.column(frame, name, args.data)              # no empty values
+    features = [name for name in frame.columns if name not in targets and name not in args.drop]
+    try:
+        columns_plan = _preprocess.plan(frame, features, path=args.data, include=args.include, impute=args.impute)
+    except _preprocess.PreprocessingError as exc:
+        raise UsageError(str(exc)) from None
+    used = [name for name in features if name not in dict(columns_plan["left_out"])]
+    if not used:
+        raise UsageError(f"{args.data} has no feature columns besides the target(s) {_cli_io.listing(targets)}")
+    task, y = _cli_models.target_values(frame, targets, args.task, args.data)
+    scale_target = args.scale and task == "regression"
+    rows = frame.index.to_numpy()
+    reports = []
+    if args.test_size is not None:
+        rows, held_out = _cli_models.split(rows, y, task, args.test_size, args.seed)
+    if args.cv is not None:
+        reports.append((f"cross-validation ({args.cv} folds):", _cross_validated(
+            args, frame.loc[rows], y[_positions(frame, rows)], columns_plan, features, targets, task, scale_target,
+            interrupts)))
+    train_rows = _positions(frame, rows)
+
+    def prepare(part, y_part):
+        prep = _preprocess.fit(part, columns_plan, features, targets, y_part, scale=args.scale, impute=args.impute,
+                               scale_target=scale_target)
+        return prep, prep.transform(part, args.data)
+
+    prep, X = prepare(frame.loc[rows], y[train_rows])
     batch = len(X) if args.solver == "lbfgs" else min(200 if args.batch_size == "auto" else args.batch_size, len(X))
     _cli_models.check_memory([X.shape[1], *args.hidden, _cli_models.outputs(task, y)], batch)
     est = _cli_models.estimator(task, args)
     start = time.perf_counter()
-    _cli_models.fit(est, X, y.to_numpy())
-    return est, X, y, task, time.perf_counter() - start
+    _cli_models.fit(est, X, prep.scale_target(y[train_rows]), lambda: interrupts.received)
+    seconds = time.perf_counter() - start
+    if args.test_size is not None:
+        model = _cli_models.Model(est, {"targets": targets, "preprocessing": prep.record}, args.output)
+        test = frame.loc[held_out]
+        reports.append((f"held out ({len(test)} rows, --test-size {args.test_size:g}):",
+                        _cli_models.scores(model, prep.transform(test, args.data), y[_positions(frame, held_out)])))
+    meta = {"target": targets[0] if len(targets) == 1 else targets, "targets": targets, "task": task,
+            "decimal": args.decimal, "preprocessing": prep.record}
+    for notice in columns_plan["notices"]:     # (after the checks: bad input is one line)
+        print(f"fastmlp: notice: {notice}", file=sys.stderr)
+    return {"estimator": est, "meta": meta, "shape": (len(X), len(used)), "seconds": seconds, "reports": reports}
+
+
+def _positions(frame, labels):
+    return frame.index.get_indexer(labels)
+
+
+def _cross_validated(args, frame, y, columns_plan, features, targets, task, scale_target, interrupts):
+    """The mean (and standard deviation) of each score over `args.cv` folds of `frame`, the
+    preprocessing fitted on each fold's training rows only."""
+    import numpy as np
+
+    from . import _cli_models, _preprocess
+
+    results = []
+    for train, test in _cli_models.folds(y, task, args.cv, args.seed):
+        part = frame.iloc[train]
+        prep = _preprocess.fit(part, columns_plan, features, targets, y[train], scale=args.scale,
+                               impute=args.impute, scale_target=scale_target)
+        est = _cli_models.estimator(task, args)
+        est.set_params(progress=False)
+        with warnings.catch_warnings():     # (the final fit warns, once)
+            warnings.filterwarnings("ignore", message="Stochastic Optimizer")
+            _cli_models.fit(est, prep.transform(part, args.data), prep.scale_target(y[train]),
+                            lambda: interrupts.received)
+        if interrupts.received:
+            raise KeyboardInterrupt
+        model = _cli_models.Model(est, {"targets": targets, "preprocessing": prep.record}, args.output)
+        results.append(_cli_models.scores(model, prep.transform(frame.iloc[test], args.data), y[test]))
+    summary = {"task": results[0]["task"], "folds": len(results)}
+    for key in _cli_models.NAMES:
+        values = [r[key] for r in results if r.get(key) is not None] if key in results[0] else []
+        if values:
+            summary[key] = float(np.mean(values))
+            summary[key + "_std"] = float(np.std(values))
+    return summary
 
 
 def predict_command(args):
+    from . import _cli_io, _cli_models
+    from ._cli_io import UsageError
+
     if args.output:
         _cli_io.writable(args.output)
-    model, meta, frame = _model_and_data(args.model, args.data, args.backend)
-    target = meta.get("target") if meta else None
-    X = _features(model, meta, frame, args.data, target)
-    predicted = _cli_models.predictions(model, X, args.proba, target or "prediction")
+    model, frame = _model_and_data(args)
+    _cli_io.columns_of(frame, args.keep, args.data)
+    X = model.inputs(frame, args.data)
+    predicted = _cli_models.predictions(model, X, args.proba)
+    clash = [name for name in args.keep if name in predicted.columns]
+    if clash:
+        raise UsageError(f"--keep {clash[0]}: the output has a prediction column of that name")
+    for k, name in enumerate(dict.fromkeys(args.keep)):
+        predicted.insert(k, name, frame[name].to_numpy())
     if args.output:     # written beside, then moved over any earlier file: never half a file
         written = _cli_io.write_beside(args.output, lambda name: predicted.to_csv(name, index=False))
         try:
@@ -260,33 +420,49 @@ def predict_command(args):
 
 
 def evaluate_command(args):
-    model, meta, frame = _model_and_data(args.model, args.data, args.backend)
-    target = args.target or (meta.get("target") if meta else None)
-    if target is None:
+    import json
+
+    from . import _cli_io, _cli_models
+    from ._cli_io import UsageError
+
+    model, frame = _model_and_data(args)
+    targets = args.target or model.targets
+    if not targets:
         raise UsageError(f"{args.model} does not name its target column: give --target COLUMN")
-    y = _cli_io.column(frame, target, args.data)
-    X = _features(model, meta, frame, args.data, target)
-    for name, value in _cli_models.scores(model, X, y, target):
-        print(f"{name}: {value:.3f}" if name != "rmse" else f"{name}: {value:.4g}")
+    _cli_io.columns_of(frame, targets, args.data)
+    X = model.inputs(frame, args.data)
+    y = _cli_models.true_values(model, frame, targets, args.data)
+    result = _cli_models.scores(model, X, y)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for line in _cli_models.score_lines(result):
+            print(line)
 
 
-def _model_and_data(model_path, data_path, backend):
-    """(model, its metadata, the CSV file's DataFrame) for predict and evaluate."""
-    _cli_io.existing_file(model_path, "model file")
-    _cli_io.existing_file(data_path, "CSV file")
-    model, meta = _cli_models.load(model_path, backend)
-    return model, meta, _cli_io.read_csv(data_path)
+def _model_and_data(args):
+    """(the model, the CSV file's DataFrame) for predict and evaluate."""
+    from . import _cli_io, _cli_models
+
+    _cli_io.existing_file(args.model, "model file")
+    _cli_io.existing_file(args.data, "CSV file")
+    model = _cli_models.load(args.model, args.backend)
+    return model, _cli_io.read_csv(args.data, args.sep, args.decimal or model.decimal, args.decimal is not None)
 
 
-def _features(model, meta, frame, path, target):
-    """The columns of `frame` that `model` reads."""
-    names = getattr(model, "feature_names_in_", None)
-    n_features = model.layer_sizes[0] if meta is None else model.n_features_in_
-    return _cli_io.model_features(frame, path, names, n_features, target)
+def export_command(args):
+    from . import _cli_io
+    from ._onnx_model_file import export_model_file
+
+    _cli_io.existing_file(args.model, "model file")
+    _cli_io.writable(args.output, "ONNX file")
+    export_model_file(args.model, args.output)      # written whole, or not at all
+    print(f"wrote {args.output}")
 
 
 def info_command(args):
+    from . import _cli_io, _cli_models
+
     _cli_io.existing_file(args.model, "model file")
     for key, value in _cli_models.describe(args.model):
-        print(f"{key + ':':<16}{value}")
-
+        print(f"{key + ':':<16}{value}".rstrip())

@@ -94,19 +94,48 @@ def line(index):
 # ================================================================== CSV
 
 
-def read_csv(path):
-    """The CSV file at `path` (a header row, then data) as a DataFrame with rows."""
+SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def detect_separator(path):
+    """The separator of the CSV file at `path`: whichever of comma, semicolon and tab its
+    header line holds most often (comma when it holds none)."""
+    with open(path, "rb") as file:
+        header = file.readline(1 << 20).decode("utf-8", errors="replace")
+    counts = {sep: header.count(sep) for sep in SEPARATORS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def read_csv(path, sep=None, decimal=".", decimal_given=True):
+    """The CSV file at `path` (a header row, then data) as a DataFrame with rows. `sep`
+    None: detected (`detect_separator`); `decimal`: the decimal mark of its numbers (when
+    not `decimal_given` by the user and the same as the separator, ".")."""
     pd = require("pandas", "cli")
     existing_file(path, "CSV file")
+    if sep is None:
+        sep = detect_separator(path) if os.path.isfile(path) else ","
+    if sep == decimal and not decimal_given:
+        decimal = "."
+    if sep == decimal:
+        raise UsageError(f"the separator and the decimal mark are both {sep!r}: give --sep")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, sep=sep, decimal=decimal)
     except pd.errors.EmptyDataError:
         raise UsageError(f"{path} is empty: expected a CSV file with a header row") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"{path} is not a readable CSV file: {exc}") from None
     if frame.empty:
         raise UsageError(f"{path} has a header but no data rows")
+    frame.columns = [str(name) for name in frame.columns]
     return frame
+
+
+def columns_of(frame, names, path, what="column"):
+    """A UsageError naming the first of `names` that `frame` lacks."""
+    for name in names:
+        if name not in frame.columns:
+            raise UsageError(f"{path} has no {what} {name!r}; its columns are: {listing(frame.columns)}")
 
 
 def column(frame, name, path):
@@ -153,16 +182,23 @@ def model_features(frame, path, feature_names, n_features, target):
 
 
 def infer_task(target):
-    """"classification" for a text, boolean or categorical target, or an integer one with
-    few values; else "regression"."""
+    """"classification" for a text, boolean or categorical target, one of only 0/1 values
+    (integer, float or boolean), or an integer one with few values; else "regression"."""
     pd = require("pandas", "cli")
     if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+        return "classification"
+    if is_binary(target):
         return "classification"
     if pd.api.types.is_integer_dtype(target):
         n_values, n_rows = target.nunique(), len(target)
         if n_values <= max(2, min(MAX_CLASSES, n_rows // 2)):
             return "classification"
     return "regression"
+
+
+def is_binary(target):
+    """True when the numeric column `target` holds only the values 0 and 1."""
+    return bool(np.isin(target.to_numpy(), (0, 1)).all())
 
 
 def class_labels(target, name, path):

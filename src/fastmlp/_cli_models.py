@@ -26,10 +26,75 @@ def estimator(task, args):
 
 
 def outputs(task, y):
-    """The output units the estimator gives target `y`: one per class, one for two classes
-    (a logistic unit) or a regression target."""
-    n_classes = y.nunique() if task == "classification" else 1
+    """The output units the estimator gives target `y` (an array (n,) or (n, k)): one per
+    class, one for two classes (a logistic unit), one per column of several targets."""
+    if y.ndim == 2:
+        return y.shape[1]
+    n_classes = len(np.unique(y)) if task == "classification" else 1
     return n_classes if n_classes > 2 else 1
+
+
+def target_values(frame, targets, task, path):
+    """(task, y) for the target columns `targets` of `frame`: y an array (n,) for one target,
+    (n, k) for several (multi-output regression, or multilabel classification of 0/1
+    columns). `task`: "auto", "classification" or "regression"."""
+    import pandas as pd
+
+    columns = [frame[name] for name in targets]
+    tasks = [_cli_io.infer_task(y) if task == "auto" else task for y in columns]
+    if len(columns) > 1 and len(set(tasks)) > 1:
+        kinds = ", ".join(f"{name} ({kind})" for name, kind in zip(targets, tasks))
+        raise UsageError(f"the --target columns are not all of one task: {kinds}; train them separately, "
+                         "or give --task")
+    task = tasks[0]
+    for name, y in zip(targets, columns):
+        if task == "regression" and (not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)):
+            raise UsageError(f"target column {name!r} is not numeric: it cannot be a regression target")
+        if task == "classification":
+            _cli_io.class_labels(y, name, path)
+            if len(columns) > 1 and not (pd.api.types.is_numeric_dtype(y) and _cli_io.is_binary(y)):
+                raise UsageError(f"several --target columns are classified as 0/1 labels each (multilabel); "
+                                 f"column {name!r} holds {_cli_io.some_values(y)}")
+    if task == "regression":
+        values = [y.to_numpy(dtype=np.float64) for y in columns]
+    elif len(columns) > 1:
+        values = [y.to_numpy().astype(np.int64) for y in columns]
+    else:
+        y = columns[0].to_numpy()
+        values = [y.astype(np.int64) if y.dtype.kind == "f" else y]   # whole numbers: labels 0, 1, ...
+    return task, values[0] if len(values) == 1 else np.column_stack(values)
+
+
+def split(rows, y, task, test_size, seed):
+    """(training rows, held-out rows) of `rows`: a shuffled split, stratified by class where
+    every class has two rows or more."""
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if task == "classification" and y.ndim == 1 and _stratifiable(y, test_size) else None
+    try:
+        return train_test_split(rows, test_size=test_size, random_state=seed, stratify=stratify)
+    except ValueError as exc:
+        raise UsageError(f"--test-size {test_size:g}: {exc}") from None
+
+
+def _stratifiable(y, test_size):
+    counts = np.unique(y, return_counts=True)[1]
+    n_test = int(np.ceil(test_size * len(y)))
+    return counts.min() >= 2 and n_test >= len(counts) and len(y) - n_test >= len(counts)
+
+
+def folds(y, task, k, seed):
+    """The (train, test) positions of `k` folds: stratified by class where every class has
+    `k` rows or more."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if k > len(y):
+        raise UsageError(f"--cv {k}: more folds than the {len(y)} rows")
+    if task == "classification" and y.ndim == 1 and np.unique(y, return_counts=True)[1].min() >= k:
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
 
 
 def check_memory(layer_sizes, batch):
@@ -64,10 +129,14 @@ def size(n_bytes):
         n_bytes /= 1024
 
 
-def fit(est, X, y):
+def fit(est, X, y, interrupted=None):
     """est.fit(X, y) for `train`. Ctrl-C ends the fit early: the estimator keeps the epochs so
     far and warns, as scikit-learn's do; the command line says so itself (`train_command`),
-    so that warning is not shown. Running out of memory is a UsageError."""
+    so that warning is not shown. `interrupted()`, when given, is asked after every epoch
+    too, so that a Ctrl-C whose KeyboardInterrupt was lost (raised where Python only prints
+    it, in a finalizer say) still ends the fit. Running out of memory is a UsageError."""
+    if interrupted is not None:
+        est.set_params(callback=lambda epoch, logs: not interrupted())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Training interrupted by user")
         try:
@@ -93,52 +162,225 @@ def save(est, path, metadata):
 
 
 def load(path, backend):
-    """(model, metadata) from a model file: an estimator, or an MLP with metadata None."""
+    """The `Model` in a model file: an estimator (with the preprocessing `train` stored), or
+    an MLP."""
     if _estimator_io.read_record(path) is not None:
         _cli_io.require("sklearn", "cli")
-    return _estimator_io.load_model(path, backend)
+    model, meta = _estimator_io.load_model(path, backend)
+    return Model(model, meta, path)
 
 
 def is_classifier(model):
     return hasattr(model, "classes_") if hasattr(model, "n_outputs_") else model.output in ("sigmoid", "softmax")
 
 
+class Model:
+    """A model file's network with what `train` stored beside it: its target columns, task and
+    preprocessing (`_preprocess`). Older files and plain ``MLP.save`` files have none: their
+    networks read the numeric columns as they are."""
+
+    def __init__(self, model, meta, path):
+        from . import _preprocess
+
+        self.model, self.meta, self.path = model, meta or {}, path
+        targets = self.meta.get("targets", self.meta.get("target"))
+        self.targets = [targets] if isinstance(targets, str) else list(targets or [])
+        record = self.meta.get("preprocessing")
+        try:
+            self.preprocessing = None if record is None else _preprocess.Preprocessing(record)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise UsageError(f"{path} is not a fastmlp model file: its preprocessing record is damaged "
+                             f"({' '.join(str(exc).split())})") from None
+        self.classifier = is_classifier(model)
+        self.decimal = self.meta.get("decimal", ".")
+
+    @property
+    def classes(self):
+        return getattr(self.model, "classes_", None)
+
+    @property
+    def multilabel(self):
+        return self.classifier and len(self.targets) > 1
+
+    def inputs(self, frame, path):
+        """The network's input rows for the CSV columns `frame`."""
+        from ._preprocess import PreprocessingError
+
+        if self.preprocessing is None:
+            names = getattr(self.model, "feature_names_in_", None)
+            n_features = self.model.layer_sizes[0] if not self.meta else self.model.n_features_in_
+            target = self.targets[0] if self.targets else None
+            X = _cli_io.model_features(frame, path, names, n_features, target)
+            return X if names is not None else X.to_numpy()
+        absent = [name for name in self.preprocessing.record["columns"] if name not in frame.columns]
+        if absent:
+            raise UsageError(f"{path} lacks the model's feature column(s) {listing(absent)}; "
+                             f"its columns are: {listing(frame.columns)}")
+        try:
+            return self.preprocessing.transform(frame, path)
+        except PreprocessingError as exc:
+            raise UsageError(str(exc)) from None
+
+    def predict(self, X):
+        predicted = np.asarray(self.model.predict(X))
+        if self.preprocessing is not None and not self.classifier:
+            predicted = self.preprocessing.unscale_target(predicted)
+        return predicted
+
+    def predict_proba(self, X):
+        return np.asarray(self.model.predict_proba(X))
+
+    def output_names(self):
+        if self.targets:
+            return list(self.targets)
+        return ["prediction"]
+
+
 # ================================================================== predictions and scores
 
 
-def predictions(model, X, proba, name):
-    """A DataFrame: column `name` with the predicted labels or values, then (with `proba`)
-    one column of probabilities per class."""
+def predictions(model, X, proba, names=None):
+    """A DataFrame: a column per target (`names`, default the model's) with the predicted
+    labels or values, then (with `proba`) one column of probabilities per class (multilabel:
+    per target, the probability of 1)."""
     import pandas as pd
 
-    if proba and not is_classifier(model):
+    if proba and not model.classifier:
         raise UsageError("--proba is for classifiers; this model predicts values (regression)")
-    data = X if hasattr(model, "feature_names_in_") else X.to_numpy()
-    predicted = np.asarray(model.predict(data))
-    if predicted.ndim != 1:
-        raise UsageError("this model predicts several outputs per row; the command line writes one column")
-    frame = pd.DataFrame({name: predicted})
+    names = names or model.output_names()
+    predicted = model.predict(X)
+    if predicted.ndim == 1:
+        predicted = predicted[:, None]
+    if predicted.shape[1] != len(names):
+        names = [f"{names[0]}_{k}" for k in range(predicted.shape[1])]
+    frame = pd.DataFrame({name: predicted[:, k] for k, name in enumerate(names)})
     if proba:
-        probabilities = model.predict_proba(data)
-        classes = getattr(model, "classes_", None)
-        if classes is None:        # an MLP: sigmoid gives P(1), softmax one column per class index
-            n = probabilities.shape[1]
-            classes = [1] if n == 1 and model.output == "sigmoid" else range(n)
-        for k, label in enumerate(classes):
+        probabilities = model.predict_proba(X)
+        if model.multilabel:
+            labels = names
+        else:
+            classes = model.classes
+            if classes is None:        # an MLP: sigmoid gives P(1), softmax one column per class index
+                n = probabilities.shape[1]
+                classes = [1] if n == 1 and model.model.output == "sigmoid" else range(n)
+            labels = list(classes)
+        for k, label in enumerate(labels):
             frame[f"proba_{label}"] = probabilities[:, k]
     return frame
 
 
-def scores(model, X, y, target):
-    """[(name, value)]: accuracy for a classifier, r2 and rmse for a regressor. The target
-    column `y` is checked against what the model predicts first."""
-    from sklearn.metrics import accuracy_score, mean_squared_error, r2_score
+def true_values(model, frame, targets, path):
+    """The target columns `targets` of `frame`, checked against what `model` predicts: an
+    array (n,) for one target, (n, k) for several."""
+    if len(targets) != len(model.output_names()) and model.targets:
+        raise UsageError(f"the model predicts {len(model.output_names())} target(s) "
+                         f"({listing(model.output_names())}); --target gives {len(targets)}")
+    columns = []
+    for name in targets:
+        y = _cli_io.column(frame, name, path)
+        check_target(model, y, name)
+        columns.append(y.to_numpy())
+    return columns[0] if len(columns) == 1 else np.column_stack(columns)
 
-    check_target(model, y, target)
-    predicted = predictions(model, X, False, "p")["p"].to_numpy()
-    if is_classifier(model):
-        return [("accuracy", accuracy_score(y.to_numpy(), predicted))]
-    return [("r2", r2_score(y, predicted)), ("rmse", float(np.sqrt(mean_squared_error(y, predicted))))]
+
+def scores(model, X, y):
+    """{name: value} of the model's predictions of the rows `X` against `y`. Classification:
+    accuracy, balanced accuracy, macro F1, ROC AUC (binary; one-vs-rest for several classes;
+    None when `y` holds a single class), log loss and the confusion matrix; multilabel:
+    subset accuracy, macro F1, macro ROC AUC and the mean log loss of the labels; regression:
+    R², RMSE and MAE (averaged over targets, and per target when there are several)."""
+    from sklearn import metrics
+
+    predicted = model.predict(X)
+    n = len(y)
+    if not model.classifier:
+        y = np.asarray(y, dtype=np.float64)
+        result = {"task": "regression", "rows": n,
+                  "r2": float(metrics.r2_score(y, predicted)) if n > 1 else None,
+                  "rmse": float(np.sqrt(metrics.mean_squared_error(y, predicted))),
+                  "mae": float(metrics.mean_absolute_error(y, predicted))}
+        if y.ndim == 2:
+            result["per_target"] = {
+                name: {"r2": float(metrics.r2_score(y[:, k], predicted[:, k])) if n > 1 else None,
+                       "rmse": float(np.sqrt(metrics.mean_squared_error(y[:, k], predicted[:, k]))),
+                       "mae": float(metrics.mean_absolute_error(y[:, k], predicted[:, k]))}
+                for k, name in enumerate(model.output_names())}
+        return result
+    proba = model.predict_proba(X)
+    if model.multilabel:
+        y = np.asarray(y).astype(np.int64)
+        losses = [metrics.log_loss(y[:, k], proba[:, k], labels=[0, 1]) for k in range(y.shape[1])]
+        return {"task": "multilabel classification", "rows": n,
+                "accuracy": float(metrics.accuracy_score(y, predicted)),
+                "f1_macro": float(metrics.f1_score(y, predicted, average="macro", zero_division=0)),
+                "roc_auc": _auc(lambda: metrics.roc_auc_score(y, proba, average="macro")),
+                "log_loss": float(np.mean(losses))}
+    classes = model.classes
+    if classes is None:
+        classes = np.arange(max(2, proba.shape[1]))
+    classes = np.asarray(classes)
+    if proba.shape[1] == 1:
+        proba = np.column_stack([1 - proba[:, 0], proba[:, 0]])
+    y = np.asarray(y)
+    if classes.dtype.kind in "iub" and y.dtype.kind == "f":
+        y = y.astype(np.int64)
+    matrix = metrics.confusion_matrix(y, predicted, labels=classes)
+    known = np.isin(y, classes)
+    if len(classes) == 2:
+        auc = _auc(lambda: metrics.roc_auc_score(y == classes[1], proba[:, 1]))
+    else:
+        auc = _auc(lambda: metrics.roc_auc_score(y[known], proba[known], multi_class="ovr", labels=classes))
+    return {"task": "classification", "rows": n,
+            "accuracy": float(metrics.accuracy_score(y, predicted)),
+            "balanced_accuracy": float(_quiet(metrics.balanced_accuracy_score, y, predicted)),
+            "f1_macro": float(metrics.f1_score(y, predicted, average="macro", labels=classes, zero_division=0)),
+            "roc_auc": auc,
+            "log_loss": float(metrics.log_loss(y[known], proba[known], labels=classes)) if known.any() else None,
+            "confusion_matrix": {"labels": classes.tolist(), "rows": "true", "columns": "predicted",
+                                 "matrix": matrix.tolist()}}
+
+
+def _quiet(function, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return function(*args)
+
+
+def _auc(compute):
+    """ROC AUC, or None where it is undefined (a single class in the true values)."""
+    try:
+        return float(_quiet(compute))
+    except ValueError:
+        return None
+
+
+NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "f1_macro": "macro F1",
+         "roc_auc": "ROC AUC", "log_loss": "log loss", "r2": "R²", "rmse": "RMSE", "mae": "MAE"}
+
+
+def score_lines(result, indent=""):
+    """The lines `evaluate` prints for `scores`' result."""
+    lines = []
+    for key, label in NAMES.items():
+        if key in result:
+            value = result[key]
+            shown = "n/a" if value is None else (f"{value:.4g}" if key in ("rmse", "mae", "log_loss")
+                                                 else f"{value:.3f}")
+            if value is not None and key + "_std" in result:       # (cross-validation: over the folds)
+                shown += f" (± {result[key + '_std']:.{'4g' if key in ('rmse', 'mae', 'log_loss') else '3f'}})"
+            lines.append(f"{indent}{label + ':':<19}{shown}")
+    for name, values in result.get("per_target", {}).items():
+        lines.append(f"{indent}{name}:")
+        lines += score_lines(values, indent + "  ")
+    confusion = result.get("confusion_matrix")
+    if confusion is not None:
+        labels = [str(label) for label in confusion["labels"]]
+        width = max(len(label) for label in labels + [str(v) for row in confusion["matrix"] for v in row])
+        lines.append(f"{indent}confusion matrix (rows: true, columns: predicted):")
+        lines.append(f"{indent}  {'':>{width}}  " + "  ".join(f"{label:>{width}}" for label in labels))
+        for label, row in zip(labels, confusion["matrix"]):
+            lines.append(f"{indent}  {label:>{width}}  " + "  ".join(f"{v:>{width}}" for v in row))
+    return lines
 
 
 def check_target(model, y, target):
@@ -147,12 +389,16 @@ def check_target(model, y, target):
     import pandas as pd
 
     values = _cli_io.some_values(y)
-    if not is_classifier(model):
+    if not model.classifier:
         if not pd.api.types.is_numeric_dtype(y):
             raise UsageError(f"target column {target!r} holds text ({values}), but the model predicts numbers "
                              "(regression): score it on a numeric column")
         return
-    classes = np.asarray(getattr(model, "classes_", [0, 1]))
+    if model.multilabel:
+        if not pd.api.types.is_numeric_dtype(y) or not _cli_io.is_binary(y):
+            raise UsageError(f"target column {target!r} holds {values}, not the 0/1 labels the model predicts")
+        return
+    classes = np.asarray(model.classes if model.classes is not None else [0, 1])
     text_classes = classes.dtype.kind in "OUS"
     if _cli_io.is_text(y) != text_classes:
         kinds = ("text", "numbers") if text_classes else ("numbers", "text")
@@ -174,13 +420,16 @@ def plot_loss(est, path):
     _cli_io.save_figure(fig, path)
 
 
-def summary(est, data, X, y, seconds, path, plot_path):
-    """The lines `train` prints."""
-    rows, features = X.shape
-    if hasattr(est, "classes_"):
+def summary(est, data, shape, targets, seconds, path, plot_path):
+    """The lines `train` prints. `shape`: (rows, feature columns) of the data trained on."""
+    rows, features = shape
+    if len(targets) > 1:
+        kind = "multilabel" if hasattr(est, "classes_") else "regression"
+        what = f"{len(targets)} {kind} targets ({listing(targets, 8)})"
+    elif hasattr(est, "classes_"):
         what = f"{len(est.classes_)} classes ({listing(est.classes_, 8)})"
     else:
-        what = f"regression target {y.name!r}"
+        what = f"regression target {targets[0]!r}"
     layers = "-".join(str(n) for n in est._mlp.layer_sizes)
     stopped = ""
     if est.n_iter_ < est.max_iter:
@@ -224,12 +473,29 @@ def describe(path):
              ("activations", f"{params.get('activation')} (hidden), {fitted.get('out_activation_')} (output)")]
     if record["classes"] is not None:
         lines.append(("classes", listing(record["classes"]["values"])))
-    if record["feature_names"] is not None:
+    prep = meta.get("preprocessing")
+    if isinstance(prep, dict) and isinstance(prep.get("columns"), list):
+        lines.append(("features", listing(prep["columns"])))
+    elif record["feature_names"] is not None:
         lines.append(("features", listing(record["feature_names"])))
-    if isinstance(meta.get("target"), str):
-        lines.append(("target", meta["target"]))
+    targets = meta.get("targets", meta.get("target"))
+    if isinstance(targets, str) or (isinstance(targets, list) and len(targets) == 1):
+        lines.append(("target", targets if isinstance(targets, str) else targets[0]))
+    elif isinstance(targets, list):
+        lines.append(("targets", listing(targets)))
     loss = fitted.get("loss_")
     lines += [("dtype", mlp.dtype.name), ("solver", params.get("solver")),
               ("epochs trained", fitted.get("n_iter_")),
               ("final loss", "n/a" if loss is None else f"{loss:.4g}")]
+    if isinstance(prep, dict):
+        _cli_io.require("sklearn", "cli")
+        from ._preprocess import Preprocessing
+
+        try:
+            columns = Preprocessing(prep).describe()
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise UsageError(f"{path} is not a fastmlp model file: its preprocessing record is damaged "
+                             f"({' '.join(str(exc).split())})") from None
+        lines.append(("columns", ""))
+        lines += [(f"  {name}", what) for name, what in columns]
     return lines
