@@ -137,6 +137,48 @@ def test_no_switch_while_a_fit_trains(library):
     assert fastmlp.get_blas() == library
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+def test_no_switch_during_a_large_fit(library, optimizer):
+    """A fit whose products are large (512x256 on 256-row batches: the BLAS keeps its own
+    threads, so the run sets no thread count) is counted all the same: set_blas from another
+    thread while it trains raises, names the running fit, and leaves the library as it was;
+    the fit ends with the result of a fit that nobody disturbed. (Before, set_blas switched
+    the library under a large OpenBLAS fit.) L-BFGS's calls are counted too."""
+    import threading
+
+    sizes, other = [512, 256, 1], "mkl" if library == "scipy" else "scipy"
+    X, Y = make_data(2048, sizes, seed=8)
+    options = dict(epochs=3, optimizer=optimizer, batch_size=None if optimizer == "lbfgs" else 256, lr=0.01)
+    running, tried, seen = threading.Event(), threading.Event(), []
+
+    def callback(epoch, logs):
+        if epoch == 0:                   # the fit is inside its loop (between two epochs)
+            seen.append(_blas._fits)
+            running.set()
+            assert tried.wait(timeout=120), "the main thread never tried set_blas"
+
+    result = {}
+    disturbed = threading.Thread(target=lambda: result.setdefault("fit", fastmlp.MLP(sizes, seed=3).fit(
+        X, Y[:, 0], callback=callback, **options)))
+    disturbed.start()
+    try:
+        assert running.wait(timeout=120), "the fit never reached its first epoch's end"
+        if other == "mkl" and not HAVE_MKL:
+            other = "auto"
+        with pytest.raises(RuntimeError, match=r"set_blas\(.*\): 1 fit\(s\) of the compiled backend are training now"):
+            fastmlp.set_blas(other)
+        assert fastmlp.get_blas() == library
+    finally:
+        tried.set()
+        disturbed.join(timeout=300)
+    assert not disturbed.is_alive() and "fit" in result
+    assert seen == [1] and _blas._fits == 0
+    alone = fastmlp.MLP(sizes, seed=3).fit(X, Y[:, 0], **options)
+    np.testing.assert_array_equal(result["fit"].params_, alone.params_)
+    assert fastmlp.set_blas(library) == library          # free to switch again once it ended
+
+
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("value, expected", [("scipy", "scipy"), ("", "mkl" if HAVE_MKL else "scipy"),
                                              ("auto", "mkl" if HAVE_MKL else "scipy"),
                                              pytest.param("mkl", "mkl", marks=needs_mkl)])
@@ -148,6 +190,7 @@ def test_the_environment_variable_chooses_at_import(value, expected):
     assert out.stdout.split() == [expected]
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_a_bad_environment_variable_is_named():
     env = dict(os.environ, FASTMLP_BLAS="openblas")
     code = "import fastmlp; fastmlp.MLP([2, 2, 1], backend='cython')"
@@ -195,6 +238,7 @@ def test_mkl_fits_do_not_depend_on_alignment(dtype):
     assert "MKL_CBWR=" in _blas.describe()
 
 
+@pytest.mark.slow     # (a subprocess)
 @needs_mkl
 def test_mkl_keeps_32_bit_integers_under_an_ilp64_environment():
     # fastmlp passes 32-bit integers to ?gemm: it sets MKL's LP64 interface, which wins

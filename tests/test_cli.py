@@ -52,6 +52,7 @@ def ok(result):
 # ================================================================== xor
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_xor_command(backend):
     result = run("xor", "--backend", backend)
@@ -65,12 +66,14 @@ def test_xor_command(backend):
     assert "training time:" in out
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_xor_command_default_backend_honours_env():
     result = run("xor", "--epochs", "10", env={"FASTMLP_BACKEND": "numpy"})
     assert result.returncode == 0, result.stderr
     assert "backend: numpy" in result.stdout
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_xor_command_bad_arguments():
     assert run("xor", "--epochs", "-3").returncode == 2
     assert "epochs" in run("xor", "--epochs", "-3").stderr
@@ -78,6 +81,7 @@ def test_xor_command_bad_arguments():
     assert run().returncode == 2
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_xor_plot_and_version(tmp_path):
     pytest.importorskip("matplotlib")
     image = tmp_path / "xor.png"
@@ -148,6 +152,7 @@ def trained(files):
     return dict(zip(runs, zip(run_all(*runs.values()), (d / "pets_cython", d / "pets_numpy", d / "houses.npz"))))
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_classification_with_text_labels_end_to_end(files, trained, backend, tmp_path, capsys):
     from fastmlp._estimator_io import load_estimator
@@ -197,6 +202,7 @@ def with_preprocessing(path, frame):
     return model.predict(X), model.predict_proba(X) if model.classifier else None
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_regression_end_to_end(files, trained, capsys):
     from fastmlp._estimator_io import load_estimator
 
@@ -236,6 +242,7 @@ def test_auto_task_reads_integer_targets_with_few_values_as_classes():
     assert infer_task(pd.Series([0.0, 1.0, 0.5, 0.0])) == "regression"    # other floats are values
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_info_and_predict_read_a_plain_mlp_file(files, tmp_path):
     data = tmp_path / "three.csv"
     data.write_text("a,b,c\n0.1,0.2,0.3\n1,2,3\n")
@@ -325,6 +332,7 @@ def bad_runs(names):
     return dict(zip(BAD_INPUT, run_all(*arg_lists)))
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("case", BAD_INPUT)
 def test_bad_input_exits_2_with_one_line_naming_the_problem(bad_runs, names, case):
     result = bad_runs[case]
@@ -455,6 +463,7 @@ def _start(*args):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_ctrl_c_during_training_exits_130_and_keeps_the_previous_model(slow_data):
     """The estimator stops early on KeyboardInterrupt and keeps its epochs (as scikit-learn's
     do); train must still report the interruption, exit 130 and save nothing."""
@@ -462,7 +471,9 @@ def test_ctrl_c_during_training_exits_130_and_keeps_the_previous_model(slow_data
     proc = _start("train", data, "--target", "y", "-o", model, "--hidden", 512, 512, "--epochs", 500,
                   "--progress")
     seen = b""
-    while b"fastmlp MLPRegressor:" not in seen:      # the progress bar: the fit has begun
+    # the bar past its first epoch: training is under way (the bar alone shows before the
+    # data checks, where a Ctrl-C is no interrupted training)
+    while not re.search(rb"fastmlp MLPRegressor:[^\r\n]*\| *[1-9]\d*/500", seen):
         chunk = os.read(proc.stderr.fileno(), 4096)
         assert chunk, (seen, proc.wait(timeout=120))
         seen += chunk
@@ -478,6 +489,7 @@ def test_ctrl_c_during_training_exits_130_and_keeps_the_previous_model(slow_data
     _no_temporary_files(model.parent)
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
 def test_ctrl_c_anywhere_in_train_prints_one_line(slow_data, tmp_path):
     """Without a bar: the data comes through a named pipe, so the signal is sent once train

@@ -387,6 +387,7 @@ def test_bad_predict_input_is_one_line_and_exit_2(messy, tmp_path, capsys):
 # ================================================================== a quick start
 
 
+@pytest.mark.slow     # (subprocesses)
 def test_the_command_line_parser_imports_nothing_heavy():
     code = ("import sys, fastmlp.__main__ as m; m.parser().format_help(); "
             "print(sorted({name.split('.')[0] for name in sys.modules} & {'numpy', 'scipy', 'pandas', 'sklearn'}),"

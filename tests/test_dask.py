@@ -56,6 +56,7 @@ def calls_in(key):
 
 
 # max_iter=20 stops short of convergence on purpose; scikit-learn hands these filters to the workers
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_grid_search_on_a_dask_cluster_matches_the_local_search(client, backend):
     X, y = load_breast_cancer(return_X_y=True)

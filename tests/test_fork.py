@@ -132,6 +132,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend, dtype, threads, how, env", CASES,
                          ids=["-".join([c[0], c[1], c[2], c[3], "scipy" if c[4] else "default"]) for c in CASES])
 def test_fork_during_a_fit_returns_and_the_fit_is_unchanged(backend, dtype, threads, how, env):
@@ -169,6 +170,7 @@ print(json.dumps({"held": held, "still": still, "epochs": len(net.history_["loss
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_a_fork_holds_running_fits_at_a_boundary_until_it_is_done(backend, dtype):
     """The fork's first step returns with no other thread computing, holds the fit there
@@ -207,6 +209,7 @@ print(json.dumps({"children": children, "same": bool(np.array_equal(result["out"
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend, env", [("cython", {"FASTMLP_BLAS": "scipy"}), ("numpy", {})])
 def test_fork_during_a_predict_returns_and_the_predict_is_unchanged(backend, env):
     if backend not in fastmlp.available_backends():
@@ -254,6 +257,7 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_a_fit_whose_callback_forks(backend, tmp_path):
     """The child goes on with the fit (its BLAS count still the fit's), ends it, and gets the
@@ -279,7 +283,7 @@ CHILD_THREADS = r"""
 from threadpoolctl import threadpool_info
 import scipy
 import scipy.linalg  # loads SciPy's OpenBLAS (import fastmlp no longer does)
-import fastmlp._threads
+import fastmlp._blas
 
 def count():     # SciPy's OpenBLAS, the one the compiled backend calls
     return [i["num_threads"] for i in threadpool_info()
@@ -304,7 +308,7 @@ read, write = os.pipe()
 pid = os.fork()
 if pid == 0:
     os.close(read)
-    state = {"child": count(), "active": fastmlp._threads._active, "busy": fastmlp._threads._busy}
+    state = {"child": count(), "active": fastmlp._blas._fits, "busy": fastmlp._blas._busy}
     small_fit()
     fastmlp.MLP([64, 64, 1], seed=0).fit(X[:2000], y[:2000], epochs=2, batch_size=200)
     state["after_fits"] = count()
@@ -319,6 +323,7 @@ print(json.dumps({"before": before, "during": during, "after": count(), "exit": 
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_a_forked_child_gets_the_blas_thread_count_back():
     if "cython" not in fastmlp.available_backends():
         pytest.skip("cython backend not built")
@@ -352,6 +357,7 @@ PREDICT_ROWS = 400_000        # ~1.7 TFlop: many seconds; Ctrl-C comes half a se
 SIGNAL_WAIT = 30.0            # s for the child to answer Ctrl-C: only an ignored one takes this long
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_ctrl_c_stops_a_long_predict_proba_between_blocks(backend, dtype):
     if backend not in fastmlp.available_backends():

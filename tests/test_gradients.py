@@ -1,22 +1,13 @@
-"""Gradients against central finite differences (4th-order stencil), in both backends."""
+"""Gradients of whole networks against central finite differences (4th-order stencil), in
+both backends, over random shapes; float32 against float64. (The kernels' and each
+option's network's: test_options.py.)"""
 
 import numpy as np
-import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fastmlp
 from _support import backend_module, fd_gradient, make_data
-
-
-@pytest.mark.parametrize("sizes", [[2, 4, 1], [3, 5, 4, 2], [6, 1], [4, 8, 8, 8, 3]])
-def test_network_gradient_matches_finite_differences(backend, sizes):
-    X, Y = make_data(11, sizes, seed=len(sizes))
-    net = fastmlp.MLP(sizes, negative_slope=0.1, seed=3, backend=backend)
-    dcoefs, dintercepts = net.gradients(X, Y)
-    analytic = np.concatenate([a.ravel() for pair in zip(dcoefs, dintercepts) for a in pair])
-    numeric = fd_gradient(lambda: net.loss(X, Y), net.params_)
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
 
 
 @given(
@@ -45,29 +36,6 @@ def test_gradient_finite_differences_hypothesis(hidden, n_in, n_out, n, seed):
         backend_module(backend).loss_gradient(net._net, net.params_, X, Y, grad=grad)
         numeric = fd_gradient(lambda: net.loss(X, Y), net.params_)
         np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
-
-
-def test_bce_kernel_gradient_finite_differences(backend):
-    mod = backend_module(backend)
-    rng = np.random.default_rng(0)
-    Z = rng.standard_normal((5, 3)) * 4
-    Y = (rng.random((5, 3)) < 0.5).astype(float)
-    G = np.empty_like(Z)
-    mod.sigmoid_bce(Z, Y, G)
-    numeric = fd_gradient(lambda: mod.sigmoid_bce(Z, Y, np.empty_like(Z)), Z)
-    np.testing.assert_allclose(G, numeric, rtol=1e-7, atol=1e-10)
-
-
-def test_leaky_relu_gradient_finite_differences(backend):
-    mod = backend_module(backend)
-    rng = np.random.default_rng(1)
-    Z = rng.standard_normal((4, 6))
-    Z[np.abs(Z) < 1e-3] = 0.5  # away from the kink
-    weights = rng.standard_normal(Z.shape)
-    dZ = np.empty_like(Z)
-    mod.leaky_relu_backward(Z, weights, dZ, 0.2)
-    numeric = fd_gradient(lambda: float(np.sum(weights * mod.leaky_relu(Z, np.empty_like(Z), 0.2))), Z)
-    np.testing.assert_allclose(dZ, numeric, rtol=1e-8, atol=1e-10)
 
 
 def test_float32_gradients_close_to_float64(backend):

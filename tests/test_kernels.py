@@ -11,7 +11,6 @@ from scipy.special import expit
 from _support import DTYPES, assert_close, backend_module
 
 dims = st.integers(1, 40)
-slopes = st.floats(0.0, 1.0, allow_nan=False)
 
 
 def both():
@@ -106,22 +105,6 @@ def test_matrix_vector_products_below_the_blas_threshold(dtype, n_in):
 # ---------------------------------------------------------------- activations and loss
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@given(data=st.data(), slope=slopes)
-@settings(max_examples=60, deadline=None)
-def test_leaky_relu(dtype, data, slope):
-    Z = data.draw(matrix(dtype))
-    dA = data.draw(values(Z.shape, dtype))
-    expected = np.where(Z >= 0, Z, dtype(slope) * Z)
-    expected_grad = dA * np.where(Z >= 0, 1, dtype(slope))
-    for mod in both():
-        A, dZ = np.empty_like(Z), np.empty_like(Z)
-        assert mod.leaky_relu(Z, A, slope) is A
-        assert mod.leaky_relu_backward(Z, dA, dZ, slope) is dZ
-        assert_close(A, expected, dtype)
-        assert_close(dZ, expected_grad, dtype)
-
-
 def test_leaky_relu_gradient_is_one_at_zero(backend):
     """The seed's derivative: 1 where z >= 0, so exactly 1 at z == 0."""
     mod = backend_module(backend)
@@ -145,28 +128,6 @@ def test_sigmoid(dtype, data):
     for A in outs:
         assert np.all((A >= 0) & (A <= 1))
         assert_close(A, expit(Z.astype(np.float64)), dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@given(data=st.data())
-@settings(max_examples=60, deadline=None)
-def test_sigmoid_bce(dtype, data):
-    Z = data.draw(matrix(dtype, bound=1e3))
-    Y = data.draw(hnp.arrays(dtype, Z.shape, elements=st.sampled_from([0.0, 1.0])))
-    z, y = Z.astype(np.float64), Y.astype(np.float64)
-    # the textbook definition, evaluated where it is safe: log(sigmoid) = -logaddexp(0, -z)
-    expected_loss = np.mean(y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z))
-    expected_grad = (expit(z) - y) / Z.size
-    results = []
-    for mod in both():
-        G = np.empty_like(Z)
-        loss = mod.sigmoid_bce(Z, Y, G)
-        assert np.isfinite(loss) and np.isfinite(G).all()
-        assert_close(loss, expected_loss, dtype, scale=10)
-        assert_close(G, expected_grad, dtype, scale=10)
-        results.append((loss, G))
-    assert_close(results[0][0], results[1][0], dtype)
-    assert_close(results[0][1], results[1][1], dtype)
 
 
 def test_sigmoid_bce_extreme_logits(backend):

@@ -209,6 +209,7 @@ def _dead_pid():
     return child.pid
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.skipif(os.name != "posix", reason="process liveness by signal 0 is POSIX")
 def test_a_save_removes_temporaries_of_killed_saves_but_not_of_live_ones(tmp_path):
     """A save killed by SIGKILL leaves its full-size temporary file; the next save to the
@@ -450,6 +451,7 @@ def test_unpickling_without_the_compiled_backend_falls_back_to_numpy_with_a_warn
     assert_close(back.params_, net.params_, np.float64, scale=10)
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_a_model_trains_in_another_process_exactly_as_here(backend):
     """Pickles cross process boundaries (multiprocessing, joblib): a warm-started fit run in
     a spawned process returns the model this process's fit gives."""

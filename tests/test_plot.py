@@ -174,6 +174,7 @@ def test_decision_boundary_refuses_what_it_cannot_draw():
 # ================================================================== matplotlib is optional
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_import_fastmlp_and_fastmlp_plot_do_not_import_matplotlib():
     code = ("import sys, fastmlp, fastmlp.plot; assert fastmlp.plot.loss_curve; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")

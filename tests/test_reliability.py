@@ -58,7 +58,7 @@ def test_restart_equals_a_single_fit_of_its_own_stream(backend):
                             patience=10, tol=1e-4, n_restarts=3)
     together = _training.make_runs(job, None, 2, runs._initial_params, runs.params_)
     alone = _training.make_runs(job, None, 2, runs._initial_params, runs.params_)
-    _training.train_runs(runs._impl, runs._net, together, job, lambda run: run)
+    _training.run_fit(runs._impl, runs._net, together, job, lambda run: run)
     for i, run in enumerate(alone):
         _training.train_run(runs._impl, runs._net, run, job)
         np.testing.assert_array_equal(run.params, together[i].params)
@@ -272,6 +272,7 @@ except Timeout:
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_a_signal_handlers_exception_stops_restarts(backend):
     """A SIGALRM handler that raises ends a fit with restarts at once, not after every epoch
     of every restart (in a subprocess: pytest itself is never signalled)."""

@@ -461,6 +461,7 @@ def test_fit_trains_on_the_arrays_it_checked_whatever_the_caller_does_to_its_own
 FUZZ_SEED, FUZZ_CALLS, FUZZ_SECONDS = 20260128, 20000, 15.0
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_fuzz_every_core_function_in_a_child_process(tmp_path):
     backend_module("cython")  # (skips on a pure-Python install)
     log = tmp_path / "calls.log"

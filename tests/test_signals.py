@@ -129,12 +129,14 @@ def _assert_stopped_mid_epoch(caught, report, latency, exception, whole_steps=Tr
         assert report["replayed"], f"the params are not those after {steps} whole steps"
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_ctrl_c_stops_a_compiled_epoch_within_a_few_batches(dtype):
     caught, report, latency = _run_child(dtype=dtype, send=signal.SIGINT)
     _assert_stopped_mid_epoch(caught, report, latency, "KeyboardInterrupt")
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_ctrl_c_stops_a_numpy_epoch_within_a_batch():
     """Python raises KeyboardInterrupt at the next bytecode, which may fall between two
     layers' updates of a step: the NumPy backend's params are finite but not always whole
@@ -143,11 +145,13 @@ def test_ctrl_c_stops_a_numpy_epoch_within_a_batch():
     _assert_stopped_mid_epoch(caught, report, latency, "KeyboardInterrupt", whole_steps=False)
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_a_sigterm_handler_raising_systemexit_stops_the_epoch():
     caught, report, latency = _run_child(dtype="float32", send=signal.SIGTERM)
     _assert_stopped_mid_epoch(caught, report, latency, "SystemExit")
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_ctrl_c_stops_restarts_running_in_threads():
     """The main thread waits for two restarts training in worker threads (where no signal
     is delivered); Ctrl-C there sets their `stop`, and each ends within a few batches."""
@@ -157,6 +161,7 @@ def test_ctrl_c_stops_restarts_running_in_threads():
     assert report["finite"], report
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_interrupt_main_stops_restarts_running_in_threads():
     """_thread.interrupt_main() from a timer thread (no real signal, so a main thread blocked
     on a lock does not wake for it) during fit(n_restarts=2)."""

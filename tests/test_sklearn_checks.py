@@ -17,6 +17,7 @@ from _support import BACKENDS  # noqa: E402
 EXPECTED_FAILED = {}   # {check name: reason}
 
 
+@pytest.mark.slow
 @parametrize_with_checks(
     [Est(backend=backend) for backend in BACKENDS for Est in (MLPClassifier, MLPRegressor)],
     expected_failed_checks=lambda est: EXPECTED_FAILED,

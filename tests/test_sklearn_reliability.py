@@ -161,6 +161,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
 def test_ctrl_c_stops_every_restart(solver, backend):
     """SIGINT to a child fitting 8 restarts of a fit of hours: KeyboardInterrupt, the
@@ -215,6 +216,7 @@ print(*peaks)
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 def test_restarts_hold_what_runs_at_once_not_every_restart(backend):
     """Peak memory (tracemalloc, numpy's arrays included) of 32 restarts with early stopping
     against 2: the restarts running at once (one per core) and the best so far, not every

@@ -30,6 +30,7 @@ DESELECTED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sklearn_mlp_tests_pass_against_fastmlp(backend, tmp_path):
     if not UPSTREAM.is_file():

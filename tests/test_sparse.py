@@ -96,6 +96,7 @@ def test_sparse_training_matches_dense_for_any_shape(n, d, density, seed, batch,
         assert_close(params[0], params[1], np.float64)
 
 
+@pytest.mark.slow     # (tracemalloc over a fit of 3000 x 20000 rows: seconds)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sparse_input_is_never_made_dense(backend):
     """A 3000 x 20000 X at 0.05% density: dense it would take 480 MB; training and predicting
@@ -221,6 +222,7 @@ else:
 """
 
 
+@pytest.mark.slow     # (a subprocess)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "lbfgs"])

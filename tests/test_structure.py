@@ -1,7 +1,8 @@
 """The package's shape, checked from its sources: both backends implement exactly what
 ``fastmlp._registry`` lists; the private steps they mirror (``_forward``, ``_epoch``, ...)
-take the same arguments in the same order (``_core``'s C extents aside); and no class is
-over 250 lines, no function over 80.
+take the same arguments in the same order (``_core``'s C extents aside); no class is
+over 250 lines, no function over 80; imports point down the layers of DESIGN.md only (the
+backends import nothing above ``_spec``); and no module assigns into another at import.
 
 The compiled module's cdef functions are invisible from Python, so ``_core.pyx`` is read
 as text by a small tokenizer (below). Each checker is also run on a made-up bad source, so
@@ -476,3 +477,230 @@ def test_cython_size_check_flags_an_81_line_function():
     method = _function("    def method(self, n):", 80, indent="    ")
     assert oversized_cython("cdef class _C:\n    cdef int n\n" + method + tail, "f.pyx") == [
         "f.pyx:3 method (81 lines > 80)"]
+
+
+# =====================================================================================
+# 5. layering: arrows point down only, nothing writes into another module at import
+# =====================================================================================
+
+# The package's layers, top to bottom (DESIGN.md: user-facing layers -> model -> training
+# -> backends -> spec and validation -> registry). A module may import modules of its own
+# layer and of the layers below it, never one above; a new module must be placed here.
+LAYERS = (
+    ("package", {"__init__", "__main__"}),
+    ("user-facing", {"_cli", "_cli_io", "_cli_models", "_preprocess", "_estimator_io", "_onnx", "_onnx_pipeline",
+                     "_onnx_model_file", "plot"}),
+    ("estimators", {"_sklearn", "_sklearn_train"}),
+    ("model", {"_model", "_persistence", "_progress", "_initializers"}),
+    ("training", {"_training"}),
+    ("backend choice and BLAS", {"_backend", "_blas"}),
+    ("backends", {"_core", "_reference"}),
+    ("spec and validation", {"_spec", "_validation"}),
+    ("registry and leaves", {"_registry", "_errors", "_fork", "_typing"}),
+)
+LAYER_OF = {module: depth for depth, (_, modules) in enumerate(LAYERS) for module in modules}
+BACKENDS = ("_core", "_reference")
+# what a backend may import: nothing above _spec (and not the other backend)
+BACKEND_IMPORTS = LAYERS[-2][1] | LAYERS[-1][1]
+# names taken from the package itself below its top (the version string, read lazily)
+ROOT_NAMES = {"__version__"}
+
+
+def _package_module(name):
+    """The package module a relative or absolute import names ('_spec' for '._spec',
+    'fastmlp._spec.x'), '__init__' for the package itself, None outside the package."""
+    parts = name.split(".")
+    if parts[0] == "fastmlp":
+        parts = parts[1:]
+    elif parts[0] != "":
+        return None
+    parts = [p for p in parts if p]
+    return parts[0] if parts else "__init__"
+
+
+def python_imports(source):
+    """{(line, imported package module)} of Python `source` (at any depth: function-level
+    imports count as well); ``from . import x`` names module x where x is one, else the
+    package (``__init__``), recorded as ('__init__', name) for the package's own names."""
+    found = set()
+    modules = {p.stem for p in PACKAGE_DIR.glob("*.py")} | {p.name.split(".")[0] for p in PACKAGE_DIR.glob("*.pyx")}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {(node.lineno, m) for m in map(_package_module, (a.name for a in node.names)) if m}
+        elif isinstance(node, ast.ImportFrom):
+            module = _package_module("." * node.level + (node.module or ""))
+            if module == "__init__":
+                for alias in node.names:
+                    found.add((node.lineno, alias.name if alias.name in modules or alias.name in LAYER_OF
+                               else ("__init__", alias.name)))
+            elif module:
+                found.add((node.lineno, module))
+    return found
+
+
+def cython_imports(source):
+    """The same for Cython `source` (its Python-level ``import``/``from ... import``)."""
+    found = set()
+    for first, _, _, tokens in logical_lines(source):
+        texts = [text for _, text in tokens]
+        if texts[:1] == ["from"] and "import" in texts:
+            at = texts.index("import")
+            module = _package_module("".join(texts[1:at]))
+            if module == "__init__":      # from . import a as b, c: a and c
+                found |= {(first, [t for k, t in part if k == "name"][0])
+                          for part in _split([t for t in tokens[at + 1:] if t[1] not in "()"], ",") if part}
+            elif module:
+                found.add((first, module))
+        elif texts[:1] == ["import"]:
+            for part in _split(tokens[1:], ","):
+                module = _package_module("".join(text for _, text in part).split("as")[0])
+                if module:
+                    found.add((first, module))
+    return found
+
+
+def _module_sources():
+    """{module name: [(file name, source, "py" or "pyx")]}: every module of the package; the
+    compiled one with its include files."""
+    sources = {p.stem: [(p.name, p.read_text(encoding="utf-8"), "py")] for p in sorted(PACKAGE_DIR.glob("*.py"))}
+    if PYX.is_file():
+        sources["_core"] = [(p.name, p.read_text(encoding="utf-8"), "pyx")
+                            for p in [PYX, *sorted(PYX.parent.glob("*.pxi"))]]
+    return sources
+
+
+def layering_violations(sources):
+    """'file:line: a imports b (...)' for each import pointing up, from a backend to anything
+    above _spec, or naming a module placed in no layer."""
+    found = []
+    for module, files in sources.items():
+        for filename, source, kind in files:
+            imports = python_imports(source) if kind == "py" else cython_imports(source)
+            for line, target in sorted(imports, key=str):
+                where = f"{filename}:{line}: {module} imports {target}"
+                if isinstance(target, tuple):
+                    if target[1] not in ROOT_NAMES and LAYER_OF.get(module) != 0:
+                        found.append(f"{where} from the package's top (above every layer)")
+                elif module not in LAYER_OF or target not in LAYER_OF:
+                    found.append(f"{where}: place {module if module not in LAYER_OF else target} in LAYERS")
+                elif module in BACKENDS and target not in BACKEND_IMPORTS:
+                    found.append(f"{where}: a backend imports nothing above _spec")
+                elif LAYER_OF[target] < LAYER_OF[module]:
+                    found.append(f"{where}: {LAYERS[LAYER_OF[module]][0]} below {LAYERS[LAYER_OF[target]][0]}")
+    return found
+
+
+def test_imports_point_down_only():
+    sources = _module_sources()
+    assert {"_core", "_reference", "_training", "_model"} <= set(sources), sorted(sources)
+    violations = layering_violations(sources)
+    assert not violations, "imports against the layering (DESIGN.md):\n" + "\n".join(violations)
+
+
+def test_layering_check_flags_upward_and_backend_imports():
+    bad = {
+        "_reference": [("_reference.py", "from ._training import CHECKED\nfrom . import _spec\n", "py")],
+        "_core": [("_core.pyx", "cimport numpy as cnp\nfrom ._blas import x\nfrom . import (_fork as f,\n    _registry)\n"
+                             "from . import _spec as _blas\n", "pyx")],
+        "_validation": [("_validation.py", "def f():\n    from . import _blas\n", "py")],
+        "_training": [("_training.py", "import fastmlp._model\nfrom . import __version__, _spec\n", "py")],
+        "_new": [("_new.py", "from . import _spec\n", "py")],
+    }
+    violations = layering_violations(bad)
+    assert [v.split(": ", 1)[0] for v in violations] == [
+        "_reference.py:1", "_core.pyx:2", "_validation.py:2", "_training.py:1", "_new.py:1"], violations
+    assert "a backend imports nothing above _spec" in violations[0] and "place _new in LAYERS" in violations[-1]
+
+
+def _roots(target):
+    """The name an assignment target's attribute or item chain starts from (None: a plain name)."""
+    if not isinstance(target, (ast.Attribute, ast.Subscript)):
+        return []
+    while isinstance(target, (ast.Attribute, ast.Subscript)):
+        target = target.value
+    return [target.id] if isinstance(target, ast.Name) else []
+
+
+def _import_time_nodes(body):
+    """The statements of a module body that run at import: everything but function bodies
+    (class bodies run, and so do if/try/with/for blocks)."""
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            inner = getattr(node, field, None)
+            if isinstance(inner, list):
+                yield from _import_time_nodes(inner)
+
+
+def python_import_time_writes(source, filename):
+    """'file:line: ...' for each statement run at import that assigns an attribute or an
+    item of an imported name (a module, or an object of another module), or calls setattr."""
+    tree = ast.parse(source)
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imported |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    found = []
+    for node in _import_time_nodes(tree.body):
+        if isinstance(node, (ast.ClassDef, ast.If, ast.Try, ast.With, ast.For, ast.While, ast.ExceptHandler)):
+            continue        # (their bodies come on their own)
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = [t for target in node.targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])]
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        found += [f"{filename}:{node.lineno}: assigns into {root}"
+                  for t in targets for root in _roots(t) if root in imported]
+        found += [f"{filename}:{n.lineno}: setattr on {n.args[0].id}" for n in ast.walk(node)
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "setattr"
+                  and n.args and isinstance(n.args[0], ast.Name) and n.args[0].id in imported]
+    return sorted(set(found))
+
+
+def cython_import_time_writes(source, filename):
+    """The same for Cython `source`'s module-level statements (indent 0)."""
+    imported, found = set(), []
+    statements = logical_lines(source)
+    for _, _, _, tokens in statements:
+        texts = [text for _, text in tokens]
+        if "import" in texts or "cimport" in texts:
+            at = texts.index("import") if "import" in texts else texts.index("cimport")
+            names = [part for part in _split(tokens[at + 1:], ",") if part]
+            imported |= {[t for k, t in part if k == "name"][-1] for part in names}
+    for first, _, indent, tokens in statements:
+        texts = [text for _, text in tokens]
+        if indent or not texts or texts[0] in ("def", "cdef", "cpdef", "class", "ctypedef", "from", "import"):
+            continue
+        for i, text in enumerate(texts):
+            if text == "=" and texts[i - 1] not in "=<>!+-*/%&|^" and (i + 1 == len(texts) or texts[i + 1] != "="):
+                for part in _split(tokens[:i], ","):
+                    if len(part) > 2 and part[0][1] in imported and part[1][1] in (".", "["):
+                        found.append(f"{filename}:{first}: assigns into {part[0][1]}")
+                break
+        if texts[:2] == ["setattr", "("] and len(texts) > 2 and texts[2] in imported:
+            found.append(f"{filename}:{first}: setattr on {texts[2]}")
+    return found
+
+
+def test_no_module_writes_into_another_at_import():
+    found = []
+    for module, files in _module_sources().items():
+        for filename, source, kind in files:
+            check = python_import_time_writes if kind == "py" else cython_import_time_writes
+            found += check(source, filename)
+    assert not found, "import-time writes into other modules (DESIGN.md):\n" + "\n".join(found)
+
+
+def test_import_time_write_checks_flag_assignments_into_imported_names():
+    py = ("import os\nfrom . import _validation as v\nfrom ._spec import Optimizer\nlocal = 1\n"
+          "v.small_scan = None\nif True:\n    os.environ['X'] = '1'\nclass C:\n    Optimizer.lr = 2\n"
+          "def later():\n    v.dense_xy = None\nsetattr(v, 'a', 1)\nlocal += 1\nx, v.b = 1, 2\n")
+    assert python_import_time_writes(py, "m.py") == [
+        "m.py:12: setattr on v", "m.py:14: assigns into v", "m.py:5: assigns into v", "m.py:7: assigns into os",
+        "m.py:9: assigns into Optimizer"]
+    pyx = ("cimport numpy as cnp\nfrom . import _blas as _blas_choice\nfrom . import _validation as _vm\n"
+           "cdef int n = 1\nX = 2\ncnp.import_array()\n_blas_choice.choose(_use_gemm)\n"
+           "_vm.small_scan, _vm.dense_xy = a, b\nif X == 2:\n    pass\ndef f():\n    _vm.x = 1\n")
+    assert cython_import_time_writes(pyx, "m.pyx") == ["m.pyx:8: assigns into _vm", "m.pyx:8: assigns into _vm"]

@@ -4,9 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from _support import backend_module
 
 
+@pytest.mark.slow
 def test_stub_matches_compiled_module():
     backend_module("cython")  # (skips on a pure-Python install)
     allowlist = Path(__file__).with_name("stubtest_allowlist.txt")

@@ -1,6 +1,6 @@
 """The compiled backend's BLAS runs on one thread while a fit with small batch products
 trains, or one whose large batches the compiled loop shares among threads of its own
-(fastmlp._threads), and the previous thread count comes back when the last such fit ends,
+(fastmlp._blas), and the previous thread count comes back when the last such fit ends,
 whatever happened: fits in several threads, a callback that raises, products too small for
 BLAS, sparse input."""
 
@@ -12,7 +12,7 @@ import pytest
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import fastmlp
-from fastmlp import _blas, _threads
+from fastmlp import _blas
 
 from _support import backend_module
 
@@ -45,7 +45,7 @@ def threadpool_info_of(directory):
 @pytest.fixture
 def two_threads():
     core = backend_module("cython")
-    if _blas.mkl_threads() is None and not _threads.libraries(core.BLAS_LIBRARY_DIR):
+    if _blas.mkl_threads() is None and not _blas.libraries(core.BLAS_LIBRARY_DIR):
         pytest.skip("the compiled backend's BLAS is not an OpenBLAS with its own threads here")
     with threadpool_limits(2, user_api="blas"):
         assert set(blas_threads()) == {2}
@@ -92,8 +92,8 @@ def test_a_failed_fit_restores_the_setting(two_threads):
 
 def test_overlapping_runs_restore_when_the_last_one_ends(two_threads):
     core = backend_module("cython")
-    first = _threads.blas_threads(core, [64, 100, 1], 200)
-    second = _threads.blas_threads(core, [64, 100, 1], 200)
+    first = _blas.blas_threads(core, [64, 100, 1], 200)
+    second = _blas.blas_threads(core, [64, 100, 1], 200)
     with first:
         second.__enter__()
     assert set(blas_threads()) == {1}      # `second` still runs
@@ -155,7 +155,7 @@ def fit_shared(sizes, n, batch_size, backend="cython"):
 @pytest.mark.parametrize("sizes, batch_size", [([1000, 1000, 1], 4), ([64, 100, 1], 200)])
 def test_shared_batches_run_on_a_one_thread_blas(two_threads, sizes, batch_size):
     core = backend_module("cython")
-    with _threads.blas_threads(core, sizes, batch_size, share=True) as blas:
+    with _blas.blas_threads(core, sizes, batch_size, share=True) as blas:
         assert blas.threads == min(2, core.MAX_THREADS, os.cpu_count())
         assert set(blas_threads()) == {1}
     assert set(blas_threads()) == {2}
@@ -166,7 +166,7 @@ def test_shared_batches_run_on_a_one_thread_blas(two_threads, sizes, batch_size)
 def test_large_products_keep_the_blas_threads_by_default(two_threads):
     # 4 x 1000 x 1000 = 4 M multiply-adds: BLAS may split it
     core = backend_module("cython")
-    with _threads.blas_threads(core, [1000, 1000, 1], 4) as blas:
+    with _blas.blas_threads(core, [1000, 1000, 1], 4) as blas:
         assert blas.threads == 1
         assert set(blas_threads()) == {2}
     assert fit_seeing_threads([1000, 1000, 1], 8, 4) == [[2] * len(blas_threads())] * 2
@@ -178,7 +178,7 @@ def test_large_products_keep_the_blas_threads_by_default(two_threads):
     ([1000, 1000, 1], 4, True, "numpy"),
 ])
 def test_when_batches_are_not_shared(two_threads, sizes, rows, dense, backend):
-    with _threads.blas_threads(backend_module(backend), sizes, rows, dense, share=True) as blas:
+    with _blas.blas_threads(backend_module(backend), sizes, rows, dense, share=True) as blas:
         assert blas.threads == 1
 
 
@@ -203,19 +203,19 @@ def test_a_bad_threads_option_is_refused():
 def test_a_limit_of_one_thread_keeps_fits_on_one(two_threads):
     core = backend_module("cython")
     with threadpool_limits(1, user_api="blas"):
-        with _threads.blas_threads(core, [1000, 1000, 1], 4, share=True) as blas:
+        with _blas.blas_threads(core, [1000, 1000, 1], 4, share=True) as blas:
             assert blas.threads == 1
         assert set(blas_threads()) == {1}
 
 
 def test_runs_at_once_share_the_threads(two_threads):
     core = backend_module("cython")
-    first = _threads.blas_threads(core, [1000, 1000, 1], 4, share=True)
-    second = _threads.blas_threads(core, [1000, 1000, 1], 4, share=True)
+    first = _blas.blas_threads(core, [1000, 1000, 1], 4, share=True)
+    second = _blas.blas_threads(core, [1000, 1000, 1], 4, share=True)
     with first:
         with second:
             assert (first.threads, second.threads) == (min(2, os.cpu_count()), 1)
-    with _threads.blas_threads(core, [1000, 1000, 1], 4, share=True) as again:
+    with _blas.blas_threads(core, [1000, 1000, 1], 4, share=True) as again:
         assert again.threads == first.threads
     assert set(blas_threads()) == {2}
 
@@ -254,8 +254,8 @@ def test_changes_nothing_agrees_with_blas_threads(backend, sizes, rows):
     shared batches) must neither touch a library nor set MKL's threads. (It may say no where
     nothing would be set after all: large products on OpenBLAS; those take the general path.)"""
     impl = backend_module(backend)
-    run = _threads.blas_threads(impl, sizes, rows)
+    run = _blas.blas_threads(impl, sizes, rows)
     sets_something = run.mkl is not None or bool(run.libraries) or run.one
-    if _threads.changes_nothing(impl, sizes, rows):
+    if _blas.changes_nothing(impl, sizes, rows):
         assert not sets_something
-    assert _threads.changes_nothing(impl, sizes, rows) == (backend == "numpy" or sizes[0] <= 3)
+    assert _blas.changes_nothing(impl, sizes, rows) == (backend == "numpy" or sizes[0] <= 3)

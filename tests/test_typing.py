@@ -67,6 +67,7 @@ def test_the_public_names_are_all_and_dir():
         assert getattr(fastmlp, name) is not None
 
 
+@pytest.mark.slow
 def test_the_version_is_written_in_one_place():
     """pyproject.toml reads the version from fastmlp.__version__ (and writes none itself)."""
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
@@ -98,6 +99,7 @@ def mypy(tmp_path, script):
     return result.returncode, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_misspelt_option_is_a_type_error(tmp_path):
     script = tmp_path / "typo.py"
     script.write_text("import fastmlp\n"
@@ -113,6 +115,7 @@ def test_a_misspelt_option_is_a_type_error(tmp_path):
     assert "'adma'" in errors[0] and "'openblas'" in errors[1] and "'sigmod'" in errors[2], output
 
 
+@pytest.mark.slow
 def test_user_script_passes_mypy_strict(tmp_path):
     for module in ("sklearn", "onnx", "matplotlib"):
         pytest.importorskip(module)
@@ -128,6 +131,7 @@ def test_user_script_passes_mypy_strict(tmp_path):
         assert found.rsplit(".", 1)[-1] == expected, f"line {number}: mypy sees {found}, not {expected}"
 
 
+@pytest.mark.slow
 def test_user_script_runs(tmp_path):
     source = SCRIPT.read_text().replace("reveal_type(", "print(")
     script = tmp_path / "user_script.py"

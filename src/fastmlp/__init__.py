@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._backend import available_backends
 from ._blas import get_blas, set_blas
 from ._errors import DivergenceError, ModelFileError
-from . import _fork, _threads    # (light: their os.fork() handlers, before any model module can be imported)
+from . import _fork    # (light: its os.fork() handlers, registered before any model module is imported)
 
 __version__ = "0.1.0"   # the one place the version is written (pyproject.toml reads it from here)
 __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFileError",
@@ -71,7 +71,7 @@ def _finish_imports() -> None:
                 pass
 
 
-if hasattr(os, "register_at_fork"):      # registered after _fork's and _threads': runs before theirs
+if hasattr(os, "register_at_fork"):      # registered after _fork's and _blas': runs before theirs
     os.register_at_fork(before=_finish_imports)
 
 

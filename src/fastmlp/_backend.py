@@ -4,11 +4,16 @@
 ``fastmlp._core`` and is an error when that module is not built; ``backend="auto"`` takes
 the ``FASTMLP_BACKEND`` environment variable when it is set, else the compiled backend
 when it imports, else NumPy with a warning (given once).
+
+The compiled backend is handed out configured: ``fastmlp._blas`` applies ``FASTMLP_BLAS``
+to it the first time (a bad value raises here, naming the variable).
 """
 
 import importlib
 import os
 import warnings
+
+from . import _blas
 
 BACKENDS = ("cython", "numpy")
 _MODULES = {"cython": "fastmlp._core", "numpy": "fastmlp._reference"}
@@ -19,7 +24,10 @@ HOW_TO_GET_COMPILED = ("For the compiled backend install a binary wheel (`pip in
 
 
 def _import(name):
-    return importlib.import_module(_MODULES[name])
+    module = importlib.import_module(_MODULES[name])
+    if name == "cython":
+        _blas.configure(module)
+    return module
 
 
 def available_backends() -> tuple[str, ...]:

@@ -1,4 +1,17 @@
-"""Which BLAS library the compiled backend's matrix products (``?gemm``) call.
+"""The compiled backend's BLAS: which library its matrix products (``?gemm``) call, and how
+many threads a training run uses (and its BLAS's thread count meanwhile). One module, one
+lock: every fit of the compiled backend is counted here while it trains (`blas_threads`,
+around its loop; `fit_running` around L-BFGS's calls), whether or not it changes a thread
+setting, and `set_blas` raises RuntimeError while any is counted, so that no fit sees the
+library change under it.
+
+Layering: this module sits above the backends. It imports the compiled backend itself when
+it needs it (`_compiled`) and tells it which ?gemm to call through ``_core._use_gemm``; the
+backends never import it. ``fastmlp._backend`` asks it to apply ``FASTMLP_BLAS`` (`configure`)
+when it first hands out the compiled backend.
+
+Library choice
+--------------
 
 - ``"scipy"``: SciPy's OpenBLAS, through ``scipy.linalg.cython_blas``; always there.
 - ``"mkl"``: Intel's oneMKL, from the ``mkl`` package on PyPI (``pip install fastmlp[mkl]``,
@@ -6,10 +19,11 @@
   figures are in docs/performance.md and bench/RESULTS.md).
 - ``"auto"`` (the default): MKL where that package is installed, else SciPy's.
 
-``FASTMLP_BLAS`` in the environment sets the choice at import; ``fastmlp.set_blas`` changes
-it later. Only the compiled backend's ``?gemm`` calls change, and the finite check of large
-inputs (`squares`): other ``?dot`` calls and the NumPy backend (NumPy's own BLAS) stay as
-they are. Results differ between the two
+``FASTMLP_BLAS`` in the environment sets the choice when the compiled backend is first
+used (``fastmlp._backend``, `get_blas`, `set_blas`); ``fastmlp.set_blas`` changes it later.
+Only the compiled backend's ``?gemm`` calls change, and the finite check of a model's large
+inputs (`squares`, which the model layer hands to ``_validation``): other ``?dot`` calls and
+the NumPy backend (NumPy's own BLAS) stay as they are. Results differ between the two
 libraries by rounding only; a fit is reproducible for a fixed seed with the same library.
 
 MKL is loaded once, by path, with its symbols kept local to it (``RTLD_LOCAL``), in its
@@ -18,9 +32,49 @@ unloaded: its ``sgemm_``/``dgemm_`` addresses are handed to ``_core._use_gemm``.
 for the LP64 interface (32-bit integers, which ``_core`` passes), which wins over
 ``MKL_INTERFACE_LAYER=ILP64`` in the environment; only where other code in the process
 already made that libmkl_rt use ILP64 is MKL not used.
+
+Thread policy
+-------------
+How many threads a training run uses, and its BLAS's thread count meanwhile.
+
+Small products (under `ONE_THREAD_BELOW` multiply-adds in a batch's largest): one thread.
+OpenBLAS splits a product over its threads from a few hundred thousand multiply-adds on;
+on a 200x64x100 batch product (digits) the second thread costs more than it saves: the
+threads hand over work every few microseconds, and once another process holds a core the
+second thread's share waits for it (bench/RESULTS.md, "Issue 9: estimators"). So while
+such a run trains, the BLAS runs on one thread.
+
+Larger products keep the BLAS's own threads. On request (``fit(threads="shared")``, dense
+input) the compiled loop instead shares each batch's rows among as many threads as the BLAS
+had (`_core.train`'s `threads`), each calling a one-thread BLAS for its share, so that the
+work between the products (bias, activations, their derivatives, the loss, the optimizer's
+step) is shared as well. On a quiet machine that was 1.2-1.5x slower than OpenBLAS's own
+threads on the medium job; with another process busy on one of the two cores it ranged
+from level to 2.6x faster between runs (bench/RESULTS.md, "Shared-batch threads").
+
+OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
+count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
+when tried here, OpenBLAS 0.3.30), so runs in several threads (restarts, a
+GridSearchCV on the threading backend) share the setting: the first run to begin saves the
+count and sets 1, the last one to end puts the saved count back, and a run shares its
+batches among the saved count's threads less those that runs already hold (at least one):
+a user's ``threadpool_limits(1)`` keeps runs on one thread, and two fits at once on two
+cores take two threads and one. The
+library's own ``openblas_set_num_threads`` is called directly: threadpoolctl's controller
+lets only the first thread that used it change the count, and a fit may run in any thread.
+Where the products run on Intel MKL, the same is done with MKL's
+``MKL_Get_Max_Threads``/``MKL_Set_Num_Threads``. Where the BLAS is neither, nothing is
+changed and runs use one thread.
+
+Only the compiled backend takes part: it declares where its BLAS library lives
+(`BLAS_LIBRARY_DIR`, SciPy's), the smallest product it sends to BLAS (`BLAS_MIN_PRODUCT`: a
+network whose products are all smaller, XOR's, changes nothing) and the most threads its
+loop takes (`MAX_THREADS`). threadpoolctl finds the library once (a few ms); each fit then
+costs two C calls.
 """
 
 import ctypes
+import operator
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -33,10 +87,12 @@ ENV = "FASTMLP_BLAS"
 _MKL_INTERFACE_LP64 = 0
 _MKL_CBWR_AUTO = 2
 
-_lock = threading.Lock()
+ONE_THREAD_BELOW = 4_000_000   # multiply-adds in the largest per-batch product
+
+_lock = threading.Lock()  # the one lock: the library choice, the fit count, the thread settings
 _current: "BlasName" = "scipy"      # the library the products call now
+_configured = False     # FASTMLP_BLAS applied (`configure`)
 _mkl = None             # the loaded MKL (a _MKL), or the reason it could not be (a str)
-_use_gemm = None        # _core._use_gemm, given by _core's import
 
 
 class _MKL:
@@ -127,31 +183,58 @@ def _load_mkl():
     return _mkl
 
 
+def _compiled():
+    """The compiled backend, imported (ImportError where it is not built)."""
+    from . import _core
+
+    return _core
+
+
+def configure(core=None):
+    """Apply ``FASTMLP_BLAS`` (default "auto") once, before the compiled backend is first used
+    (``fastmlp._backend`` calls this when it hands the backend out; `get_blas` and `set_blas`
+    too). An unknown value raises ValueError, and "mkl" without MKL RuntimeError, naming the
+    variable; the next call tries again."""
+    if _configured:
+        return
+    core = _compiled() if core is None else core
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in NAMES:
+        raise ValueError(f"{ENV} must be one of {', '.join(NAMES)}, got {os.environ[ENV]!r}")
+    try:
+        _choose(value, core, checked_env=True)
+    except RuntimeError as error:
+        raise RuntimeError(f"{ENV}=mkl: {error}") from None
+
+
 def set_blas(name: "Blas" = "auto") -> "BlasName":
     """Choose the BLAS library for the compiled backend's matrix products: ``"mkl"`` (Intel
     oneMKL, from ``pip install fastmlp[mkl]``), ``"scipy"`` (SciPy's OpenBLAS) or ``"auto"``
     (MKL where it is installed, else SciPy's). Returns the library now in use.
 
     Fits started afterwards use it. Raises ValueError for another name, and RuntimeError
-    (the choice left as it was) when ``"mkl"`` cannot be loaded or while fits of the
-    compiled backend are training.
+    (the choice left as it was) when ``"mkl"`` cannot be loaded or while any fit of the
+    compiled backend is training (each is counted from its first epoch to its end, whether
+    it changed a thread setting or not): the library never changes under a running fit.
     """
-    global _current
     if not isinstance(name, str) or name not in NAMES:
         raise ValueError(f"BLAS must be one of {', '.join(map(repr, NAMES))}, got {name!r}")
-    if _use_gemm is None:
-        try:
-            from . import _core  # noqa: F401  (its import registers _use_gemm here)
-        except ImportError as exc:
-            from ._backend import HOW_TO_GET_COMPILED
-            raise ImportError(f"set_blas({name!r}) chooses the BLAS of the compiled backend, fastmlp._core, "
-                              f"which is not installed ({exc}). {HOW_TO_GET_COMPILED}") from exc
-    from . import _threads
+    try:
+        core = _compiled()
+    except ImportError as exc:
+        from ._backend import HOW_TO_GET_COMPILED
+        raise ImportError(f"set_blas({name!r}) chooses the BLAS of the compiled backend, fastmlp._core, "
+                          f"which is not installed ({exc}). {HOW_TO_GET_COMPILED}") from exc
+    configure(core)
+    return _choose(name, core)
 
+
+def _choose(name, core, checked_env=False):
+    global _current, _configured
     with _lock:
-        if _threads._active:
-            raise RuntimeError(f"set_blas({name!r}): {_threads._active} fit(s) are training now; "
-                               "choose the BLAS before starting fits")
+        if _fits and not checked_env:
+            raise RuntimeError(f"set_blas({name!r}): {_fits} fit(s) of the compiled backend are training "
+                               "now; choose the BLAS before starting fits, or once they have ended")
         chosen: "BlasName" = "scipy"
         if name != "scipy":
             mkl = _load_mkl()
@@ -160,27 +243,26 @@ def set_blas(name: "Blas" = "auto") -> "BlasName":
             elif name == "mkl":
                 raise RuntimeError(f"set_blas('mkl'): {mkl}")
         if chosen == "mkl":
-            _use_gemm(mkl.sgemm, mkl.dgemm)
+            core._use_gemm(mkl.sgemm, mkl.dgemm)
         else:
-            _use_gemm(0, 0)
-        _current = chosen
+            core._use_gemm(0, 0)
+        _current, _configured = chosen, True
     return chosen
 
 
 def get_blas() -> "BlasName":
     """The BLAS library the compiled backend's matrix products call now: "mkl" or "scipy"
-    (the compiled backend is imported first, which applies ``FASTMLP_BLAS``)."""
-    if _use_gemm is None:
-        try:
-            from . import _core  # noqa: F401
-        except ImportError:      # no compiled backend: its products call nothing
-            pass
+    (``FASTMLP_BLAS`` is applied first if it has not been)."""
+    try:
+        configure()
+    except ImportError:      # no compiled backend: its products call nothing
+        pass
     return _current
 
 
 def mkl_threads():
     """MKL's thread-count functions (an object with ``get()`` and ``set(n)``) when MKL is the
-    library in use, else None: for fastmlp._threads."""
+    library in use, else None."""
     return _mkl if _current == "mkl" else None
 
 
@@ -188,9 +270,10 @@ def squares(flat):
     """sum(flat * flat) through MKL's ?dot when MKL is the library in use (flat: a 1-d,
     contiguous float32/float64 array of at most 2**31 - 1 elements), else None.
 
-    For the finite check on large inputs (_validation.all_finite): SciPy's OpenBLAS splits
-    a long ?dot over its own threads, which then spin for a while beside MKL's and slow a
-    fit that starts meanwhile; MKL's ?dot runs on the threads its products use."""
+    For the finite check of a model's large inputs (the model layer passes it to
+    ``_validation.check_X``'s `squares`): SciPy's OpenBLAS splits a long ?dot over its own
+    threads, which then spin for a while beside MKL's and slow a fit that starts meanwhile;
+    MKL's ?dot runs on the threads its products use."""
     if _current != "mkl":
         return None
     dot = _mkl.dots.get(flat.dtype.name)
@@ -210,16 +293,219 @@ def describe():
     return f"scipy ({scipy.__version__}'s OpenBLAS)"
 
 
-def choose_from_environment(use_gemm):
-    """Apply ``FASTMLP_BLAS`` (default "auto"): the compiled backend's import calls this with
-    its ``_use_gemm``. An unknown value raises ValueError, and "mkl" without MKL
-    RuntimeError, naming the variable (the compiled backend then does not import)."""
-    global _use_gemm
-    _use_gemm = use_gemm
-    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
-    if value not in NAMES:
-        raise ValueError(f"{ENV} must be one of {', '.join(NAMES)}, got {os.environ[ENV]!r}")
-    try:
-        return set_blas(value)
-    except RuntimeError as error:
-        raise RuntimeError(f"{ENV}=mkl: {error}") from None
+# ---------------------------------------------------------------- thread policy
+
+_fits = 0          # every fit of the compiled backend training now (`_Counted` runs)
+_openblas = 0      # those of them that set OpenBLAS to one thread
+_busy = 0          # the threads they train on
+_saved = []        # (library, its thread count before the first OpenBLAS-setting run began)
+_runs = {}         # thread id -> the counted runs in that thread
+_libraries = {}    # BLAS_LIBRARY_DIR -> [_OpenBLAS] of the BLAS found there
+_CORES = os.cpu_count() or 1
+
+
+def largest_product(sizes, rows):
+    """The multiply-adds of the largest dense product of a batch of `rows` rows."""
+    return rows * max(map(operator.mul, sizes[:-1], sizes[1:]))
+
+
+def changes_nothing(impl, sizes, rows):
+    """Whether `blas_threads` of a run without shared batches would set nothing: a backend
+    without a BLAS of its own, or no product big enough to be sent to BLAS (XOR's)."""
+    return getattr(impl, "BLAS_LIBRARY_DIR", None) is None or largest_product(sizes, rows) < impl.BLAS_MIN_PRODUCT
+
+
+class _OpenBLAS:
+    """An OpenBLAS library's own get/set thread count functions (with its symbol affixes)."""
+
+    def __init__(self, controller):
+        prefix, suffix = controller._find_affixes() or ("", "")
+        self.get = getattr(controller.dynlib, f"{prefix}openblas_get_num_threads{suffix}")
+        self.set = getattr(controller.dynlib, f"{prefix}openblas_set_num_threads{suffix}")
+        self.get.restype, self.get.argtypes = ctypes.c_int, []
+        self.set.restype, self.set.argtypes = None, [ctypes.c_int]
+
+
+def libraries(directory):
+    """The pthreads OpenBLAS libraries under `directory` (threadpoolctl looks once)."""
+    if directory not in _libraries:
+        from threadpoolctl import ThreadpoolController
+
+        _libraries[directory] = [
+            _OpenBLAS(lib) for lib in ThreadpoolController().lib_controllers
+            if lib.internal_api == "openblas" and lib.filepath.startswith(directory)
+            and getattr(lib, "threading_layer", None) == "pthreads" and hasattr(lib, "_find_affixes")]
+    return _libraries[directory]
+
+
+class _Counted:
+    """A run counted in `_fits` while inside ``with``: a fit of the compiled backend (a backend
+    with ``BLAS_LIBRARY_DIR``; other backends are not counted). `fit_running` as it is; the
+    base of `blas_threads`, which also sets thread counts."""
+
+    counted = sets_openblas = share = False
+    mkl = None
+    held = threads = 0
+
+    def __init__(self, impl):
+        self.counted = getattr(impl, "BLAS_LIBRARY_DIR", None) is not None
+
+    def __enter__(self):
+        global _fits
+        if self.counted:
+            with _lock:
+                self._enter_locked()
+                _fits += 1
+                _runs.setdefault(threading.get_ident(), []).append(self)
+        return self
+
+    def __exit__(self, *exc_info):
+        global _fits
+        if self.counted:
+            with _lock:
+                _fits -= 1
+                _forget(self)
+                self._exit_locked()
+        return False
+
+    def _enter_locked(self):
+        pass
+
+    def _exit_locked(self):
+        pass
+
+
+fit_running = _Counted     # ``with fit_running(impl):`` around a fit's backend calls (L-BFGS)
+
+
+class blas_threads(_Counted):
+    """Context manager for a run of a network of layer `sizes` on batches of `rows` rows
+    (`dense`: X is a dense array) on the backend `impl`: counted (see `_Counted`); the BLAS
+    on one thread while it trains, when its products are small or when its batches are to be
+    shared among threads (`share`, dense input only); ``.threads`` (inside) is the thread
+    count to pass to the backend's ``train``."""
+
+    def __init__(self, impl, sizes, rows, dense=True, share=False):
+        super().__init__(impl)
+        directory = getattr(impl, "BLAS_LIBRARY_DIR", None)
+        largest = largest_product(sizes, rows) if directory is not None else 0
+        small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
+        self.share = directory is not None and share and dense and rows >= 2
+        self.most = min(impl.MAX_THREADS, _CORES, rows) if self.share else 1
+        wanted = small or self.share
+        large = directory is not None and largest >= ONE_THREAD_BELOW
+        self.mkl = mkl_threads() if wanted or large else None
+        self.libraries = libraries(directory) if wanted and self.mkl is None else []
+        self.sets_openblas = bool(self.libraries)
+        self.one = wanted     # the BLAS on one thread in this run
+        self.threads = 1
+
+    def _enter_locked(self):
+        global _openblas, _busy, _saved
+        if self.mkl is not None:
+            self._enter_mkl()
+        elif self.sets_openblas:
+            if _openblas == 0:
+                _saved = [(lib, lib.get()) for lib in self.libraries]
+                for lib, threads in _saved:
+                    if threads != 1:
+                        lib.set(1)
+            _openblas += 1
+            if self.share:   # the BLAS's threads, less those that runs already hold
+                free = min(threads for _, threads in _saved) - _busy
+                self.threads = max(1, min(self.most, free))
+            self.held = self.threads
+            _busy += self.threads
+
+    def _exit_locked(self):
+        global _openblas, _busy
+        if self.mkl is not None:
+            self._exit_mkl()
+        elif self.sets_openblas:
+            _openblas -= 1
+            _busy -= self.threads
+            if _openblas == 0:
+                for lib, threads in _saved:
+                    if threads != 1:
+                        lib.set(threads)
+
+    # MKL keeps a count per thread (set by threadpoolctl's limits) over the process's, so a
+    # run sets its own thread's count while its first run there lasts (runs nest per
+    # thread): 1 for small products and shared batches; for large products, MKL's threads
+    # less those that runs already hold (at least one), so two large fits in two threads
+    # on two cores take one each instead of two teams of two. Shared runs also set the
+    # process's count to 1, for the loop's other threads, as for OpenBLAS.
+
+    def _enter_mkl(self):
+        global _busy, _mkl_global
+        mkl = self.mkl
+        available = mkl.get()          # this thread's count, a user's limit included
+        if self.share:
+            self.threads = max(1, min(self.most, available - _busy))
+        own = 1 if self.one else max(1, available - _busy)
+        self.held = self.threads if self.share else own
+        runs = getattr(_mkl_local, "runs", 0)
+        if runs == 0:
+            _mkl_local.saved = mkl.set_local(own)
+        _mkl_local.runs = runs + 1
+        if self.share:
+            if _mkl_shared[0] == 0:
+                _mkl_global = mkl.get_global()
+                mkl.set(1)
+            _mkl_shared[0] += 1
+        _busy += self.held
+
+    def _exit_mkl(self):
+        global _busy
+        mkl = self.mkl
+        _busy -= self.held
+        _mkl_local.runs -= 1
+        if _mkl_local.runs == 0:
+            mkl.set_local(_mkl_local.saved)
+        if self.share:
+            _mkl_shared[0] -= 1
+            if _mkl_shared[0] == 0:
+                mkl.set(_mkl_global)
+
+
+_mkl_local = threading.local()   # runs in this thread, and its MKL count before the first
+_mkl_shared = [0]                 # shared runs on MKL now
+_mkl_global = 1                   # MKL's process-wide count before the first of them
+
+
+def _forget(run):
+    """(_lock held.) `run`, of this thread, has ended."""
+    mine = _runs[threading.get_ident()]
+    mine.remove(run)
+    if not mine:
+        del _runs[threading.get_ident()]
+
+
+def _after_fork_in_child():
+    """A forked child has one thread, the forking one: only its runs (a fork from a fit's
+    callback) go on there. The others' counts are dropped, and the thread counts they had
+    set are put back when none of this thread's runs still needs them (else the setting
+    would stay at one thread in the child for good)."""
+    global _lock, _fits, _openblas, _busy
+    me = threading.get_ident()
+    mine = _runs.get(me, [])
+    others_set = any(run.sets_openblas for runs in _runs.values() for run in runs)
+    _runs.clear()
+    if mine:
+        _runs[me] = mine
+    _lock = threading.Lock()      # (held by `before` for the fork: a consistent state)
+    if others_set and not any(run.sets_openblas for run in mine):
+        for lib, threads in _saved:
+            if threads != 1:
+                lib.set(threads)
+    _fits, _openblas = len(mine), sum(1 for run in mine if run.sets_openblas)
+    _busy = sum(run.held for run in mine)
+    shared = sum(1 for run in mine if run.mkl is not None and run.share)
+    if _mkl_shared[0] and not shared and mkl_threads() is not None:
+        mkl_threads().set(_mkl_global)
+    _mkl_shared[0] = shared
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=lambda: _lock.acquire(), after_in_parent=lambda: _lock.release(),
+                        after_in_child=_after_fork_in_child)

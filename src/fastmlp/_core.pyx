@@ -38,9 +38,9 @@ from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
 from . import _fork, _registry
+from ._spec import CHECKED as _CHECKED
 from ._spec import MAX_THREADS as _SPEC_MAX_THREADS
 from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args, warn_overflow
-from ._training import CHECKED as _CHECKED
 from ._validation import (
     choice,
     dense_backward_args,
@@ -170,7 +170,7 @@ cdef enum Loss:
 cdef enum OptimizerCode:
     OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
 
-# For fastmlp._threads: where the BLAS this module calls lives (SciPy's: its wheels carry it
+# For fastmlp._blas's thread policy: where the BLAS this module calls lives (SciPy's: its wheels carry it
 # in scipy.libs, beside the package), and the smallest product it is given.
 BLAS_LIBRARY_DIR = os.path.dirname(os.path.abspath(scipy.__file__))
 BLAS_MIN_PRODUCT = BLAS_MIN_WORK
@@ -2717,7 +2717,7 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
 def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop, threads):
     """`train` on arguments as ``_spec.train_args`` returns them, unchecked but for the
     arrays' types, dtypes, layouts and extents: for `train`, and for ``_training``'s runs of
-    a model's fit, whose arguments that fit checked. `token` must be ``_training.CHECKED``,
+    a model's fit, whose arguments that fit checked. `token` must be ``_spec.CHECKED``,
     which only they hold. Returns how many epochs' losses it wrote (see `train`)."""
     if token is not _CHECKED:
         raise TypeError("_train is fastmlp's own; call train")
@@ -2806,9 +2806,3 @@ def _dense_xy(X, y, Py_ssize_t n_features, Py_ssize_t n_outputs, dtype, loss):
 
 
 cnp.import_array()
-
-# The BLAS library the products call: FASTMLP_BLAS, else MKL where installed (fastmlp._blas).
-from . import _blas as _blas_choice
-_blas_choice.choose_from_environment(_use_gemm)
-from . import _validation as _validation_module
-_validation_module.small_scan, _validation_module.dense_xy = _small_scan, _dense_xy

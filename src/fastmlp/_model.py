@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 
-from . import _backend, _persistence, _progress, _training
+from . import _backend, _blas, _persistence, _progress, _training
 from ._initializers import check_init, initial_params
 from ._spec import Network
 from ._typing import (Activation, ArrayLike, Backend, Callback, DType, Floats, Init, Input, Labels, Loss,
@@ -154,7 +154,7 @@ class MLP:
     # ------------------------------------------------------------------ data
 
     def _check_X(self, X):
-        return _own(check_X(X, self._net.sizes[0], self._dtype, finite=True))
+        return _own(check_X(X, self._net.sizes[0], self._dtype, finite=True, squares=_blas.squares))
 
     def _check_Xy(self, X, y):
         return _checked_xy(self, X, y)
@@ -223,7 +223,7 @@ class MLP:
         with _progress.reporting(callback, progress, job.epochs * job.n_restarts, "fastmlp fit") as report:
             job.report = report if report.active else None
             runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params)
-            _training.train_runs(self._impl, self._net, runs, job, self._commit)
+            _training.run_fit(self._impl, self._net, runs, job, self._commit)
         return self
 
     def partial_fit(self: _Model, X: Input, y: ArrayLike, **options: Any) -> _Model:

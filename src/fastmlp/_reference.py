@@ -16,8 +16,8 @@ from scipy.special import erf, xlogy
 
 from . import _fork
 from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
+from ._spec import CHECKED as _CHECKED
 from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args, warn_overflow
-from ._training import CHECKED as _CHECKED
 from ._validation import (
     check_csr,
     choice,
@@ -501,7 +501,7 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
 def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop, threads):
     """`train` on arguments as ``_spec.train_args`` returns them, unchecked: for `train`, and
     for ``_training``'s runs of a model's fit, whose arguments that fit checked. `token` must
-    be ``_training.CHECKED``, which only they hold. Returns how many epochs' losses it wrote."""
+    be ``_spec.CHECKED``, which only they hold. Returns how many epochs' losses it wrote."""
     if token is not _CHECKED:
         raise TypeError("_train is fastmlp's own; call train")
     X = _own_csr(X)     # (a callback may rewrite the caller's CSR arrays between epochs)

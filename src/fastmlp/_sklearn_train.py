@@ -139,7 +139,8 @@ class SklearnOrder:
 
 
 class SklearnRate:
-    """The schedule `_training._epochs` reads: fastmlp's rate for scikit-learn's current one."""
+    """The rate `_training.run_fit` reads (schedule "sklearn"): fastmlp's rate for
+    scikit-learn's current one."""
 
     def __init__(self, est):
         self.est, self.factor = est, est._loss_scale if est.solver == "sgd" else 1.0
@@ -191,8 +192,8 @@ class Hook:
 
 
 def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None, stop=None):
-    """scikit-learn's ``_fit_stochastic`` on the model layer: one call of the backends'
-    training loop, with scikit-learn's bookkeeping between epochs (`EpochWatch`). `stop`
+    """scikit-learn's ``_fit_stochastic`` on the model layer: `_training.run_fit` (as
+    ``MLP.fit``) with scikit-learn's rate and bookkeeping between epochs (`EpochWatch`). `stop`
     (a threading.Event, restarts): once set, the loop ends before its next batch."""
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
@@ -217,7 +218,7 @@ def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None, stop=None
     watch = EpochWatch(est, n, validation, lambda loss: report(est, net, mlp._params, loss), hook)
     est.n_iter_ = 0
     try:
-        _training._epochs(mlp._impl, net, run, job, SklearnRate(est), watch, stop)
+        _training.run_fit(mlp._impl, net, [run], job, stop=stop, watch=watch, rate=SklearnRate(est))
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
     if est.early_stopping:
@@ -312,7 +313,7 @@ def fit_lbfgs(est, X, Y, w, hook=None, stop=None):
                **_get_additional_lbfgs_options_dict("iprint", iprint)}
     job = _training.FitJob(
         X=X, Y=Y, w=w, X_val=None, Y_val=None, optimizer="lbfgs", epochs=est.max_iter, batch_size=X.shape[0],
-        shuffle=False, schedule="constant", power_t=0.5, early_stopping=False, patience=1, tol=est.tol,
+        shuffle=False, schedule="sklearn", power_t=0.5, early_stopping=False, patience=1, tol=est.tol,
         n_restarts=1, warm_start=False, lbfgs_options=options)
     stopped = []
 
@@ -326,7 +327,8 @@ def fit_lbfgs(est, X, Y, w, hook=None, stop=None):
             stopped.append(est.n_iter_)
         return not stopped
 
-    result = _training._lbfgs(mlp._impl, net, run, job, watch)
+    _training.run_fit(mlp._impl, net, [run], job, watch=watch)
+    result = job.lbfgs_result
     # stopped by our callback: no ConvergenceWarning, the stop was asked for
     est.n_iter_ = stopped[0] if stopped else _check_optimize_result("lbfgs", result, est.max_iter)
     if run.diverged is not None:

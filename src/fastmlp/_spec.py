@@ -207,6 +207,10 @@ _FIELD_VALUES = attrgetter(*(f.name for f in fields(Optimizer)))
 # share no memory with an input or another output.
 
 BLAS_INT_MAX = 2**31 - 1      # BLAS takes its extents as C ints
+# The backends' `_train` trains unchecked when given this: their own `train` after its
+# checks, and ``_training`` for the runs of a model's fit, which checked them
+# (FitJob.checked). Nothing else passes it.
+CHECKED = object()
 
 
 _NO_TARGETS = object()

@@ -2,8 +2,9 @@
 
 `FitJob` is one ``fit`` call with every option checked and the data split, before any
 work; `make_runs` sets up its runs (a warm start continues the last one; restarts get their
-own initialisation and stream); `train_runs` trains them (restarts in threads) and hands
-the best to the model. Each run owns its `Optimizer`, optimizer state, `Schedule` and
+own initialisation and stream); `run_fit`, the one way into training for ``MLP.fit`` and
+the scikit-learn estimators alike, trains them (restarts in threads) and hands the best to
+the model. Each run owns its `Optimizer`, optimizer state, `Schedule` and
 `Monitor`; the backends' ``train`` runs the epochs and calls back between them.
 """
 
@@ -19,20 +20,19 @@ import numpy as np
 
 from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
-from ._spec import BLAS_INT_MAX, Optimizer, inverse_scaling
-from ._threads import blas_threads, changes_nothing
+from ._blas import blas_threads, changes_nothing, fit_running
+from ._spec import BLAS_INT_MAX, CHECKED, Optimizer, inverse_scaling
 from ._validation import all_finite, choice, flag, integer, real
 
 FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
-SCHEDULES = ("constant", "invscaling", "plateau")
-THREADS = ("auto", "shared")    # fit(threads=): see _threads.blas_threads
+SCHEDULES = ("constant", "invscaling", "plateau")     # fit(lr_schedule=)
+# and, for `run_fit` only, "sklearn": the caller's rate and end-of-epoch steps (the estimators)
+RUN_SCHEDULES = (*SCHEDULES, "sklearn")
+THREADS = ("auto", "shared")    # fit(threads=): see _blas.blas_threads
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.2, 2   # "plateau": lr / 5 after 2 epochs without progress
 # Epochs per backend call at first (then doubling): the loss buffer follows the epochs run,
 # not the epochs asked for, when early stopping ends a fit of epochs=10**8.
 FIRST_CHUNK = 1 << 16
-# The backends' `_train` trains unchecked when given this: `train` after its checks, and
-# `_chunks` for the runs of a model's fit, which checked them (FitJob.checked). Nothing else.
-CHECKED = object()
 
 
 class Run:
@@ -139,9 +139,13 @@ class FitJob:
     lbfgs_options: dict = None  # SciPy L-BFGS-B options besides maxiter (maxfun, gtol, ...); None: SciPy's
     report: object = None       # a _progress.EpochReport (callback, progress bar), or None
     threads: str = "auto"       # "shared": batches shared among the compiled loop's threads
+    lbfgs_result: object = None  # set by run_fit: SciPy's L-BFGS-B result of the best run (L-BFGS)
     # X (dense), Y, w: arrays a model's fit checked, of its own (no caller can reshape them), and
     # the runs make_runs' (params, state, optimizer their own): trained without checking again
     checked: bool = False
+
+    def __post_init__(self):
+        choice(self.schedule, "schedule", RUN_SCHEDULES)
 
     @property
     def per_epoch_report(self):
@@ -256,24 +260,43 @@ def make_runs(job, previous, seed, initial_params, current_params):
     ]
 
 
-def train_runs(impl, net, runs, job, commit):
-    """Train every run (several in threads: the compiled loop releases the GIL) and
-    `commit` the best; DivergenceError when every run diverged (the best is committed).
+def run_fit(impl, net, runs, job, commit=None, *, stop=None, watch=None, rate=None):
+    """Train every run of `job` (several in threads: the compiled loop releases the GIL):
+    the one entry into training, for ``MLP.fit`` and the scikit-learn estimators.
 
-    Ctrl-C or SystemExit in a single run commits it as far as it got. With restarts, any
-    exception (Ctrl-C, a signal handler's, an error in one restart) stops every restart
-    after its current step and is raised once all threads have ended; nothing is committed.
+    With `commit` (``MLP.fit``): the best run is committed and returned; DivergenceError
+    when it diverged (every run did). Ctrl-C or SystemExit in a single run commits it as
+    far as it got. With restarts, any exception (Ctrl-C, a signal handler's, an error in
+    one restart) stops every restart after its current step and is raised once all threads
+    have ended; nothing is committed. Without `commit` (the estimators, which train on the
+    model's weights in place and report divergence their own way) the best run is returned.
+
+    job.schedule "sklearn" (the estimators): the caller brings the rate (`rate`, with
+    ``rate(epochs_done)`` and ``base``; not for L-BFGS) and the end-of-epoch steps
+    (`watch(loss)`, False to stop), in place of fastmlp's schedule and monitor; `stop`, a
+    threading.Event, ends the run after its current step once set.
     """
+    if (watch is not None) != (job.schedule == "sklearn") or (rate is not None and job.schedule != "sklearn"):
+        raise ValueError('run_fit: watch and rate come with schedule="sklearn", and only with it')
+    results = [None] * len(runs)
+
+    def train(i, stop):
+        results[i] = train_run(impl, net, runs[i], job, stop, restart=i, watch=watch, rate=rate)
+
     if len(runs) == 1:
         try:
-            train_run(impl, net, runs[0], job)
+            train(0, stop)
         except (KeyboardInterrupt, SystemExit):
-            commit(runs[0])
+            if commit is not None:
+                commit(runs[0])
             raise
     else:
-        _train_in_threads(impl, net, runs, job)
-    best = commit(min(runs, key=Run.score))
-    _check_diverged(best, len(runs))
+        in_threads([functools.partial(train, i) for i in range(len(runs))])
+    best = min(runs, key=Run.score)
+    job.lbfgs_result = results[runs.index(best)]
+    if commit is not None:
+        commit(best)
+        _check_diverged(best, len(runs))
     return best
 
 
@@ -319,10 +342,6 @@ def plain_run(impl, net, X, Y, epochs, lr, batch_size, shuffle, seed, initial_pa
     return True
 
 
-def _train_in_threads(impl, net, runs, job):
-    in_threads([functools.partial(train_run, impl, net, run, job, restart=i) for i, run in enumerate(runs)])
-
-
 def in_threads(tasks):
     """Call each of `tasks`, a function of one threading.Event `stop`, in a pool of at most
     os.cpu_count() threads (the compiled loop releases the GIL). Any exception (Ctrl-C, a
@@ -347,11 +366,17 @@ def in_threads(tasks):
         pool.shutdown(wait=True, cancel_futures=True)     # after `stop`, each task ends after its current step
 
 
-def train_run(impl, net, run, job, stop=None, restart=0):
+def train_run(impl, net, run, job, stop=None, restart=0, watch=None, rate=None):
     """Advance `run` (restart number `restart`) by up to job.epochs epochs (iterations for
-    L-BFGS); `stop`, a threading.Event, ends it after the current epoch when set."""
-    monitor = Monitor(job.early_stopping, job.patience, job.tol)
+    L-BFGS); `stop`, a threading.Event, ends it after the current epoch when set. `watch`
+    and `rate`: the caller's, for job.schedule "sklearn" (see `run_fit`). Returns SciPy's
+    result for L-BFGS, else None."""
     lbfgs = isinstance(run.optimizer, str)      # "lbfgs", else an Optimizer
+    if job.schedule == "sklearn":
+        if lbfgs:
+            return _lbfgs(impl, net, run, job, watch)
+        return _epochs(impl, net, run, job, rate, watch, stop)
+    monitor = Monitor(job.early_stopping, job.patience, job.tol)
     schedule = None if lbfgs else Schedule(job.schedule, run.optimizer.lr, job.power_t)
     epochs = [len(run.history["loss"])]    # the next epoch's number, counted over warm starts
 
@@ -369,14 +394,12 @@ def train_run(impl, net, run, job, stop=None, restart=0):
             schedule.observe(improved)
         return go_on and not monitor.exhausted and not (stop is not None and stop.is_set())
 
-    if lbfgs:
-        _lbfgs(impl, net, run, job, watch)
-    else:
-        _epochs(impl, net, run, job, schedule, watch, stop)
+    result = _lbfgs(impl, net, run, job, watch) if lbfgs else _epochs(impl, net, run, job, schedule, watch, stop)
     if job.early_stopping:
         if monitor.best_params is not None:
             run.params[...] = monitor.best_params
         run.best = monitor.best
+    return result
 
 
 def _epochs(impl, net, run, job, schedule, watch, stop):
@@ -456,7 +479,8 @@ def _record(run, losses, written):
 def _lbfgs(impl, net, run, job, watch):
     """SciPy's L-BFGS-B on the flat parameters, up to job.epochs iterations (with
     job.lbfgs_options); returns SciPy's result, None for epochs=0. A non-finite loss at the
-    end sets run.diverged and keeps the last iterate L-BFGS accepted."""
+    end sets run.diverged and keeps the last iterate L-BFGS accepted. Counted as a running
+    fit of `impl` (``_blas.fit_running``)."""
     from scipy.optimize import minimize
 
     params, grad = run.params, np.empty_like(run.params)
@@ -474,7 +498,7 @@ def _lbfgs(impl, net, run, job, watch):
             raise StopIteration
 
     if job.epochs:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), fit_running(impl):
             result = minimize(loss_and_gradient, params.astype(np.float64), jac=True, method="L-BFGS-B",
                               callback=callback, options={"maxiter": job.epochs, **(job.lbfgs_options or {})})
         finite = np.isfinite(result.fun) and np.isfinite(result.x).all()

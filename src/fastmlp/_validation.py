@@ -14,8 +14,6 @@ import numpy as np
 import scipy.linalg.blas
 import scipy.sparse
 
-from . import _blas
-
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -113,11 +111,14 @@ def check_output(out, shape, name, dtype=None):
     return out.dtype
 
 
-def all_finite(a):
+def all_finite(a, squares=None):
     """No NaN or infinity in `a`. First a sum of squares through BLAS ?dot in a's own dtype
     (a streaming pass at memory speed, with no temporary array): it is finite exactly when
     every element is, unless the squares overflow, and only then (or for another dtype)
-    does the exact elementwise test run."""
+    does the exact elementwise test run. `squares(flat)`, where given, computes that sum
+    for large arrays instead (None: it cannot): the caller's BLAS (the model layer passes
+    ``_blas.squares``, MKL's ?dot when MKL runs the products); this module knows no BLAS
+    library but SciPy's."""
     if small_scan is not None and a.size <= ONE_THREAD_CHUNK:
         ok = small_scan(a)       # one compiled loop, exact (None: not a C-order float32/64 array)
         if ok is not None:
@@ -129,7 +130,7 @@ def all_finite(a):
     if 0 < flat.size <= ONE_THREAD_CHUNK:   # (one call, without the loop's slices)
         return math.isfinite(dot(flat, flat)) or bool(np.isfinite(flat).all())
     if flat.size > ONE_THREAD_MAX and flat.size <= DOT_CHUNK:
-        total = _blas.squares(flat)     # MKL's ?dot when MKL runs the products (fastmlp._blas)
+        total = None if squares is None else squares(flat)
         if total is not None:
             return math.isfinite(total) or bool(np.isfinite(flat).all())
     step = DOT_CHUNK if flat.size > ONE_THREAD_MAX else ONE_THREAD_CHUNK
@@ -140,8 +141,7 @@ def all_finite(a):
     return True
 
 
-# Set when fastmlp._core is imported (its loops run these checks in one call each, which
-# matters most right after an idle pause): small_scan(a, labels=False), the exact test of a
+# None (fastmlp._core no longer sets them at its import; their removal is under way): small_scan(a, labels=False), the exact test of a
 # C-order float array (labels: only 0 and 1), None for other arrays; dense_xy(X, y,
 # n_features, n_outputs, dtype, loss), a model's (X, Y) when they need no conversion, else None.
 small_scan = dense_xy = None
@@ -155,9 +155,10 @@ ONE_THREAD_MAX = 1 << 20
 _DOTS = {np.dtype(np.float32): scipy.linalg.blas.sdot, np.dtype(np.float64): scipy.linalg.blas.ddot}
 
 
-def check_X(X, n_features, dtype, finite=False):
-    """X as a C-contiguous (n >= 1, n_features) array of dtype; with `finite`, no NaN/inf.
-    A scipy.sparse X (matrix or array) becomes CSR of dtype instead (`check_csr`)."""
+def check_X(X, n_features, dtype, finite=False, squares=None):
+    """X as a C-contiguous (n >= 1, n_features) array of dtype; with `finite`, no NaN/inf
+    (`squares`: see `all_finite`). A scipy.sparse X (matrix or array) becomes CSR of dtype
+    instead (`check_csr`)."""
     if isinstance(X, (str, bytes)):
         raise TypeError("X must be an array of numbers, got a string")
     sparse = scipy.sparse.issparse(X)
@@ -174,7 +175,7 @@ def check_X(X, n_features, dtype, finite=False):
     given = X
     with _narrowing(X.dtype, dtype):
         X = check_csr(X, dtype) if sparse else np.ascontiguousarray(X, dtype=dtype)
-    if finite and not all_finite(X.data if sparse else X):
+    if finite and not all_finite(X.data if sparse else X, squares):
         raise ValueError(not_finite_message("X", given.data if sparse else given, dtype))
     return X
 
