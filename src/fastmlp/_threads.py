@@ -7,22 +7,16 @@ threads hand over work every few microseconds, and once another process holds a 
 second thread's share waits for it (bench/RESULTS.md, "Issue 9: estimators"). So while
 such a run trains, the BLAS runs on one thread.
 
-Larger products keep the BLAS's own threads. On request (``fit(threads="shared")``, dense
-input) the compiled loop instead shares each batch's rows among as many threads as the BLAS
-had (`_core.train`'s `threads`), each calling a one-thread BLAS for its share, so that the
-work between the products (bias, activations, their derivatives, the loss, the optimizer's
-step) is shared as well. On a quiet machine that was 1.2-1.5x slower than OpenBLAS's own
-threads on the medium job; with another process busy on one of the two cores it ranged
-from level to 2.6x faster between runs (bench/RESULTS.md, "Shared-batch threads").
+Larger products keep the BLAS's own threads. (A loop that shared each batch's rows among
+threads of its own, each on a one-thread BLAS, was 1.2-1.5x slower than OpenBLAS's own
+threads on the medium job on a quiet machine, and was removed: bench/RESULTS.md,
+"Shared-batch threads".)
 
 OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
 when tried here, OpenBLAS 0.3.30), so runs in several threads (restarts, a
 GridSearchCV on the threading backend) share the setting: the first run to begin saves the
-count and sets 1, the last one to end puts the saved count back, and a run shares its
-batches among the saved count's threads less those that runs already hold (at least one):
-a user's ``threadpool_limits(1)`` keeps runs on one thread, and two fits at once on two
-cores take two threads and one. The
+count and sets 1, and the last one to end puts the saved count back. The
 library's own ``openblas_set_num_threads`` is called directly: threadpoolctl's controller
 lets only the first thread that used it change the count, and a fit may run in any thread.
 Where the products run on Intel MKL (fastmlp._blas), the same is done with MKL's
@@ -31,8 +25,7 @@ changed and runs use one thread.
 
 Only the compiled backend takes part: it declares where its BLAS library lives
 (`BLAS_LIBRARY_DIR`, SciPy's), the smallest product it sends to BLAS (`BLAS_MIN_PRODUCT`: a
-network whose products are all smaller, XOR's, changes nothing) and the most threads its
-loop takes (`MAX_THREADS`). threadpoolctl finds the library once (a few ms); each fit then
+network whose products are all smaller, XOR's, changes nothing). threadpoolctl finds the library once (a few ms); each fit then
 costs two C calls.
 """
 
@@ -47,22 +40,15 @@ ONE_THREAD_BELOW = 4_000_000   # multiply-adds in the largest per-batch product
 
 _lock = threading.Lock()
 _active = 0        # runs inside `blas_threads` now
-_busy = 0          # the threads they train on
+_busy = 0          # the BLAS threads they train on
 _saved = []        # (library, its thread count before the first of them began)
 _runs = {}         # thread id -> the runs inside `blas_threads` in that thread
 _libraries = {}    # BLAS_LIBRARY_DIR -> [_OpenBLAS] of the BLAS found there
-_CORES = os.cpu_count() or 1
 
 
 def largest_product(sizes, rows):
     """The multiply-adds of the largest dense product of a batch of `rows` rows."""
     return rows * max(map(operator.mul, sizes[:-1], sizes[1:]))
-
-
-def changes_nothing(impl, sizes, rows):
-    """Whether `blas_threads` of a run without shared batches would set nothing: a backend
-    without a BLAS of its own, or no product big enough to be sent to BLAS (XOR's)."""
-    return getattr(impl, "BLAS_LIBRARY_DIR", None) is None or largest_product(sizes, rows) < impl.BLAS_MIN_PRODUCT
 
 
 class _OpenBLAS:
@@ -90,23 +76,17 @@ def libraries(directory):
 
 class blas_threads:
     """Context manager for a run of a network of layer `sizes` on batches of `rows` rows
-    (`dense`: X is a dense array) on the backend `impl`: the BLAS on one thread while it
-    trains, when its products are small or when its batches are to be shared among threads
-    (`share`, dense input only); ``.threads`` (inside) is the thread count to pass to the
-    backend's ``train``."""
+    on the backend `impl`: the BLAS on one thread while it trains when its products are
+    small."""
 
-    def __init__(self, impl, sizes, rows, dense=True, share=False):
+    def __init__(self, impl, sizes, rows):
         directory = getattr(impl, "BLAS_LIBRARY_DIR", None)
         largest = largest_product(sizes, rows) if directory is not None else 0
         small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
-        self.share = directory is not None and share and dense and rows >= 2
-        self.most = min(impl.MAX_THREADS, _CORES, rows) if self.share else 1
-        wanted = small or self.share
         large = directory is not None and largest >= ONE_THREAD_BELOW
-        self.mkl = _blas.mkl_threads() if wanted or large else None
-        self.libraries = libraries(directory) if wanted and self.mkl is None else []
-        self.one = wanted     # the BLAS on one thread in this run
-        self.threads = 1
+        self.mkl = _blas.mkl_threads() if small or large else None
+        self.libraries = libraries(directory) if small and self.mkl is None else []
+        self.one = small      # the BLAS on one thread in this run
 
     def __enter__(self):
         global _active, _busy, _saved
@@ -120,11 +100,8 @@ class blas_threads:
                         if threads != 1:
                             lib.set(1)
                 _active += 1
-                if self.share:   # the BLAS's threads, less those that runs already hold
-                    free = min(threads for _, threads in _saved) - _busy
-                    self.threads = max(1, min(self.most, free))
-                self.held = self.threads
-                _busy += self.threads
+                self.held = 1
+                _busy += 1
                 _runs.setdefault(threading.get_ident(), []).append(self)
         return self
 
@@ -135,7 +112,7 @@ class blas_threads:
         elif self.libraries:
             with _lock:
                 _active -= 1
-                _busy -= self.threads
+                _busy -= self.held
                 _forget(self)
                 if _active == 0:
                     for lib, threads in _saved:
@@ -145,30 +122,22 @@ class blas_threads:
 
     # MKL keeps a count per thread (set by threadpoolctl's limits) over the process's, so a
     # run sets its own thread's count while its first run there lasts (runs nest per
-    # thread): 1 for small products and shared batches; for large products, MKL's threads
-    # less those that runs already hold (at least one), so two large fits in two threads
-    # on two cores take one each instead of two teams of two. Shared runs also set the
-    # process's count to 1, for the loop's other threads, as for OpenBLAS.
+    # thread): 1 for small products; for large products, MKL's threads less those that
+    # runs already hold (at least one), so two large fits in two threads on two cores take
+    # one each instead of two teams of two.
 
     def _enter_mkl(self):
-        global _active, _busy, _mkl_global
+        global _active, _busy
         mkl = self.mkl
         with _lock:
             available = mkl.get()          # this thread's count, a user's limit included
-            if self.share:
-                self.threads = max(1, min(self.most, available - _busy))
             own = 1 if self.one else max(1, available - _busy)
-            self.held = self.threads if self.share else own
+            self.held = own
             runs = getattr(_mkl_local, "runs", 0)
             if runs == 0:
                 _mkl_local.saved = mkl.set_local(own)
             _mkl_local.runs = runs + 1
             _active += 1
-            if self.share:
-                if _mkl_shared[0] == 0:
-                    _mkl_global = mkl.get_global()
-                    mkl.set(1)
-                _mkl_shared[0] += 1
             _busy += self.held
             _runs.setdefault(threading.get_ident(), []).append(self)
 
@@ -182,15 +151,9 @@ class blas_threads:
             _mkl_local.runs -= 1
             if _mkl_local.runs == 0:
                 mkl.set_local(_mkl_local.saved)
-            if self.share:
-                _mkl_shared[0] -= 1
-                if _mkl_shared[0] == 0:
-                    mkl.set(_mkl_global)
 
 
 _mkl_local = threading.local()   # runs in this thread, and its MKL count before the first
-_mkl_shared = [0]                 # shared runs on MKL now
-_mkl_global = 1                   # MKL's process-wide count before the first of them
 
 
 def _forget(run):
@@ -219,10 +182,6 @@ def _after_fork_in_child():
             if threads != 1:
                 lib.set(threads)
     _active, _busy = len(mine), sum(run.held for run in mine)
-    shared = sum(1 for run in mine if run.mkl is not None and run.share)
-    if _mkl_shared[0] and not shared and _blas.mkl_threads() is not None:
-        _blas.mkl_threads().set(_mkl_global)
-    _mkl_shared[0] = shared
 
 
 if hasattr(os, "register_at_fork"):
