@@ -25,8 +25,8 @@ changed and runs use one thread.
 
 Only the compiled backend takes part: it declares where its BLAS library lives
 (`BLAS_LIBRARY_DIR`, SciPy's), the smallest product it sends to BLAS (`BLAS_MIN_PRODUCT`: a
-network whose products are all smaller, XOR's, changes nothing). threadpoolctl finds the library once (a few ms); each fit then
-costs two C calls.
+network whose products are all smaller, XOR's, changes nothing). threadpoolctl finds the
+library once (a few ms); each fit then costs two C calls.
 """
 
 import ctypes
