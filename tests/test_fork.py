@@ -56,9 +56,16 @@ def small_fit():
 """
 
 
+def child_environ():
+    """This process's environment less the thread-count variables that dask's nanny writes into
+    it (OMP_NUM_THREADS=1 and the like, when test_dask ran first): the children count threads."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 def _run(script, env=None, **cfg):
     """Run COMMON + `script` with cfg as JSON; returns the JSON of its last stdout line."""
-    environment = {**os.environ, **(env or {})}
+    environment = {**child_environ(), **(env or {})}
     child = subprocess.Popen([sys.executable, "-c", COMMON + script, json.dumps(cfg)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=environment, start_new_session=True)
     try:
@@ -432,7 +439,7 @@ def test_a_fork_while_another_thread_first_imports_the_model(backend):
         pytest.skip(f"{backend} backend not built")
     child = subprocess.Popen([sys.executable, "-c", FIRST_USE_IN_A_THREAD, backend], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             env={**os.environ, "FASTMLP_BLAS": "scipy"})
+                             env={**child_environ(), "FASTMLP_BLAS": "scipy"})
     try:
         out, err = child.communicate(timeout=HANG_LIMIT)
     except subprocess.TimeoutExpired:
