@@ -63,10 +63,10 @@ def child_environ():
             if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
-def _run(script, env=None, **cfg):
-    """Run COMMON + `script` with cfg as JSON; returns the JSON of its last stdout line."""
+def _run(script, env=None, prelude=COMMON, **cfg):
+    """Run prelude + `script` with cfg as JSON; returns the JSON of its last stdout line."""
     environment = {**child_environ(), **(env or {})}
-    child = subprocess.Popen([sys.executable, "-c", COMMON + script, json.dumps(cfg)], stdout=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-c", prelude + script, json.dumps(cfg)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=environment, start_new_session=True)
     try:
         out, err = child.communicate(timeout=HANG_LIMIT)
@@ -412,7 +412,7 @@ import json, os, sys, threading, time
 import numpy as np
 import fastmlp
 
-backend = sys.argv[1]
+backend = json.loads(sys.argv[1])["backend"]
 X = np.random.default_rng(0).standard_normal((2000, 256))
 y = X[:, 0] > 0
 # fastmlp.MLP is first used inside the thread: its modules may still be importing at the fork
@@ -437,14 +437,5 @@ def test_a_fork_while_another_thread_first_imports_the_model(backend):
     the child waiting for an import lock that a thread it does not have holds."""
     if backend not in fastmlp.available_backends():
         pytest.skip(f"{backend} backend not built")
-    child = subprocess.Popen([sys.executable, "-c", FIRST_USE_IN_A_THREAD, backend], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True,
-                             env={**child_environ(), "FASTMLP_BLAS": "scipy"})
-    try:
-        out, err = child.communicate(timeout=HANG_LIMIT)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        out, err = child.communicate()
-        pytest.fail(f"hung for {HANG_LIMIT} s (killed); stderr {err[-2000:]!r}")
-    assert child.returncode == 0, err[-4000:]
-    assert json.loads(out.strip().splitlines()[-1]) == {"child": 0}, err[-4000:]
+    report = _run(FIRST_USE_IN_A_THREAD, {"FASTMLP_BLAS": "scipy"}, prelude="", backend=backend)
+    assert report == {"child": 0}, report
