@@ -616,3 +616,19 @@ def test_estimator_io_refuses_plain_mlp_files_and_unfitted_estimators(tmp_path):
         save_estimator(fastmlp.MLPClassifier(), tmp_path / "m")
     with pytest.raises(FileNotFoundError):
         load_estimator(tmp_path / "absent.npz")
+
+
+def test_the_options_offered_are_the_registrys():
+    """--activation and --solver offer every hidden activation and optimizer of the registry
+    (in scikit-learn's spelling, as the estimators take them), so a new one needs no edit here."""
+    from fastmlp import _cli, _registry, _sklearn
+
+    parser = _cli.Parser(prog="fastmlp")
+    _cli.add_commands(parser.add_subparsers())
+    train = parser.parse_args(["train", "d.csv", "--target", "y", "-o", "m.npz"])
+    assert train.activation == "relu" and train.solver == "adam"
+    assert {_sklearn.ACTIVATIONS[name] for name in _cli.ACTIVATIONS} == set(_registry.ACTIVATIONS)
+    assert set(_cli.SOLVERS) == {*_registry.OPTIMIZERS, "lbfgs"}
+    constraints = _sklearn.MLPClassifier._parameter_constraints
+    assert constraints["activation"][0].options == set(_cli.ACTIVATIONS)
+    assert constraints["solver"][0].options == set(_cli.SOLVERS)

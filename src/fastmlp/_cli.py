@@ -20,9 +20,13 @@ import threading
 import time
 import warnings
 
+from . import _registry
+
 BACKENDS = ("auto", "cython", "numpy")
-SOLVERS = ("adam", "sgd", "adamw", "rprop", "lbfgs")
-ACTIVATIONS = ("relu", "tanh", "logistic", "identity", "leaky_relu", "gelu")
+# the registry's names (scikit-learn's spelling, as the estimators take them): a new
+# activation or optimizer is offered here without an edit
+SOLVERS = (*_registry.OPTIMIZERS, "lbfgs")
+ACTIVATIONS = tuple(_registry.sklearn_activations())
 
 
 class Parser(argparse.ArgumentParser):

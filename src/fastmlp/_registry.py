@@ -17,6 +17,16 @@ ACTIVATIONS = {
     "gelu": "he",
 }
 
+# scikit-learn's names where they differ from ours (its estimators and the command line
+# take scikit-learn's): every hidden activation above is offered there under this name.
+SKLEARN_NAMES = {"sigmoid": "logistic"}
+
+
+def sklearn_activations():
+    """{scikit-learn's name: fastmlp's} for every hidden activation, in ACTIVATIONS' order."""
+    return {SKLEARN_NAMES.get(name, name): name for name in ACTIVATIONS}
+
+
 # Output activations: what ``predict_proba`` returns from the logits of the last layer.
 OUTPUTS = ("sigmoid", "softmax", "identity", "exp")
 

@@ -25,7 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
-from . import _progress, _sklearn_train, _training
+from . import _progress, _registry, _sklearn_train, _training
 from ._model import undrawn_mlp
 from ._typing import (ArrayLike, Backend, Callback, EstimatorActivation, Floats, Input, Labels, LearningRate,
                       RegressorLoss, Solver)
@@ -44,8 +44,7 @@ def _if_stochastic(method: _Method) -> _Method:
     return available_if(_stochastic)(method)  # type: ignore[no-any-return]
 
 # scikit-learn's hidden activation names -> fastmlp's
-ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
-               "leaky_relu": "leaky_relu", "gelu": "gelu"}
+ACTIVATIONS = _registry.sklearn_activations()
 OUTPUTS = {"logistic": ("sigmoid", "bce"), "softmax": ("softmax", "cross_entropy"),
            "identity": ("identity", "mse"), "exp": ("exp", "poisson")}
 # sparse X: CSR and CSC as they are; other formats become CSR (the first layer reads CSR)

@@ -30,12 +30,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict   # iprint only where SciPy still takes it
 from sklearn.utils.optimize import _check_optimize_result             # n_iter_ and scikit-learn's warning
 
-from . import _training
+from . import _registry, _training
 from ._errors import DivergenceError
 from ._spec import Optimizer, inverse_scaling
 from ._validation import check_sample_weight
 
-STOCHASTIC = ("sgd", "adam", "adamw", "rprop")
+STOCHASTIC = tuple(_registry.OPTIMIZERS)     # the solvers besides "lbfgs"
 MIN_ADAPTIVE_LR = 1e-6      # scikit-learn's "adaptive" stops below this rate
 ADAPTIVE_FACTOR = 5.0       # ... and otherwise divides the rate by this
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and "
