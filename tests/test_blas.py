@@ -59,11 +59,9 @@ def test_mkl_and_openblas_fits_agree(dtype):
         fits = {}
         for name in LIBRARIES:
             fastmlp.set_blas(name)
-            fits[name] = [fit(sizes, X, Y[:, 0], dtype, threads=t) for t in ("auto", "shared")]
+            fits[name] = [fit(sizes, X, Y[:, 0], dtype)]
     finally:
         fastmlp.set_blas(before)
-    for auto, shared in fits.values():
-        assert_close(shared.params_, auto.params_, dtype, scale=10)
     assert_close(fits["mkl"][0].params_, fits["scipy"][0].params_, dtype, scale=10)
     assert_close(fits["mkl"][0].history_["loss"], fits["scipy"][0].history_["loss"], dtype, scale=10)
 

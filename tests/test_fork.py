@@ -132,7 +132,6 @@ CASES = [
     ("cython", "float64", "auto", "os.fork", {"FASTMLP_BLAS": "scipy"}),
     ("cython", "float32", "auto", "os.fork", {"FASTMLP_BLAS": "scipy"}),
     ("cython", "float64", "auto", "multiprocessing", {"FASTMLP_BLAS": "scipy"}),
-    ("cython", "float64", "shared", "os.fork", {"FASTMLP_BLAS": "scipy"}),
     ("cython", "float64", "auto", "os.fork", {}),
     ("numpy", "float64", "auto", "os.fork", {}),
     ("numpy", "float32", "auto", "multiprocessing", {}),

@@ -321,9 +321,8 @@ def test_small_network_loops_match_numpy(dtype, sizes, activation):
     assert np.abs(results[0][1]).max() > 1e-3       # a gradient worth comparing
 
 
-# Networks smaller still (Leaky ReLU, n_in <= 4, hidden <= 8, one BCE output) trained by
-# full batches of plain SGD run their epochs in a loop of their own (_tiny_epochs): XOR's
-# widths (2, 4) with them as constants, the others read at run time.
+# XOR-sized networks (Leaky ReLU, a few inputs and hidden units, one BCE output) trained by
+# full batches of plain SGD: the small-network loops, against NumPy.
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])

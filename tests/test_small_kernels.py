@@ -148,7 +148,7 @@ def underflow_net(backend, dtype):
 @pytest.mark.parametrize("m", [4, 64, 300])
 def test_leaky_derivative_where_slope_times_z_underflows(small, dtype, m):
     """Gradients (through the tiles at 4 rows, BLAS and the passes after it at 64 and 300)
-    and one epoch of fused SGD, on one thread and shared: both backends take the slope,
+    and one epoch of fused SGD: both backends take the slope,
     not 1, as the derivative at those units (a 100x larger bias gradient otherwise)."""
     X = random((m, 4), dtype, m) + 2
     Y = (random((m, 1), dtype, m + 1) > 0).astype(dtype)
@@ -158,13 +158,11 @@ def test_leaky_derivative_where_slope_times_z_underflows(small, dtype, m):
         dcoefs, dintercepts = net.gradients(X, Y)
         assert dintercepts[0][0] != 0 and dintercepts[1][0] != 0
         grads.append(np.concatenate([a.ravel() for pair in zip(dcoefs, dintercepts) for a in pair]))
-        for threads in ("auto", "shared") if backend == "cython" else ("auto",):
-            fitted = underflow_net(backend, dtype).fit(X, Y, epochs=1, lr=0.1, batch_size=m, shuffle=False,
-                                                       warm_start=True, threads=threads)
-            fits.append(fitted.params_.copy())
+        fitted = underflow_net(backend, dtype).fit(X, Y, epochs=1, lr=0.1, batch_size=m, shuffle=False,
+                                                   warm_start=True)
+        fits.append(fitted.params_.copy())
     assert_close(grads[0], grads[1], dtype, scale=10)
-    for params in fits[:2]:
-        assert_close(params, fits[2], dtype, scale=10)
+    assert_close(fits[0], fits[1], dtype, scale=10)
 
 
 def test_fit_is_reproducible(small):
@@ -172,65 +170,3 @@ def test_fit_is_reproducible(small):
     X, Y = random((512, 32), np.float64, 0), (random((512, 1), np.float64, 1) > 0).astype(np.float64)
     runs = [fastmlp.MLP(sizes, seed=0).fit(X, Y, epochs=2, batch_size=32).params_ for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
-
-
-# ---------------------------------------------------------------- XOR's step (_tiny.h)
-
-
-def xor_fit(vector, X, y, seed, **options):
-    """A 2-4-1 float64 fit with _tiny.h's AVX2 step on or off; what it left behind."""
-    before = core._tiny_vector()
-    try:
-        core._tiny_vector(vector)
-        if core._tiny_vector() != vector:
-            pytest.skip("this CPU has no AVX2: the vector step never runs")
-        model = fastmlp.MLP([2, 4, 1], seed=seed, backend="cython")
-        try:
-            model.fit(X, y, **options)
-            error = None
-        except fastmlp.DivergenceError as exc:
-            error = str(exc)
-        return model.params_.copy(), np.array(model.history_["loss"]), model.n_iter_, error
-    finally:
-        core._tiny_vector(before)
-
-
-@settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 80), seed=st.integers(0, 10**6), lr=st.sampled_from([0.01, 0.3, 3.0, 1e4]),
-       scale=st.sampled_from([1.0, 30.0]), epochs=st.integers(1, 60))
-def test_xor_vector_step_is_the_scalar_step_bit_for_bit(n, seed, lr, scale, epochs):
-    # the AVX2 step (hidden units in lanes) does each unit's operations in the scalar
-    # step's order: the same bits, also where the loss diverges (lr 1e4 on large inputs)
-    rng = np.random.default_rng(seed)
-    X, y = rng.standard_normal((n, 2)) * scale, (rng.random(n) < 0.5).astype(float)
-    vector = xor_fit(True, X, y, seed, epochs=epochs, lr=lr, batch_size=None)
-    scalar = xor_fit(False, X, y, seed, epochs=epochs, lr=lr, batch_size=None)
-    np.testing.assert_array_equal(vector[0], scalar[0])
-    np.testing.assert_array_equal(vector[1], scalar[1])
-    assert vector[2:] == scalar[2:]
-
-
-def test_xor_vector_step_solves_the_seed_and_matches_numpy():
-    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
-    y = np.array([0.0, 1, 1, 0])
-    vector = xor_fit(True, X, y, 42, epochs=5000, lr=0.1)
-    model = fastmlp.MLP([2, 4, 1], seed=42, backend="numpy").fit(X, y, epochs=5000, lr=0.1)
-    assert_close(vector[0], model.params_, np.float64, scale=100)
-    assert_close(vector[1], model.history_["loss"], np.float64, scale=100)
-
-
-def test_the_vector_step_is_only_for_its_shape():
-    # other widths, an L2 penalty and float32 take the scalar loop: the switch changes nothing
-    rng = np.random.default_rng(3)
-    for sizes, options in (([2, 3, 1], {}), ([3, 4, 1], {}), ([2, 4, 1], {"l2": 1e-3}),
-                           ([2, 4, 1], {"dtype": "float32"})):
-        X, y = rng.standard_normal((20, sizes[0])), (rng.random(20) < 0.5).astype(float)
-        fits = []
-        for on in (True, False):
-            before = core._tiny_vector(on)
-            try:
-                model = fastmlp.MLP(sizes, seed=1, backend="cython", **options).fit(X, y, epochs=30, lr=0.5)
-            finally:
-                core._tiny_vector(before)
-            fits.append(model.params_.copy())
-        np.testing.assert_array_equal(fits[0], fits[1])

@@ -1,6 +1,5 @@
 """The compiled backend's BLAS runs on one thread while a fit with small batch products
-trains, or one whose large batches the compiled loop shares among threads of its own
-(fastmlp._blas), and the previous thread count comes back when the last such fit ends,
+trains (fastmlp._blas), and the previous thread count comes back when the last such fit ends,
 whatever happened: fits in several threads, a callback that raises, products too small for
 BLAS, sparse input."""
 
@@ -141,58 +140,17 @@ def test_fits_in_threads_share_the_setting(two_threads, library):
     assert set(blas_threads()) == {2}
 
 
-def fit_shared(sizes, n, batch_size, backend="cython"):
-    """A fit with threads="shared"; the BLAS thread counts seen at each epoch's end."""
-    rng = np.random.default_rng(0)
-    X, y = rng.normal(size=(n, sizes[0])), rng.integers(0, 2, size=n).astype(float)
-    seen = []
-    model = fastmlp.MLP(sizes, backend=backend)
-    model.fit(X, y, epochs=2, batch_size=batch_size, threads="shared",
-              callback=lambda epoch, logs: seen.append(blas_threads()))
-    return seen
-
-
-@pytest.mark.parametrize("sizes, batch_size", [([1000, 1000, 1], 4), ([64, 100, 1], 200)])
-def test_shared_batches_run_on_a_one_thread_blas(two_threads, sizes, batch_size):
-    core = backend_module("cython")
-    with _blas.blas_threads(core, sizes, batch_size, share=True) as blas:
-        assert blas.threads == min(2, core.MAX_THREADS, os.cpu_count())
-        assert set(blas_threads()) == {1}
-    assert set(blas_threads()) == {2}
-    assert fit_shared(sizes, 2 * batch_size, batch_size) == [[1] * len(blas_threads())] * 2
-    assert set(blas_threads()) == {2}
-
-
 def test_large_products_keep_the_blas_threads_by_default(two_threads):
     # 4 x 1000 x 1000 = 4 M multiply-adds: BLAS may split it
     core = backend_module("cython")
-    with _blas.blas_threads(core, [1000, 1000, 1], 4) as blas:
-        assert blas.threads == 1
+    with _blas.blas_threads(core, [1000, 1000, 1], 4):
         assert set(blas_threads()) == {2}
     assert fit_seeing_threads([1000, 1000, 1], 8, 4) == [[2] * len(blas_threads())] * 2
 
 
-@pytest.mark.parametrize("sizes, rows, dense, backend", [
-    ([1000, 1000, 1], 4, False, "cython"),    # sparse input: the loop's one thread
-    ([1000, 1000, 1], 1, True, "cython"),     # one row: nothing to share
-    ([1000, 1000, 1], 4, True, "numpy"),
-])
-def test_when_batches_are_not_shared(two_threads, sizes, rows, dense, backend):
-    with _blas.blas_threads(backend_module(backend), sizes, rows, dense, share=True) as blas:
-        assert blas.threads == 1
-
-
-def test_numpy_backend_takes_the_option_and_trains_as_before(two_threads):
-    assert fit_shared([1000, 1000, 1], 8, 4, backend="numpy") == [[2] * len(blas_threads())] * 2
-
-
-def test_a_shared_fit_matches_the_default_one():
-    rng = np.random.default_rng(1)
-    X, y = rng.normal(size=(300, 40)), rng.integers(0, 2, size=300).astype(float)
-    fits = [fastmlp.MLP([40, 64, 1], seed=3, backend="cython").fit(X, y, epochs=3, batch_size=50, threads=t)
-            for t in ("auto", "shared")]
-    np.testing.assert_allclose(fits[1].params_, fits[0].params_, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(fits[1].history_["loss"], fits[0].history_["loss"], rtol=1e-12)
+def test_the_shared_threads_option_is_refused_as_removed():
+    with pytest.raises(ValueError, match="threads='shared' was removed"):
+        fastmlp.MLP([3, 4, 1]).fit(np.zeros((4, 3)), np.zeros(4), threads="shared")
 
 
 def test_a_bad_threads_option_is_refused():
@@ -203,21 +161,9 @@ def test_a_bad_threads_option_is_refused():
 def test_a_limit_of_one_thread_keeps_fits_on_one(two_threads):
     core = backend_module("cython")
     with threadpool_limits(1, user_api="blas"):
-        with _blas.blas_threads(core, [1000, 1000, 1], 4, share=True) as blas:
-            assert blas.threads == 1
+        with _blas.blas_threads(core, [64, 100, 1], 200):
+            assert set(blas_threads()) == {1}
         assert set(blas_threads()) == {1}
-
-
-def test_runs_at_once_share_the_threads(two_threads):
-    core = backend_module("cython")
-    first = _blas.blas_threads(core, [1000, 1000, 1], 4, share=True)
-    second = _blas.blas_threads(core, [1000, 1000, 1], 4, share=True)
-    with first:
-        with second:
-            assert (first.threads, second.threads) == (min(2, os.cpu_count()), 1)
-    with _blas.blas_threads(core, [1000, 1000, 1], 4, share=True) as again:
-        assert again.threads == first.threads
-    assert set(blas_threads()) == {2}
 
 
 def test_large_fits_in_threads_split_mkl_threads(two_threads, library):
@@ -244,18 +190,3 @@ def test_large_fits_in_threads_split_mkl_threads(two_threads, library):
     else:
         assert list(seen.values()) == [2, 2]
     assert set(blas_threads()) == {2}      # as the fixture set it
-
-
-@pytest.mark.parametrize("backend", ["cython", "numpy"])
-@pytest.mark.parametrize("sizes, rows", [([2, 4, 1], 4), ([3, 5, 1], 40), ([32, 64, 64, 1], 32),
-                                         ([64, 100, 1], 200), ([784, 256, 256, 1], 128)])
-def test_changes_nothing_agrees_with_blas_threads(backend, sizes, rows):
-    """fit's short path trusts `changes_nothing`: where it says so, `blas_threads` (without
-    shared batches) must neither touch a library nor set MKL's threads. (It may say no where
-    nothing would be set after all: large products on OpenBLAS; those take the general path.)"""
-    impl = backend_module(backend)
-    run = _blas.blas_threads(impl, sizes, rows)
-    sets_something = run.mkl is not None or bool(run.libraries) or run.one
-    if _blas.changes_nothing(impl, sizes, rows):
-        assert not sets_something
-    assert _blas.changes_nothing(impl, sizes, rows) == (backend == "numpy" or sizes[0] <= 3)

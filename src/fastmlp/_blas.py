@@ -44,23 +44,16 @@ threads hand over work every few microseconds, and once another process holds a 
 second thread's share waits for it (bench/RESULTS.md, "Issue 9: estimators"). So while
 such a run trains, the BLAS runs on one thread.
 
-Larger products keep the BLAS's own threads. On request (``fit(threads="shared")``, dense
-input) the compiled loop instead shares each batch's rows among as many threads as the BLAS
-had (`_core.train`'s `threads`), each calling a one-thread BLAS for its share, so that the
-work between the products (bias, activations, their derivatives, the loss, the optimizer's
-step) is shared as well. On a quiet machine that was 1.2-1.5x slower than OpenBLAS's own
-threads on the medium job; with another process busy on one of the two cores it ranged
-from level to 2.6x faster between runs (bench/RESULTS.md, "Shared-batch threads").
+Larger products keep the BLAS's own threads. (A loop that shared each batch's rows among
+threads of its own, each on a one-thread BLAS, was 1.2-1.5x slower than OpenBLAS's own
+threads on the medium job on a quiet machine, and was removed: bench/RESULTS.md,
+"Shared-batch threads".)
 
 OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
 when tried here, OpenBLAS 0.3.30), so runs in several threads (restarts, a
 GridSearchCV on the threading backend) share the setting: the first run to begin saves the
-count and sets 1, the last one to end puts the saved count back, and a run shares its
-batches among the saved count's threads less those that runs already hold (at least one):
-a user's ``threadpool_limits(1)`` keeps runs on one thread, and two fits at once on two
-cores take two threads and one. The
-library's own ``openblas_set_num_threads`` is called directly: threadpoolctl's controller
+count and sets 1, and the last one to end puts the saved count back. The library's own ``openblas_set_num_threads`` is called directly: threadpoolctl's controller
 lets only the first thread that used it change the count, and a fit may run in any thread.
 Where the products run on Intel MKL, the same is done with MKL's
 ``MKL_Get_Max_Threads``/``MKL_Set_Num_Threads``. Where the BLAS is neither, nothing is
@@ -68,9 +61,8 @@ changed and runs use one thread.
 
 Only the compiled backend takes part: it declares where its BLAS library lives
 (`BLAS_LIBRARY_DIR`, SciPy's), the smallest product it sends to BLAS (`BLAS_MIN_PRODUCT`: a
-network whose products are all smaller, XOR's, changes nothing) and the most threads its
-loop takes (`MAX_THREADS`). threadpoolctl finds the library once (a few ms); each fit then
-costs two C calls.
+network whose products are all smaller, XOR's, changes nothing). threadpoolctl finds the
+library once (a few ms); each fit then costs two C calls.
 """
 
 import ctypes
@@ -297,22 +289,15 @@ def describe():
 
 _fits = 0          # every fit of the compiled backend training now (`_Counted` runs)
 _openblas = 0      # those of them that set OpenBLAS to one thread
-_busy = 0          # the threads they train on
+_busy = 0          # the BLAS threads they train on
 _saved = []        # (library, its thread count before the first OpenBLAS-setting run began)
 _runs = {}         # thread id -> the counted runs in that thread
 _libraries = {}    # BLAS_LIBRARY_DIR -> [_OpenBLAS] of the BLAS found there
-_CORES = os.cpu_count() or 1
 
 
 def largest_product(sizes, rows):
     """The multiply-adds of the largest dense product of a batch of `rows` rows."""
     return rows * max(map(operator.mul, sizes[:-1], sizes[1:]))
-
-
-def changes_nothing(impl, sizes, rows):
-    """Whether `blas_threads` of a run without shared batches would set nothing: a backend
-    without a BLAS of its own, or no product big enough to be sent to BLAS (XOR's)."""
-    return getattr(impl, "BLAS_LIBRARY_DIR", None) is None or largest_product(sizes, rows) < impl.BLAS_MIN_PRODUCT
 
 
 class _OpenBLAS:
@@ -343,9 +328,9 @@ class _Counted:
     with ``BLAS_LIBRARY_DIR``; other backends are not counted). `fit_running` as it is; the
     base of `blas_threads`, which also sets thread counts."""
 
-    counted = sets_openblas = share = False
+    counted = sets_openblas = False
     mkl = None
-    held = threads = 0
+    held = 0
 
     def __init__(self, impl):
         self.counted = getattr(impl, "BLAS_LIBRARY_DIR", None) is not None
@@ -379,26 +364,20 @@ fit_running = _Counted     # ``with fit_running(impl):`` around a fit's backend 
 
 
 class blas_threads(_Counted):
-    """Context manager for a run of a network of layer `sizes` on batches of `rows` rows
-    (`dense`: X is a dense array) on the backend `impl`: counted (see `_Counted`); the BLAS
-    on one thread while it trains, when its products are small or when its batches are to be
-    shared among threads (`share`, dense input only); ``.threads`` (inside) is the thread
-    count to pass to the backend's ``train``."""
+    """Context manager for a run of a network of layer `sizes` on batches of `rows` rows on
+    the backend `impl`: counted (see `_Counted`); the BLAS on one thread while it trains
+    when its products are small."""
 
-    def __init__(self, impl, sizes, rows, dense=True, share=False):
+    def __init__(self, impl, sizes, rows):
         super().__init__(impl)
         directory = getattr(impl, "BLAS_LIBRARY_DIR", None)
         largest = largest_product(sizes, rows) if directory is not None else 0
         small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
-        self.share = directory is not None and share and dense and rows >= 2
-        self.most = min(impl.MAX_THREADS, _CORES, rows) if self.share else 1
-        wanted = small or self.share
         large = directory is not None and largest >= ONE_THREAD_BELOW
-        self.mkl = mkl_threads() if wanted or large else None
-        self.libraries = libraries(directory) if wanted and self.mkl is None else []
+        self.mkl = mkl_threads() if small or large else None
+        self.libraries = libraries(directory) if small and self.mkl is None else []
         self.sets_openblas = bool(self.libraries)
-        self.one = wanted     # the BLAS on one thread in this run
-        self.threads = 1
+        self.one = small      # the BLAS on one thread in this run
 
     def _enter_locked(self):
         global _openblas, _busy, _saved
@@ -411,11 +390,8 @@ class blas_threads(_Counted):
                     if threads != 1:
                         lib.set(1)
             _openblas += 1
-            if self.share:   # the BLAS's threads, less those that runs already hold
-                free = min(threads for _, threads in _saved) - _busy
-                self.threads = max(1, min(self.most, free))
-            self.held = self.threads
-            _busy += self.threads
+            self.held = 1
+            _busy += 1
 
     def _exit_locked(self):
         global _openblas, _busy
@@ -423,7 +399,7 @@ class blas_threads(_Counted):
             self._exit_mkl()
         elif self.sets_openblas:
             _openblas -= 1
-            _busy -= self.threads
+            _busy -= self.held
             if _openblas == 0:
                 for lib, threads in _saved:
                     if threads != 1:
@@ -431,28 +407,20 @@ class blas_threads(_Counted):
 
     # MKL keeps a count per thread (set by threadpoolctl's limits) over the process's, so a
     # run sets its own thread's count while its first run there lasts (runs nest per
-    # thread): 1 for small products and shared batches; for large products, MKL's threads
-    # less those that runs already hold (at least one), so two large fits in two threads
-    # on two cores take one each instead of two teams of two. Shared runs also set the
-    # process's count to 1, for the loop's other threads, as for OpenBLAS.
+    # thread): 1 for small products; for large products, MKL's threads less those that
+    # runs already hold (at least one), so two large fits in two threads on two cores take
+    # one each instead of two teams of two.
 
     def _enter_mkl(self):
-        global _busy, _mkl_global
+        global _busy
         mkl = self.mkl
         available = mkl.get()          # this thread's count, a user's limit included
-        if self.share:
-            self.threads = max(1, min(self.most, available - _busy))
         own = 1 if self.one else max(1, available - _busy)
-        self.held = self.threads if self.share else own
+        self.held = own
         runs = getattr(_mkl_local, "runs", 0)
         if runs == 0:
             _mkl_local.saved = mkl.set_local(own)
         _mkl_local.runs = runs + 1
-        if self.share:
-            if _mkl_shared[0] == 0:
-                _mkl_global = mkl.get_global()
-                mkl.set(1)
-            _mkl_shared[0] += 1
         _busy += self.held
 
     def _exit_mkl(self):
@@ -462,15 +430,9 @@ class blas_threads(_Counted):
         _mkl_local.runs -= 1
         if _mkl_local.runs == 0:
             mkl.set_local(_mkl_local.saved)
-        if self.share:
-            _mkl_shared[0] -= 1
-            if _mkl_shared[0] == 0:
-                mkl.set(_mkl_global)
 
 
 _mkl_local = threading.local()   # runs in this thread, and its MKL count before the first
-_mkl_shared = [0]                 # shared runs on MKL now
-_mkl_global = 1                   # MKL's process-wide count before the first of them
 
 
 def _forget(run):
@@ -500,10 +462,6 @@ def _after_fork_in_child():
                 lib.set(threads)
     _fits, _openblas = len(mine), sum(1 for run in mine if run.sets_openblas)
     _busy = sum(run.held for run in mine)
-    shared = sum(1 for run in mine if run.mkl is not None and run.share)
-    if _mkl_shared[0] and not shared and mkl_threads() is not None:
-        mkl_threads().set(_mkl_global)
-    _mkl_shared[0] = shared
 
 
 if hasattr(os, "register_at_fork"):

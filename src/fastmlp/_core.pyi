@@ -12,7 +12,6 @@ _Floats = NDArray[np.floating[Any]]
 
 BLAS_LIBRARY_DIR: str
 BLAS_MIN_PRODUCT: int
-MAX_THREADS: int
 
 def dense_forward(A: ArrayLike, W: ArrayLike, b: ArrayLike, Z: _Floats) -> _Floats: ...
 def dense_backward(
@@ -52,5 +51,4 @@ def train(
     sample_weight: ArrayLike | None = None,
     callback: Callable[[int, float], bool] | None = None,
     stop: threading.Event | None = None,
-    threads: int = 1,
 ) -> int: ...

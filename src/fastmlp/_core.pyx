@@ -39,7 +39,6 @@ from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
 from . import _fork, _registry
 from ._spec import CHECKED as _CHECKED
-from ._spec import MAX_THREADS as _SPEC_MAX_THREADS
 from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args, warn_overflow
 from ._validation import (
     choice,
@@ -103,27 +102,6 @@ cdef extern from "_kernels.h" nogil:
     void fm_leaky_grad_f(Py_ssize_t m, Py_ssize_t n, const float* Zp, float* D, float slope,
                          float alpha, float beta, float* out, float* acc)
 
-cdef extern from "_tiny.h" nogil:
-    # XOR's network shape (2-4-1, float64, no L2): one step with its hidden units in the
-    # lanes of an AVX2 register, bit for bit `_tiny_loop`'s scalar step (see the header).
-    int fm_avx2_available()
-    double fm_tiny24_step_d(Py_ssize_t n, const double* X, const double* Y, double* params,
-                            double* snap, double slope, double alpha, double scale, double* Z,
-                            double* A, double* G)
-
-cdef extern from "_parallel.h" nogil:
-    # Threads for `_epoch_par` (see the header): fm_parallel runs task(ctx, t) for t < n, the
-    # caller being thread 0; -1 when threads are not available here or could not be made.
-    enum: FM_MAX_THREADS
-    ctypedef struct fm_barrier:
-        pass
-    ctypedef void (*fm_task)(void* ctx, int thread) noexcept nogil
-    void fm_barrier_init(fm_barrier* b, int n)
-    void fm_barrier_wait(fm_barrier* b)
-    long fm_next(long* counter)            # a shared counter's value, then +1 (atomic)
-    int fm_barrier_spins(int spins)
-    int fm_parallel(int n, fm_task task, void* ctx)
-
 cdef enum:
     # Below this many multiply-adds (m * n * k) a dense product runs as plain loops.
     BLAS_MIN_WORK = 4096
@@ -138,12 +116,6 @@ cdef enum:
     # A one-hidden-layer network whose widths multiply to at most this (h * max(n_in, n_out))
     # runs its steps through the row-by-row loops of `_forward_small` / `_backward_small`.
     TINY_NET_MAX_WORK = 64
-    # ... and such a network with at most TINY_MAX_IN inputs, TINY_MAX_HIDDEN Leaky ReLU units
-    # and one BCE output, trained by full batches of plain SGD, runs its epochs in a loop of
-    # its own, each step a forward pass and one pass over the rows with its gradient sums in
-    # locals (`_tiny_epochs`).
-    TINY_MAX_IN = 4
-    TINY_MAX_HIDDEN = 8
     # Products of BLAS_MIN_WORK up to this many multiply-adds, with at least SMALL_MIN_COLUMNS
     # columns in C, run as _kernels.h's register tiles where the CPU has AVX-512 (a BLAS
     # call's fixed cost and its threads outweigh the arithmetic there); larger ones call BLAS.
@@ -174,9 +146,6 @@ cdef enum OptimizerCode:
 # in scipy.libs, beside the package), and the smallest product it is given.
 BLAS_LIBRARY_DIR = os.path.dirname(os.path.abspath(scipy.__file__))
 BLAS_MIN_PRODUCT = BLAS_MIN_WORK
-MAX_THREADS = FM_MAX_THREADS     # the most threads `train` shares a batch among
-if MAX_THREADS != _SPEC_MAX_THREADS:
-    raise ImportError(f"_parallel.h allows {MAX_THREADS} threads, _spec.MAX_THREADS {_SPEC_MAX_THREADS}")
 
 _ACTIVATION_CODES = _registry.implemented("compiled", "activation", tuple(_registry.ACTIVATIONS), {
     "identity": ACT_IDENTITY, "leaky_relu": ACT_LEAKY_RELU, "relu": ACT_RELU, "tanh": ACT_TANH,
@@ -298,17 +267,6 @@ cdef inline floating _dot(Py_ssize_t n, const floating* a, const floating* b) no
 # Whether the small products of _kernels.h run (the CPU has AVX-512, and `_small_kernels`
 # has not turned them off).
 cdef bint _small = fm_simd_available() != 0
-cdef bint _tiny_simd = fm_avx2_available() != 0
-
-
-def _tiny_vector(enabled=None):
-    """Whether XOR-shaped steps take `fm_tiny24_step_d` (AVX2); `enabled` sets it (tests
-    compare both paths; False always works). Returns the previous setting."""
-    global _tiny_simd
-    previous = _tiny_simd
-    if enabled is not None:
-        _tiny_simd = bool(enabled) and fm_avx2_available() != 0
-    return previous
 
 
 def _small_kernels(enabled=None):
@@ -319,12 +277,6 @@ def _small_kernels(enabled=None):
     if enabled is not None:
         _small = bool(enabled) and fm_simd_available() != 0
     return bool(_small)
-
-
-def _barrier_spins(spins=None):
-    """Polls a thread waiting at the shared loop's barriers makes before it yields its core
-    (the default 0: it yields at once); `spins` sets it. For benchmarks."""
-    return fm_barrier_spins(-1 if spins is None else int(spins))
 
 
 cdef inline bint _small_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -1370,16 +1322,16 @@ cdef inline bint _fork_waits() noexcept nogil:
     return fm_read_flag(_fork_flag) != 0
 
 
-cdef bint _poll(Poll* stop, bint park) noexcept nogil:
-    """Take the GIL for a moment: with `park`, first wait while an os.fork() from another
-    thread happens, if one waits (`_fork.pause`: every loop of this call at rest); run
+cdef bint _poll(Poll* stop) noexcept nogil:
+    """Take the GIL for a moment: first wait while an os.fork() from another thread
+    happens, if one waits (`_fork.pause`: every loop of this call at rest); run
     pending signal handlers (Ctrl-C raises KeyboardInterrupt in them) and ask
     stop.event.is_set(). True, with stop.stopped set, when the loop must end; an exception
     is kept in stop.errors for the caller to raise."""
     stop.countdown = stop.every
     with gil:
         try:
-            if park and _fork_waits():
+            if _fork_waits():
                 _fork.pause()
             PyErr_CheckSignals()
             if stop.event != NULL and (<object>stop.event).is_set():
@@ -1394,7 +1346,7 @@ cdef inline bint _boundary(Poll* stop) noexcept nogil:
     """At a batch boundary of a loop on one thread: `_poll` every stop.every batches, and at
     once while a fork waits. True when the loop must end."""
     stop.countdown -= 1
-    return (stop.countdown <= 0 or _fork_waits()) and _poll(stop, True)
+    return (stop.countdown <= 0 or _fork_waits()) and _poll(stop)
 
 
 cdef void _poll_init(Poll* poll, Py_ssize_t every, stop, list errors) noexcept:
@@ -1482,266 +1434,6 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
     return total / total_weight if total_weight > 0 else 0
 
 
-cdef enum:
-    # The shared loop's chunks: a batch's rows in chunks of PAR_ROWS (more for batches of over
-    # PAR_ROWS * PAR_MAX_CHUNKS rows), a large layer's weight gradient in PAR_W_CHUNKS chunks
-    # of its input rows. Fixed, not from the thread count, so the results do not depend on it.
-    PAR_ROWS = 32
-    PAR_MAX_CHUNKS = 64
-    PAR_W_CHUNKS = 8
-
-
-cdef struct Par:
-    # One epoch of `_epoch` shared out among `threads` threads (`_epoch_par`).
-    const Net* net
-    Opt* opt
-    Py_ssize_t n, batch_size, pack_size
-    void* params              # floating*, like the rest of the arrays
-    const void* X
-    const void* Y
-    const void* w
-    const Py_ssize_t* order
-    void* work
-    void* grad
-    void* s1
-    void* s2
-    void* packs               # threads - 1 more pack buffers (pack_size each) for fm_nt
-    Poll* stop
-    int threads
-    fm_barrier barrier
-    long counters[4][16]      # chunk counters [barriers passed % 4][0 or 8], a cache line apart
-    double partial[PAR_MAX_CHUNKS]   # each row chunk's loss
-    double squares            # the L2 penalty's sum of squares (thread 0)
-    bint halt                 # thread 0's poll ended training
-    bint park                 # a fork waits: the threads rest after this batch (`_park`)
-    double result             # the epoch's loss (thread 0)
-
-
-cdef inline Py_ssize_t _share(Py_ssize_t size, Py_ssize_t c, Py_ssize_t chunks) noexcept nogil:
-    """Where chunk c of range(size) in `chunks` near-equal chunks starts (c = chunks: its end)."""
-    return size * c // chunks
-
-
-cdef inline int _meet(Par* par, int t, int g) noexcept nogil:
-    """The barrier after phase g; returns g + 1. Thread 0 then zeroes the counters of phase
-    g + 3: their last users finished before the barrier just passed, and none takes from
-    them before the barrier after phase g + 2 (four sets of counters go round)."""
-    fm_barrier_wait(&par.barrier)
-    g += 1
-    if t == 0:
-        par.counters[(g + 2) & 3][0] = 0
-        par.counters[(g + 2) & 3][8] = 0
-    return g
-
-
-cdef double _par_batch(Par* par, Py_ssize_t start, Py_ssize_t m, const floating** Xb,
-                       const floating** Yb, const floating** Wb) noexcept nogil:
-    """Xb, Yb, Wb (NULL: unweighted): where the batch of m rows from `start` is read, X's own
-    rows or the gather buffers (filled by `_par_gather`); returns its total weight (m when
-    unweighted; added in order, so every thread gets the same sum)."""
-    cdef const Net* net = par.net
-    cdef const floating* w = <const floating*>par.w
-    cdef floating* work = <floating*>par.work
-    cdef double weight = m
-    cdef Py_ssize_t r
-    if par.order == NULL:
-        Xb[0] = <const floating*>par.X + start * net.size[0]
-        Yb[0] = <const floating*>par.Y + start * net.size[net.n_layers]
-        Wb[0] = w + start if w != NULL else NULL
-    else:
-        Xb[0], Yb[0] = work + net.xb_off, work + net.yb_off
-        Wb[0] = work + net.wb_off if w != NULL else NULL
-    if w != NULL:
-        weight = 0
-        for r in range(m):
-            weight += w[start + r] if par.order == NULL else w[par.order[start + r]]
-    return weight
-
-
-cdef void _par_gather(Par* par, Py_ssize_t start, Py_ssize_t r0, Py_ssize_t r1,
-                      floating* work) noexcept nogil:
-    """Shuffled batches: rows r0..r1 - 1 of the batch from `start` into the gather buffers."""
-    cdef const Net* net = par.net
-    cdef Py_ssize_t nx = net.size[0], k = net.size[net.n_layers], r, src
-    for r in range(r0, r1):
-        src = par.order[start + r]
-        memcpy(work + net.xb_off + r * nx, <const floating*>par.X + src * nx, nx * sizeof(floating))
-        memcpy(work + net.yb_off + r * k, <const floating*>par.Y + src * k, k * sizeof(floating))
-        if par.w != NULL:
-            work[net.wb_off + r] = (<const floating*>par.w)[src]
-
-
-cdef double _par_forward(Par* par, Py_ssize_t r0, Py_ssize_t r1, const floating* Xb,
-                         const floating* Yb, const floating* Wb, double weight,
-                         floating* pack) noexcept nogil:
-    """Batch rows r0..r1 - 1: forward pass, their share of the batch loss (returned) and
-    dL/dZ of the output layer, and with hidden layers dL/dZ of the last hidden one."""
-    cdef const Net* net = par.net
-    cdef Py_ssize_t l, L = net.n_layers, k = net.size[L], mt = r1 - r0
-    cdef floating* params = <floating*>par.params
-    cdef floating* work = <floating*>par.work
-    cdef const floating* A_prev = Xb + r0 * net.size[0]
-    cdef floating* A
-    cdef double loss
-    for l in range(L):
-        A = work + net.a_off[l] + r0 * net.size[l + 1] if l < L - 1 else NULL
-        _dense_activation(mt, net.size[l + 1], net.size[l], A_prev, params + net.w_off[l],
-                          params + net.b_off[l], work + net.z_off[l] + r0 * net.size[l + 1],
-                          A, net.act[l] if l < L - 1 else 0, <floating>net.slope)
-        A_prev = A
-    loss = _output_loss(mt, k, work + net.z_off[L - 1] + r0 * k, Yb + r0 * k,
-                        Wb + r0 if Wb != NULL else NULL, work + net.d_off[L - 1] + r0 * k,
-                        <floating>(1.0 / weight if weight > 0 else 0), net.loss)
-    if L > 1:
-        _par_backprop(par, L - 1, r0, r1, pack)
-    return loss
-
-
-cdef void _par_backprop(Par* par, Py_ssize_t l, Py_ssize_t r0, Py_ssize_t r1,
-                        floating* pack) noexcept nogil:
-    """Batch rows r0..r1 - 1 of dL/dZ_{l-1}, from theirs of dL/dZ_l through W_l (l >= 1)."""
-    cdef const Net* net = par.net
-    cdef Py_ssize_t n_in = net.size[l], n_out = net.size[l + 1]
-    cdef floating* work = <floating*>par.work
-    _backprop_dense(r1 - r0, n_out, n_in, work + net.d_off[l] + r0 * n_out,
-                    <floating*>par.params + net.w_off[l], work + net.d_off[l - 1] + r0 * n_in,
-                    work + net.z_off[l - 1] + r0 * n_in, work + net.a_off[l - 1] + r0 * n_in,
-                    net.act[l - 1], <floating>net.slope, pack, par.pack_size, NULL, 0, 0)
-
-
-cdef void _par_weights(Par* par, Py_ssize_t l, Py_ssize_t c, Py_ssize_t chunks, Py_ssize_t m,
-                       const floating* Xb, long step) noexcept nogil:
-    """Chunk c < chunks of layer l's weights (a share of W_l's rows, its inputs), or c =
-    chunks: its bias. The gradient over the batch's m rows, with the fused SGD step into
-    the parameters, or into the gradient and then step `step` of the optimizer on them."""
-    cdef const Net* net = par.net
-    cdef Py_ssize_t n_in = net.size[l], n_out = net.size[l + 1], lo, hi, i, k0, k1
-    cdef floating* params = <floating*>par.params
-    cdef floating* grad = <floating*>par.grad
-    cdef floating* work = <floating*>par.work
-    cdef floating* target = params if par.opt.fused else grad
-    cdef floating lr = <floating>par.opt.lr, l2 = <floating>net.l2
-    cdef floating alpha = -lr if par.opt.fused else 1
-    cdef const floating* A_prev = Xb if l == 0 else work + net.a_off[l - 1]
-    cdef const floating* D = work + net.d_off[l]
-    if c == chunks:
-        _colsum(m, n_out, alpha, D, 1 if par.opt.fused else 0, target + net.b_off[l])
-        lo, hi = net.b_off[l], net.b_off[l] + n_out
-    else:
-        k0, k1 = _share(n_in, c, chunks), _share(n_in, c + 1, chunks)
-        if k1 - k0 == n_in:
-            _mm_tn(m, n_out, n_in, alpha, A_prev, D, 1 - lr * l2 if par.opt.fused else 0,
-                   target + net.w_off[l])
-        elif k1 > k0:
-            _gemm(c'N', c'T', <int>n_out, <int>(k1 - k0), <int>m, alpha, D, <int>n_out, A_prev + k0,
-                  <int>n_in, 1 - lr * l2 if par.opt.fused else 0, target + net.w_off[l] + k0 * n_out,
-                  <int>n_out)
-        lo, hi = net.w_off[l] + k0 * n_out, net.w_off[l] + k1 * n_out
-        if not par.opt.fused and net.l2 != 0:
-            for i in range(lo, hi):
-                grad[i] += l2 * params[i]
-    if not par.opt.fused:
-        _update_range(par.opt, step, params + lo, grad + lo, <floating*>par.s1 + lo,
-                      <floating*>par.s2 + lo, hi - lo, c < chunks)
-
-
-cdef bint _rest(Par* par, int t, int* g) noexcept nogil:
-    """Thread t of `_epoch_par` past a batch's last barrier while an os.fork() from another
-    thread waits (par.park): thread 0 lets it happen (`_fork.pause`) while the others wait
-    at one more barrier (phase g[0], moved on). True when thread 0's wait was interrupted
-    (par.halt: its exception kept, as `_poll` keeps one)."""
-    if t == 0:
-        with gil:
-            try:
-                _fork.pause()
-            except BaseException as exc:
-                (<list>par.stop.errors).append(exc)
-                par.stop.stopped = par.halt = True
-    g[0] = _meet(par, t, g[0])
-    return par.halt
-
-
-cdef void _epoch_par(Par* par, int t, floating* witness) noexcept nogil:
-    """Thread t's part of `_epoch` (same arguments, in `par`): the same batches and steps,
-    each batch's work taken in chunks by whichever thread is free.
-
-    Phase 1, chunks of the batch's rows: forward pass, loss, and the backward product
-    into the last hidden layer, on one-thread BLAS. Then for each layer from the last, a
-    barrier and chunks of its weight gradient (shares of W_l's rows, and its bias), each
-    with its step (fused SGD, or the optimizer's on those parameters), and chunks of rows
-    of the next backward product (which reads the layer below's weights, not these).
-    The first barrier also checks the batch loss (the chunks' losses added in chunk
-    order; no step from a non-finite one); the last closes the batch. The chunks are
-    fixed by the batch and the layer sizes, so the results do not depend on the thread
-    count or on which thread took which chunk. Thread 0 polls (the caller's thread) and
-    writes par.result and opt.t.
-    """
-    cdef const Net* net = par.net
-    cdef Py_ssize_t start = 0, m, rows, n_rc, c, l, n_in, n_out, chunks
-    cdef floating* work = <floating*>par.work
-    cdef floating* pack = work + net.pk_off if t == 0 else <floating*>par.packs + (t - 1) * par.pack_size
-    cdef const floating* Xb
-    cdef const floating* Yb
-    cdef const floating* Wb
-    cdef double total = 0, weight, total_weight = 0, loss = NAN
-    cdef long step = par.opt.t
-    cdef int g = 0
-    while start < par.n:
-        if t == 0:
-            par.stop.countdown -= 1
-            if par.stop.countdown <= 0 and _poll(par.stop, False):
-                par.halt = True
-        m = min(par.batch_size, par.n - start)
-        rows = max(<Py_ssize_t>PAR_ROWS, (m + PAR_MAX_CHUNKS - 1) // PAR_MAX_CHUNKS)
-        n_rc = (m + rows - 1) // rows
-        weight = _par_batch(par, start, m, &Xb, &Yb, &Wb)
-        c = fm_next(&par.counters[g & 3][0])
-        while c < n_rc:
-            if par.order != NULL:
-                _par_gather(par, start, c * rows, min(m, (c + 1) * rows), work)
-            par.partial[c] = _par_forward(par, c * rows, min(m, (c + 1) * rows), Xb, Yb, Wb, weight, pack)
-            c = fm_next(&par.counters[g & 3][0])
-        if t == 0 and net.l2 != 0:
-            par.squares = _sum_squared_weights(net, <floating*>par.params)
-        g = _meet(par, t, g)
-        loss = 0
-        for c in range(n_rc):
-            loss += par.partial[c]
-        if net.l2 != 0:
-            loss += weight * 0.5 * net.l2 * par.squares
-        if par.halt or not isfinite(loss):
-            break              # stopped, or diverged: no step from a non-finite loss
-        for l in range(net.n_layers - 1, -1, -1):
-            n_in, n_out = net.size[l], net.size[l + 1]
-            chunks = PAR_W_CHUNKS if m * n_out * n_in > SMALL_MAX_WORK else 1
-            c = fm_next(&par.counters[g & 3][0])
-            while c <= chunks:
-                _par_weights(par, l, c, chunks, m, Xb, step + 1)
-                c = fm_next(&par.counters[g & 3][0])
-            if l >= 2:
-                c = fm_next(&par.counters[g & 3][8])
-                while c < n_rc:
-                    _par_backprop(par, l - 1, c * rows, min(m, (c + 1) * rows), pack)
-                    c = fm_next(&par.counters[g & 3][8])
-            if t == 0 and l == 0:
-                par.park = _fork_waits()   # read by all past the batch's last barrier
-            g = _meet(par, t, g)
-        if par.park and _rest(par, t, &g):
-            break              # (the wait for a fork was interrupted)
-        total += loss
-        total_weight += weight
-        step += 1
-        start += m
-    if t == 0:
-        par.opt.t = step
-        if par.halt:
-            par.result = 0
-        elif start < par.n:
-            par.result = loss
-        else:
-            par.result = total / total_weight if total_weight > 0 else 0
-
-
 cdef Py_ssize_t _weight_count(const Net* net) noexcept nogil:
     """The weights of `net` (its biases left out): multiply-adds per row and pass."""
     cdef Py_ssize_t i, weights = 0
@@ -1756,43 +1448,6 @@ cdef inline Py_ssize_t _pack_size(const Net* net) noexcept nogil:
     for l in range(net.n_layers + 1):
         widest = max(widest, net.size[l])
     return min(widest, SMALL_MAX_PACKED) * FM_PACK_COLUMNS
-
-
-cdef void _par_init(Par* par, const Net* net, Opt* opt, Poll* stop, int threads, Py_ssize_t n,
-                    Py_ssize_t batch_size, floating* params, const floating* X, const floating* Y,
-                    const floating* w, const Py_ssize_t* order, floating* work,
-                    floating* state) noexcept nogil:
-    """`par` for `_train_typed`'s arguments; `work` laid out as it lays it out (the layers'
-    work, the gradient, the save points, the extra pack buffers)."""
-    par.threads, par.net, par.opt, par.stop = threads, net, opt, stop
-    par.n, par.batch_size, par.pack_size = n, batch_size, _pack_size(net)
-    par.params, par.X, par.Y, par.w, par.order = params, X, Y, w, order
-    par.work, par.grad = work, work + net.work_size
-    par.s1, par.s2, par.packs = state, state + net.n_params, work + net.work_size + 7 * net.n_params
-
-
-cdef int _epoch_threads(Par* par, floating* witness) noexcept nogil:
-    """An epoch of `_epoch_par` on par.threads threads; -1 when threads cannot be made here
-    (nothing was run: the caller runs `_epoch` instead, and so do later epochs)."""
-    cdef int rc
-    par.halt = par.park = False
-    memset(par.counters, 0, sizeof(par.counters))
-    fm_barrier_init(&par.barrier, par.threads)
-    if floating is float:
-        rc = fm_parallel(par.threads, _epoch_par_f, par)
-    else:
-        rc = fm_parallel(par.threads, _epoch_par_d, par)
-    if rc != 0:
-        par.threads = 1
-    return rc
-
-
-cdef void _epoch_par_f(void* par, int t) noexcept nogil:
-    _epoch_par(<Par*>par, t, <float*>NULL)
-
-
-cdef void _epoch_par_d(void* par, int t) noexcept nogil:
-    _epoch_par(<Par*>par, t, <double*>NULL)
 
 
 cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const floating* X,
@@ -1814,161 +1469,6 @@ cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const float
     _backward_small(net, params, X, n, work, params, -lr, 1 - lr * l2, <floating>1)
     opt.t += 1
     return loss / <double>n
-
-
-cdef inline bint _is_tiny(const Net* net) noexcept nogil:
-    """Whether a small network's (`_is_small`) full-batch SGD steps go through `_tiny_epochs`
-    (its parameters in `_Plan`'s layout, which `_tiny_loop` addresses from the widths)."""
-    cdef Py_ssize_t d = net.size[0], h = net.size[1]
-    return (net.small_work != 0 and d <= TINY_MAX_IN and h <= TINY_MAX_HIDDEN and net.size[2] == 1
-            and net.act[0] == ACT_LEAKY_RELU and net.loss == LOSS_BCE and net.w_off[0] == 0
-            and net.b_off[0] == d * h and net.w_off[1] == d * h + h and net.b_off[1] == d * h + 2 * h)
-
-
-cdef inline floating _tiny_forward(const floating* x, Py_ssize_t d, Py_ssize_t h,
-                                   const floating* W1, const floating* b1, const floating* W2,
-                                   floating b2, floating slope, floating* z,
-                                   floating* a) noexcept nogil:
-    """One row of `_forward_small` for a tiny network: OUT z, a (h,) = its hidden layer;
-    returns its output's logit. The same sums in the same order."""
-    cdef Py_ssize_t j, p
-    cdef floating s, out = b2
-    for j in range(h):
-        s = b1[j]
-        for p in range(d):
-            s = s + x[p] * W1[p * h + j]
-        z[j], a[j] = s, s if s >= 0 else slope * s
-        out = out + a[j] * W2[j]
-    return out
-
-
-cdef inline void _tiny_backward(const floating* x, Py_ssize_t d, Py_ssize_t h, const floating* W2,
-                                floating g, const floating* z, const floating* a, floating slope,
-                                floating alpha, double* gW1, floating* nb1,
-                                double* gW2) noexcept nogil:
-    """One row's part of `_backward_small` for a tiny network whose logit's gradient is g:
-    adds to the weight gradients' double sums gW1 (d, h), gW2 (h,) and steps the new
-    hidden biases nb1 by alpha * dL/dZ_1, as `_layer_grad_small` does row by row."""
-    cdef Py_ssize_t j, p
-    cdef floating t
-    for j in range(h):
-        t = <floating>(<double>0 + g * W2[j])    # `_backward_small`'s double sum of one term
-        t = _leaky_grad1(z[j], t, slope)
-        gW2[j] += a[j] * g
-        nb1[j] = nb1[j] + alpha * t
-        for p in range(d):
-            gW1[p * h + j] += x[p] * t
-
-
-cdef Py_ssize_t _tiny_epochs(const Net* net, Opt* opt, floating* params, const floating* X,
-                             const floating* Y, Py_ssize_t n, floating* work, floating* snaps,
-                             long* steps, double* losses, Py_ssize_t e, Py_ssize_t last,
-                             Py_ssize_t* cur, Poll* stop) noexcept nogil:
-    """`_train_typed`'s epochs e..last - 1 for a tiny network (`_is_tiny`), by `_tiny_loop`
-    with the widths as constants for two inputs and four hidden units (XOR's), so that the
-    compiler unrolls its loops, else with the widths read at run time. Returns the next epoch."""
-    cdef Py_ssize_t d = net.size[0], h = net.size[1]
-    if d == 2 and h == 4:
-        return _tiny_loop(net, opt, params, X, Y, n, work, snaps, steps, losses, e, last, cur, stop,
-                          2, 4)
-    return _tiny_loop(net, opt, params, X, Y, n, work, snaps, steps, losses, e, last, cur, stop, d, h)
-
-
-cdef inline void _tiny_store(Py_ssize_t d, Py_ssize_t h, floating* W1, floating* b1, floating* W2,
-                             floating* b2, const double* gW1, const floating* nb1,
-                             const double* gW2, floating nb2, floating alpha,
-                             floating beta) noexcept nogil:
-    """`_tiny_loop`'s step: W += alpha * the gradient sums (with `_store_grad`'s weight decay
-    where beta != 1), the biases from their stepped copies nb1, nb2."""
-    cdef Py_ssize_t j
-    for j in range(d * h):
-        if beta == 1:      # no L2 penalty: 1 * w is w, one multiplication less
-            W1[j] = W1[j] + alpha * <floating>gW1[j]
-        else:
-            _store_grad(W1 + j, gW1[j], alpha, beta)
-    for j in range(h):
-        if beta == 1:
-            W2[j] = W2[j] + alpha * <floating>gW2[j]
-        else:
-            _store_grad(W2 + j, gW2[j], alpha, beta)
-        b1[j] = nb1[j]
-    b2[0] = nb2
-
-
-cdef inline Py_ssize_t _tiny_loop(const Net* net, Opt* opt, floating* params, const floating* X,
-                                  const floating* Y, Py_ssize_t n, floating* work, floating* snaps,
-                                  long* steps, double* losses, Py_ssize_t e, Py_ssize_t last,
-                                  Py_ssize_t* cur, Poll* stop, Py_ssize_t d,
-                                  Py_ssize_t h) noexcept nogil:
-    """`_train_typed`'s loop over epochs e..last - 1, its bookkeeping unchanged (OUT cur,
-    steps, losses, the save points in snaps), with `_epoch_small`'s step for a tiny network
-    of d inputs and h hidden units: the rows' forward pass (hidden layers and logits into
-    work's Z_1, A_1 and D_2), then their loss and gradient sums in one pass, the same
-    operations in the same order as `_forward_small`, `_sum_bce` and `_backward_small`, so the
-    same results (the forward pass in a loop of its own: no hidden values are kept in registers
-    across the exp of each row's loss). The pointers and constants are set up once, not once
-    per epoch, and the save point (`_save_point`'s snap = params) is taken just before the
-    step's stores. Returns the next epoch, as `_train_typed`'s loop leaves e."""
-    # `_Plan`'s layout (`_is_tiny` checks it): W_1 (d, h), b_1 (h,), W_2 (h, 1), b_2 (1,)
-    cdef Py_ssize_t i, j, n_params = d * h + 2 * h + 1, stride = 3 * net.n_params
-    cdef floating* W1 = params
-    cdef floating* b1 = params + d * h
-    cdef floating* W2 = params + d * h + h
-    cdef floating* b2 = params + d * h + 2 * h
-    cdef floating* snap
-    cdef floating* Z = work + net.z_off[0]
-    cdef floating* A = work + net.a_off[0]
-    cdef floating* G = work + net.d_off[1]
-    cdef floating nb1[TINY_MAX_HIDDEN]
-    cdef double gW1[TINY_MAX_IN * TINY_MAX_HIDDEN]
-    cdef double gW2[TINY_MAX_HIDDEN]
-    cdef floating lr = <floating>opt.lr, l2 = <floating>net.l2, slope = <floating>net.slope
-    cdef floating alpha = -lr, beta = 1 - lr * l2, scale = <floating>(1.0 / <double>n), g, nb2
-    cdef double total, product, loss
-    cdef int factors
-    cdef bint vector = floating is double and d == 2 and h == 4 and net.l2 == 0 and _tiny_simd
-    while e < last:
-        cur[0], steps[e & 1] = e, opt.t          # (e >= 0: e & 1 is e % 2)
-        snap = snaps + (e & 1) * stride
-        if _boundary(stop):
-            memcpy(snap, params, n_params * sizeof(floating))
-            break          # after a whole step; this epoch's loss is not written
-        if floating is double:
-            if vector:     # the same step, four hidden units at once (_tiny.h)
-                loss = fm_tiny24_step_d(n, X, Y, params, snap, slope, alpha, scale, Z, A, G)
-                if not isfinite(loss):
-                    losses[e] = loss
-                    return e + 1   # diverged: no step from a non-finite loss
-                opt.t += 1
-                losses[e] = loss / <double>n
-                e += 1
-                continue
-        total, product, factors = 0, 1, 0
-        for j in range(d * h):
-            gW1[j] = 0
-        for j in range(h):
-            gW2[j], nb1[j] = 0, <floating>1 * b1[j]
-        nb2 = <floating>1 * b2[0]
-        for i in range(n):
-            G[i] = _tiny_forward(X + i * d, d, h, W1, b1, W2, b2[0], slope, Z + i * h, A + i * h)
-        for i in range(n):
-            g = _bce1(G[i], Y[i], scale, &total, &product, &factors)
-            nb2 = nb2 + alpha * g
-            _tiny_backward(X + i * d, d, h, W2, g, Z + i * h, A + i * h, slope, alpha, gW1, nb1, gW2)
-        loss = total + log(product)
-        if net.l2 != 0:
-            loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
-        if not isfinite(loss):
-            memcpy(snap, params, n_params * sizeof(floating))
-            losses[e] = loss
-            return e + 1   # diverged: no step from a non-finite loss
-        for j in range(n_params):
-            snap[j] = params[j]
-        _tiny_store(d, h, W1, b1, W2, b2, gW1, nb1, gW2, nb2, alpha, beta)
-        opt.t += 1
-        losses[e] = loss / <double>n
-        e += 1
-    return e
 
 
 cdef void _set_rows(const Net* net, Py_ssize_t start, Py_ssize_t m) noexcept nogil:
@@ -2115,38 +1615,6 @@ cdef class _Plan:
         self.csr.indptr, self.csr.indices = &indptr[0], &indices[0]
         self.csr.data, self.csr.rows = &values[0], &rows[0]
         self.net.sparse = &self.csr
-
-
-_PLANS = {}                      # (id(net), capacity, gather) -> (net, its _Plan), dense input
-cdef tuple _last_plan = None       # (net, capacity, gather, plan) of the last lookup: no key to hash
-
-cdef enum:
-    MAX_PLANS = 64               # kept at most (then the cache starts over)
-
-
-cdef _Plan _plan(net, Py_ssize_t capacity, bint gather, csr):
-    """``_Plan(net, capacity, gather, csr)``, made once for dense input and kept: a plan
-    without CSR arrays is never written after it is made, so calls and threads share it
-    (a Network is frozen). Kept by the network object's identity, not its value: a
-    dataclass's hash and equality are Python functions, ~35 us each right after an idle
-    pause; the entry holds the network, so its id cannot be reused while it is kept."""
-    global _last_plan
-    if csr is not None:
-        return _Plan(net, capacity, gather, csr)
-    last = _last_plan       # (one read: another thread may replace it meanwhile)
-    if last is not None and last[0] is net and last[1] == capacity and last[2] == gather:
-        return last[3]
-    key = (id(net), capacity, gather)
-    entry = _PLANS.get(key)
-    if entry is not None and entry[0] is net:
-        plan = entry[1]
-    else:
-        plan = _Plan(net, capacity, gather)
-        if len(_PLANS) >= MAX_PLANS:
-            _PLANS.clear()
-        _PLANS[key] = (net, plan)
-    _last_plan = (net, capacity, gather, plan)
-    return plan
 
 
 cdef int _check_fit(const Net* net, Py_ssize_t n_params, Py_ssize_t n_in, Py_ssize_t n_out,
@@ -2391,7 +1859,7 @@ def sigmoid_bce(Z, Y, G):
 
 cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, csr, Py_ssize_t n,
                     floating[:, ::1] out):
-    cdef _Plan plan = _plan(net, min(n, CHUNK_ROWS), False, csr)
+    cdef _Plan plan = _Plan(net, min(n, CHUNK_ROWS), False, csr)
     cdef const Net* cnet = &plan.net
     cdef Py_ssize_t k = out.shape[1], start, m, n_in = cnet.size[0]
     _check_fit(cnet, params.shape[0], n_in if X is None else X.shape[1], k,
@@ -2423,7 +1891,7 @@ cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, c
 cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1] X, csr,
                           const floating[:, ::1] Y, floating[::1] grad, const floating[::1] w):
     cdef Py_ssize_t n = Y.shape[0]
-    cdef _Plan plan = _plan(net, min(n, CHUNK_ROWS), False, csr)
+    cdef _Plan plan = _Plan(net, min(n, CHUNK_ROWS), False, csr)
     cdef const Net* cnet = &plan.net
     cdef Py_ssize_t L = cnet.n_layers, n_in = cnet.size[0]
     cdef Py_ssize_t k = Y.shape[1], start, m, i
@@ -2555,8 +2023,8 @@ cdef Py_ssize_t _polls(const Net* net, Py_ssize_t batch_size, Py_ssize_t n, bint
 
 cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in, X_in, csr, Y_in,
                              w_in, losses_in, state_in, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
-                             callback, stop, int threads) except -1:
-    cdef _Plan plan = _plan(net, batch_size, rng is not None, csr)
+                             callback, stop) except -1:
+    cdef _Plan plan = _Plan(net, batch_size, rng is not None, csr)
     cdef const Net* cnet = &plan.net
     cdef char* data[6]
     cdef Py_ssize_t n = _loop_arrays(cnet, cnp.NPY_FLOAT if floating is float else cnp.NPY_DOUBLE, params_in, X_in,
@@ -2570,22 +2038,18 @@ cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in,
     cdef Py_ssize_t e = 0, last, n_params = cnet.n_params, cur = -1
     cdef Poll poll
     cdef Py_ssize_t epochs_per_check = _polls(cnet, batch_size, n, rng is not None or callback is not None, &poll)
-    threads = threads if csr is None else 1    # the threaded loop reads dense X only
     cdef floating *work, *grad, *snaps
     cdef Py_ssize_t[::1] order = np.empty(n, np.intp) if rng is not None else None
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
     cdef Opt opt = _opt(optimizer)
     cdef bint small = opt.fused and rng is None and w_ptr == NULL and batch_size == n and _is_small(cnet, n)
-    cdef bint tiny = small and _is_tiny(cnet)
-    cdef Par par
     cdef double loss
     cdef long steps[2]
     errors = []     # (below, through `try`, nothing raises once the buffer is made)
     _poll_init(&poll, poll.every, stop, errors)
-    # one buffer: layers' work, gradient, 2 save points (6 * n_params), threads' packs
-    work = _work_buffer(cnet.work_size + 7 * n_params + (threads - 1) * _pack_size(cnet), params)
+    # one buffer: layers' work, gradient, 2 save points (6 * n_params)
+    work = _work_buffer(cnet.work_size + 7 * n_params, params)
     grad, snaps = work + cnet.work_size, work + cnet.work_size + n_params
-    _par_init(&par, cnet, &opt, &poll, threads, n, batch_size, params, Xp, Y, w_ptr, order_ptr, work, state)
     try:
         while e < epochs:
             if stop is not None and stop.is_set():
@@ -2594,28 +2058,22 @@ cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in,
                 _take_order(shuffled(rng, n, False), order)
             last = min(epochs, e + epochs_per_check)
             with _fork.computing, nogil:   # (a fork from another thread waits for a boundary)
-                if tiny and par.threads == 1:   # the same loop, its steps and save points in one function
-                    e = _tiny_epochs(cnet, &opt, params, Xp, Y, n, work, snaps,
-                                     steps, losses, e, last, &cur, &poll)
-                else:
-                    while e < last:
-                        cur, steps[e % 2] = e, opt.t
-                        _save_point(&snaps[(e % 2) * 3 * n_params], params, state, n_params,
-                                    not opt.fused)
-                        if par.threads > 1 and _epoch_threads(&par, params) == 0:
-                            loss = par.result
-                        elif small:
-                            loss = _epoch_small(cnet, &opt, params, Xp, Y, n, work, &poll)
-                        else:
-                            loss = _epoch(cnet, &opt, n_params, params, Xp, Y, w_ptr, n,
-                                          batch_size, order_ptr, work, grad, state,
-                                          state + n_params, &poll)
-                        if poll.stopped:
-                            break          # after a whole step; this epoch's loss is not written
-                        losses[e] = loss
-                        e += 1
-                        if not isfinite(loss):
-                            break          # diverged: params as after the last finite batch
+                while e < last:
+                    cur, steps[e % 2] = e, opt.t
+                    _save_point(&snaps[(e % 2) * 3 * n_params], params, state, n_params,
+                                not opt.fused)
+                    if small:
+                        loss = _epoch_small(cnet, &opt, params, Xp, Y, n, work, &poll)
+                    else:
+                        loss = _epoch(cnet, &opt, n_params, params, Xp, Y, w_ptr, n,
+                                      batch_size, order_ptr, work, grad, state,
+                                      state + n_params, &poll)
+                    if poll.stopped:
+                        break          # after a whole step; this epoch's loss is not written
+                    losses[e] = loss
+                    e += 1
+                    if not isfinite(loss):
+                        break          # diverged: params as after the last finite batch
             if errors:
                 raise errors[0]        # a signal handler's exception (Ctrl-C)
             if poll.stopped or not isfinite(losses[e - 1]):
@@ -2676,7 +2134,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
 
 
 def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rng=None,
-          sample_weight=None, callback=None, stop=None, threads=1):
+          sample_weight=None, callback=None, stop=None):
     """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -2700,21 +2158,14 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     The epochs run without the GIL; it is taken back for a moment at those points, and
     between epochs to shuffle and for the callback. The work buffers are allocated once per
     call.
-
-    threads (1..8, _spec.MAX_THREADS): each batch's rows are shared out among this many threads (the
-    caller's and threads - 1 more, made for each epoch), each calling BLAS for its share;
-    meant for a BLAS limited to one thread meanwhile. Dense X only (sparse X trains on one
-    thread), and where threads cannot be made (Windows) the epochs run on one. The results
-    are those of one thread up to the order of floating-point sums (the batch losses' and
-    the bias gradients'), and the same for the same thread count.
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
-                                             batch_size, rng, sample_weight, callback, stop, threads)
+                                             batch_size, rng, sample_weight, callback, stop)
     return _train(_CHECKED, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback,
-                  stop, threads)
+                  stop)
 
 
-def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop, threads):
+def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop):
     """`train` on arguments as ``_spec.train_args`` returns them, unchecked but for the
     arrays' types, dtypes, layouts and extents: for `train`, and for ``_training``'s runs of
     a model's fit, whose arguments that fit checked. `token` must be ``_spec.CHECKED``,
@@ -2729,80 +2180,9 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
         X, csr = _dense_or_csr(X, net, np.float32 if single else np.float64)
     if single:
         return _train_typed[float](<const float*>NULL, net, optimizer, params, X, csr, Y, w, losses, state, epochs,
-                            batch_size, rng, callback, stop, threads)
+                            batch_size, rng, callback, stop)
     return _train_typed[double](<const double*>NULL, net, optimizer, params, X, csr, Y, w, losses, state, epochs,
-                        batch_size, rng, callback, stop, threads)
-
-
-cdef int _scan(const floating* a, Py_ssize_t size, bint labels) noexcept nogil:
-    """1 if every element is finite (`_all_finite`; labels: 0 or 1), else 0."""
-    cdef Py_ssize_t i
-    cdef bint ok = True
-    if not labels:
-        return _all_finite(a, size)
-    for i in range(size):
-        ok = ok & ((a[i] == 0) | (a[i] == 1))
-    return ok
-
-
-cdef int _scan_array(object a, bint labels):
-    """_scan of a float32/float64 ndarray in C order (aligned, native byte order): 1 or 0;
-    -1 for any other object."""
-    cdef cnp.ndarray arr
-    cdef Py_ssize_t size
-    cdef int kind, ok = 1
-    if type(a) is not np.ndarray:
-        return -1
-    arr = <cnp.ndarray>a
-    kind = cnp.PyArray_TYPE(arr)
-    if ((kind != cnp.NPY_DOUBLE and kind != cnp.NPY_FLOAT) or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
-            or not cnp.PyArray_ISALIGNED(arr) or not cnp.PyArray_ISNOTSWAPPED(arr)):
-        return -1
-    size = cnp.PyArray_SIZE(arr)
-    if size:
-        with nogil:
-            if kind == cnp.NPY_DOUBLE:
-                ok = _scan(<const double*>cnp.PyArray_DATA(arr), size, labels)
-            else:
-                ok = _scan(<const float*>cnp.PyArray_DATA(arr), size, labels)
-    return ok
-
-
-def _small_scan(a, bint labels=False):
-    """Whether the float32/float64 ndarray `a` (C order) holds only finite values
-    (`labels`: only 0 and 1): one loop over it, for ``_validation`` on small arrays, where
-    NumPy's reductions or a BLAS ?dot cost more in calls than in arithmetic (more still
-    right after an idle pause). Set as ``_validation.small_scan`` below; None for another
-    array (another dtype or layout)."""
-    cdef int ok = _scan_array(a, labels)
-    return None if ok < 0 else ok == 1
-
-
-def _dense_xy(X, y, Py_ssize_t n_features, Py_ssize_t n_outputs, dtype, loss):
-    """(X, Y) as ``MLP._check_Xy`` would return them, when X and y need nothing done:
-    ndarrays (not subclasses) of the model's `dtype`, C order, X (n >= 1, n_features) and
-    all finite, y (n, n_outputs) or (n,) for one output, with labels 0 and 1 for "bce" or
-    finite values for "mse". The views returned are new objects (a caller reshaping its own
-    arrays changes nothing). None for anything else, other losses included: the full checks
-    then convert or refuse. Set as ``_validation.dense_xy`` below."""
-    cdef cnp.ndarray a, b
-    cdef int want
-    cdef bint labels
-    if type(X) is not np.ndarray or type(y) is not np.ndarray or (loss != "bce" and loss != "mse"):
-        return None
-    labels = loss == "bce"
-    want = cnp.NPY_DOUBLE if dtype == np.float64 else cnp.NPY_FLOAT if dtype == np.float32 else -1
-    a, b = <cnp.ndarray>X, <cnp.ndarray>y
-    if cnp.PyArray_TYPE(a) != want or cnp.PyArray_TYPE(b) != want:
-        return None
-    if cnp.PyArray_NDIM(a) != 2 or a.shape[0] < 1 or a.shape[1] != n_features:
-        return None
-    if not ((cnp.PyArray_NDIM(b) == 2 and b.shape[0] == a.shape[0] and b.shape[1] == n_outputs)
-            or (cnp.PyArray_NDIM(b) == 1 and n_outputs == 1 and b.shape[0] == a.shape[0])):
-        return None
-    if _scan_array(X, False) != 1 or _scan_array(y, labels) != 1:
-        return None
-    return X.view(), y.view() if cnp.PyArray_NDIM(b) == 2 else y.reshape(b.shape[0], 1)
+                        batch_size, rng, callback, stop)
 
 
 cnp.import_array()

@@ -19,7 +19,7 @@ from ._initializers import check_init, initial_params
 from ._spec import Network
 from ._typing import (Activation, ArrayLike, Backend, Callback, DType, Floats, Init, Input, Labels, Loss,
                       Optimizer, Output, PathLike, Schedule, Setting, Threads)
-from ._validation import check_sample_weight, check_targets, check_X, float_dtype, integer, ready_xy
+from ._validation import check_sample_weight, check_targets, check_X, float_dtype, integer
 
 _Model = TypeVar("_Model", bound="MLP")
 
@@ -202,8 +202,8 @@ class MLP:
             ``callback(epoch, logs)`` after every epoch (logs: loss, val_loss, lr, elapsed, restart); False stops.
         progress : bool
             A tqdm progress bar on stderr (the ``progress`` extra).
-        threads : {"auto", "shared"}
-            ``"shared"``: each batch shared among fastmlp's own threads.
+        threads : {"auto"}
+            The BLAS's own threads for large products, one for small ones ("shared" was removed).
 
         Returns
         -------
@@ -211,8 +211,6 @@ class MLP:
             The model itself.
         """
         X, Y, w = _checked_data(self, X, y, sample_weight)
-        if _plain_fit(self, X, Y, locals()):
-            return self
         job = _training.fit_job(
             X, Y, w, self._check_Xy, self._seed, epochs=epochs, lr=lr, batch_size=batch_size,
             shuffle=shuffle, warm_start=warm_start, optimizer=optimizer, momentum=momentum,
@@ -362,11 +360,7 @@ def _weights_like(view, value, name):
 
 
 def _checked_xy(model, X, y):
-    """``MLP._check_Xy``: X and y as the model's own checked arrays (X, Y). Arrays that need
-    nothing done take one compiled check (``_validation.ready_xy``), the rest the full ones."""
-    ready = ready_xy(X, y, model._net, model._dtype)
-    if ready is not None:
-        return ready
+    """``MLP._check_Xy``: X and y as the model's own checked arrays (X, Y)."""
     X = model._check_X(X)
     return X, _own(check_targets(y, X.shape[0], model._net.loss, model._net.sizes[-1], model._dtype))
 
@@ -375,20 +369,6 @@ def _checked_data(model, X, y, sample_weight):
     """(X, Y, w): the model's checked data and sample weights (None without)."""
     X, Y = model._check_Xy(X, y)
     return X, Y, check_sample_weight(sample_weight, X.shape[0], model._dtype)
-
-
-def _plain_fit(model, X, Y, arguments):
-    """``MLP.fit``'s short path, for checked X and Y and fit's `arguments` (its locals):
-    when each of fit's options after `shuffle` is its default's very object,
-    ``_training.plain_run`` (True when it ran the fit, as the general path would)."""
-    return all(map(operator.is_, _FIT_OPTIONS(arguments), _FIT_OPTION_DEFAULTS)) and _training.plain_run(
-        model._impl, model._net, X, Y, arguments["epochs"], arguments["lr"], arguments["batch_size"],
-        arguments["shuffle"], model._seed, model._initial_params, model._commit)
-
-
-_FIT_PARAMETERS = list(inspect.signature(MLP.fit).parameters.values())[7:]     # warm_start ... threads
-_FIT_OPTIONS = operator.itemgetter(*(p.name for p in _FIT_PARAMETERS))
-_FIT_OPTION_DEFAULTS = tuple(p.default for p in _FIT_PARAMETERS)
 
 
 def _own(a):

@@ -469,7 +469,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
 
 
 def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rng=None,
-          sample_weight=None, callback=None, stop=None, threads=1):
+          sample_weight=None, callback=None, stop=None):
     """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -488,17 +488,14 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     without raising after the current step (checked before every batch here, every few
     batches compiled, and between epochs); the partial epoch's loss is not written. An
     exception from a signal handler (Ctrl-C's KeyboardInterrupt) likewise, raised.
-
-    `threads` (1..8) is checked as the compiled backend checks it, and runs nothing in
-    other threads here: NumPy's products use its BLAS's own threads.
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
-                                             batch_size, rng, sample_weight, callback, stop, threads)
+                                             batch_size, rng, sample_weight, callback, stop)
     return _train(_CHECKED, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback,
-                  stop, threads)
+                  stop)
 
 
-def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop, threads):
+def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop):
     """`train` on arguments as ``_spec.train_args`` returns them, unchecked: for `train`, and
     for ``_training``'s runs of a model's fit, whose arguments that fit checked. `token` must
     be ``_spec.CHECKED``, which only they hold. Returns how many epochs' losses it wrote."""

@@ -251,17 +251,12 @@ def loss_gradient_args(net, params, X, Y, grad, sample_weight):
     return X, Y, w
 
 
-MAX_THREADS = 8    # the most threads a backend's `train` shares a batch among
-
-
 def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, rng, sample_weight,
-               callback, stop, threads=1):
+               callback, stop):
     """Check everything `train` takes; returns (X, Y, w, epochs, batch_size) converted."""
     X, Y = network_args(net, params, X, Y, writeable=True)
     n = X.shape[0]
     epochs, batch_size = integer(epochs, "epochs", 0), integer(batch_size, "batch_size", 1)
-    if not 1 <= integer(threads, "threads") <= MAX_THREADS:
-        raise ValueError(f"threads must be in 1..{MAX_THREADS}, got {threads}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastmlp._spec.Optimizer, got {type(optimizer).__name__}")
     optimizer.check()   # its fields may have been changed since it was made

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
-from ._blas import blas_threads, changes_nothing, fit_running
+from ._blas import blas_threads, fit_running
 from ._spec import BLAS_INT_MAX, CHECKED, Optimizer, inverse_scaling
 from ._validation import all_finite, choice, flag, integer, real
 
@@ -28,7 +28,7 @@ FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
 SCHEDULES = ("constant", "invscaling", "plateau")     # fit(lr_schedule=)
 # and, for `run_fit` only, "sklearn": the caller's rate and end-of-epoch steps (the estimators)
 RUN_SCHEDULES = (*SCHEDULES, "sklearn")
-THREADS = ("auto", "shared")    # fit(threads=): see _blas.blas_threads
+THREADS = ("auto",)    # fit(threads=): see _blas.blas_threads
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.2, 2   # "plateau": lr / 5 after 2 epochs without progress
 # Epochs per backend call at first (then doubling): the loss buffer follows the epochs run,
 # not the epochs asked for, when early stopping ends a fit of epochs=10**8.
@@ -138,7 +138,6 @@ class FitJob:
     warm_start: bool
     lbfgs_options: dict = None  # SciPy L-BFGS-B options besides maxiter (maxfun, gtol, ...); None: SciPy's
     report: object = None       # a _progress.EpochReport (callback, progress bar), or None
-    threads: str = "auto"       # "shared": batches shared among the compiled loop's threads
     lbfgs_result: object = None  # set by run_fit: SciPy's L-BFGS-B result of the best run (L-BFGS)
     # X (dense), Y, w: arrays a model's fit checked, of its own (no caller can reshape them), and
     # the runs make_runs' (params, state, optimizer their own): trained without checking again
@@ -163,6 +162,9 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
     opt = checked_optimizer("sgd" if optimizer == "lbfgs" else optimizer, lr, momentum, nesterov, beta1, beta2,
                             eps, weight_decay)
     choice(lr_schedule, "lr_schedule", SCHEDULES)
+    if isinstance(threads, str) and threads == "shared":
+        raise ValueError("threads='shared' was removed (its shared-batch threads lost to the BLAS's own "
+                         "threads on a quiet machine); use threads='auto'")
     choice(threads, "threads", THREADS)
     power_t = real(power_t, "power_t", minimum=0)
     if optimizer in ("rprop", "lbfgs") and lr_schedule != "constant":
@@ -177,7 +179,7 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
     batch_size = check_batch_size(batch_size, X.shape[0], optimizer)
     return FitJob(X, Y, w, X_val, Y_val, "lbfgs" if optimizer == "lbfgs" else opt, epochs, batch_size,
                   shuffle and batch_size < X.shape[0], lr_schedule, power_t, early_stopping, patience, tol,
-                  n_restarts, warm_start, threads=threads, checked=checked and isinstance(X, np.ndarray))
+                  n_restarts, warm_start, checked=checked and isinstance(X, np.ndarray))
 
 
 def checked_optimizer(*hyperparameters):
@@ -309,39 +311,6 @@ def _check_diverged(best, n_runs):
             "of the epochs before it. Try a smaller lr or scaled inputs (e.g. standardised features)")
 
 
-def plain_run(impl, net, X, Y, epochs, lr, batch_size, shuffle, seed, initial_params, commit):
-    """A model's fit when every option but these has its default (plain SGD from the seed's
-    weights, no callback, validation, schedule, restarts or weights) and nothing is to be
-    done around the backend's loop: X dense, one batch or no shuffling, at most FIRST_CHUNK
-    epochs (one call) and no thread count for `blas_threads` to set (no product sent to
-    BLAS). Checks these options as `fit_job` does, in its order; then one call of the
-    backend's loop, and the history, `commit` and errors as `_chunks` and `train_runs`: the
-    same result as the general path without its layers (job, runs, schedule, monitor,
-    thread policy), which right after an idle pause cost ~0.1 ms of a fit of XOR's size
-    (bench/RESULTS.md). Returns False, having changed nothing, where these conditions do
-    not hold. X and Y: as the model checked them."""
-    epochs = integer(epochs, "epochs", 0)
-    opt = checked_optimizer("sgd", lr, 0.0, False, 0.9, 0.999, 1e-8, 0.01)   # (fit's defaults)
-    shuffle = flag(shuffle, "shuffle")
-    n = X.shape[0]
-    batch_size = check_batch_size(batch_size, n, "sgd")
-    if (not isinstance(X, np.ndarray) or (shuffle and batch_size < n) or epochs > FIRST_CHUNK
-            or not _trusted(impl, net, batch_size) or not changes_nothing(impl, net.sizes, batch_size)):
-        return False
-    run = Run(initial_params(seed), opt, None)
-    losses = _loss_buffer(epochs)
-    try:
-        written = impl._train(CHECKED, net, run.params, X, Y, None, opt, run.state, losses, epochs, batch_size,
-                              None, None, None, 1)
-    except (KeyboardInterrupt, SystemExit):    # (Ctrl-C: committed as far as it got)
-        _record(run, losses, None)
-        commit(run)
-        raise
-    _record(run, losses, written)
-    _check_diverged(commit(run), 1)
-    return True
-
-
 def in_threads(tasks):
     """Call each of `tasks`, a function of one threading.Event `stop`, in a pool of at most
     os.cpu_count() threads (the compiled loop releases the GIL). Any exception (Ctrl-C, a
@@ -415,12 +384,11 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
         return state["go_on"]
 
     per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant" or job.per_epoch_report
-    dense, shared = isinstance(job.X, np.ndarray), job.threads == "shared"
-    with blas_threads(impl, net.sizes, job.batch_size, dense, shared) as blas:
-        _chunks(impl, net, run, job, schedule, stop, callback if per_epoch else None, state, blas.threads)
+    with blas_threads(impl, net.sizes, job.batch_size):
+        _chunks(impl, net, run, job, schedule, stop, callback if per_epoch else None, state)
 
 
-def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
+def _chunks(impl, net, run, job, schedule, stop, callback, state):
     """`_epochs`' backend calls: FIRST_CHUNK epochs, then twice as many each call."""
     opt, history = run.optimizer, run.history["loss"]
     left, chunk = job.epochs, min(job.epochs, FIRST_CHUNK)
@@ -433,11 +401,11 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state, threads):
         try:   # (overflow is caught below, as divergence)
             if trusted:
                 written = impl._train(CHECKED, net, run.params, job.X, job.Y, job.w, opt, run.state, losses, chunk,
-                                      job.batch_size, rng, callback, stop, threads)
+                                      job.batch_size, rng, callback, stop)
             else:
                 written = impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
                                      epochs=chunk, batch_size=job.batch_size, rng=rng, sample_weight=job.w,
-                                     callback=callback, stop=stop, threads=threads)
+                                     callback=callback, stop=stop)
         finally:
             opt.lr = schedule.base
             ran = _record(run, losses, written)

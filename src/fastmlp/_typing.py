@@ -27,7 +27,7 @@ Optimizer = Literal["sgd", "adam", "adamw", "rprop", "lbfgs"]                   
 Init = Literal["auto", "he", "glorot", "normal"]                                    # _initializers.INITS
 Schedule = Literal["constant", "invscaling", "plateau"]                             # _training.SCHEDULES
 Backend = Literal["auto", "cython", "numpy"]                                        # _backend.BACKENDS + "auto"
-Threads = Literal["auto", "shared"]                                                 # _training.THREADS
+Threads = Literal["auto"]                                                          # _training.THREADS
 Blas = Literal["auto", "mkl", "scipy"]                                              # _blas.NAMES
 BlasName = Literal["mkl", "scipy"]                                                  # what get_blas() returns
 # float32 or float64, by name, scalar type or dtype (_validation.FLOAT_DTYPES)

@@ -119,10 +119,6 @@ def all_finite(a, squares=None):
     for large arrays instead (None: it cannot): the caller's BLAS (the model layer passes
     ``_blas.squares``, MKL's ?dot when MKL runs the products); this module knows no BLAS
     library but SciPy's."""
-    if small_scan is not None and a.size <= ONE_THREAD_CHUNK:
-        ok = small_scan(a)       # one compiled loop, exact (None: not a C-order float32/64 array)
-        if ok is not None:
-            return ok
     flat = a.reshape(-1)
     dot = _DOTS.get(flat.dtype) if flat.flags.c_contiguous else None
     if dot is None:
@@ -141,10 +137,6 @@ def all_finite(a, squares=None):
     return True
 
 
-# None (fastmlp._core no longer sets them at its import; their removal is under way): small_scan(a, labels=False), the exact test of a
-# C-order float array (labels: only 0 and 1), None for other arrays; dense_xy(X, y,
-# n_features, n_outputs, dtype, loss), a model's (X, Y) when they need no conversion, else None.
-small_scan = dense_xy = None
 DOT_CHUNK = 1 << 30          # elements per ?dot call: BLAS counts them in a 32-bit int
 # Arrays up to ONE_THREAD_MAX elements go to ?dot in chunks of ONE_THREAD_CHUNK, which
 # OpenBLAS runs on the calling thread (it splits a ?dot over threads above 10000
@@ -373,18 +365,8 @@ def elementwise_args(out, out_name, *inputs, in_place=()):
 # ---------------------------------------------------------------- targets for a loss
 
 
-def ready_xy(X, y, net, dtype):
-    """(X, Y) as new views when X and y need no conversion for `net` and `dtype` (see
-    ``dense_xy``), else None (also without the compiled backend)."""
-    return None if dense_xy is None else dense_xy(X, y, net.sizes[0], net.sizes[-1], dtype, net.loss)
-
-
 def _binary(Y):
     """Whether the checked (finite) target array Y holds only 0 and 1."""
-    if small_scan is not None:
-        ok = small_scan(Y, True)
-        if ok is not None:
-            return ok
     # y (y - 1) is exactly 0 where y is 0 or 1 and nowhere else: y - 1 is 0 only for y = 1,
     # and the product does not underflow (for |y| < 2**-53, y - 1 rounds to -1: it is -y)
     return not np.count_nonzero(Y * (Y - 1))
