@@ -4,8 +4,8 @@ take the same arguments in the same order (``_core``'s C extents aside); no clas
 over 250 lines, no function over 80; imports point down the layers of DESIGN.md only (the
 backends import nothing above ``_spec``); and no module assigns into another at import.
 
-The compiled module's cdef functions are invisible from Python, so ``_core.pyx`` is read
-as text by a small tokenizer (below). Each checker is also run on a made-up bad source, so
+The compiled module's cdef functions are invisible from Python, so ``_core.pyx`` and the
+files it includes are read as text by a small tokenizer (below). Each checker is also run on a made-up bad source, so
 that a checker that finds nothing cannot pass for a tree that has nothing to find.
 """
 
@@ -24,6 +24,7 @@ from fastmlp._registry import ACTIVATIONS, FULL_BATCH, LOSSES, OPTIMIZERS, OUTPU
 from _support import backend_module
 
 PYX = Path(__file__).resolve().parents[1] / "src" / "fastmlp" / "_core.pyx"
+MAX_CYTHON_FILE_LINES = 900
 PACKAGE_DIR = Path(fastmlp.__file__).resolve().parent
 
 # Extents a NumPy array carries itself, which _core's cdef steps take as extra arguments.
@@ -37,10 +38,21 @@ MAX_FUNCTION_LINES = 80
 
 
 @pytest.fixture(scope="module")
-def pyx_source():
+def pyx_files():
+    """{file name: text} of _core.pyx and the files it includes (``include "..."``)."""
     if not PYX.is_file():
         pytest.skip(f"no Cython source at {PYX} (tests running outside a source checkout)")
-    return PYX.read_text(encoding="utf-8")
+    main = PYX.read_text(encoding="utf-8")
+    files = {PYX.name: main}
+    for name in re.findall(r'^include "([^"]+)"', main, re.MULTILINE):
+        files[name] = (PYX.parent / name).read_text(encoding="utf-8")
+    return files
+
+
+@pytest.fixture(scope="module")
+def pyx_source(pyx_files):
+    """The compiled module's whole Cython source, its files one after the other."""
+    return "\n".join(pyx_files.values())
 
 
 @pytest.fixture(scope="module")
@@ -446,11 +458,17 @@ def test_no_python_class_over_250_lines_or_function_over_80():
     assert not offenders, "over the size limits:\n" + "\n".join(offenders)
 
 
-def test_no_cython_function_over_80_lines(pyx_source):
+def test_no_cython_function_over_80_lines(pyx_files, pyx_source):
     functions = {d.name for d in cython_definitions(pyx_source) if d.kind == "function"}
     assert MIRRORED_STEPS <= functions, f"parser missed {sorted(MIRRORED_STEPS - functions)} in {PYX}"
-    offenders = oversized_cython(pyx_source, PYX.name)
+    offenders = [o for name, text in pyx_files.items() for o in oversized_cython(text, name)]
     assert not offenders, "over the size limits:\n" + "\n".join(offenders)
+
+
+def test_the_compiled_module_is_split_into_files_of_at_most_900_lines(pyx_files):
+    assert len(pyx_files) > 1, f"{PYX.name} includes no files"
+    long = {name: text.count("\n") for name, text in pyx_files.items() if text.count("\n") > MAX_CYTHON_FILE_LINES}
+    assert not long, f"Cython files over {MAX_CYTHON_FILE_LINES} lines: {long}"
 
 
 def _function(header, body_lines, indent=""):

@@ -1,0 +1,547 @@
+# fastmlp._core, included by _core.pyx: the matrix products. BLAS ?gemm (SciPy's, or the
+# library fastmlp._blas chose) on row-major data by swapping the operands; plain loops for
+# products too small for a BLAS call to pay off; _kernels.h's register tiles on AVX-512
+# CPUs; a dense layer's forward step (product, bias and activation fused) and the gradient
+# carried back through it; sparse (CSR) first layers; and the row-by-row loops of small
+# one-hidden-layer networks.
+
+# The ?gemm the products call (Fortran interface, 32-bit integers): SciPy's OpenBLAS through
+# cython_blas, or another library's set by fastmlp._blas through `_use_gemm` (Intel MKL).
+ctypedef void (*_sgemm_t)(char* transa, char* transb, int* m, int* n, int* k, float* alpha,
+                          float* a, int* lda, float* b, int* ldb, float* beta, float* c,
+                          int* ldc) noexcept nogil
+ctypedef void (*_dgemm_t)(char* transa, char* transb, int* m, int* n, int* k, double* alpha,
+                          double* a, int* lda, double* b, int* ldb, double* beta, double* c,
+                          int* ldc) noexcept nogil
+cdef _sgemm_t _sgemm_fn = <_sgemm_t>sgemm
+cdef _dgemm_t _dgemm_fn = <_dgemm_t>dgemm
+
+
+def _use_gemm(size_t sgemm_address=0, size_t dgemm_address=0):
+    """Make the products call the ?gemm functions at these addresses (a loaded library's
+    Fortran-interface sgemm_ and dgemm_ with 32-bit integers, which must stay loaded), or
+    SciPy's where an address is 0. For fastmlp._blas only."""
+    global _sgemm_fn, _dgemm_fn
+    _sgemm_fn = <_sgemm_t>sgemm_address if sgemm_address else <_sgemm_t>sgemm
+    _dgemm_fn = <_dgemm_t>dgemm_address if dgemm_address else <_dgemm_t>dgemm
+
+
+cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating alpha,
+                       const floating* a, int lda, const floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil:
+    """Column-major BLAS ?gemm: c = alpha * op(a) @ op(b) + beta * c."""
+    if floating is float:
+        _sgemm_fn(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
+                  &beta, c, &ldc)
+    else:
+        _dgemm_fn(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
+                  &beta, c, &ldc)
+
+
+cdef inline floating _dot(Py_ssize_t n, const floating* a, const floating* b) noexcept nogil:
+    """sum(a[:n] * b[:n]) as 8 interleaved partial sums (independent chains of additions,
+    which the compiler vectorises without reordering any one of them), added up in a fixed
+    order: the same result on every call."""
+    cdef floating s[8]
+    cdef floating total
+    cdef Py_ssize_t p = 0, q
+    for q in range(8):
+        s[q] = 0
+    while p + 8 <= n:
+        for q in range(8):
+            s[q] += a[p + q] * b[p + q]
+        p += 8
+    total = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+    while p < n:
+        total += a[p] * b[p]
+        p += 1
+    return total
+
+
+# Whether the small products of _kernels.h run (the CPU has AVX-512, and `_small_kernels`
+# has not turned them off).
+cdef bint _small = fm_simd_available() != 0
+
+
+def _small_kernels(enabled=None):
+    """Whether products up to SMALL_MAX_WORK multiply-adds run as _kernels.h's AVX-512 tiles
+    (True only where the CPU has AVX-512); `enabled` False turns them off (BLAS and the plain
+    loops then run everything), True back on where available. For tests and benchmarks."""
+    global _small
+    if enabled is not None:
+        _small = bool(enabled) and fm_simd_available() != 0
+    return bool(_small)
+
+
+cdef inline bint _small_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                Py_ssize_t columns) noexcept nogil:
+    """Whether an m x n x k product whose result has `columns` columns runs in _kernels.h."""
+    return (_small and columns >= SMALL_MIN_COLUMNS
+            and BLAS_MIN_WORK <= m * n * k <= SMALL_MAX_WORK)
+
+
+cdef inline bint _small_pass(Py_ssize_t m, Py_ssize_t k) noexcept nogil:
+    """Whether a pass over an m x k matrix (one-column products, column sums) runs in
+    _kernels.h."""
+    return _small and SMALL_MIN_ELEMENTS <= m * k <= SMALL_MAX_WORK
+
+
+# Row-major products. All matrices are C-contiguous; `beta == 0` never reads C.
+
+cdef void _mm_nn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
+                 const floating* A, const floating* B, floating beta,
+                 floating* C) noexcept nogil:
+    """C (m, n) = alpha * A (m, k) @ B (k, n) + beta * C."""
+    cdef Py_ssize_t i, j, p
+    cdef floating a
+    cdef floating* c
+    if m * n * k >= BLAS_MIN_WORK:
+        _gemm(c'N', c'N', <int>n, <int>m, <int>k, alpha, B, <int>n, A, <int>k, beta, C, <int>n)
+        return
+    for i in range(m):
+        c = C + i * n
+        for j in range(n):
+            c[j] = 0 if beta == 0 else beta * c[j]
+        for p in range(k):
+            a = alpha * A[i * k + p]
+            for j in range(n):
+                c[j] += a * B[p * n + j]
+
+
+cdef void _mm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
+                 const floating* A, const floating* B, floating beta,
+                 floating* C) noexcept nogil:
+    """C (k, n) = alpha * A.T @ B + beta * C, with A (m, k) and B (m, n).
+
+    Small products sum over the rows of A and B into a buffer row by row (each row of C
+    takes a multiple of a row of B, each element of C one row's product per step: no chain
+    of dependent additions, and the loop over a row vectorises), then scale into C.
+    """
+    cdef Py_ssize_t i, j, p
+    cdef floating a
+    cdef floating t[BLAS_MIN_WORK]     # k * n < BLAS_MIN_WORK on this path
+    if _small_product(m, n, k, n):
+        if floating is float:
+            fm_tn_f(m, n, k, alpha, A, B, beta, C)
+        else:
+            fm_tn_d(m, n, k, alpha, A, B, beta, C)
+        return
+    if n == 1 and _small_pass(m, k):
+        if floating is float:
+            fm_tn1_f(m, k, alpha, A, B, beta, C)
+        else:
+            fm_tn1_d(m, k, alpha, A, B, beta, C)
+        return
+    if m * n * k >= BLAS_MIN_WORK:
+        _gemm(c'N', c'T', <int>n, <int>k, <int>m, alpha, B, <int>n, A, <int>k, beta, C, <int>n)
+        return
+    memset(t, 0, k * n * sizeof(floating))
+    for i in range(m):
+        if n == 1:                     # matrix-vector: vectorise over the rows of C
+            a = B[i]
+            for p in range(k):
+                t[p] += A[i * k + p] * a
+        else:
+            for p in range(k):
+                a = A[i * k + p]
+                for j in range(n):
+                    t[p * n + j] += a * B[i * n + j]
+    if beta == 0:
+        for p in range(k * n):
+            C[p] = alpha * t[p]
+    else:
+        for p in range(k * n):
+            C[p] = beta * C[p] + alpha * t[p]
+
+
+cdef void _mm_nt(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
+                 const floating* A, const floating* B, floating beta,
+                 floating* C) noexcept nogil:
+    """C (m, k) = alpha * A @ B.T + beta * C, with A (m, n) and B (k, n).
+
+    Small products: dot products of rows (`_dot`), or for n == 1 an outer product,
+    vectorised along the rows of C.
+    """
+    cdef Py_ssize_t i, p
+    cdef floating a
+    if m * n * k >= BLAS_MIN_WORK:
+        _gemm(c'T', c'N', <int>k, <int>m, <int>n, alpha, B, <int>n, A, <int>n, beta, C, <int>k)
+        return
+    for i in range(m):
+        if n == 1:
+            a = alpha * A[i]
+            if beta == 0:
+                for p in range(k):
+                    C[i * k + p] = a * B[p]
+            else:
+                for p in range(k):
+                    C[i * k + p] = beta * C[i * k + p] + a * B[p]
+        elif beta == 0:
+            for p in range(k):
+                C[i * k + p] = alpha * _dot(n, A + i * n, B + p * n)
+        else:
+            for p in range(k):
+                C[i * k + p] = beta * C[i * k + p] + alpha * _dot(n, A + i * n, B + p * n)
+
+
+cdef void _colsum(Py_ssize_t m, Py_ssize_t n, floating alpha, const floating* D,
+                  floating beta, floating* out) noexcept nogil:
+    """out (n,) = alpha * (D (m, n) summed over rows) + beta * out."""
+    cdef Py_ssize_t i, j
+    if _small and m * n >= SMALL_MIN_ELEMENTS:
+        if floating is float:
+            fm_colsum_f(m, n, alpha, D, beta, out)
+        else:
+            fm_colsum_d(m, n, alpha, D, beta, out)
+        return
+    for j in range(n):
+        out[j] = 0 if beta == 0 else beta * out[j]
+    if alpha == 1:
+        for i in range(m):
+            for j in range(n):
+                out[j] += D[i * n + j]
+    else:
+        for i in range(m):
+            for j in range(n):
+                out[j] += alpha * D[i * n + j]
+
+
+cdef void _bias_activation(Py_ssize_t m, Py_ssize_t n, const floating* b, floating* Z,
+                           floating* A, int act, floating slope) noexcept nogil:
+    """Z += b (broadcast over rows); A = act(Z). A may be NULL (bias only)."""
+    cdef Py_ssize_t i, j
+    cdef floating* z
+    if _small and m * n >= SMALL_MIN_ELEMENTS and (A == NULL or act == ACT_LEAKY_RELU):
+        if floating is float:       # one pass in _kernels.h, the same values
+            fm_bias_leaky_f(m, n, b, Z, A, slope)
+        else:
+            fm_bias_leaky_d(m, n, b, Z, A, slope)
+        return
+    for i in range(m):
+        z = Z + i * n
+        for j in range(n):
+            z[j] = z[j] + b[j]
+    if A != NULL:
+        _activation(m * n, Z, A, act, slope)
+
+
+cdef void _sparse_activation(Py_ssize_t m, Py_ssize_t n, const Sparse* sp, const floating* W,
+                             const floating* b, floating* Z, floating* Aout, int act,
+                             floating slope) noexcept nogil:
+    """Z (m, n) = X[rows] @ W + b for the CSR rows sp.rows[:m]; Aout = act(Z) unless NULL.
+    Each stored value adds its multiple of one row of W: the work is nnz * n, and the
+    sparse rows are never expanded."""
+    cdef const floating* data = <const floating*>sp.data
+    cdef Py_ssize_t i, j, p, row
+    cdef floating a
+    cdef floating* z
+    cdef const floating* w
+    for i in range(m):
+        z = Z + i * n
+        for j in range(n):
+            z[j] = b[j]
+        row = sp.rows[i]
+        for p in range(sp.indptr[row], sp.indptr[row + 1]):
+            a = data[p]
+            w = W + sp.indices[p] * n
+            for j in range(n):
+                z[j] += a * w[j]
+    if Aout != NULL:
+        _activation(m * n, Z, Aout, act, slope)
+
+
+cdef void _sparse_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha, const Sparse* sp,
+                     const floating* D, floating beta, floating* C) noexcept nogil:
+    """C (k, n) = alpha * X[rows].T @ D (m, n) + beta * C for the CSR rows sp.rows[:m];
+    C is not read when beta == 0 (BLAS's rule)."""
+    cdef const floating* data = <const floating*>sp.data
+    cdef Py_ssize_t i, j, p, row
+    cdef floating a
+    cdef floating* c
+    cdef const floating* d
+    if beta == 0:
+        memset(C, 0, k * n * sizeof(floating))
+    elif beta != 1:
+        for i in range(k * n):
+            C[i] *= beta
+    for i in range(m):
+        row = sp.rows[i]
+        d = D + i * n
+        for p in range(sp.indptr[row], sp.indptr[row + 1]):
+            a = alpha * data[p]
+            c = C + sp.indices[p] * n
+            for j in range(n):
+                c[j] += a * d[j]
+
+
+cdef void _dense_activation(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* A,
+                            const floating* W, const floating* b, floating* Z, floating* Aout,
+                            int act, floating slope) noexcept nogil:
+    """Z (m, n) = A (m, k) @ W (k, n) + b; Aout = act(Z) unless NULL.
+
+    Small layers on AVX-512 CPUs: _kernels.h's tiles, which add the bias (and Leaky ReLU)
+    as they write Z; a one-output layer there: fm_matvec's dot products. Large layers: one
+    GEMM, then bias and activation in one pass over its output (`_bias_activation`).
+    Tiny layers: a single pass that starts each row of Z from b (n == 1: b plus a dot product).
+    """
+    cdef Py_ssize_t i, j, p
+    cdef floating a
+    cdef floating* z
+    cdef floating* leaky = Aout if act == ACT_LEAKY_RELU else NULL
+    if _small_product(m, n, k, n):       # bias and Leaky ReLU in the tiles' epilogue
+        if floating is float:
+            fm_forward_f(m, n, k, A, W, b, Z, leaky, slope)
+        else:
+            fm_forward_d(m, n, k, A, W, b, Z, leaky, slope)
+        if Aout != NULL and leaky == NULL:
+            _activation(m * n, Z, Aout, act, slope)
+        return
+    if n == 1 and _small and m * k >= SMALL_MIN_ELEMENTS:   # one output: m dot products
+        if floating is float:
+            fm_matvec_f(m, k, A, W, b[0], Z)
+        else:
+            fm_matvec_d(m, k, A, W, b[0], Z)
+        if Aout != NULL:
+            _activation(m, Z, Aout, act, slope)
+        return
+    if m * n * k >= BLAS_MIN_WORK:
+        _mm_nn(m, n, k, <floating>1, A, W, <floating>0, Z)
+        _bias_activation(m, n, b, Z, Aout, act, slope)
+        return
+    for i in range(m):
+        z = Z + i * n
+        if n == 1:                  # matrix-vector: one dot product per row
+            z[0] = b[0] + _dot(k, A + i * k, W)
+            continue
+        for j in range(n):
+            z[j] = b[j]
+        for p in range(k):
+            a = A[i * k + p]
+            for j in range(n):
+                z[j] += a * W[p * n + j]
+    if Aout != NULL:
+        _activation(m * n, Z, Aout, act, slope)
+
+
+cdef bint _backprop_dense(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* D,
+                          const floating* W, floating* D_prev, const floating* Z_prev,
+                          const floating* A_prev, int act, floating slope,
+                          floating* pack, Py_ssize_t pack_size, floating* bias, floating alpha,
+                          floating beta) noexcept nogil:
+    """D_prev (m, k) = (D (m, n) @ W.T) * act'(Z_prev): the gradient carried back through a
+    dense layer with weights W (k, n) and the activation before it (A_prev = act(Z_prev)).
+    `pack`: pack_size elements of scratch for _kernels.h (not read otherwise).
+
+    Returns whether it also took the previous layer's bias step, bias (k,) = alpha *
+    D_prev summed over rows + beta * bias, as `_colsum` would (in the derivative's pass,
+    after a large product on AVX-512 CPUs); `bias` NULL: never."""
+    cdef const floating* leaky = Z_prev if act == ACT_LEAKY_RELU else NULL
+    if n == 1 and _small_pass(m, k):                            # an outer product
+        if floating is float:
+            fm_outer_f(m, k, 1, D, W, D_prev, leaky, slope)
+        else:
+            fm_outer_d(m, k, 1, D, W, D_prev, leaky, slope)
+        if leaky != NULL:
+            return False
+    elif n <= SMALL_MAX_PACKED and _small_product(m, n, k, k):   # the derivative in the epilogue
+        if floating is float:
+            fm_nt_f(m, n, k, 1, D, W, 0, D_prev, leaky, slope, pack)
+        else:
+            fm_nt_d(m, n, k, 1, D, W, 0, D_prev, leaky, slope, pack)
+        if leaky != NULL:
+            return False
+    else:
+        _mm_nt(m, n, k, <floating>1, D, W, <floating>0, D_prev)
+        if leaky != NULL and _small and m * k >= SMALL_MIN_ELEMENTS:
+            if k > pack_size:          # no room for the column sums: the derivative alone
+                bias = NULL
+            if floating is float:
+                fm_leaky_grad_f(m, k, Z_prev, D_prev, slope, alpha, beta, bias, pack)
+            else:
+                fm_leaky_grad_d(m, k, Z_prev, D_prev, slope, alpha, beta, bias, pack)
+            return bias != NULL
+    _activation_backward(m * k, Z_prev, A_prev, D_prev, act, slope)
+    return False
+
+
+cdef inline bint _is_small(const Net* net, Py_ssize_t m) noexcept nogil:
+    """Whether m rows go through the small-network loops (every product below BLAS_MIN_WORK,
+    where the general loops would not call BLAS either: the same sums, the same results)."""
+    return net.small_work != 0 and m * net.small_work < BLAS_MIN_WORK
+
+
+cdef void _forward_small(const Net* net, const floating* params, const floating* X,
+                         Py_ssize_t m, floating* work) noexcept nogil:
+    """`_forward` of a one-hidden-layer network on dense rows, one row at a time, four hidden
+    units at a time (independent sums in registers, one pass over x): each unit sums
+    b_j + x_1 w_1j + x_2 w_2j + ... and each output b_c + a_1 w_1c + a_2 w_2c + ... in that
+    order, as `_dense_activation`'s loops do, so the results are theirs."""
+    cdef Py_ssize_t d = net.size[0], h = net.size[1], k = net.size[2], i, j, p
+    cdef const floating* W1 = params + net.w_off[0]
+    cdef const floating* b1 = params + net.b_off[0]
+    cdef const floating* W2 = params + net.w_off[1]
+    cdef const floating* x
+    cdef const floating* w
+    cdef floating* z
+    cdef floating* a
+    cdef floating s[4]
+    cdef floating s0, xp, out, slope = <floating>net.slope
+    cdef int act = net.act[0], r
+    for i in range(m):
+        x, z, a = X + i * d, work + net.z_off[0] + i * h, work + net.a_off[0] + i * h
+        out = params[net.b_off[1]]     # the first output's sum, built as the units come
+        j = 0
+        while j + 4 <= h:              # (loops of 4: the compiler unrolls and pairs them)
+            for r in range(4):
+                s[r] = b1[j + r]
+            for p in range(d):
+                xp, w = x[p], W1 + p * h + j
+                for r in range(4):
+                    s[r] = s[r] + xp * w[r]
+            for r in range(4):
+                z[j + r] = s[r]
+                s[r] = _act1(s[r], act, slope)
+                a[j + r] = s[r]
+            for r in range(4):
+                out = out + s[r] * W2[(j + r) * k]
+            j += 4
+        for j in range(j, h):
+            s0 = b1[j]
+            for p in range(d):
+                s0 = s0 + x[p] * W1[p * h + j]
+            z[j], a[j] = s0, _act1(s0, act, slope)
+            out = out + a[j] * W2[j * k]
+        _output_row(h, k, a, W2, params + net.b_off[1], out, work + net.z_off[1] + i * k)
+
+
+cdef inline void _output_row(Py_ssize_t h, Py_ssize_t k, const floating* a, const floating* W2,
+                             const floating* b2, floating first, floating* z) noexcept nogil:
+    """z (k,) = b2 + a (h,) @ W2 (h, k), the first output's sum given (`first`)."""
+    cdef Py_ssize_t j, p
+    cdef floating s
+    z[0] = first
+    for j in range(1, k):
+        s = b2[j]
+        for p in range(h):
+            s = s + a[p] * W2[p * k + j]
+        z[j] = s
+
+
+cdef void _layer_grad_small(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
+                            const floating* A, const floating* D, floating beta_w,
+                            floating beta_b, floating* W, floating* b) noexcept nogil:
+    """W (k, n) = alpha * A (m, k).T @ D (m, n) + beta_w * W and b = alpha * (D summed over
+    rows) + beta_b * b, each element summed over the rows in order, in double, as `_mm_tn`
+    and `_colsum` do; W and b are not read where their beta is 0. The elements of W go four
+    at a time: W[q + r] (r < 4) takes column a_r of A and column c_r of D."""
+    cdef Py_ssize_t i, j, r, q = 0, size = k * n
+    cdef Py_ssize_t a0 = 0, c0 = 0, a1, c1, a2, c2, a3, c3
+    cdef double s[4]
+    cdef double s0
+    cdef floating t
+    cdef floating u[4]
+    cdef const floating* Ai
+    cdef const floating* Di
+    while q + 4 <= size:               # (loops of 4: the compiler unrolls and pairs them)
+        s[0] = s[1] = s[2] = s[3] = 0
+        if c0 + 4 <= n:                # four columns of D, one of A
+            for i in range(m):
+                Ai, Di = A + i * k + a0, D + i * n + c0
+                for r in range(4):
+                    s[r] += Ai[0] * Di[r]
+            a3, c3 = a0, c0 + 3
+        elif n == 1:                   # four columns of A, D's one
+            for i in range(m):
+                Ai, Di = A + i * k + a0, D + i
+                for r in range(4):
+                    s[r] += Ai[r] * Di[0]
+            a3, c3 = a0 + 3, 0
+        else:
+            a1, c1 = _next_a(a0, c0, n), _next_c(c0, n)
+            a2, c2 = _next_a(a1, c1, n), _next_c(c1, n)
+            a3, c3 = _next_a(a2, c2, n), _next_c(c2, n)
+            for i in range(m):
+                Ai, Di = A + i * k, D + i * n
+                s[0], s[1] = s[0] + Ai[a0] * Di[c0], s[1] + Ai[a1] * Di[c1]
+                s[2], s[3] = s[2] + Ai[a2] * Di[c2], s[3] + Ai[a3] * Di[c3]
+        for r in range(4):
+            _store_grad(W + q + r, s[r], alpha, beta_w)
+        q += 4
+        a0, c0 = _next_a(a3, c3, n), _next_c(c3, n)
+    for q in range(q, size):
+        s0 = 0
+        for i in range(m):
+            s0 += A[i * k + q // n] * D[i * n + q % n]
+        _store_grad(W + q, s0, alpha, beta_w)
+    j = 0
+    while j + 4 <= n:                  # the bias, in floating as `_colsum`, four at a time
+        for r in range(4):
+            u[r] = 0 if beta_b == 0 else beta_b * b[j + r]
+        for i in range(m):
+            for r in range(4):
+                u[r] = u[r] + alpha * D[i * n + j + r]
+        for r in range(4):
+            b[j + r] = u[r]
+        j += 4
+    for j in range(j, n):
+        t = 0 if beta_b == 0 else beta_b * b[j]
+        for i in range(m):
+            t = t + alpha * D[i * n + j]
+        b[j] = t
+
+
+cdef inline Py_ssize_t _next_a(Py_ssize_t a, Py_ssize_t c, Py_ssize_t n) noexcept nogil:
+    """The row of the element after (a, c) in a row-major matrix of n columns."""
+    return a if c + 1 < n else a + 1
+
+
+cdef inline Py_ssize_t _next_c(Py_ssize_t c, Py_ssize_t n) noexcept nogil:
+    """... and its column."""
+    return c + 1 if c + 1 < n else 0
+
+
+cdef inline void _store_grad(floating* w, double s, floating alpha, floating beta) noexcept nogil:
+    """w = alpha * s + beta * w (`_mm_tn`'s rule: w is not read when beta is 0)."""
+    if beta == 0:
+        w[0] = alpha * <floating>s
+    else:
+        w[0] = beta * w[0] + alpha * <floating>s
+
+
+cdef void _backward_small(const Net* net, const floating* params, const floating* X, Py_ssize_t m,
+                          floating* work, floating* target, floating alpha, floating beta_w,
+                          floating beta_b) noexcept nogil:
+    """`_backward` of a one-hidden-layer network on dense rows (see `_forward_small`), with
+    the same sums in the same order: dL/dA_1 from W_2 before target's W_2 is written."""
+    cdef Py_ssize_t d = net.size[0], h = net.size[1], k = net.size[2], i, j, p
+    cdef const floating* W2 = params + net.w_off[1]
+    cdef const floating* D2 = work + net.d_off[1]
+    cdef const floating* Z1 = work + net.z_off[0]
+    cdef const floating* A1 = work + net.a_off[0]
+    cdef floating* D1 = work + net.d_off[0]
+    cdef floating slope = <floating>net.slope
+    cdef double s
+    cdef int act = net.act[0]
+    cdef double u[4]
+    cdef floating t
+    cdef Py_ssize_t r
+    for i in range(m):                  # dL/dA_1 = D2 @ W2.T, summed in double as `_mm_nt`
+        p = 0
+        while k == 1 and p + 4 <= h:    # (loops of 4: the compiler unrolls and pairs them)
+            for r in range(4):
+                u[r] = 0
+                u[r] += D2[i] * W2[p + r]
+            for r in range(4):
+                t = <floating>u[r]
+                D1[i * h + p + r] = t if act != ACT_LEAKY_RELU else _leaky_grad1(Z1[i * h + p + r], t, slope)
+            p += 4
+        for p in range(p, h):
+            s = 0
+            for j in range(k):
+                s += D2[i * k + j] * W2[p * k + j]
+            t = <floating>s
+            D1[i * h + p] = t if act != ACT_LEAKY_RELU else _leaky_grad1(Z1[i * h + p], t, slope)
+    if act != ACT_LEAKY_RELU:           # (leaky ReLU's derivative is applied above)
+        _activation_backward(m * h, Z1, A1, D1, act, slope)
+    _layer_grad_small(m, k, h, alpha, A1, D2, beta_w, beta_b, target + net.w_off[1], target + net.b_off[1])
+    _layer_grad_small(m, h, d, alpha, X, D1, beta_w, beta_b, target + net.w_off[0], target + net.b_off[0])
