@@ -127,7 +127,7 @@ cdef enum:
     DOT_CHUNK = 1 << 30
     # A one-hidden-layer network whose widths multiply to at most this (h * max(n_in, n_out))
     # runs its steps through the row-by-row loops of `_forward_small` / `_backward_small`.
-    TINY_NET_MAX_WORK = 64
+    SMALL_NET_MAX_WORK = 64
     # Products of BLAS_MIN_WORK up to this many multiply-adds, with at least SMALL_MIN_COLUMNS
     # columns in C, run as _kernels.h's register tiles where the CPU has AVX-512 (a BLAS
     # call's fixed cost and its threads outweigh the arithmetic there); larger ones call BLAS.
@@ -201,7 +201,7 @@ cdef struct Net:
     Py_ssize_t work_size
     # sparse input: X is CSR and the first layer reads it through `sparse` (NULL: dense X)
     Sparse* sparse
-    # one hidden layer on dense input with h * max(n_in, n_out) <= TINY_NET_MAX_WORK: the
+    # one hidden layer on dense input with h * max(n_in, n_out) <= SMALL_NET_MAX_WORK: the
     # multiply-adds per row of its largest product (0: not such a network). Batches of m rows
     # with m * small_work < BLAS_MIN_WORK go through `_forward_small` and `_backward_small`.
     Py_ssize_t small_work

@@ -31,7 +31,7 @@ cdef class _Plan:
         cdef Py_ssize_t[:, ::1] iv = ints
         cdef int[::1] av = acts
         self._ints, self._acts = ints, acts
-        small = L == 2 and csr is None and sizes[1] * max(sizes[0], sizes[2]) <= TINY_NET_MAX_WORK
+        small = L == 2 and csr is None and sizes[1] * max(sizes[0], sizes[2]) <= SMALL_NET_MAX_WORK
         # Leaky ReLU with a slope > 0 keeps the sign of z, so its derivative (all that the
         # backward pass reads of Z_l) can come from A_l, written over Z_l: a buffer of the
         # batch's size less to write and read in each layer (not for the small-network
