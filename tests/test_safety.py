@@ -387,7 +387,7 @@ def test_the_unchecked_training_loop_refuses_any_caller_but_fit(backend):
     for token in (None, object(), "CHECKED", _training):
         with pytest.raises(TypeError, match="call train"):
             backend_module(backend)._train(token, net, params, X, Y, None, Optimizer(), state, losses, 2, 4,
-                                           None, None, None, 1)
+                                           None, None, None)
     assert (params == 1).all() and (state == 0).all() and (losses == -np.inf).all()
 
 
