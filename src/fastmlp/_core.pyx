@@ -10,6 +10,8 @@ the split costs nothing), in the order they are included:
 - ``_core_products.pxi``: the matrix products: BLAS ?gemm calls, plain loops for layers
   too small for BLAS, _kernels.h's register tiles, a dense layer's forward and backward
   steps, and the loops of small one-hidden-layer networks.
+- ``_core_ops.pxi``: the layer ops a network is a sequence of (dense, activation, dropout),
+  each one's forward beside its backward, and dropout's counter-based mask generator.
 - ``_core_loops.pxi``: whole networks on pointers into buffers allocated before the loop
   starts (nothing is allocated and no Python object is touched in them): forward and
   backward passes, the overflow guard, the epoch and training loops, prediction and
@@ -46,12 +48,14 @@ from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cpython.ref cimport PyObject
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport INFINITY, M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, fabs, isfinite, log, pow, sqrt, tanh, tanhf
+from libc.stdint cimport uint64_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
 from . import _fork, _registry
 from ._spec import CHECKED as _CHECKED
-from ._spec import loss_gradient_args, next_lr, out_of_range, predict_args, shuffled, train_args, warn_overflow
+from ._spec import (check_dropout_key, dropout_keep, loss_gradient_args, next_lr, out_of_range, predict_args,
+                    shuffled, train_args, warn_overflow)
 from ._validation import (
     choice,
     dense_backward_args,
@@ -154,6 +158,9 @@ cdef enum Loss:
 cdef enum OptimizerCode:
     OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
 
+cdef enum LayerOp:
+    OP_DENSE, OP_ACTIVATION, OP_DROPOUT
+
 # For fastmlp._blas's thread policy: where the BLAS this module calls lives (SciPy's: its wheels carry it
 # in scipy.libs, beside the package), and the smallest product it is given.
 BLAS_LIBRARY_DIR = os.path.dirname(os.path.abspath(scipy.__file__))
@@ -172,9 +179,26 @@ _LOSS_CODES = _registry.implemented("compiled", "loss", tuple(_registry.LOSSES),
 _OPTIMIZER_CODES = _registry.implemented("compiled", "optimizer", tuple(_registry.OPTIMIZERS), {
     "sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW, "rprop": OPT_RPROP,
 })
+_OP_CODES = _registry.implemented("compiled", "layer op", _registry.LAYER_OPS, {
+    "dense": OP_DENSE, "activation": OP_ACTIVATION, "dropout": OP_DROPOUT,
+})
 
 
 # The network as the loops see it (built by `_Plan` in _core_entry.pxi).
+
+cdef struct Op:
+    # One layer op of ``Network.ops`` (see _core_ops.pxi), with its place in the work buffer.
+    int code                  # an OP_* code
+    int setting               # activation: its ACT_* code
+    Py_ssize_t layer          # the dense layer it is (dense) or follows
+    Py_ssize_t width          # columns of its output: size[layer + 1]
+    Py_ssize_t in_off         # work offset of its input (-1: the network's input X)
+    Py_ssize_t out_off        # ... of its output (an activation's may be its input's: see _Plan)
+    Py_ssize_t d_off          # ... of the gradient it works on: dL/dZ_layer's buffer
+    Py_ssize_t aux_off        # dropout: its mask (scale where kept, 0 where dropped)
+    uint64_t threshold        # dropout: a unit is dropped where its hash >> 11 is below this
+    double scale              # dropout: 1 / (1 - rate)
+
 
 cdef struct Net:
     # the architecture
@@ -188,6 +212,11 @@ cdef struct Net:
     int loss                  # loss code
     double slope              # Leaky ReLU negative slope
     double l2                 # the penalty 0.5 * l2 * sum(W**2) over the weights
+    # the layer ops, input to logits (training plans hold the dropout ops, others do not)
+    Op* ops
+    Py_ssize_t n_ops
+    bint dropout              # some op is dropout (training with a rate > 0)
+    uint64_t dropout_key      # the run's key of dropout's masks
     # the work buffer, laid out for batches of up to `capacity` rows
     Py_ssize_t capacity
     Py_ssize_t* z_off         # [n_layers] pre-activations Z_l (capacity, size[l + 1])
@@ -218,6 +247,7 @@ cdef struct Sparse:
 
 include "_core_math.pxi"
 include "_core_products.pxi"
+include "_core_ops.pxi"
 include "_core_loops.pxi"
 include "_core_entry.pxi"
 

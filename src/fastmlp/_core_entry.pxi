@@ -16,9 +16,11 @@ cdef class _Plan:
     cdef Sparse csr
     cdef object _ints            # keeps the integer arrays behind net's pointers alive
     cdef object _acts
+    cdef object _ops             # ... and the Op array behind net.ops
     cdef object _csr             # ... and the CSR arrays and batch row ids behind net.sparse
 
-    def __cinit__(self, net, Py_ssize_t capacity, bint gather, csr=None):
+    def __cinit__(self, net, Py_ssize_t capacity, bint gather, csr=None, bint training=False,
+                  dropout_key=0):
         sizes = [int(s) for s in net.sizes]
         cdef Py_ssize_t L = len(sizes) - 1, l
         if L < 1 or min(sizes) < 1 or max(sizes) > INT_MAX or not 1 <= capacity <= INT_MAX:
@@ -66,6 +68,8 @@ cdef class _Plan:
             off += capacity
         self.net.pk_off = off
         off += min(max(sizes), SMALL_MAX_PACKED) * FM_PACK_COLUMNS
+        off = self._lay_ops(net.ops(training), capacity, off, iv)
+        self.net.dropout_key = dropout_key
         self.net.work_size = off
         self.net.n_layers = L
         self.net.size = &iv[0, 0]
@@ -86,6 +90,31 @@ cdef class _Plan:
             self.net.small_work = sizes[1] * max(sizes[0], sizes[2])
         if csr is not None:
             self._attach(csr[0], csr[1], csr[2], np.empty(capacity, np.intp))
+
+    cdef Py_ssize_t _lay_ops(self, ops, Py_ssize_t capacity, Py_ssize_t off, Py_ssize_t[:, ::1] iv) except -1:
+        """net.ops from ``Network.ops`` (name, layer, setting): op codes, settings and their
+        places in the work buffer (a dense op writes Z_l, an activation A_l, a dropout its
+        output and its mask from `off` on); returns the work buffer's size."""
+        self._ops = np.zeros(max(len(ops), 1) * sizeof(Op), np.uint8)
+        cdef unsigned char[::1] raw = self._ops
+        cdef Op* op = <Op*>&raw[0]
+        cdef Py_ssize_t i, l, prev_out = -1
+        self.net.ops, self.net.n_ops, self.net.dropout = op, len(ops), False
+        for i, (name, l, setting) in enumerate(ops):
+            op[i].code, op[i].layer, op[i].width = _OP_CODES[name], l, iv[0, l + 1]
+            op[i].in_off, op[i].d_off, op[i].setting = prev_out, iv[5, l], 0
+            op[i].aux_off, op[i].threshold, op[i].scale = 0, 0, 1.0
+            if op[i].code == OP_DENSE:
+                op[i].out_off = iv[3, l]
+            elif op[i].code == OP_ACTIVATION:
+                op[i].out_off, op[i].setting = iv[4, l], _ACTIVATION_CODES[setting]
+            else:
+                op[i].threshold, op[i].scale = dropout_keep(setting)
+                op[i].out_off, op[i].aux_off = off, off + capacity * op[i].width
+                off += 2 * capacity * op[i].width
+                self.net.dropout = True
+            prev_out = op[i].out_off
+        return off
 
     cdef _attach(self, const Py_ssize_t[::1] indptr, const Py_ssize_t[::1] indices, data,
                  Py_ssize_t[::1] rows):
@@ -435,7 +464,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
 
 
 def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rng=None,
-          sample_weight=None, callback=None, stop=None):
+          sample_weight=None, callback=None, stop=None, dropout_key=0):
     """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -459,14 +488,18 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     The epochs run without the GIL; it is taken back for a moment at those points, and
     between epochs to shuffle and for the callback. The work buffers are allocated once per
     call.
+
+    Dropout (net.dropout) draws step t's masks from (`dropout_key`, an int in [0, 2**64), t =
+    ``optimizer.t`` before the step, layer, position in the batch): see ``_spec``.
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
                                              batch_size, rng, sample_weight, callback, stop)
     return _train(_CHECKED, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback,
-                  stop)
+                  stop, check_dropout_key(dropout_key))
 
 
-def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop):
+def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop,
+           dropout_key=0):
     """`train` on arguments as ``_spec.train_args`` returns them, unchecked but for the
     arrays' types, dtypes, layouts and extents: for `train`, and for ``_training``'s runs of
     a model's fit, whose arguments that fit checked. `token` must be ``_spec.CHECKED``,
@@ -481,6 +514,6 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
         X, csr = _dense_or_csr(X, net, np.float32 if single else np.float64)
     if single:
         return _train_typed[float](<const float*>NULL, net, optimizer, params, X, csr, Y, w, losses, state, epochs,
-                            batch_size, rng, callback, stop)
+                            batch_size, rng, callback, stop, dropout_key)
     return _train_typed[double](<const double*>NULL, net, optimizer, params, X, csr, Y, w, losses, state, epochs,
-                        batch_size, rng, callback, stop)
+                        batch_size, rng, callback, stop, dropout_key)

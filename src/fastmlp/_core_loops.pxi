@@ -5,67 +5,52 @@
 # training, which run these without the GIL.
 
 cdef void _forward(const Net* net, const floating* params, const floating* X,
-                   Py_ssize_t m, floating* work) noexcept nogil:
-    """Forward pass of m rows; Z_l and A_l land in `work`, the logits in Z of the last layer.
-    With sparse input (net.sparse), X is NULL and the rows are net.sparse.rows[:m]."""
-    cdef Py_ssize_t l, L = net.n_layers
-    cdef const floating* A_prev = X
-    cdef floating* A
-    cdef floating slope = <floating>net.slope
-    if _is_small(net, m):
+                   Py_ssize_t m, floating* work, uint64_t step) noexcept nogil:
+    """Forward pass of m rows: the ops of net.ops in turn (each writes its output into `work`;
+    the logits land in Z of the last layer). `step`: the training step, which draws dropout's
+    masks (the ops of a training plan). With sparse input (net.sparse), X is NULL and the rows
+    are net.sparse.rows[:m]."""
+    cdef Py_ssize_t i = 0, code
+    cdef const floating* A
+    if not net.dropout and _is_small(net, m):
         _forward_small(net, params, X, m, work)
         return
-    for l in range(L):
-        A = work + net.a_off[l] if l < L - 1 else NULL
-        if l == 0 and net.sparse != NULL:
-            _sparse_activation(m, net.size[1], net.sparse, params + net.w_off[0], params + net.b_off[0],
-                               work + net.z_off[0], A, net.act[0] if L > 1 else 0, slope)
+    while i < net.n_ops:
+        A = X if i == 0 else work + net.ops[i - 1].out_off
+        code = net.ops[i].code
+        if code == OP_DENSE:
+            i += _dense_op(net, params, work, i, A, m, step)
+        elif code == OP_ACTIVATION:
+            i += _activation_op(net, params, work, i, A, m, step)
         else:
-            _dense_activation(m, net.size[l + 1], net.size[l], A_prev, params + net.w_off[l],
-                              params + net.b_off[l], work + net.z_off[l], A,
-                              net.act[l] if l < L - 1 else 0, slope)
-        A_prev = A
+            i += _dropout_op(net, params, work, i, A, m, step)
 
 
 cdef void _backward(const Net* net, const floating* params, const floating* X, Py_ssize_t m,
                     floating* work, floating* target, floating alpha, floating beta_w,
                     floating beta_b) noexcept nogil:
-    """Backward pass after `_forward` and `_output_loss` (which left dL/dZ_L in d_off[L-1]).
+    """Backward pass after `_forward` and `_output_loss` (which left dL/dZ_L in d_off[L-1]):
+    the ops' backward steps, last op first.
 
     target[W_l] = alpha * dL/dW_l + beta_w * target[W_l], and likewise for b_l with beta_b:
     with target = grad, alpha = 1, betas 0 that is the gradient; with target = params,
     alpha = -lr, beta_b = 1 and beta_w = 1 - lr * l2 it is the SGD step with weight decay,
     applied inside the gradient GEMM once dL/dA_{l-1} has been taken from the old W_l.
     """
-    cdef Py_ssize_t l
-    cdef Py_ssize_t n_in, n_out
-    cdef const floating* A_prev
-    cdef floating* D
-    cdef floating slope = <floating>net.slope
-    cdef bint bias_done = False, prev_done = False
-    cdef Py_ssize_t pack_size
-    if _is_small(net, m):
+    cdef Py_ssize_t i = net.n_ops - 1, code
+    cdef const floating* A
+    if not net.dropout and _is_small(net, m):
         _backward_small(net, params, X, m, work, target, alpha, beta_w, beta_b)
         return
-    pack_size = _pack_size(net)
-    for l in range(net.n_layers - 1, -1, -1):
-        n_in, n_out = net.size[l], net.size[l + 1]
-        D = work + net.d_off[l]
-        A_prev = X if l == 0 else work + net.a_off[l - 1]
-        prev_done = False
-        if l > 0:       # (b_{l-1}'s step may come with it: nothing below reads the biases)
-            prev_done = _backprop_dense(m, n_out, n_in, D, params + net.w_off[l],
-                                        work + net.d_off[l - 1], work + net.z_off[l - 1],
-                                        work + net.a_off[l - 1], net.act[l - 1], slope,
-                                        work + net.pk_off, pack_size,
-                                        target + net.b_off[l - 1], alpha, beta_b)
-        if l == 0 and net.sparse != NULL:
-            _sparse_tn(m, n_out, n_in, alpha, net.sparse, D, beta_w, target + net.w_off[0])
+    while i >= 0:
+        A = X if i == 0 else work + net.ops[i - 1].out_off
+        code = net.ops[i].code
+        if code == OP_DENSE:
+            i -= _dense_op_backward(net, params, work, i, A, m, target, alpha, beta_w, beta_b)
+        elif code == OP_ACTIVATION:
+            i -= _activation_op_backward(net, params, work, i, A, m, target, alpha, beta_w, beta_b)
         else:
-            _mm_tn(m, n_out, n_in, alpha, A_prev, D, beta_w, target + net.w_off[l])
-        if not bias_done:
-            _colsum(m, n_out, alpha, D, beta_b, target + net.b_off[l])
-        bias_done = prev_done
+            i -= _dropout_op_backward(net, params, work, i, A, m, target, alpha, beta_w, beta_b)
 
 
 # The overflow guard of predict_proba and loss_gradient. Where a row's values come near the
@@ -257,7 +242,7 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
             weight = 0
             for r in range(m):
                 weight += Wb[r]
-        _forward(net, params, Xb, m, work)
+        _forward(net, params, Xb, m, work, <uint64_t>opt.t)
         # a batch of total weight 0 contributes nothing (its data gradient is 0)
         loss = _output_loss(m, k, Zout, Yb, Wb, Dout,
                             <floating>(1.0 / weight if weight > 0 else 0), net.loss)
@@ -385,7 +370,7 @@ cdef _predict_typed(net, const floating[::1] params, const floating[:, ::1] X, c
         while start < n and not _boundary(&poll):
             m = min(cnet.capacity, n - start)
             _set_rows(cnet, start, m)
-            _forward(cnet, &params[0], Xp + start * n_in if Xp != NULL else NULL, m, &work[0])
+            _forward(cnet, &params[0], Xp + start * n_in if Xp != NULL else NULL, m, &work[0], 0)
             bad += _overflow_rows(cnet, Xp + start * n_in if Xp != NULL else NULL, m, &work[0], &limit[0])
             _output_activation(m, k, Z, &out[start, 0], cnet.output)
             start += m
@@ -428,7 +413,7 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
             m = min(cnet.capacity, n - start)
             _set_rows(cnet, start, m)
             Xp = NULL if X is None else &X[start, 0]
-            _forward(cnet, &params[0], Xp, m, &work[0])
+            _forward(cnet, &params[0], Xp, m, &work[0], 0)
             bad += _overflow_rows(cnet, Xp, m, &work[0], &limit[0])
             total += _output_loss(m, k, &work[0] + cnet.z_off[L - 1], &Y[start, 0],
                                   &w[start] if weighted else NULL,
@@ -471,8 +456,8 @@ cdef Py_ssize_t _polls(const Net* net, Py_ssize_t batch_size, Py_ssize_t n, bint
 
 cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in, X_in, csr, Y_in,
                              w_in, losses_in, state_in, Py_ssize_t epochs, Py_ssize_t batch_size, rng,
-                             callback, stop) except -1:
-    cdef _Plan plan = _Plan(net, batch_size, rng is not None, csr)
+                             callback, stop, dropout_key) except -1:
+    cdef _Plan plan = _Plan(net, batch_size, rng is not None, csr, True, dropout_key)
     cdef const Net* cnet = &plan.net
     cdef char* data[6]
     cdef Py_ssize_t n = _loop_arrays(cnet, cnp.NPY_FLOAT if floating is float else cnp.NPY_DOUBLE, params_in, X_in,
@@ -490,7 +475,8 @@ cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in,
     cdef Py_ssize_t[::1] order = np.empty(n, np.intp) if rng is not None else None
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
     cdef Opt opt = _opt(optimizer)
-    cdef bint small = opt.fused and rng is None and w_ptr == NULL and batch_size == n and _is_small(cnet, n)
+    cdef bint small = (opt.fused and rng is None and w_ptr == NULL and batch_size == n and not cnet.dropout
+                       and _is_small(cnet, n))
     cdef double loss
     cdef long steps[2]
     errors = []     # (below, through `try`, nothing raises once the buffer is made)

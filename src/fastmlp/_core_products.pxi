@@ -364,6 +364,16 @@ cdef bint _backprop_dense(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floati
     return False
 
 
+cdef inline bint _bias_in_pass(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int act,
+                              Py_ssize_t pack_size) noexcept nogil:
+    """Whether `_backprop_dense` of these extents, given the previous layer's bias, takes its
+    step in the derivative's pass (returns True): the branches above, read off. The layer ops
+    ask this to know, without carrying a flag between them, that the bias step was taken."""
+    return (act == ACT_LEAKY_RELU and not (n == 1 and _small_pass(m, k))
+            and not (n <= SMALL_MAX_PACKED and _small_product(m, n, k, k))
+            and _small and m * k >= SMALL_MIN_ELEMENTS and k <= pack_size)
+
+
 cdef inline bint _is_small(const Net* net, Py_ssize_t m) noexcept nogil:
     """Whether m rows go through the small-network loops (every product below BLAS_MIN_WORK,
     where the general loops would not call BLAS either: the same sums, the same results)."""

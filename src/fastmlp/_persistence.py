@@ -45,7 +45,7 @@ import numpy as np
 
 from . import _backend
 from ._errors import ModelFileError
-from ._spec import Optimizer
+from ._spec import Optimizer, check_dropout_key
 from ._training import Run
 
 SUFFIX = ".npz"
@@ -114,7 +114,13 @@ def config(model):
         "init_scale": model._init_scale,
         "seed": model._seed,
         "dtype": model._dtype.name,
+        "dropout": model._dropout if isinstance(model._dropout, float) else list(model._dropout),
     }
+
+
+# Settings added after files were first written -> the value an older file means by leaving
+# them out.
+_LATER_SETTINGS = {"dropout": 0.0}
 
 
 def _arrays(model):
@@ -299,6 +305,7 @@ def _configured(cls, archive, backend):
     keys = [p for p in inspect.signature(cls._configure).parameters if p not in ("self", "backend")]
     if not isinstance(config, dict):
         archive.fail(f"config is a JSON {type(config).__name__}, not an object")
+    config = {**{key: value for key, value in _LATER_SETTINGS.items() if key not in config}, **config}
     if set(config) != set(keys):
         archive.fail(f"config lacks {sorted(set(keys) - set(config))} or has unknown "
                      f"{sorted(set(config) - set(keys))}")
@@ -332,7 +339,7 @@ def _restored_run(archive, record, params, history):
         for key, value in scalars.items():
             if key not in vars(run) or key in _RUN_ARRAYS or not isinstance(value, (int, float, type(None))):
                 raise ValueError(f"unexpected run scalar {key}={value!r}")
-            setattr(run, key, value)
+            setattr(run, key, check_dropout_key(value) if key == "dropout_key" else value)
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         archive.fail(f"run: {exc}")
     archive.read("optimizer_state", out=run.state)     # in place: no second state array

@@ -15,9 +15,10 @@ import scipy.sparse
 from scipy.special import erf, xlogy
 
 from . import _fork
-from ._registry import ACTIVATIONS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
+from ._registry import ACTIVATIONS, LAYER_OPS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
 from ._spec import CHECKED as _CHECKED
-from ._spec import loss_gradient_args, next_lr, predict_args, shuffled, train_args, warn_overflow
+from ._spec import (check_dropout_key, dropout_keep, loss_gradient_args, next_lr, predict_args, shuffled, train_args,
+                    warn_overflow)
 from ._validation import (
     check_csr,
     choice,
@@ -139,22 +140,131 @@ def _output_loss(Z, Y, w, G, scale, loss):
     return float(np.sum(losses, dtype=np.float64))
 
 
-class _Work:
-    """One batch's pre-activations Z[l], hidden activations A[l] and dL/dZ[l] (D[l]), and
-    the layer views (W_l, b_l) of the params the forward pass read."""
+# Dropout's masks (see ``_spec``): SplitMix64's finalizer on uint64 counters, vectorized.
+_GOLDEN = 0x9E3779B97F4A7C15
+_MASK64 = 2**64 - 1
 
-    def __init__(self, net):
+
+def _mix64(x):
+    """SplitMix64's finalizer of x, a uint64 array (arithmetic wraps modulo 2**64)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _dropout_stream(key, step, layer):
+    """The uint64 seed of one dropout op's masks at one training step:
+    mix(mix(key + (step + 1) * GOLDEN) + (layer + 1) * GOLDEN)."""
+    first = _mix64(np.array([(key + (step + 1) * _GOLDEN) & _MASK64], np.uint64))
+    return int(_mix64(first + np.uint64(((layer + 1) * _GOLDEN) & _MASK64))[0])
+
+
+def _dropout(A, M, out, stream, threshold, scale):
+    """Inverted dropout: M = scale where the unit is kept, else 0; out = A * M. Unit p of
+    the batch (row-major) is kept when mix(stream + (p + 1) * GOLDEN) >> 11 >= threshold."""
+    p = np.arange(1, A.size + 1, dtype=np.uint64)
+    kept = (_mix64(p * np.uint64(_GOLDEN) + np.uint64(stream)) >> np.uint64(11)) >= np.uint64(threshold)
+    M[...] = np.where(kept.reshape(A.shape), M.dtype.type(scale), M.dtype.type(0))
+    np.multiply(A, M, out=out)
+    return out
+
+
+def _dropout_backward(M, D):
+    """D *= M, in place (dL/d(out) in, dL/dA out)."""
+    np.multiply(D, M, out=D)
+    return D
+
+
+class _Work:
+    """One batch's values, op by op: out[i] the output of op i of `ops` (net.ops(training)),
+    aux[i] a dropout op's mask; Z[l] the pre-activations of dense layer l and A[l] the input
+    of dense layer l + 1 (what the ops after layer l left); D[l] dL/dZ_l, which the ops after
+    dense layer l turn into dL/dZ_l in place on the way back; `layers`, the views (W_l, b_l)
+    of the params the forward pass read; `key`, the run's dropout key."""
+
+    def __init__(self, net, training=False, key=0):
+        self.ops, self.key = net.ops(training), key
+        self.out, self.aux = [None] * len(self.ops), [None] * len(self.ops)
         self.Z, self.A, self.D = ([None] * net.n_layers for _ in range(3))
         self.layers = None
 
 
-def _forward(net, params, X, work):
-    """Forward pass: Z_l = A_{l-1} W_l + b_l, A_l = act_l(Z_l), A_0 = X; logits in work.Z[-1]."""
-    A, work.layers = X, net.layers(params)
-    for l, (W, b) in enumerate(work.layers):
-        work.Z[l] = A @ W + b
-        if l < net.n_layers - 1:
-            A = work.A[l] = _activation(work.Z[l], np.empty_like(work.Z[l]), net.activations[l], net.negative_slope)
+# The layer ops: each one's forward, then its backward. Forward: op i of work.ops, on its
+# input A (X for the first op, else the output of op i - 1); it writes work.out[i] and
+# returns how many ops it ran (here 1; the compiled twin's dense op runs an activation after
+# it in the same pass). Backward: after the ops above it, with work.D[l] holding dL/d(its
+# output); dense layers write their gradients into `target` (see `_backward`).
+
+
+def _dense_op(net, params, work, i, A, step):
+    """Z_l = A W_l + b_l."""
+    W, b = work.layers[work.ops[i][1]]
+    work.out[i] = A @ W + b
+    return 1
+
+
+def _dense_op_backward(net, params, work, i, A, target, alpha, beta_w, beta_b):
+    """dL/dA = D_l W_l^T into D[l - 1] (for the ops below), then target[W_l] = alpha * A^T D_l
+    + beta_w * target[W_l] and target[b_l] = alpha * (D_l summed over rows) + beta_b * target[b_l]."""
+    l = work.ops[i][1]
+    D, (W, _) = work.D[l], work.layers[l]
+    if i > 0:
+        work.D[l - 1] = D @ W.T
+    W_target, b_target = target[l]
+    _axpby(alpha, A.T @ D, beta_w, W_target)
+    _axpby(alpha, D.sum(axis=0), beta_b, b_target)
+    return 1
+
+
+def _activation_op(net, params, work, i, A, step):
+    """A_l = act_l(Z_l)."""
+    work.out[i] = _activation(A, np.empty_like(A), work.ops[i][2], net.negative_slope)
+    return 1
+
+
+def _activation_op_backward(net, params, work, i, A, target, alpha, beta_w, beta_b):
+    """D[l] *= act_l'(Z_l)."""
+    _activation_backward(A, work.out[i], work.D[work.ops[i][1]], work.ops[i][2], net.negative_slope)
+    return 1
+
+
+def _dropout_op(net, params, work, i, A, step):
+    """Inverted dropout of A with the layer's rate and this step's masks (training only)."""
+    _, l, rate = work.ops[i]
+    threshold, scale = dropout_keep(rate)
+    work.aux[i], work.out[i] = np.empty_like(A), np.empty_like(A)
+    _dropout(A, work.aux[i], work.out[i], _dropout_stream(work.key, step, l), threshold, scale)
+    return 1
+
+
+def _dropout_op_backward(net, params, work, i, A, target, alpha, beta_w, beta_b):
+    """D[l] *= the forward pass's mask."""
+    _dropout_backward(work.aux[i], work.D[work.ops[i][1]])
+    return 1
+
+
+# op name -> (forward, backward)
+_OPS = implemented("numpy", "layer op", LAYER_OPS, {
+    "dense": (_dense_op, _dense_op_backward),
+    "activation": (_activation_op, _activation_op_backward),
+    "dropout": (_dropout_op, _dropout_op_backward),
+})
+
+
+def _forward(net, params, X, work, step):
+    """Forward pass: the ops of work.ops in turn, A_0 = X; the logits in work.Z[-1]. `step`:
+    the training step, which draws dropout's masks (none in inference)."""
+    A, work.layers, i = X, net.layers(params), 0
+    while i < len(work.ops):
+        i += _OPS[work.ops[i][0]][0](net, params, work, i, A, step)
+        name, l, _ = work.ops[i - 1]
+        A = work.out[i - 1]
+        if name == "dense":
+            work.Z[l] = A
+        else:
+            work.A[l] = A
 
 
 def _input_limits(net, params, limit):
@@ -203,22 +313,19 @@ def _axpby(alpha, x, beta, y):
 
 
 def _backward(net, params, X, work, target, alpha, beta_w, beta_b):
-    """Backward pass after `_forward` and `_output_loss` (which left dL/dZ_L in work.D[-1]).
+    """Backward pass after `_forward` and `_output_loss` (which left dL/dZ_L in work.D[-1]):
+    the ops' backward steps, last op first.
 
     target[W_l] = alpha * dL/dW_l + beta_w * target[W_l], and likewise for b_l with beta_b:
     with target = grad, alpha = 1, betas 0 that is the gradient; with target = params,
     alpha = -lr, beta_b = 1 and beta_w = 1 - lr * l2 it is the SGD step with weight decay,
     taken once dL/dA_{l-1} has been computed from the old W_l.
     """
-    layers = work.layers                      # the views of `params` _forward read
-    targets = layers if target is params else net.layers(target)
-    for l in reversed(range(net.n_layers)):
-        A_prev, D, W = (X if l == 0 else work.A[l - 1]), work.D[l], layers[l][0]
-        if l > 0:   # the chain rule, one layer down
-            work.D[l - 1] = _activation_backward(work.Z[l - 1], work.A[l - 1], D @ W.T,
-                                                 net.activations[l - 1], net.negative_slope)
-        _axpby(alpha, A_prev.T @ D, beta_w, targets[l][0])
-        _axpby(alpha, D.sum(axis=0), beta_b, targets[l][1])
+    targets = work.layers if target is params else net.layers(target)   # (the views _forward read)
+    i = len(work.ops) - 1
+    while i >= 0:
+        i -= _OPS[work.ops[i][0]][1](net, params, work, i, X if i == 0 else work.out[i - 1], targets, alpha,
+                                     beta_w, beta_b)
 
 
 def _sum_squared_weights(net, params):
@@ -294,7 +401,7 @@ def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, s1, s2, sto
         rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
         Xb, Yb, wb = X[rows], Y[rows], None if w is None else w[rows]
         weight = Xb.shape[0] if w is None else float(np.sum(wb, dtype=np.float64))
-        _forward(net, params, Xb, work)
+        _forward(net, params, Xb, work, opt.t)
         work.D[-1] = np.empty_like(work.Z[-1])
         # a batch of total weight 0 contributes nothing (its data gradient is 0)
         loss = _output_loss(work.Z[-1], Yb, wb, work.D[-1], 1 / weight if weight > 0 else 0, net.loss)
@@ -432,7 +539,7 @@ def predict_proba(net, params, X, out):
                 _fork.pause()
             block = X if rows >= n else X[start : start + rows]
             with np.errstate(over="ignore", invalid="ignore"):
-                _forward(net, params, block, work)
+                _forward(net, params, block, work, 0)
                 bad += _overflow_rows(net, block, work, limit)
             _output_activation(work.Z[-1], out[start : start + rows], net.output)
     if bad:
@@ -452,7 +559,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
     work = _Work(net)
     # (a fork from another thread waits for its end)
     with _fork.computing, np.errstate(over="ignore", invalid="ignore"):   # the guard warns instead
-        _forward(net, params, X, work)
+        _forward(net, params, X, work, 0)
         bad = _overflow_rows(net, X, work, _input_limits(net, params, np.empty(net.n_layers, params.dtype)))
         work.D[-1] = None if grad is None else np.empty_like(work.Z[-1])
         loss = _output_loss(work.Z[-1], Y, w, work.D[-1], 1 / weight, net.loss) / weight
@@ -469,7 +576,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
 
 
 def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rng=None,
-          sample_weight=None, callback=None, stop=None):
+          sample_weight=None, callback=None, stop=None, dropout_key=0):
     """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
@@ -488,21 +595,25 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     without raising after the current step (checked before every batch here, every few
     batches compiled, and between epochs); the partial epoch's loss is not written. An
     exception from a signal handler (Ctrl-C's KeyboardInterrupt) likewise, raised.
+
+    Dropout (net.dropout) draws step t's masks from (`dropout_key`, an int in [0, 2**64), t =
+    ``optimizer.t`` before the step, layer, position in the batch): see ``_spec``.
     """
     X, Y, w, epochs, batch_size = train_args(net, params, X, Y, optimizer, state, losses, epochs,
                                              batch_size, rng, sample_weight, callback, stop)
     return _train(_CHECKED, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback,
-                  stop)
+                  stop, check_dropout_key(dropout_key))
 
 
-def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop):
+def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_size, rng, callback, stop,
+           dropout_key=0):
     """`train` on arguments as ``_spec.train_args`` returns them, unchecked: for `train`, and
     for ``_training``'s runs of a model's fit, whose arguments that fit checked. `token` must
     be ``_spec.CHECKED``, which only they hold. Returns how many epochs' losses it wrote."""
     if token is not _CHECKED:
         raise TypeError("_train is fastmlp's own; call train")
     X = _own_csr(X)     # (a callback may rewrite the caller's CSR arrays between epochs)
-    work, grad = _Work(net), np.empty_like(params)
+    work, grad = _Work(net, True, dropout_key), np.empty_like(params)
     snaps, steps, cur, written = np.empty((2, 3 * len(params)), params.dtype), [0, 0], -1, 0
     try:
         with np.errstate(all="ignore"):    # an overflow is a divergence, handled here

@@ -39,6 +39,12 @@ LOSSES = {
     "poisson": "exp",
 }
 
+# The layer ops a network is a sequence of (``fastmlp._spec.Network.ops``), each with a
+# forward and a backward in both backends: a dense layer (weights and bias), a hidden
+# activation, inverted dropout (training only). The output head (output activation and
+# loss) closes the sequence.
+LAYER_OPS = ("dense", "activation", "dropout")
+
 # Optimizers run by the backends' training loop -> the hyperparameters each reads besides
 # `lr` (their defaults live on ``fastmlp._spec.Optimizer``).
 OPTIMIZERS = {

@@ -5,6 +5,7 @@ touches a pointer).
 """
 
 import math
+import numbers
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -13,7 +14,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from ._registry import ACTIVATIONS, FULL_BATCH, LOSSES, OPTIMIZERS, OUTPUTS, default_loss
+from ._registry import ACTIVATIONS, FULL_BATCH, LAYER_OPS, LOSSES, OPTIMIZERS, OUTPUTS, default_loss
 from ._validation import (
     FLOAT32_MAX,
     check_output,
@@ -40,7 +41,9 @@ class Network:
     sizes: widths from input to output.  activations: one name per hidden layer (a single
     name is repeated for all).  output: the output activation.  loss: computed through the
     output, from the logits (None: the output's default).  negative_slope: Leaky ReLU's.
-    l2: the penalty 0.5 * l2 * sum(W**2) over the weights (not the biases).
+    l2: the penalty 0.5 * l2 * sum(W**2) over the weights (not the biases). dropout: one
+    rate in [0, 1) per hidden layer (a single rate is repeated for all): inverted dropout
+    after the layer's activation, in training only.
     """
 
     sizes: tuple
@@ -49,6 +52,7 @@ class Network:
     loss: str = None
     negative_slope: float = 0.01
     l2: float = 0.0
+    dropout: tuple = 0.0
 
     def __post_init__(self):
         sizes = self.sizes
@@ -71,10 +75,37 @@ class Network:
         if LOSSES[loss] != self.output:
             pairs = [name for name, out in LOSSES.items() if out == self.output]
             raise ValueError(f"output {self.output!r} goes with loss {' or '.join(map(repr, pairs))}, got loss={loss!r}")
-        for name, value in (("sizes", sizes), ("activations", acts), ("loss", loss),
+        rates = dropout_rates(self.dropout, len(sizes) - 2)
+        for name, value in (("sizes", sizes), ("activations", acts), ("loss", loss), ("dropout", rates),
                             ("negative_slope", real(self.negative_slope, "negative_slope", bound=FLOAT32_MAX)),
                             ("l2", real(self.l2, "l2", minimum=0))):
             object.__setattr__(self, name, value)
+
+    def ops(self, training=False):
+        """The network as its sequence of layer ops, input to logits: (name, layer, setting)
+        with name in ``_registry.LAYER_OPS``. ("dense", l, None): Z_l = A W_l + b_l;
+        ("activation", l, name) after each hidden dense layer; ("dropout", l, rate) after
+        that activation where the layer's rate is > 0 and `training` (in inference dropout is
+        the identity: no op). The output head (activation and loss) follows the last op."""
+        return self._ops[bool(training)]
+
+    @cached_property
+    def _ops(self):
+        found = {False: [], True: []}
+        for training, ops in found.items():
+            for l in range(self.n_layers):
+                ops.append(("dense", l, None))
+                if l < self.n_layers - 1:
+                    ops.append(("activation", l, self.activations[l]))
+                    if training and self.dropout[l] > 0:
+                        ops.append(("dropout", l, self.dropout[l]))
+            assert {name for name, _, _ in ops} <= set(LAYER_OPS)
+        return {key: tuple(ops) for key, ops in found.items()}
+
+    @property
+    def has_dropout(self):
+        """Whether training draws dropout masks (some hidden layer's rate is > 0)."""
+        return any(rate > 0 for rate in self.dropout)
 
     @property
     def n_layers(self):
@@ -116,6 +147,53 @@ class Network:
         """(coefs, intercepts): the lists of W_l and of b_l, views into `flat`."""
         layers = self.layers(flat)
         return [W for W, _ in layers], [b for _, b in layers]
+
+
+def dropout_rates(rates, hidden):
+    """`rates` (one real, or one per hidden layer) as a tuple of `hidden` floats in [0, 1):
+    TypeError for what is not a real number (or a sequence of them), ValueError for a rate
+    outside [0, 1), NaN or infinite, or a list of the wrong length."""
+    if isinstance(rates, (str, bytes)) or (not isinstance(rates, Iterable) and not _is_real(rates)):
+        raise TypeError(f"dropout must be a real number in [0, 1) or a sequence of them (one per hidden "
+                        f"layer), got {rates!r}")
+    one = not isinstance(rates, Iterable)
+    rates = (rates,) if one else tuple(rates)
+    if not one and len(rates) != hidden:
+        raise ValueError(f"dropout lists {len(rates)} rates for {hidden} hidden layers")
+    checked = tuple(real(rate, "dropout") for rate in rates)
+    for rate in checked:
+        if not 0 <= rate < 1:
+            raise ValueError(f"dropout must be in [0, 1) (the probability of dropping a unit), got {rate!r}")
+    return checked * hidden if one else checked
+
+
+def _is_real(value):
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
+
+
+# Dropout's masks: a counter-based generator both backends implement with the same 64-bit
+# arithmetic (``_dropout_stream``, ``_dropout``), so that they draw the same masks and every
+# fit repeats bit for bit. The unit at position p (row r * width + unit j) of a batch's
+# activations in hidden layer l, at training step t of a run whose key is `key`, is kept
+# when the top 53 bits of mix(stream + (p + 1) * GOLDEN) are >= the rate's threshold, where
+# stream = mix(mix(key + (t + 1) * GOLDEN) + (l + 1) * GOLDEN) and mix is SplitMix64's
+# finalizer; kept units are scaled by 1 / (1 - rate).
+DROPOUT_KEY_MAX = 2**64 - 1
+
+
+def dropout_keep(rate):
+    """(threshold, scale) of a dropout rate in [0, 1): a unit is dropped when the top 53 bits
+    of its hash, as an integer, are below threshold = ceil(rate * 2**53) (the uniform
+    (bits * 2**-53) < rate, exactly); kept units are multiplied by scale = 1 / (1 - rate)."""
+    return math.ceil(rate * 2.0**53), 1.0 / (1.0 - rate)
+
+
+def check_dropout_key(key):
+    """A run's dropout key checked: an int in [0, 2**64)."""
+    key = integer(key, "dropout_key", 0)
+    if key > DROPOUT_KEY_MAX:
+        raise ValueError(f"dropout_key must be < 2**64, got {key}")
+    return key
 
 
 # ---------------------------------------------------------------- the optimizer

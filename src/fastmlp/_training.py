@@ -37,10 +37,10 @@ FIRST_CHUNK = 1 << 16
 
 class Run:
     """One training run: parameters, optimizer (an `Optimizer`, or "lbfgs") and its state,
-    shuffling stream and history."""
+    shuffling stream, dropout key (its masks: see ``_spec``) and history."""
 
-    def __init__(self, params, optimizer, rng, history=None):
-        self.params, self.optimizer, self.rng = params, optimizer, rng
+    def __init__(self, params, optimizer, rng, history=None, dropout_key=0):
+        self.params, self.optimizer, self.rng, self.dropout_key = params, optimizer, rng, dropout_key
         self.state = np.zeros((2, len(params)), dtype=params.dtype)
         self.history = copy.deepcopy(history) if history else {"loss": [], "val_loss": []}
         self.best = None
@@ -236,10 +236,19 @@ def validation_split(X, Y, w, check_data, seed, validation_data, validation_frac
     return X[train], Y[train], None if w is None else w[train], X[val], Y[val]
 
 
+def dropout_key(seed, restart):
+    """The dropout key of run `restart` of a model seeded with `seed` (None: fresh entropy)."""
+    return int(np.random.SeedSequence(seed, spawn_key=(DROPOUT_STREAM, restart)).generate_state(1, np.uint64)[0])
+
+
+DROPOUT_STREAM = 0xD50   # (a spawn key apart from the shuffling's and the initialisations')
+
+
 def make_runs(job, previous, seed, initial_params, current_params):
     """The runs of a fit. Run 0 continues `previous` on a warm start with the same optimizer,
     else starts from the current weights (warm start) or the seed's initialisation; restart
-    i > 0 draws its initialisation and shuffling from streams of its own.
+    i > 0 draws its initialisation and shuffling from streams of its own, and each run's
+    dropout key from the seed and its number (`dropout_key`).
     ``initial_params(entropy)`` gives new weights drawn from ``np.random.default_rng(entropy)``."""
     n = job.n_restarts
     # shuffling of run i: streams[i]; initialisation of run i > 0: streams[n + i]
@@ -252,12 +261,13 @@ def make_runs(job, previous, seed, initial_params, current_params):
         params = current_params.copy() if job.warm_start else initial_params(seed)
         history = previous.history if job.warm_start and previous is not None else None
         # job.optimizer is this fit's own (fit_job's copy): run 0 takes it, restarts copies
-        run = Run(params, job.optimizer if n == 1 else copy.copy(job.optimizer), None, history)
+        run = Run(params, job.optimizer if n == 1 else copy.copy(job.optimizer), None, history,
+                  dropout_key(seed, 0))
     if job.shuffle and run.rng is None:
         run.rng = np.random.default_rng(streams[0])
     return [run] + [
         Run(initial_params(streams[n + i]), copy.copy(job.optimizer),
-            np.random.default_rng(streams[i]))
+            np.random.default_rng(streams[i]), None, dropout_key(seed, i))
         for i in range(1, n)
     ]
 
@@ -280,6 +290,9 @@ def run_fit(impl, net, runs, job, commit=None, *, stop=None, watch=None, rate=No
     """
     if (watch is not None) != (job.schedule == "sklearn") or (rate is not None and job.schedule != "sklearn"):
         raise ValueError('run_fit: watch and rate come with schedule="sklearn", and only with it')
+    if job.optimizer == "lbfgs" and net.has_dropout:
+        raise ValueError("dropout needs a stochastic optimizer (sgd, adam, adamw, rprop): L-BFGS minimises "
+                         "the deterministic loss; use dropout=0 with it")
     results = [None] * len(runs)
 
     def train(i, stop):
@@ -401,11 +414,11 @@ def _chunks(impl, net, run, job, schedule, stop, callback, state):
         try:   # (overflow is caught below, as divergence)
             if trusted:
                 written = impl._train(CHECKED, net, run.params, job.X, job.Y, job.w, opt, run.state, losses, chunk,
-                                      job.batch_size, rng, callback, stop)
+                                      job.batch_size, rng, callback, stop, run.dropout_key)
             else:
                 written = impl.train(net, run.params, job.X, job.Y, optimizer=opt, state=run.state, losses=losses,
                                      epochs=chunk, batch_size=job.batch_size, rng=rng, sample_weight=job.w,
-                                     callback=callback, stop=stop)
+                                     callback=callback, stop=stop, dropout_key=run.dropout_key)
         finally:
             opt.lr = schedule.base
             ran = _record(run, losses, written)
