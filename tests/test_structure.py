@@ -32,6 +32,9 @@ C_EXTENTS = frozenset({"m", "n", "k", "size", "n_params"})
 MIRRORED_STEPS = frozenset({
     "_forward", "_backward", "_output_loss", "_output_activation", "_activation",
     "_activation_backward", "_update", "_epoch", "_sum_squared_weights", "_add_l2",
+    # the layer ops (each one's forward and backward) and dropout's mask generator
+    "_dense_op", "_dense_op_backward", "_activation_op", "_activation_op_backward", "_dropout_op",
+    "_dropout_op_backward", "_dropout", "_dropout_backward", "_dropout_stream", "_mix64",
 })
 MAX_CLASS_LINES = 250
 MAX_FUNCTION_LINES = 80

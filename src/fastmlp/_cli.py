@@ -53,6 +53,7 @@ POSITIVE_INT = _checked(int, "a positive integer", lambda n: n >= 1)
 POSITIVE = _checked(float, "a positive number", lambda x: 0 < x < math.inf)
 NON_NEGATIVE = _checked(float, "a number >= 0", lambda x: 0 <= x < math.inf)
 FRACTION = _checked(float, "a fraction in (0, 1)", lambda x: 0 < x < 1)
+RATE = _checked(float, "a rate in [0, 1)", lambda x: 0 <= x < 1)
 SEED = _checked(int, "an integer in [0, 2**32)", lambda n: 0 <= n < 2**32)
 WIDTH = _checked(int, "a positive integer width", lambda n: n >= 1)
 
@@ -115,6 +116,9 @@ def add_train(sub):
     train.add_argument("--hidden", type=WIDTH, nargs="+", default=[100], metavar="N",
                        help="hidden layer widths (default: 100)")
     train.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    train.add_argument("--dropout", type=RATE, nargs="+", default=[0.0], metavar="P",
+                       help="dropout rate after each hidden activation in training: one for every hidden "
+                            "layer or one per --hidden width (default 0: none; not with --solver lbfgs)")
     train.add_argument("--epochs", type=POSITIVE_INT, default=200, metavar="N",
                        help="maximum epochs (L-BFGS: iterations), default 200")
     train.add_argument("--lr", type=POSITIVE, default=0.001,

@@ -22,7 +22,17 @@ def estimator(task, args):
     return cls(hidden_layer_sizes=tuple(args.hidden), activation=args.activation, solver=args.solver,
                alpha=args.alpha, batch_size=args.batch_size, learning_rate_init=args.lr, max_iter=args.epochs,
                random_state=args.seed, early_stopping=args.early_stopping, backend=args.backend,
-               progress=_progress(args.progress), **options)
+               progress=_progress(args.progress), dropout=dropout(args), **options)
+
+
+def dropout(args):
+    """`fastmlp train --dropout`: one rate (for every hidden layer) or one per --hidden width."""
+    rates = getattr(args, "dropout", [0.0])
+    if len(rates) not in (1, len(args.hidden)):
+        raise UsageError(f"--dropout takes one rate or one per hidden layer ({len(args.hidden)}), got {len(rates)}")
+    if args.solver == "lbfgs" and any(rates):
+        raise UsageError("--dropout needs a stochastic --solver (sgd, adam, adamw, rprop), not lbfgs")
+    return rates[0] if len(rates) == 1 else tuple(rates)
 
 
 def outputs(task, y):

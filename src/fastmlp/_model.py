@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
@@ -72,10 +72,7 @@ class MLP:
     l2 : float
         Adds ``0.5 * l2 * sum(W**2)`` over the weights (not the biases) to the mean loss.
     dropout : float or sequence of float
-        Inverted dropout after each hidden activation while training (one rate in [0, 1) for
-        every hidden layer, or one per hidden layer): units are kept with probability
-        1 - rate and scaled by 1 / (1 - rate). Masks come from the seed, the same on both
-        backends; ``predict``, ``loss`` and ``gradients`` never drop units.
+        Inverted dropout rate(s) in [0, 1) after the hidden activations, in training only.
     init : {"auto", "he", "glorot", "normal"}
         Weight initialisation, biases zero. ``"normal"`` draws each layer's W as
         ``default_rng(seed).standard_normal((n_in, n_out)) * init_scale``, layer by layer
@@ -101,18 +98,15 @@ class MLP:
     def __init__(self, layer_sizes: Sequence[int], activation: Activation | Sequence[Activation] = "leaky_relu",
                  output: Output = "sigmoid", loss: Loss | None = None, negative_slope: float = 0.01, l2: float = 0.0,
                  init: Init = "auto", init_scale: float | None = None, seed: int | None = None,
-                 dtype: DType = "float64", backend: Backend = "auto",
-                 dropout: float | Sequence[float] = 0.0) -> None:
+                 dtype: DType = "float64", backend: Backend = "auto", dropout: float | Sequence[float] = 0.0) -> None:
         self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
                         seed, dtype, backend, dropout)
         self._set_state(self._initial_params(self._seed), {"loss": [], "val_loss": []})
 
     def _configure(self, layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
                    seed, dtype, backend, dropout=0.0):
-        """Check and keep the settings, allocating nothing (``load`` checks a file's config
-        with this before it reads any array)."""
+        """Check and keep the settings, allocating nothing (``load`` checks a file's config with it)."""
         self._net = Network(layer_sizes, activation, output, loss, negative_slope, l2, dropout)
-        self._dropout = self._net.dropout if isinstance(dropout, Iterable) else float(dropout)
         self._init, self._init_scale = check_init(init, init_scale)
         self._seed = None if seed is None else integer(seed, "seed", 0)
         self._dtype = float_dtype(dtype)
@@ -131,7 +125,7 @@ class MLP:
     loss_name: Setting[Loss] = Setting("_net.loss", "The loss paired with the output.")
     negative_slope: Setting[float] = Setting("_net.negative_slope", "Leaky ReLU's slope.")
     l2: Setting[float] = Setting("_net.l2", "The L2 penalty on the weights.")
-    dropout: Setting[float | tuple[float, ...]] = Setting("_dropout", "The dropout rate(s), as given.")
+    dropout: Setting[tuple[float, ...]] = Setting("_net.dropout", "The dropout rate of each hidden layer.")
 
     # ------------------------------------------------------------------ parameters
 

@@ -168,7 +168,8 @@ class _Graph:
 
 def _forward(g, net, A):
     """The output activations (name of an [N, n_outputs] tensor) of `net` for the input
-    tensor named `A`, [N, n_features] in the network's dtype."""
+    tensor named `A`, [N, n_features] in the network's dtype: its inference ops (dropout, a
+    training-only op, is the identity here)."""
     n_layers = len(net.coefs_)
     for l, (W, b) in enumerate(zip(net.coefs_, net.intercepts_)):
         Z = g.op("Gemm", A, g.const(W, f"W{l}"), g.const(b, f"b{l}"), hint=f"Z{l}")

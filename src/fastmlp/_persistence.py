@@ -114,7 +114,8 @@ def config(model):
         "init_scale": model._init_scale,
         "seed": model._seed,
         "dtype": model._dtype.name,
-        "dropout": model._dropout if isinstance(model._dropout, float) else list(model._dropout),
+        # one rate for all hidden layers as one number (0.0 for a model without dropout)
+        "dropout": net.dropout[0] if len(set(net.dropout)) == 1 else list(net.dropout) or 0.0,
     }
 
 

@@ -106,6 +106,7 @@ class _BaseMLP(BaseEstimator):
         "backend": [StrOptions({"auto", "cython", "numpy"})],
         "callback": [callable, None],
         "progress": ["boolean"],
+        "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
     }
     _is_classifier = False
 
@@ -166,7 +167,8 @@ class _BaseMLP(BaseEstimator):
         output, loss = OUTPUTS[self.out_activation_]
         self._loss_scale, self._loss_report = _sklearn_train.loss_scales(self.out_activation_, self.n_outputs_)
         self._mlp = undrawn_mlp(layer_units, activation=ACTIVATIONS[self.activation], output=output, loss=loss,
-                        negative_slope=self.negative_slope, seed=0, dtype=dtype, backend=self.backend)
+                        negative_slope=self.negative_slope, seed=0, dtype=dtype, backend=self.backend,
+                        dropout=self.dropout)
         factor = 2.0 if self.activation == "logistic" else 6.0
         for W, b in zip(self._mlp.coefs_, self._mlp.intercepts_):
             bound = np.sqrt(factor / sum(W.shape))
@@ -239,7 +241,7 @@ def _mlp_params(hidden_layer_sizes, activation, solver, alpha, batch_size, learn
                 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
                 warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, negative_slope, n_restarts,
-                backend, callback, progress):
+                backend, callback, progress, dropout):
     return dict(locals())
 
 
@@ -253,7 +255,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     `backend` ("auto", "cython", "numpy"); `callback(epoch, logs)` after every epoch
     (iteration for lbfgs; logs: "loss" on scikit-learn's scale, "val_score" with early
     stopping, "lr", "elapsed", "restart"; returning False stops the fit after it);
-    `progress` (a tqdm bar on stderr). float32 X trains in float32.
+    `progress` (a tqdm bar on stderr); `dropout`, inverted dropout after each hidden
+    activation in training (one rate in [0, 1), or one per hidden layer; masks drawn from
+    random_state; not with solver="lbfgs"). float32 X trains in float32.
     """
 
     _is_classifier = True
@@ -266,12 +270,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
                  max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: Backend = "auto",
-                 callback: Callback | None = None, progress: bool = False) -> None:
+                 callback: Callback | None = None, progress: bool = False,
+                 dropout: float | Sequence[float] = 0.0) -> None:
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
             power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
             nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-            n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress))
+            n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress, dropout))
 
     def _out_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -357,13 +362,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
                  max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: Backend = "auto",
-                 callback: Callback | None = None, progress: bool = False) -> None:
+                 callback: Callback | None = None, progress: bool = False,
+                 dropout: float | Sequence[float] = 0.0) -> None:
         self.loss = loss
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
             power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
             nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-            n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress))
+            n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress, dropout))
 
     def _out_activation(self):
         return "exp" if self.loss == "poisson" else "identity"

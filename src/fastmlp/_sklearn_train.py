@@ -67,11 +67,12 @@ def report(est, net, params, loss):
 
 def objective(est, mlp, n_batch, weight_mean):
     """The Network trained on: `mlp`'s with scikit-learn's alpha as fastmlp's l2 for batches
-    of `n_batch` rows of mean raw sample weight `weight_mean` (adamw: decoupled decay instead)."""
+    of `n_batch` rows of mean raw sample weight `weight_mean` (adamw: decoupled decay instead),
+    and the estimator's dropout."""
     if est.solver == "adamw":
-        return dataclasses.replace(mlp._net, l2=0.0)
+        return dataclasses.replace(mlp._net, l2=0.0, dropout=est.dropout)
     l2 = est.alpha / (est._loss_scale * n_batch * weight_mean)
-    return dataclasses.replace(mlp._net, l2=float(l2))
+    return dataclasses.replace(mlp._net, l2=float(l2), dropout=est.dropout)
 
 
 def optimizer(est, lr):
@@ -207,6 +208,8 @@ def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None, stop=None
     if run is None or run.optimizer.name != est.solver:
         est._learning_rate = est.learning_rate_init
         run = _training.Run(mlp._params, optimizer(est, est._learning_rate), None)
+        if net.has_dropout:     # (drawn only then: without dropout, random_state's stream is scikit-learn's)
+            run.dropout_key = int(random_state.randint(0, 2**63, dtype=np.int64))
         est._run = run
     run.params, run.history, run.diverged = mlp._params, {"loss": [], "val_loss": []}, None
     run.rng = SklearnOrder(random_state, n) if est.shuffle else None
