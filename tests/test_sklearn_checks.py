@@ -19,7 +19,8 @@ EXPECTED_FAILED = {}   # {check name: reason}
 
 @pytest.mark.slow
 @parametrize_with_checks(
-    [Est(backend=backend) for backend in BACKENDS for Est in (MLPClassifier, MLPRegressor)],
+    [Est(backend=backend, **options) for backend in BACKENDS for Est in (MLPClassifier, MLPRegressor)
+     for options in ({}, {"dropout": 0.2})],
     expected_failed_checks=lambda est: EXPECTED_FAILED,
 )
 def test_sklearn_estimator_checks(estimator, check):
