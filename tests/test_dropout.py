@@ -129,6 +129,18 @@ def test_both_backends_give_the_same_fit(dtype):
     assert_close(cython_model.history_["loss"], numpy_model.history_["loss"], dtype, scale)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fused_and_unfused_layers_mix_in_one_network(dtype, optimizer):
+    """Dropout on the middle layer only: the compiled walker runs dense + activation fused
+    where no dropout sits between them (with the bias step taken in the derivative's pass
+    for 64-wide Leaky ReLU layers on AVX-512 CPUs) and op by op where one does."""
+    sizes = [20, 64, 64, 64, 1]
+    X, Y = make_data(256, sizes, seed=6, dtype=dtype)
+    models = [fastmlp.MLP(sizes, dropout=(0.0, 0.3, 0.0), seed=1, dtype=dtype, backend=backend)
+              .fit(X, Y, epochs=3, lr=0.02, batch_size=64, optimizer=optimizer) for backend in ("numpy", "cython")]
+    assert_close(models[1].params_, models[0].params_, dtype, 1 if dtype == np.float64 else 20)
+
+
 def test_one_sgd_step_on_both_backends_is_the_gradient_of_the_masked_network(backend):
     """Plain SGD (the step fused into the backward pass) on one full batch: (p0 - p1) / lr is
     the gradient of the loss of the network with step 0's masks, by finite differences."""

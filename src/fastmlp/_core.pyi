@@ -51,4 +51,5 @@ def train(
     sample_weight: ArrayLike | None = None,
     callback: Callable[[int, float], bool] | None = None,
     stop: threading.Event | None = None,
+    dropout_key: int = 0,
 ) -> int: ...

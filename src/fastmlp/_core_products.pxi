@@ -353,8 +353,8 @@ cdef bint _backprop_dense(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floati
     else:
         _mm_nt(m, n, k, <floating>1, D, W, <floating>0, D_prev)
         if leaky != NULL and _small and m * k >= SMALL_MIN_ELEMENTS:
-            if k > pack_size:          # no room for the column sums: the derivative alone
-                bias = NULL
+            if not _bias_in_pass(m, n, k, act, pack_size):    # here: k > pack_size, no room for
+                bias = NULL                                   # the column sums: the derivative alone
             if floating is float:
                 fm_leaky_grad_f(m, k, Z_prev, D_prev, slope, alpha, beta, bias, pack)
             else:
