@@ -44,7 +44,7 @@ import scipy
 cimport cython
 from cython cimport floating
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_RawMalloc
 from cpython.ref cimport PyObject
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport INFINITY, M_2_SQRTPI, M_SQRT1_2, NAN, erf, exp, expf, fabs, isfinite, log, pow, sqrt, tanh, tanhf

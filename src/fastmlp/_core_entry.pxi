@@ -16,7 +16,6 @@ cdef class _Plan:
     cdef Sparse csr
     cdef object _ints            # keeps the integer arrays behind net's pointers alive
     cdef object _acts
-    cdef object _ops             # ... and the Op array behind net.ops
     cdef object _csr             # ... and the CSR arrays and batch row ids behind net.sparse
 
     def __cinit__(self, net, Py_ssize_t capacity, bint gather, csr=None, bint training=False,
@@ -95,12 +94,13 @@ cdef class _Plan:
         """net.ops from ``Network.ops`` (name, layer, setting): op codes, settings and their
         places in the work buffer (a dense op writes Z_l, an activation A_l, a dropout its
         output and its mask from `off` on); returns the work buffer's size."""
-        self._ops = np.zeros(max(len(ops), 1) * sizeof(Op), np.uint8)
-        cdef unsigned char[::1] raw = self._ops
-        cdef Op* op = <Op*>&raw[0]
-        cdef Py_ssize_t i, l, prev_out = -1
-        self.net.ops, self.net.n_ops, self.net.dropout = op, len(ops), False
-        for i, (name, l, setting) in enumerate(ops):
+        cdef Py_ssize_t i, l, prev_out = -1, n_ops = len(ops)
+        cdef Op* op = <Op*>PyMem_Malloc(max(n_ops, 1) * sizeof(Op))
+        if op == NULL:
+            raise MemoryError("no memory for a network's op list")
+        self.net.ops, self.net.n_ops, self.net.dropout = op, n_ops, False
+        for i in range(n_ops):
+            name, l, setting = ops[i]
             op[i].code, op[i].layer, op[i].width = _OP_CODES[name], l, iv[0, l + 1]
             op[i].in_off, op[i].d_off, op[i].setting = prev_out, iv[5, l], 0
             op[i].aux_off, op[i].threshold, op[i].scale = 0, 0, 1.0
@@ -115,6 +115,9 @@ cdef class _Plan:
                 self.net.dropout = True
             prev_out = op[i].out_off
         return off
+
+    def __dealloc__(self):
+        PyMem_Free(self.net.ops)
 
     cdef _attach(self, const Py_ssize_t[::1] indptr, const Py_ssize_t[::1] indices, data,
                  Py_ssize_t[::1] rows):

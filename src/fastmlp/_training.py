@@ -244,11 +244,11 @@ def dropout_key(seed, restart):
 DROPOUT_STREAM = 0xD50   # (a spawn key apart from the shuffling's and the initialisations')
 
 
-def make_runs(job, previous, seed, initial_params, current_params):
+def make_runs(job, previous, seed, initial_params, current_params, dropout=False):
     """The runs of a fit. Run 0 continues `previous` on a warm start with the same optimizer,
     else starts from the current weights (warm start) or the seed's initialisation; restart
-    i > 0 draws its initialisation and shuffling from streams of its own, and each run's
-    dropout key from the seed and its number (`dropout_key`).
+    i > 0 draws its initialisation and shuffling from streams of its own, and with `dropout`
+    (the network has some), each run's dropout key from the seed and its number (`dropout_key`).
     ``initial_params(entropy)`` gives new weights drawn from ``np.random.default_rng(entropy)``."""
     n = job.n_restarts
     # shuffling of run i: streams[i]; initialisation of run i > 0: streams[n + i]
@@ -262,12 +262,12 @@ def make_runs(job, previous, seed, initial_params, current_params):
         history = previous.history if job.warm_start and previous is not None else None
         # job.optimizer is this fit's own (fit_job's copy): run 0 takes it, restarts copies
         run = Run(params, job.optimizer if n == 1 else copy.copy(job.optimizer), None, history,
-                  dropout_key(seed, 0))
+                  dropout_key(seed, 0) if dropout else 0)
     if job.shuffle and run.rng is None:
         run.rng = np.random.default_rng(streams[0])
     return [run] + [
         Run(initial_params(streams[n + i]), copy.copy(job.optimizer),
-            np.random.default_rng(streams[i]), None, dropout_key(seed, i))
+            np.random.default_rng(streams[i]), None, dropout_key(seed, i) if dropout else 0)
         for i in range(1, n)
     ]
 
