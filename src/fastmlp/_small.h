@@ -3,13 +3,10 @@
  *
  * At these sizes (XOR's 2-4-1 on four rows: a few dozen multiply-adds per product) the
  * arithmetic is the least of the cost; what counts is doing it in one pass per product with
- * nothing around it. The loops run along rows of W (the outputs of a layer), which are
- * contiguous, so the compiler turns the inner loop into vector operations: `restrict` tells
- * it the operands do not overlap, and where GCC supports function multi-versioning the
- * functions are also built for AVX2 and chosen at load time (`target_clones`; AVX2 alone,
- * without FMA, so no multiply-add is fused and every build rounds alike). Every element's
- * terms are added in the order of the inner dimension, so results do not depend on the
- * clone or the CPU.
+ * nothing around it: each product in one call, FM_B sums at a time held in registers
+ * (`restrict` tells the compiler the operands do not overlap), every element's terms added
+ * in the order of the inner dimension. Built for the baseline instruction set: copies for
+ * AVX2 chosen at load time (GCC's target_clones) ran XOR and a 4-8-8-1 network no faster.
  *
  * Written once for a type T and stamped out for double (suffix d) and float (suffix f) by
  * FM_SMALL at the end. Row-major, C-contiguous operands.
@@ -19,12 +16,6 @@
 
 #include <stddef.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FM_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define FM_CLONES
-#endif
-
 /* Register blocks: FM_B outputs (or rows) at a time in fixed-size local arrays, which the
  * compiler keeps in registers (one vector), with a scalar loop for the rest. */
 #define FM_B 4
@@ -32,7 +23,7 @@
 #define FM_SMALL(T, S)                                                                          \
 /* Z (m, n) = A (m, k) @ W (k, n) + b: z_ij = b_j + a_i0 w_0j + a_i1 w_1j + ..., in that       \
  * order, for FM_B outputs at a time (one output: FM_B rows at a time). */                    \
-FM_CLONES static void fm_small_forward_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,              \
+static void fm_small_forward_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,              \
         const T* restrict A, const T* restrict W, const T* restrict b, T* restrict Z) {        \
     ptrdiff_t i = 0, j, p, r;                                                                   \
     T s[FM_B];                                                                                  \
@@ -69,7 +60,7 @@ FM_CLONES static void fm_small_forward_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k
                                                                                                 \
 /* P (m, k) = D (m, n) @ W.T, W (k, n): p_ip = d_i0 w_p0 + d_i1 w_p1 + ..., in that order,     \
  * for FM_B of them at a time. */                                                             \
-FM_CLONES static void fm_small_back_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,                 \
+static void fm_small_back_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,                 \
         const T* restrict D, const T* restrict W, T* restrict P) {                              \
     ptrdiff_t i, j, p, r;                                                                       \
     T s[FM_B];                                                                                  \
@@ -94,7 +85,7 @@ FM_CLONES static void fm_small_back_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,  
  * A (m, k), D (m, n): the layer's gradient (alpha 1, betas 0) or its SGD step (alpha -lr,     \
  * beta_b 1, beta_w 1 - lr * l2). Each sum runs over the rows in order, FM_B elements of W at  \
  * a time in registers; W and b are not read where their beta is 0. */                        \
-FM_CLONES static void fm_small_grad_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha,        \
+static void fm_small_grad_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha,        \
         const T* restrict A, const T* restrict D, T beta_w, T beta_b, T* restrict W,          \
         T* restrict b) {                                                                        \
     ptrdiff_t i, j, p, r;                                                                       \
