@@ -222,8 +222,7 @@ class MLP:
             patience=patience, tol=tol, n_restarts=n_restarts, threads=threads, checked=True)
         with _progress.reporting(callback, progress, job.epochs * job.n_restarts, "fastmlp fit") as report:
             job.report = report if report.active else None
-            runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params,
-                                       self._net.has_dropout)
+            runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params, self._net.has_dropout)
             _training.run_fit(self._impl, self._net, runs, job, self._commit)
         return self
 
