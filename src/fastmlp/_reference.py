@@ -192,7 +192,8 @@ class _Work:
 
 
 # The layer ops: each one's forward, then its backward. Forward: op i of work.ops, on its
-# input A (X for the first op, else the output of op i - 1); it writes work.out[i] and
+# input A (X for the first op, else the output of op i - 1); it writes work.out[i] (and
+# work.Z[l] or work.A[l], the layer's values the head and the overflow guard read) and
 # returns how many ops it ran (here 1; the compiled twin's dense op runs an activation after
 # it in the same pass). Backward: after the ops above it, with work.D[l] holding dL/d(its
 # output); dense layers write their gradients into `target` (see `_backward`).
@@ -200,8 +201,9 @@ class _Work:
 
 def _dense_op(net, params, work, i, A, step):
     """Z_l = A W_l + b_l."""
-    W, b = work.layers[work.ops[i][1]]
-    work.out[i] = A @ W + b
+    l = work.ops[i][1]
+    W, b = work.layers[l]
+    work.out[i] = work.Z[l] = A @ W + b
     return 1
 
 
@@ -220,7 +222,7 @@ def _dense_op_backward(net, params, work, i, A, target, alpha, beta_w, beta_b):
 
 def _activation_op(net, params, work, i, A, step):
     """A_l = act_l(Z_l)."""
-    work.out[i] = _activation(A, np.empty_like(A), work.ops[i][2], net.negative_slope)
+    work.out[i] = work.A[work.ops[i][1]] = _activation(A, np.empty_like(A), work.ops[i][2], net.negative_slope)
     return 1
 
 
@@ -235,7 +237,7 @@ def _dropout_op(net, params, work, i, A, step):
     _, l, rate = work.ops[i]
     threshold, scale = dropout_keep(rate)
     work.aux[i], work.out[i] = np.empty_like(A), np.empty_like(A)
-    _dropout(A, work.aux[i], work.out[i], _dropout_stream(work.key, step, l), threshold, scale)
+    work.A[l] = _dropout(A, work.aux[i], work.out[i], _dropout_stream(work.key, step, l), threshold, scale)
     return 1
 
 
@@ -259,12 +261,7 @@ def _forward(net, params, X, work, step):
     A, work.layers, i = X, net.layers(params), 0
     while i < len(work.ops):
         i += _OPS[work.ops[i][0]][0](net, params, work, i, A, step)
-        name, l, _ = work.ops[i - 1]
         A = work.out[i - 1]
-        if name == "dense":
-            work.Z[l] = A
-        else:
-            work.A[l] = A
 
 
 def _input_limits(net, params, limit):
