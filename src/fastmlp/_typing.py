@@ -9,7 +9,7 @@ flags a misspelt one (``optimizer="adma"``). They repeat, for the type checker, 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
 import numpy as np
@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["Activation", "ArrayLike", "Backend", "Blas", "BlasName", "Callback", "DType", "EstimatorActivation",
            "Floats", "Init", "Input", "Labels", "LearningRate", "Loss", "Optimizer", "Output", "PathLike",
-           "RegressorLoss", "Schedule", "Setting", "Solver", "Threads"]
+           "RegressorLoss", "Schedule", "Setting", "Solver", "Threads", "ClassWeight", "Monitor", "Scoring"]
 
 # option names (each checked against its source list in tests/test_typing.py)
 Activation = Literal["identity", "leaky_relu", "relu", "tanh", "sigmoid", "gelu"]   # _registry.ACTIVATIONS
@@ -45,6 +45,12 @@ Input = Any
 PathLike = str | os.PathLike[str]
 # callback(epoch, logs) -> False to stop; anything else (None, True) goes on
 Callback = Callable[[int, dict[str, Any]], object]
+# class_weight: "balanced", {label: weight}, or one such dict per output (multilabel)
+ClassWeight = Literal["balanced"] | Mapping[Any, float] | Sequence[Mapping[Any, float]]
+# MLP.fit(monitor=): a loss by name (_training.MONITORS), or a score monitor(model, X_val, y_val)
+Monitor = Literal["loss", "val_loss"] | Callable[[Any, Any, Any], float]
+# the estimators' scoring: a scikit-learn scorer name, or a scorer callable(estimator, X, y)
+Scoring = str | Callable[..., float]
 
 T = TypeVar("T")
 
