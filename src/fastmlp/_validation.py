@@ -321,7 +321,8 @@ def _from_dict(class_weight, index, labels, name):
         position.setdefault(label, i)
     unknown = [key for key in class_weight if _lookup(position, key) is None]
     if unknown:
-        raise ValueError(f"{name} names {_short(unknown)}, not among the classes {_short(labels)}")
+        plain = [label.item() if isinstance(label, np.generic) else label for label in labels]
+        raise ValueError(f"{name} names {_short(unknown)}, not among the classes {_short(plain)}")
     per_class = np.ones(len(labels), dtype=np.float64)
     for key, value in class_weight.items():
         per_class[_lookup(position, key)] = real(value, f"{name}[{key!r}]", minimum=0)
