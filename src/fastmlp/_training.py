@@ -65,8 +65,9 @@ class Run:
         return new
 
     def score(self):
-        """The restarts' ranking key (lower is better): the monitored loss, with diverged runs
-        and non-finite losses after every finite one."""
+        """The restarts' ranking key (lower is better): the best (early stopping) or last
+        monitored value (a score to maximise negated), with diverged runs and non-finite
+        values after every finite one."""
         value = self.best
         if value is None:
             value = getattr(self, "last", None)      # (None in a Run pickled before it had one)
