@@ -32,10 +32,13 @@ cdef class _Plan:
         cdef int[::1] av = acts
         self._ints, self._acts = ints, acts
         small = csr is None
+        largest = max([sizes[l] * sizes[l + 1] for l in range(L)])
         # Leaky ReLU with a slope > 0 keeps the sign of z, so its derivative (all that the
         # backward pass reads of Z_l) can come from A_l, written over Z_l: a buffer of the
-        # batch's size less to write and read in each layer.
-        inplace = net.negative_slope > 0
+        # batch's size less to write and read in each layer (not where every layer is small
+        # enough for the small-network loops: keeping both costs nothing there, and the
+        # activation then needs no care for a product that underflows to -0).
+        inplace = net.negative_slope > 0 and largest >= BLAS_MIN_WORK
         off = 0                     # a Python int: offsets cannot wrap around
         for l in range(L):
             iv[1, l] = off
@@ -82,7 +85,7 @@ cdef class _Plan:
         self.net.sparse = NULL
         self.net.small_work = 0
         if small:
-            self.net.small_work = max([sizes[l] * sizes[l + 1] for l in range(L)])
+            self.net.small_work = largest
         if csr is not None:
             self._attach(csr[0], csr[1], csr[2], np.empty(capacity, np.intp))
 
