@@ -58,8 +58,8 @@ class MLP:
     layer_sizes : sequence of int
         Widths from input to output, e.g. ``[2, 4, 1]`` for the seed's XOR network.
     activation : str or sequence of str
-        Hidden activation, one name for every hidden layer or one per hidden layer:
-        ``"leaky_relu"``, ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"identity"``, ``"gelu"``.
+        Hidden activation, one name for every hidden layer or one per hidden layer: any
+        of the user guide's list (``"leaky_relu"``, ``"relu"``, ``"gelu"``, ...).
     output : str
         Output activation: ``"sigmoid"`` (binary or multi-label), ``"softmax"``
         (one of k classes), ``"identity"`` (regression), ``"exp"`` (counts, rates).
