@@ -18,7 +18,7 @@ from fastmlp._errors import ModelFileError
 from fastmlp._registry import ACTIVATIONS, HYPERPARAMETERS, OPTIMIZERS, OUTPUTS, LOSSES
 from fastmlp._spec import Network, Optimizer
 
-from _support import backend_module, make_data
+from _support import backend_module, cli_in_process, fd_gradient, make_data, onnx_session
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT_OPTIONS = {"sgd": dict(momentum=0.9, nesterov=True), "adam": {}, "adamw": dict(weight_decay=0.1),
@@ -167,3 +167,122 @@ def test_a_file_whose_state_rows_fit_no_optimizer_is_refused(tmp_path):
     _rewrite(tmp_path / "m.npz", optimizer_state=np.zeros((3, net._net.param_count())))
     with pytest.raises(ModelFileError, match=r"optimizer_state has 3 rows; the optimizer 'adam' keeps 2"):
         fastmlp.load(tmp_path / "m.npz")
+
+
+# ------------------------------------------------------------------ silu: one new activation everywhere
+
+SILU_Z = [-1e4, -800.0, -80.0, -30.0, -5.0, -1.0, -1e-3, -0.0, 0.0, 1e-3, 0.5, 2.5, 30.0, 80.0, 800.0, 1e4, np.nan]
+
+
+def _torch_silu(z):
+    """(silu(z), silu'(z)) from PyTorch's own nn.SiLU and autograd, in z's dtype."""
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(z, requires_grad=True)
+    a = torch.nn.SiLU()(t)
+    a.sum().backward()
+    return a.detach().numpy(), t.grad.numpy()
+
+
+def _silu_formula(z):
+    """z * sigmoid(z) and s + z s (1 - s) in float64 through scipy's expit."""
+    from scipy.special import expit
+
+    s = expit(z.astype(np.float64))
+    return z * s, s + z * s * (1 - s)
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_silu_kernels_match_pytorch(backend, dtype):
+    mod = backend_module(backend)
+    Z = np.array([SILU_Z] * 20, dtype)           # 340 elements: past the vector loops' tails
+    A, dZ = np.empty_like(Z), np.empty_like(Z)
+    mod.activation("silu", Z, A)
+    mod.activation_backward("silu", Z, A, np.ones_like(Z), dZ)
+    rtol = 1e-6 if dtype == np.float32 else 1e-14
+    value, derivative = _torch_silu(Z)
+    np.testing.assert_allclose(A, value, rtol=rtol, atol=0)
+    np.testing.assert_allclose(dZ, derivative, rtol=rtol, atol=np.finfo(dtype).tiny)
+    assert np.isfinite(A[:, :-1]).all() and np.isfinite(dZ[:, :-1]).all()   # no overflow at large |z|
+    assert np.isnan(A[:, -1]).all() and np.isnan(dZ[:, -1]).all()          # NaN propagates
+    exact, exact_grad = _silu_formula(Z)
+    np.testing.assert_allclose(A, exact, rtol=4 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(dZ, exact_grad, rtol=8 * np.finfo(dtype).eps, atol=np.finfo(dtype).tiny)
+
+
+def test_silu_network_predicts_and_differentiates(backend, dtype):
+    """A silu network's output is the formula on its weights, and its gradients are the
+    finite differences of its loss."""
+    X, Y = make_data(50, (4, 7, 2))
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    net = fastmlp.MLP([4, 7, 2], activation="silu", output="identity", seed=3, backend=backend, dtype=dtype)
+    (W1, W2), (b1, b2) = net.coefs_, net.intercepts_
+    Z1 = X.astype(np.float64) @ W1 + b1
+    expected = _silu_formula(Z1)[0] @ W2 + b2
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(net.predict(X), expected, rtol=rtol, atol=rtol)
+    big = fastmlp.MLP([4, 7, 2], activation="silu", output="identity", seed=3, backend=backend, dtype="float64")
+    dW, db = big.gradients(X.astype(np.float64), Y.astype(np.float64))
+    analytic = np.concatenate([a.ravel() for pair in zip(dW, db) for a in pair])
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    numeric = fd_gradient(lambda: big.loss(X64, Y64), big._params)     # (restores each weight)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_silu_fits_the_same_in_both_backends(dtype):
+    X, Y = make_data(120, (5, 16, 1))
+    fits = [fastmlp.MLP([5, 16, 8, 1], activation="silu", seed=0, backend=b, dtype=dtype)
+            .fit(X, Y[:, 0], epochs=15, optimizer="adam", lr=0.01) for b in ("cython", "numpy")]
+    rtol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(fits[0].params_, fits[1].params_, rtol=rtol, atol=rtol)
+    assert fits[0].history_["loss"][-1] < fits[0].history_["loss"][0]
+
+
+def test_silu_initialises_as_the_relu_family():
+    silu, relu = (fastmlp.MLP([30, 20, 1], activation=a, seed=0) for a in ("silu", "relu"))
+    np.testing.assert_array_equal(silu.coefs_[0], relu.coefs_[0])
+
+
+@pytest.mark.parametrize("estimator", ["MLPClassifier", "MLPRegressor"])
+def test_silu_in_the_estimators(backend, estimator):
+    pytest.importorskip("sklearn")
+    from fastmlp import MLPClassifier, MLPRegressor
+
+    X, Y = make_data(80, (3, 6, 1))
+    cls = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}[estimator]
+    est = cls(hidden_layer_sizes=(6,), activation="silu", max_iter=30, random_state=0, backend=backend)
+    y = Y[:, 0] if estimator == "MLPClassifier" else X @ np.array([1.0, -2.0, 0.5])
+    est.fit(X, y)
+    assert est._mlp.activation == "silu" and est.predict(X).shape == (80,)
+    assert est.get_params()["activation"] == "silu"
+
+
+def test_silu_on_the_command_line(tmp_path, capsys):
+    pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 2)).round(3)
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,label\n" + "".join(f"{a},{b},{'yes' if a * b > 0 else 'no'}\n" for a, b in X))
+    status, out, err = cli_in_process("train", data, "--target", "label", "-o", tmp_path / "m", "--hidden", 5,
+                                      "--activation", "silu", "--epochs", 5, "--seed", 0, capsys=capsys)
+    assert status == 0, err
+    from fastmlp._estimator_io import load_estimator
+
+    assert load_estimator(tmp_path / "m.npz").activation == "silu"
+    status, out, err = cli_in_process("predict", tmp_path / "m.npz", data, capsys=capsys)
+    assert status == 0 and out.count("\n") >= 60, err
+
+
+def test_silu_in_onnx_export(dtype):
+    pytest.importorskip("onnxruntime")
+    from fastmlp import to_onnx
+
+    X, _ = make_data(64, (3, 6, 1))
+    X = (X * 6).astype(dtype)                         # reach well into both tails
+    net = fastmlp.MLP([3, 6, 5, 2], activation="silu", output="softmax", seed=1, dtype=dtype)
+    proto = to_onnx(net)
+    ops = [node.op_type for node in proto.graph.node]
+    assert ops.count("Sigmoid") == 2 and ops.count("Mul") >= 2
+    got = onnx_session(proto).run(None, {proto.graph.input[0].name: X})
+    probabilities = dict(zip([o.name for o in proto.graph.output], got))["probabilities"]
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(probabilities, net.predict_proba(X), rtol=rtol, atol=rtol)

@@ -47,8 +47,15 @@ def _Phi(Z):
     return 0.5 * (1 + erf(Z / math.sqrt(2)))
 
 
+def _silu_grad(z):
+    """SiLU'(z) = s + z s (1 - s), s = sigmoid(z), elementwise (as _core_math.pxi's)."""
+    s = _sigmoid(z)
+    return s + z * s * (1 - s)
+
+
 # name -> (f(Z, slope), f'(Z, A, slope) where A = f(Z)). Leaky ReLU's derivative is 1 at
-# z = 0 as in the seed; ReLU's is 0 there, as in PyTorch. GELU is the exact z * Phi(z).
+# z = 0 as in the seed; ReLU's is 0 there, as in PyTorch. GELU is the exact z * Phi(z);
+# SiLU is z * sigmoid(z) (PyTorch's nn.SiLU), its derivative s + z s (1 - s).
 # A NaN z gives NaN (heaviside(NaN) is NaN; ReLU is 0 where z <= 0, which NaN is not).
 _ACTIVATIONS = implemented("numpy", "activation", tuple(ACTIVATIONS), {
     "identity": (lambda Z, s: Z, lambda Z, A, s: 1),
@@ -57,6 +64,7 @@ _ACTIVATIONS = implemented("numpy", "activation", tuple(ACTIVATIONS), {
     "tanh": (lambda Z, s: np.tanh(Z), lambda Z, A, s: 1 - A * A),
     "sigmoid": (lambda Z, s: _sigmoid(Z), lambda Z, A, s: A * (1 - A)),
     "gelu": (lambda Z, s: Z * _Phi(Z), lambda Z, A, s: _Phi(Z) + Z * np.exp(-0.5 * Z * Z) / math.sqrt(2 * math.pi)),
+    "silu": (lambda Z, s: Z * _sigmoid(Z), lambda Z, A, s: _silu_grad(Z)),
 })
 
 _OUTPUTS = implemented("numpy", "output", OUTPUTS, {

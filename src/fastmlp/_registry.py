@@ -21,9 +21,10 @@ ACTIVATIONS = {
     "tanh": "glorot",
     "sigmoid": "glorot",
     "gelu": "he",
+    "silu": "he",
 }
 # ... the same names for type checkers (fastmlp._typing; tests/test_typing.py holds them equal)
-Activation = Literal["identity", "leaky_relu", "relu", "tanh", "sigmoid", "gelu"]
+Activation = Literal["identity", "leaky_relu", "relu", "tanh", "sigmoid", "gelu", "silu"]
 
 # scikit-learn's names where they differ from ours (its estimators and the command line
 # take scikit-learn's): every hidden activation above is offered there under this name.
@@ -35,7 +36,7 @@ def sklearn_activations():
     return {SKLEARN_NAMES.get(name, name): name for name in ACTIVATIONS}
 
 
-EstimatorActivation = Literal["identity", "leaky_relu", "relu", "tanh", "logistic", "gelu"]
+EstimatorActivation = Literal["identity", "leaky_relu", "relu", "tanh", "logistic", "gelu", "silu"]
 
 
 # Output activations: what ``predict_proba`` returns from the logits of the last layer.
