@@ -286,3 +286,36 @@ def test_silu_in_onnx_export(dtype):
     probabilities = dict(zip([o.name for o in proto.graph.output], got))["probabilities"]
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(probabilities, net.predict_proba(X), rtol=rtol, atol=rtol)
+
+
+# ------------------------------------------------------------------ the documentation's lists
+
+
+def _table_row(page, argument):
+    """The row of `page`'s argument table whose first cell starts with `argument`."""
+    rows = [line for line in (ROOT / page).read_text().splitlines() if line.startswith(f"| `{argument}")]
+    assert len(rows) == 1, f"{page} has {len(rows)} table rows for {argument!r}"
+    return rows[0]
+
+
+def _quoted(text):
+    return set(re.findall(r'"([a-z_0-9]+)"', text))
+
+
+def test_the_model_guide_lists_every_activation_and_optimizer():
+    """docs/guide/mlp.md's argument tables name every registered hidden activation, output,
+    loss and optimizer (a new one is documented where users look for it)."""
+    assert set(ACTIVATIONS) <= _quoted(_table_row("docs/guide/mlp.md", "activation")), \
+        f"docs/guide/mlp.md's activation row lacks {set(ACTIVATIONS) - _quoted(_table_row('docs/guide/mlp.md', 'activation'))}"
+    heads = _quoted(_table_row("docs/guide/mlp.md", "output"))
+    assert set(OUTPUTS) | set(LOSSES) <= heads, f"missing {(set(OUTPUTS) | set(LOSSES)) - heads}"
+    optimizers = _quoted(_table_row("docs/guide/mlp.md", "optimizer"))
+    assert set(_training.FIT_OPTIMIZERS) <= optimizers, f"missing {set(_training.FIT_OPTIMIZERS) - optimizers}"
+
+
+def test_the_estimator_guide_lists_every_activation_and_solver():
+    text = (ROOT / "docs/guide/estimators.md").read_text()
+    paragraph = next(p for p in text.split("\n\n") if p.startswith("Beyond scikit-learn's options"))
+    names = _quoted(paragraph)
+    wanted = set(_registry.sklearn_activations()) | set(_training.FIT_OPTIMIZERS)
+    assert wanted <= names, f"docs/guide/estimators.md does not name {wanted - names}"
