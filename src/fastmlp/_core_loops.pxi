@@ -328,7 +328,8 @@ cdef void _save_point(floating* snap, const floating* params, const floating* st
                       Py_ssize_t n_params, Py_ssize_t kept) noexcept nogil:
     """snap = params, and the first `kept` vectors of the optimizer's state after them."""
     memcpy(snap, params, n_params * sizeof(floating))
-    memcpy(snap + n_params, state, kept * n_params * sizeof(floating))
+    if kept:
+        memcpy(snap + n_params, state, kept * n_params * sizeof(floating))
 
 
 cdef bint _all_finite(const floating* a, Py_ssize_t size) noexcept nogil:
