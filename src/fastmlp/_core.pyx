@@ -71,6 +71,20 @@ cdef extern from *:
     """
     int fm_read_flag(const int* flag) noexcept nogil
 
+cdef extern from "_small.h" nogil:
+    # The products of small layers as plain loops (see the header).
+    void fm_small_forward_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, const double* W,
+                            const double* b, double* Z)
+    void fm_small_forward_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A, const float* W,
+                            const float* b, float* Z)
+    void fm_small_back_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* D, const double* W,
+                         double* P)
+    void fm_small_back_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* D, const float* W, float* P)
+    void fm_small_grad_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha, const double* A,
+                         const double* D, double beta_w, double beta_b, double* W, double* b)
+    void fm_small_grad_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* A,
+                         const float* D, float beta_w, float beta_b, float* W, float* b)
+
 cdef extern from "_kernels.h" nogil:
     # Small products in registers, for AVX-512 CPUs (see the header); `pack` holds
     # n * FM_PACK_COLUMNS elements.
@@ -126,9 +140,6 @@ cdef enum:
     CHUNK_ROWS = 2048
     # Elements per BLAS ?dot call (its n is a C int).
     DOT_CHUNK = 1 << 30
-    # A one-hidden-layer network whose widths multiply to at most this (h * max(n_in, n_out))
-    # runs its steps through the row-by-row loops of `_forward_small` / `_backward_small`.
-    SMALL_NET_MAX_WORK = 64
     # Products of BLAS_MIN_WORK up to this many multiply-adds, with at least SMALL_MIN_COLUMNS
     # columns in C, run as _kernels.h's register tiles where the CPU has AVX-512 (a BLAS
     # call's fixed cost and its threads outweigh the arithmetic there); larger ones call BLAS.
@@ -173,9 +184,9 @@ cdef struct Net:
     Py_ssize_t work_size
     # sparse input: X is CSR and the first layer reads it through `sparse` (NULL: dense X)
     Sparse* sparse
-    # one hidden layer on dense input with h * max(n_in, n_out) <= SMALL_NET_MAX_WORK: the
-    # multiply-adds per row of its largest product (0: not such a network). Batches of m rows
-    # with m * small_work < BLAS_MIN_WORK go through `_forward_small` and `_backward_small`.
+    # dense input: the multiply-adds per row of the largest product (0: sparse input). Batches
+    # of m rows with m * small_work < BLAS_MIN_WORK go through `_forward_small` and
+    # `_backward_small`.
     Py_ssize_t small_work
 
 

@@ -31,12 +31,11 @@ cdef class _Plan:
         cdef Py_ssize_t[:, ::1] iv = ints
         cdef int[::1] av = acts
         self._ints, self._acts = ints, acts
-        small = L == 2 and csr is None and sizes[1] * max(sizes[0], sizes[2]) <= SMALL_NET_MAX_WORK
+        small = csr is None
         # Leaky ReLU with a slope > 0 keeps the sign of z, so its derivative (all that the
         # backward pass reads of Z_l) can come from A_l, written over Z_l: a buffer of the
-        # batch's size less to write and read in each layer (not for the small-network
-        # loops, which keep both).
-        inplace = net.negative_slope > 0 and not small
+        # batch's size less to write and read in each layer.
+        inplace = net.negative_slope > 0
         off = 0                     # a Python int: offsets cannot wrap around
         for l in range(L):
             iv[1, l] = off
@@ -83,7 +82,7 @@ cdef class _Plan:
         self.net.sparse = NULL
         self.net.small_work = 0
         if small:
-            self.net.small_work = sizes[1] * max(sizes[0], sizes[2])
+            self.net.small_work = max([sizes[l] * sizes[l + 1] for l in range(L)])
         if csr is not None:
             self._attach(csr[0], csr[1], csr[2], np.empty(capacity, np.intp))
 

@@ -305,7 +305,7 @@ cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const float
     if _boundary(stop):
         return 0
     _forward_small(net, params, X, n, work)
-    loss = _output_loss(n, k, work + net.z_off[1], Y, NULL, work + net.d_off[1],
+    loss = _output_loss(n, k, work + net.z_off[net.n_layers - 1], Y, NULL, work + net.d_off[net.n_layers - 1],
                         <floating>(1.0 / <double>n), net.loss)
     if net.l2 != 0:
         loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
