@@ -168,23 +168,6 @@ cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floatin
             D[i] = D[i] * _silu_grad(Z[i])
 
 
-cdef inline floating _act1(floating z, int act, floating slope) noexcept nogil:
-    """act(z) for one element: `_activation`'s formulas."""
-    if act == ACT_LEAKY_RELU:
-        return z if z >= 0 else slope * z
-    if act == ACT_RELU:
-        return 0 if z <= 0 else z
-    if act == ACT_TANH:
-        return _tanh(z)
-    if act == ACT_SIGMOID:
-        return _sigmoid1(z)
-    if act == ACT_GELU:
-        return _gelu(z)
-    if act == ACT_SILU:
-        return _silu(z)
-    return z
-
-
 cdef inline floating _bce1(floating z, floating y, floating scale, double* total,
                           double* product, int* factors) noexcept nogil:
     """One element of `_sum_bce`: adds BCE(sigmoid(z), y) to total (log1p(e) as a factor of
