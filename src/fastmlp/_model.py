@@ -58,8 +58,8 @@ class MLP:
     layer_sizes : sequence of int
         Widths from input to output, e.g. ``[2, 4, 1]`` for the seed's XOR network.
     activation : str or sequence of str
-        Hidden activation, one name for every hidden layer or one per hidden layer:
-        ``"leaky_relu"``, ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"identity"``, ``"gelu"``.
+        Hidden activation, one name for every hidden layer or one per hidden layer: any
+        of the user guide's list (``"leaky_relu"``, ``"relu"``, ``"gelu"``, ...).
     output : str
         Output activation: ``"sigmoid"`` (binary or multi-label), ``"softmax"``
         (one of k classes), ``"identity"`` (regression), ``"exp"`` (counts, rates).
@@ -210,12 +210,14 @@ class MLP:
         MLP
             The model itself.
         """
+        # the optimizer's options as one object (fastmlp._registry declares its hyperparameters)
+        opt = _training.fit_optimizer(optimizer, lr, momentum=momentum, nesterov=nesterov, beta1=beta1,
+                                      beta2=beta2, eps=eps, weight_decay=weight_decay)
         X, Y, w = _checked_data(self, X, y, sample_weight)
         job = _training.fit_job(
-            X, Y, w, self._check_Xy, self._seed, epochs=epochs, lr=lr, batch_size=batch_size,
-            shuffle=shuffle, warm_start=warm_start, optimizer=optimizer, momentum=momentum,
-            nesterov=nesterov, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-            lr_schedule=lr_schedule, power_t=power_t, validation_data=validation_data,
+            X, Y, w, self._check_Xy, self._seed, epochs=epochs, optimizer=opt, batch_size=batch_size,
+            shuffle=shuffle, warm_start=warm_start, lr_schedule=lr_schedule, power_t=power_t,
+            validation_data=validation_data,
             validation_fraction=validation_fraction, early_stopping=early_stopping,
             patience=patience, tol=tol, n_restarts=n_restarts, threads=threads, checked=True)
         with _progress.reporting(callback, progress, job.epochs * job.n_restarts, "fastmlp fit") as report:
