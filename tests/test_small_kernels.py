@@ -170,3 +170,25 @@ def test_fit_is_reproducible(small):
     X, Y = random((512, 32), np.float64, 0), (random((512, 1), np.float64, 1) > 0).astype(np.float64)
     runs = [fastmlp.MLP(sizes, seed=0).fit(X, Y, epochs=2, batch_size=32).params_ for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes, m", [([2, 4, 1], 4), ([3, 5, 2], 7), ([4, 8, 8, 1], 16), ([5, 9, 6, 7, 3], 9),
+                                      ([2, 1, 1], 3), ([6, 12, 1], 1)])
+@pytest.mark.parametrize("activation", ["leaky_relu", "relu", "tanh", "sigmoid", "gelu", "identity"])
+def test_small_networks_of_any_depth_match_the_reference(dtype, sizes, m, activation):
+    """Batches whose products are all under BLAS_MIN_WORK go through _small.h's loops, layer
+    by layer, whatever the depth and widths (widths around its blocks of 4, one-output
+    layers): loss, gradients and a few full-batch SGD epochs (the step fused into the
+    gradient) end where the NumPy backend's do."""
+    X = random((m, sizes[0]), dtype, m)
+    Y = (random((m, sizes[-1]), dtype, m + 1) > 0).astype(dtype)
+    results = []
+    for backend in ("cython", "numpy"):
+        net = fastmlp.MLP(sizes, activation=activation, seed=2, dtype=dtype, l2=0.01, backend=backend)
+        grad = np.empty_like(net.params_)
+        loss = backend_module(backend).loss_gradient(net._net, net.params_, X, Y, grad=grad)
+        net.fit(X, Y, epochs=5, lr=0.1, batch_size=None)
+        results.append((loss, grad, net.params_.copy(), np.asarray(net.history_["loss"])))
+    for got, want in zip(*results):
+        assert_close(got, want, dtype, scale=10)

@@ -19,7 +19,8 @@ the split costs nothing), in the order they are included:
   allocate work buffers, then run the loops without the GIL.
 
 This file holds the imports, the C declarations the include files share (constants, the
-extension points' codes, the network's C description ``Net``) and the module's setup.
+network's C description ``Net``) and the module's setup; the extension points' codes live
+with their kernels in ``_core_math.pxi``.
 
 float32 and float64 share one source through the ``floating`` fused type. Dense layers
 call BLAS ``?gemm`` (``scipy.linalg.cython_blas``'s, or Intel MKL's: see ``fastmlp._blas``) on
@@ -69,6 +70,20 @@ cdef extern from *:
     static inline int fm_read_flag(const int *flag) { return *(const volatile int *)flag; }
     """
     int fm_read_flag(const int* flag) noexcept nogil
+
+cdef extern from "_small.h" nogil:
+    # The products of small layers as plain loops (see the header).
+    void fm_small_forward_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* A, const double* W,
+                            const double* b, double* Z)
+    void fm_small_forward_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* A, const float* W,
+                            const float* b, float* Z)
+    void fm_small_back_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* D, const double* W,
+                         double* P)
+    void fm_small_back_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* D, const float* W, float* P)
+    void fm_small_grad_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha, const double* A,
+                         const double* D, double beta_w, double beta_b, double* W, double* b)
+    void fm_small_grad_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* A,
+                         const float* D, float beta_w, float beta_b, float* W, float* b)
 
 cdef extern from "_kernels.h" nogil:
     # Small products in registers, for AVX-512 CPUs (see the header); `pack` holds
@@ -125,9 +140,6 @@ cdef enum:
     CHUNK_ROWS = 2048
     # Elements per BLAS ?dot call (its n is a C int).
     DOT_CHUNK = 1 << 30
-    # A one-hidden-layer network whose widths multiply to at most this (h * max(n_in, n_out))
-    # runs its steps through the row-by-row loops of `_forward_small` / `_backward_small`.
-    SMALL_NET_MAX_WORK = 64
     # Products of BLAS_MIN_WORK up to this many multiply-adds, with at least SMALL_MIN_COLUMNS
     # columns in C, run as _kernels.h's register tiles where the CPU has AVX-512 (a BLAS
     # call's fixed cost and its threads outweigh the arithmetic there); larger ones call BLAS.
@@ -139,39 +151,10 @@ cdef enum:
     # The widest D (columns of a layer) _kernels.h's fm_nt packs for: the pack buffer's bound.
     SMALL_MAX_PACKED = 1024
 
-# The codes of the extension points. Each table must name exactly what fastmlp._registry
-# lists (checked here, at import): a registered name without a kernel fails the import.
-
-cdef enum Activation:
-    ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_TANH, ACT_SIGMOID, ACT_GELU
-
-cdef enum Output:
-    OUT_SIGMOID, OUT_SOFTMAX, OUT_IDENTITY, OUT_EXP
-
-cdef enum Loss:
-    LOSS_BCE, LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_POISSON
-
-cdef enum OptimizerCode:
-    OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
-
 # For fastmlp._blas's thread policy: where the BLAS this module calls lives (SciPy's: its wheels carry it
 # in scipy.libs, beside the package), and the smallest product it is given.
 BLAS_LIBRARY_DIR = os.path.dirname(os.path.abspath(scipy.__file__))
 BLAS_MIN_PRODUCT = BLAS_MIN_WORK
-
-_ACTIVATION_CODES = _registry.implemented("compiled", "activation", tuple(_registry.ACTIVATIONS), {
-    "identity": ACT_IDENTITY, "leaky_relu": ACT_LEAKY_RELU, "relu": ACT_RELU, "tanh": ACT_TANH,
-    "sigmoid": ACT_SIGMOID, "gelu": ACT_GELU,
-})
-_OUTPUT_CODES = _registry.implemented("compiled", "output", _registry.OUTPUTS, {
-    "sigmoid": OUT_SIGMOID, "softmax": OUT_SOFTMAX, "identity": OUT_IDENTITY, "exp": OUT_EXP,
-})
-_LOSS_CODES = _registry.implemented("compiled", "loss", tuple(_registry.LOSSES), {
-    "bce": LOSS_BCE, "cross_entropy": LOSS_CROSS_ENTROPY, "mse": LOSS_MSE, "poisson": LOSS_POISSON,
-})
-_OPTIMIZER_CODES = _registry.implemented("compiled", "optimizer", tuple(_registry.OPTIMIZERS), {
-    "sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW, "rprop": OPT_RPROP,
-})
 
 
 # The network as the loops see it (built by `_Plan` in _core_entry.pxi).
@@ -201,9 +184,9 @@ cdef struct Net:
     Py_ssize_t work_size
     # sparse input: X is CSR and the first layer reads it through `sparse` (NULL: dense X)
     Sparse* sparse
-    # one hidden layer on dense input with h * max(n_in, n_out) <= SMALL_NET_MAX_WORK: the
-    # multiply-adds per row of its largest product (0: not such a network). Batches of m rows
-    # with m * small_work < BLAS_MIN_WORK go through `_forward_small` and `_backward_small`.
+    # dense input: the multiply-adds per row of the largest product (0: sparse input). Batches
+    # of m rows with m * small_work < BLAS_MIN_WORK go through `_forward_small` and
+    # `_backward_small`.
     Py_ssize_t small_work
 
 

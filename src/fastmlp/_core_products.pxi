@@ -365,183 +365,51 @@ cdef bint _backprop_dense(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floati
 
 
 cdef inline bint _is_small(const Net* net, Py_ssize_t m) noexcept nogil:
-    """Whether m rows go through the small-network loops (every product below BLAS_MIN_WORK,
-    where the general loops would not call BLAS either: the same sums, the same results)."""
+    """Whether m rows go through the small-network loops: dense input, and every product of
+    the batch below BLAS_MIN_WORK multiply-adds (where the general loops would not call
+    BLAS either)."""
     return net.small_work != 0 and m * net.small_work < BLAS_MIN_WORK
 
 
 cdef void _forward_small(const Net* net, const floating* params, const floating* X,
                          Py_ssize_t m, floating* work) noexcept nogil:
-    """`_forward` of a one-hidden-layer network on dense rows, one row at a time, four hidden
-    units at a time (independent sums in registers, one pass over x): each unit sums
-    b_j + x_1 w_1j + x_2 w_2j + ... and each output b_c + a_1 w_1c + a_2 w_2c + ... in that
-    order, as `_dense_activation`'s loops do, so the results are theirs."""
-    cdef Py_ssize_t d = net.size[0], h = net.size[1], k = net.size[2], i, j, p
-    cdef const floating* W1 = params + net.w_off[0]
-    cdef const floating* b1 = params + net.b_off[0]
-    cdef const floating* W2 = params + net.w_off[1]
-    cdef const floating* x
-    cdef const floating* w
-    cdef floating* z
-    cdef floating* a
-    cdef floating s[4]
-    cdef floating s0, xp, out, slope = <floating>net.slope
-    cdef int act = net.act[0], r
-    for i in range(m):
-        x, z, a = X + i * d, work + net.z_off[0] + i * h, work + net.a_off[0] + i * h
-        out = params[net.b_off[1]]     # the first output's sum, built as the units come
-        j = 0
-        while j + 4 <= h:              # (loops of 4: the compiler unrolls and pairs them)
-            for r in range(4):
-                s[r] = b1[j + r]
-            for p in range(d):
-                xp, w = x[p], W1 + p * h + j
-                for r in range(4):
-                    s[r] = s[r] + xp * w[r]
-            for r in range(4):
-                z[j + r] = s[r]
-                s[r] = _act1(s[r], act, slope)
-                a[j + r] = s[r]
-            for r in range(4):
-                out = out + s[r] * W2[(j + r) * k]
-            j += 4
-        for j in range(j, h):
-            s0 = b1[j]
-            for p in range(d):
-                s0 = s0 + x[p] * W1[p * h + j]
-            z[j], a[j] = s0, _act1(s0, act, slope)
-            out = out + a[j] * W2[j * k]
-        _output_row(h, k, a, W2, params + net.b_off[1], out, work + net.z_off[1] + i * k)
-
-
-cdef inline void _output_row(Py_ssize_t h, Py_ssize_t k, const floating* a, const floating* W2,
-                             const floating* b2, floating first, floating* z) noexcept nogil:
-    """z (k,) = b2 + a (h,) @ W2 (h, k), the first output's sum given (`first`)."""
-    cdef Py_ssize_t j, p
-    cdef floating s
-    z[0] = first
-    for j in range(1, k):
-        s = b2[j]
-        for p in range(h):
-            s = s + a[p] * W2[p * k + j]
-        z[j] = s
-
-
-cdef void _layer_grad_small(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, floating alpha,
-                            const floating* A, const floating* D, floating beta_w,
-                            floating beta_b, floating* W, floating* b) noexcept nogil:
-    """W (k, n) = alpha * A (m, k).T @ D (m, n) + beta_w * W and b = alpha * (D summed over
-    rows) + beta_b * b, each element summed over the rows in order, in double, as `_mm_tn`
-    and `_colsum` do; W and b are not read where their beta is 0. The elements of W go four
-    at a time: W[q + r] (r < 4) takes column a_r of A and column c_r of D."""
-    cdef Py_ssize_t i, j, r, q = 0, size = k * n
-    cdef Py_ssize_t a0 = 0, c0 = 0, a1, c1, a2, c2, a3, c3
-    cdef double s[4]
-    cdef double s0
-    cdef floating t
-    cdef floating u[4]
-    cdef const floating* Ai
-    cdef const floating* Di
-    while q + 4 <= size:               # (loops of 4: the compiler unrolls and pairs them)
-        s[0] = s[1] = s[2] = s[3] = 0
-        if c0 + 4 <= n:                # four columns of D, one of A
-            for i in range(m):
-                Ai, Di = A + i * k + a0, D + i * n + c0
-                for r in range(4):
-                    s[r] += Ai[0] * Di[r]
-            a3, c3 = a0, c0 + 3
-        elif n == 1:                   # four columns of A, D's one
-            for i in range(m):
-                Ai, Di = A + i * k + a0, D + i
-                for r in range(4):
-                    s[r] += Ai[r] * Di[0]
-            a3, c3 = a0 + 3, 0
+    """`_forward` of a small network (`_is_small`) on dense rows: each layer's product in
+    one pass of _small.h's loops, then its activation over the whole layer."""
+    cdef Py_ssize_t l, L = net.n_layers, n
+    cdef const floating* A_prev = X
+    cdef floating* Z
+    for l in range(L):
+        n, Z = net.size[l + 1], work + net.z_off[l]
+        if floating is float:
+            fm_small_forward_f(m, n, net.size[l], A_prev, params + net.w_off[l], params + net.b_off[l], Z)
         else:
-            a1, c1 = _next_a(a0, c0, n), _next_c(c0, n)
-            a2, c2 = _next_a(a1, c1, n), _next_c(c1, n)
-            a3, c3 = _next_a(a2, c2, n), _next_c(c2, n)
-            for i in range(m):
-                Ai, Di = A + i * k, D + i * n
-                s[0], s[1] = s[0] + Ai[a0] * Di[c0], s[1] + Ai[a1] * Di[c1]
-                s[2], s[3] = s[2] + Ai[a2] * Di[c2], s[3] + Ai[a3] * Di[c3]
-        for r in range(4):
-            _store_grad(W + q + r, s[r], alpha, beta_w)
-        q += 4
-        a0, c0 = _next_a(a3, c3, n), _next_c(c3, n)
-    for q in range(q, size):
-        s0 = 0
-        for i in range(m):
-            s0 += A[i * k + q // n] * D[i * n + q % n]
-        _store_grad(W + q, s0, alpha, beta_w)
-    j = 0
-    while j + 4 <= n:                  # the bias, in floating as `_colsum`, four at a time
-        for r in range(4):
-            u[r] = 0 if beta_b == 0 else beta_b * b[j + r]
-        for i in range(m):
-            for r in range(4):
-                u[r] = u[r] + alpha * D[i * n + j + r]
-        for r in range(4):
-            b[j + r] = u[r]
-        j += 4
-    for j in range(j, n):
-        t = 0 if beta_b == 0 else beta_b * b[j]
-        for i in range(m):
-            t = t + alpha * D[i * n + j]
-        b[j] = t
-
-
-cdef inline Py_ssize_t _next_a(Py_ssize_t a, Py_ssize_t c, Py_ssize_t n) noexcept nogil:
-    """The row of the element after (a, c) in a row-major matrix of n columns."""
-    return a if c + 1 < n else a + 1
-
-
-cdef inline Py_ssize_t _next_c(Py_ssize_t c, Py_ssize_t n) noexcept nogil:
-    """... and its column."""
-    return c + 1 if c + 1 < n else 0
-
-
-cdef inline void _store_grad(floating* w, double s, floating alpha, floating beta) noexcept nogil:
-    """w = alpha * s + beta * w (`_mm_tn`'s rule: w is not read when beta is 0)."""
-    if beta == 0:
-        w[0] = alpha * <floating>s
-    else:
-        w[0] = beta * w[0] + alpha * <floating>s
+            fm_small_forward_d(m, n, net.size[l], A_prev, params + net.w_off[l], params + net.b_off[l], Z)
+        if l < L - 1:
+            _activation(m * n, Z, work + net.a_off[l], net.act[l], <floating>net.slope)
+            A_prev = work + net.a_off[l]
 
 
 cdef void _backward_small(const Net* net, const floating* params, const floating* X, Py_ssize_t m,
                           floating* work, floating* target, floating alpha, floating beta_w,
                           floating beta_b) noexcept nogil:
-    """`_backward` of a one-hidden-layer network on dense rows (see `_forward_small`), with
-    the same sums in the same order: dL/dA_1 from W_2 before target's W_2 is written."""
-    cdef Py_ssize_t d = net.size[0], h = net.size[1], k = net.size[2], i, j, p
-    cdef const floating* W2 = params + net.w_off[1]
-    cdef const floating* D2 = work + net.d_off[1]
-    cdef const floating* Z1 = work + net.z_off[0]
-    cdef const floating* A1 = work + net.a_off[0]
-    cdef floating* D1 = work + net.d_off[0]
-    cdef floating slope = <floating>net.slope
-    cdef double s
-    cdef int act = net.act[0]
-    cdef double u[4]
-    cdef floating t
-    cdef Py_ssize_t r
-    for i in range(m):                  # dL/dA_1 = D2 @ W2.T, summed in double as `_mm_nt`
-        p = 0
-        while k == 1 and p + 4 <= h:    # (loops of 4: the compiler unrolls and pairs them)
-            for r in range(4):
-                u[r] = 0
-                u[r] += D2[i] * W2[p + r]
-            for r in range(4):
-                t = <floating>u[r]
-                D1[i * h + p + r] = t if act != ACT_LEAKY_RELU else _leaky_grad1(Z1[i * h + p + r], t, slope)
-            p += 4
-        for p in range(p, h):
-            s = 0
-            for j in range(k):
-                s += D2[i * k + j] * W2[p * k + j]
-            t = <floating>s
-            D1[i * h + p] = t if act != ACT_LEAKY_RELU else _leaky_grad1(Z1[i * h + p], t, slope)
-    if act != ACT_LEAKY_RELU:           # (leaky ReLU's derivative is applied above)
-        _activation_backward(m * h, Z1, A1, D1, act, slope)
-    _layer_grad_small(m, k, h, alpha, A1, D2, beta_w, beta_b, target + net.w_off[1], target + net.b_off[1])
-    _layer_grad_small(m, h, d, alpha, X, D1, beta_w, beta_b, target + net.w_off[0], target + net.b_off[0])
+    """`_backward` of a small network (see `_forward_small`), layer by layer from the
+    output: dL/dA_{l-1} from the old W_l first, then W_l's and b_l's step into target."""
+    cdef Py_ssize_t l, n, k
+    cdef const floating* A_prev
+    cdef const floating* D
+    for l in range(net.n_layers - 1, -1, -1):
+        n, k, D = net.size[l + 1], net.size[l], work + net.d_off[l]
+        A_prev = X if l == 0 else work + net.a_off[l - 1]
+        if l > 0:
+            if floating is float:
+                fm_small_back_f(m, n, k, D, params + net.w_off[l], work + net.d_off[l - 1])
+            else:
+                fm_small_back_d(m, n, k, D, params + net.w_off[l], work + net.d_off[l - 1])
+            _activation_backward(m * k, work + net.z_off[l - 1], A_prev, work + net.d_off[l - 1],
+                                 net.act[l - 1], <floating>net.slope)
+        if floating is float:
+            fm_small_grad_f(m, n, k, alpha, A_prev, D, beta_w, beta_b, target + net.w_off[l],
+                            target + net.b_off[l])
+        else:
+            fm_small_grad_d(m, n, k, alpha, A_prev, D, beta_w, beta_b, target + net.w_off[l],
+                            target + net.b_off[l])

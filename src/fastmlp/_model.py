@@ -59,8 +59,8 @@ class MLP:
     layer_sizes : sequence of int
         Widths from input to output, e.g. ``[2, 4, 1]`` for the seed's XOR network.
     activation : str or sequence of str
-        Hidden activation, one name for every hidden layer or one per hidden layer:
-        ``"leaky_relu"``, ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"identity"``, ``"gelu"``.
+        Hidden activation, one name for every hidden layer or one per hidden layer: any
+        of the user guide's list (``"leaky_relu"``, ``"relu"``, ``"gelu"``, ...).
     output : str
         Output activation: ``"sigmoid"`` (binary or multi-label), ``"softmax"``
         (one of k classes), ``"identity"`` (regression), ``"exp"`` (counts, rates).
@@ -200,8 +200,7 @@ class MLP:
             Initialisations trained in parallel threads; the best monitored value wins.
         sample_weight : array-like, shape (n,), optional
             Weights >= 0: every mean over samples becomes ``sum(w_i * loss_i) / sum(w_i)``.
-        class_weight : "balanced", {label: weight} or a list of dicts (multilabel), optional
-            Multiplies each row's sample weight by its class's weight (classification heads).
+        class_weight : "balanced", {label: weight} or one dict per output: multiplies sample_weight by class
         monitor, mode : "loss", "val_loss" or callable (model, X_val, y_val) -> float; "min"/"max"
             What early stopping, "plateau" and restarts watch (default: val_loss, else loss).
         callback : callable, optional
@@ -216,12 +215,14 @@ class MLP:
         MLP
             The model itself.
         """
+        # the optimizer's options as one object (fastmlp._registry declares its hyperparameters)
+        opt = _training.fit_optimizer(optimizer, lr, momentum=momentum, nesterov=nesterov, beta1=beta1,
+                                      beta2=beta2, eps=eps, weight_decay=weight_decay)
         X, Y, w = _checked_data(self, X, y, sample_weight, class_weight)
         job = _training.fit_job(
-            X, Y, w, self._check_Xy, self._seed, epochs=epochs, lr=lr, batch_size=batch_size,
-            shuffle=shuffle, warm_start=warm_start, optimizer=optimizer, momentum=momentum,
-            nesterov=nesterov, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-            lr_schedule=lr_schedule, power_t=power_t, validation_data=validation_data,
+            X, Y, w, self._check_Xy, self._seed, epochs=epochs, optimizer=opt, batch_size=batch_size,
+            shuffle=shuffle, warm_start=warm_start, lr_schedule=lr_schedule, power_t=power_t,
+            validation_data=validation_data,
             validation_fraction=validation_fraction, early_stopping=early_stopping,
             patience=patience, tol=tol, n_restarts=n_restarts, threads=threads, checked=True,
             monitor=monitor, mode=mode)

@@ -275,7 +275,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier: scikit-learn's ``MLPClassifier`` (same parameters,
     defaults, attributes and methods) trained by fastmlp.
 
-    Extras: activation "leaky_relu" (with `negative_slope`) and "gelu"; solver "adamw"
+    Extras: fastmlp's other activations ("leaky_relu" with `negative_slope`, "gelu", ...: the
+    user guide lists them); solver "adamw"
     (alpha is its decoupled weight decay) and "rprop" (full batch, learning_rate_init is
     its initial step); `n_restarts` fits from different random states, keeping the best;
     `backend` ("auto", "cython", "numpy"); `callback(epoch, logs)` after every epoch

@@ -44,7 +44,9 @@ class Run:
 
     def __init__(self, params, optimizer, rng, history=None):
         self.params, self.optimizer, self.rng = params, optimizer, rng
-        self.state = np.zeros((2, len(params)), dtype=params.dtype)
+        # the optimizer's state: the rows its registry entry declares (L-BFGS keeps none here)
+        self.state = (optimizer.new_state(params) if isinstance(optimizer, Optimizer)
+                      else np.zeros((0, len(params)), dtype=params.dtype))
         self.history = copy.deepcopy(history) if history else {"loss": [], "val_loss": []}
         self.best = None
         self.last = None         # the last epoch's monitored value (lower is better), None before one
@@ -168,25 +170,25 @@ class FitJob:
         return self.report is not None and self.report.active
 
 
-def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_start, optimizer,
-            momentum, nesterov, beta1, beta2, eps, weight_decay, lr_schedule, power_t,
-            validation_data, validation_fraction, early_stopping, patience, tol, n_restarts,
+def fit_job(X, Y, w, check_data, seed, *, epochs, optimizer, batch_size, shuffle, warm_start, lr_schedule,
+            power_t, validation_data, validation_fraction, early_stopping, patience, tol, n_restarts,
             threads="auto", checked=False, monitor=None, mode=None):
-    """Check a fit's options (X, Y, w already checked) and split off its validation data.
-    `checked`: X, Y, w are the model's own (see FitJob.checked). A callable `monitor` needs
-    the job's `score` set before training (the model sets it)."""
+    """Check a fit's options (X, Y, w already checked; `optimizer` made by `fit_optimizer`)
+    and split off its validation data. `checked`: X, Y, w are the model's own (see
+    FitJob.checked). A callable `monitor` needs the job's `score` set before training (the
+    model sets it)."""
     epochs = integer(epochs, "epochs", 0)
-    choice(optimizer, "optimizer", FIT_OPTIMIZERS)
-    opt = checked_optimizer("sgd" if optimizer == "lbfgs" else optimizer, lr, momentum, nesterov, beta1, beta2,
-                            eps, weight_decay)
+    if not (optimizer == "lbfgs" or isinstance(optimizer, Optimizer)):
+        raise TypeError(f"optimizer must be a fastmlp._spec.Optimizer or 'lbfgs', got {optimizer!r}")
+    name = optimizer if optimizer == "lbfgs" else optimizer.name
     choice(lr_schedule, "lr_schedule", SCHEDULES)
     if isinstance(threads, str) and threads == "shared":
         raise ValueError("threads='shared' was removed (its shared-batch threads lost to the BLAS's own "
                          "threads on a quiet machine); use threads='auto'")
     choice(threads, "threads", THREADS)
     power_t = real(power_t, "power_t", minimum=0)
-    if optimizer in ("rprop", "lbfgs") and lr_schedule != "constant":
-        raise ValueError(f"lr_schedule={lr_schedule!r} does not apply to optimizer={optimizer!r}")
+    if name in ("rprop", "lbfgs") and lr_schedule != "constant":
+        raise ValueError(f"lr_schedule={lr_schedule!r} does not apply to optimizer={name!r}")
     shuffle, warm_start = flag(shuffle, "shuffle"), flag(warm_start, "warm_start")
     early_stopping = flag(early_stopping, "early_stopping")
     patience, tol = integer(patience, "patience", 1), real(tol, "tol")
@@ -195,8 +197,8 @@ def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_
         raise ValueError("warm_start continues one run; it cannot be combined with n_restarts > 1")
     monitor, mode = check_monitor(monitor, mode, validation_data is not None or validation_fraction is not None)
     X, Y, w, X_val, Y_val = validation_split(X, Y, w, check_data, seed, validation_data, validation_fraction)
-    batch_size = check_batch_size(batch_size, X.shape[0], optimizer)
-    return FitJob(X, Y, w, X_val, Y_val, "lbfgs" if optimizer == "lbfgs" else opt, epochs, batch_size,
+    batch_size = check_batch_size(batch_size, X.shape[0], name)
+    return FitJob(X, Y, w, X_val, Y_val, optimizer, epochs, batch_size,
                   shuffle and batch_size < X.shape[0], lr_schedule, power_t, early_stopping, patience, tol,
                   n_restarts, warm_start, checked=checked and isinstance(X, np.ndarray), monitor=monitor,
                   mode=mode)
@@ -237,20 +239,22 @@ def monitored_value(value):
     return float(value)
 
 
-def checked_optimizer(*hyperparameters):
-    """A new Optimizer(name, lr, momentum, nesterov, beta1, beta2, eps, weight_decay), checked.
-    The values of recent fits are checked once (an LRU cache that tells types apart: True
-    from 1, 1 from 1.0); unhashable values are checked afresh, and refused."""
+def fit_optimizer(name, lr, **hyperparameters):
+    """The optimizer of one fit, from its options: a new, checked `Optimizer`, or "lbfgs"
+    (whose options are checked all the same, as SGD's). The values of recent fits are
+    checked once (an LRU cache that tells types apart: True from 1, 1 from 1.0);
+    unhashable values are checked afresh, and refused."""
+    choice(name, "optimizer", FIT_OPTIMIZERS)
     try:
-        return _optimizer(*hyperparameters).__copy__()
+        opt = _optimizer("sgd" if name == "lbfgs" else name, lr, **hyperparameters).__copy__()
     except TypeError:
-        return _optimizer.__wrapped__(*hyperparameters)
+        opt = _optimizer.__wrapped__("sgd" if name == "lbfgs" else name, lr, **hyperparameters)
+    return "lbfgs" if name == "lbfgs" else opt
 
 
 @functools.lru_cache(maxsize=32, typed=True)
-def _optimizer(name, lr, momentum, nesterov, beta1, beta2, eps, weight_decay):
-    return Optimizer(name, real(lr, "lr", positive=True), momentum=momentum, nesterov=nesterov, beta1=beta1,
-                     beta2=beta2, eps=eps, weight_decay=weight_decay)
+def _optimizer(name, lr, **hyperparameters):
+    return Optimizer(name, real(lr, "lr", positive=True), **hyperparameters)
 
 
 def check_batch_size(batch_size, n, optimizer):

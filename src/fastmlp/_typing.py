@@ -3,7 +3,8 @@
 The option names are ``Literal`` types so that an IDE completes them and a type checker
 flags a misspelt one (``optimizer="adma"``). They repeat, for the type checker, the names that
 ``_registry`` and the modules checking each option hold; tests/test_typing.py holds each
-``Literal`` equal to its list.
+``Literal`` equal to its list. The hidden activations' live in ``_registry`` itself, beside
+their table, so that a new activation is a change to that file alone.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._registry import Activation, EstimatorActivation
+
 __all__ = ["Activation", "ArrayLike", "Backend", "Blas", "BlasName", "Callback", "DType", "EstimatorActivation",
            "Floats", "Init", "Input", "Labels", "LearningRate", "Loss", "Optimizer", "Output", "PathLike",
            "RegressorLoss", "Schedule", "Setting", "Solver", "Threads", "ClassWeight", "Monitor", "Scoring"]
 
 # option names (each checked against its source list in tests/test_typing.py)
-Activation = Literal["identity", "leaky_relu", "relu", "tanh", "sigmoid", "gelu"]   # _registry.ACTIVATIONS
 Output = Literal["sigmoid", "softmax", "identity", "exp"]                           # _registry.OUTPUTS
 Loss = Literal["bce", "cross_entropy", "mse", "poisson"]                            # _registry.LOSSES
 Optimizer = Literal["sgd", "adam", "adamw", "rprop", "lbfgs"]                       # _training.FIT_OPTIMIZERS
@@ -33,7 +35,6 @@ BlasName = Literal["mkl", "scipy"]                                              
 # float32 or float64, by name, scalar type or dtype (_validation.FLOAT_DTYPES)
 DType = Literal["float32", "float64"] | type[np.float32] | type[np.float64] | np.dtype[np.float32] | np.dtype[np.float64]
 # the estimators' options, with scikit-learn's names (fastmlp._sklearn's parameter constraints)
-EstimatorActivation = Literal["identity", "logistic", "tanh", "relu", "leaky_relu", "gelu"]
 Solver = Literal["lbfgs", "sgd", "adam", "adamw", "rprop"]
 LearningRate = Literal["constant", "invscaling", "adaptive"]
 RegressorLoss = Literal["squared_error", "poisson"]
