@@ -130,14 +130,17 @@ cdef void _activation(Py_ssize_t size, const floating* Z, floating* A, int act,
 
 cdef inline floating _leaky_grad1(floating z, floating d, floating slope) noexcept nogil:
     """d * Leaky ReLU'(z): d where z >= 0, slope * d where z < 0, NaN where z is NaN (a
-    select on z >= 0 alone would give slope * d there)."""
-    return d if z >= 0 else (slope * d if z < 0 else z)
+    select on z >= 0 alone would give slope * d there). Two plain selects, which the
+    compiler turns into vector operations."""
+    cdef floating r = d if z >= 0 else slope * d
+    return r if z == z else z
 
 
 cdef inline floating _relu_grad1(floating z, floating d) noexcept nogil:
     """d * ReLU'(z): d where z > 0, 0 * d where z <= 0 (NaN for a NaN d, as the product
     d * 0 is), NaN where z is NaN."""
-    return d if z > 0 else (0 * d if z <= 0 else z)
+    cdef floating r = d if z > 0 else 0 * d
+    return r if z == z else z
 
 
 cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floating* A,
