@@ -80,11 +80,17 @@ def train(backend, model, params, X, Y, *, epochs, batch_size, optimizer=None, l
     """A backend's ``train`` for `model`'s network, called by keyword: fresh optimizer state,
     a plain SGD optimizer and a loss buffer unless given. Returns the losses."""
     losses = np.full(epochs, np.nan) if losses is None else losses
+    optimizer = Optimizer() if optimizer is None else optimizer
     backend_module(backend).train(
-        model._net, params, X, Y, epochs=epochs, batch_size=batch_size, losses=losses,
-        optimizer=Optimizer() if optimizer is None else optimizer,
-        state=np.zeros((2, len(params)), params.dtype) if state is None else state, **options)
+        model._net, params, X, Y, epochs=epochs, batch_size=batch_size, losses=losses, optimizer=optimizer,
+        state=_state(optimizer, params) if state is None else state, **options)
     return losses
+
+
+def _state(optimizer, params):
+    """Zeros for `optimizer`'s state over `params` (a test may pass a non-Optimizer on purpose)."""
+    rows = optimizer.n_state if hasattr(optimizer, "n_state") else 1
+    return np.zeros((rows, len(params)), params.dtype)
 
 
 def fd_gradient(f, x, eps=1e-5):

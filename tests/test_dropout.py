@@ -114,7 +114,7 @@ def test_train_refuses_a_bad_dropout_key(backend):
     X, Y = make_data(8, [3, 4, 1])
     for key, kind in ((-1, ValueError), (2**64, ValueError), (1.5, TypeError), ("1", TypeError)):
         with pytest.raises(kind, match="dropout_key"):
-            backend_module(backend).train(net, params, X, Y, optimizer=Optimizer(), state=np.zeros((2, len(params))),
+            backend_module(backend).train(net, params, X, Y, optimizer=Optimizer(), state=Optimizer().new_state(params),
                                           losses=np.zeros(1), epochs=1, batch_size=4, dropout_key=key)
 
 

@@ -311,7 +311,7 @@ def test_small_network_loops_match_numpy(dtype, sizes, activation):
         p, grad = params.copy(), np.empty_like(params)
         loss = mod.loss_gradient(net, p, X, Y, grad)
         out = mod.predict_proba(net, p, X, np.empty((6, sizes[-1]), dtype))
-        losses, state = np.empty(10), np.zeros((2, len(p)), dtype)
+        losses, state = np.empty(10), np.zeros((1, len(p)), dtype)
         for half, batch_size in enumerate((4, 6)):   # mini-batches, then full batches (their own loop)
             mod.train(net, p, X, Y, optimizer=Optimizer("sgd", 0.3), state=state,
                       losses=losses[5 * half:5 * half + 5], epochs=5, batch_size=batch_size)
@@ -337,7 +337,7 @@ def test_tiny_network_steps_match_numpy(dtype, sizes, l2):
     params = random(net.param_count(), dtype, 6) * 0.7
     results = []
     for mod in both():
-        p, losses, state = params.copy(), np.empty(30), np.zeros((2, len(params)), dtype)
+        p, losses, state = params.copy(), np.empty(30), np.zeros((1, len(params)), dtype)
         mod.train(net, p, X, Y, optimizer=Optimizer("sgd", 0.5), state=state, losses=losses,
                   epochs=30, batch_size=5)
         results.append((losses, p))

@@ -20,6 +20,7 @@ FORMULAS = {  # f(z), f'(z) written independently of both backends
     "sigmoid": (lambda z, s: expit(z), lambda z, s: expit(z) * expit(-z)),
     "identity": (lambda z, s: z, lambda z, s: np.ones_like(z)),
     "gelu": (lambda z, s: z * norm.cdf(z), lambda z, s: norm.cdf(z) + z * norm.pdf(z)),   # exact (erf) GELU
+    "silu": (lambda z, s: z * expit(z), lambda z, s: expit(z) * (1 + z * expit(-z))),     # PyTorch's nn.SiLU
 }
 
 OUTPUT_FORMULAS = {"sigmoid": expit, "softmax": lambda z: softmax(z, axis=1), "identity": lambda z: z, "exp": np.exp}

@@ -90,10 +90,24 @@ def test_loss_curve_of_an_estimator_puts_the_validation_score_on_its_own_axis(ba
         clf.fit(X, y)
     ax = plot.loss_curve(clf)
     np.testing.assert_array_equal(ax.lines[0].get_ydata(), clf.loss_curve_)
+    assert [line.get_label() for line in ax.lines] == ["training loss", "validation loss"]
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), clf.validation_loss_curve_)
     twin = [other for other in ax.figure.axes if other is not ax and other.lines]
     assert len(twin) == 1 and twin[0].get_ylabel() == "validation accuracy"
     np.testing.assert_array_equal(twin[0].lines[0].get_ydata(), clf.validation_scores_)
     saved(ax, tmp_path)
+    clf.set_params(scoring="balanced_accuracy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    ax = plot.loss_curve(clf)
+    assert [other for other in ax.figure.axes if other is not ax][0].get_ylabel() == "validation balanced_accuracy"
+    no_split = fastmlp.MLPClassifier((8,), max_iter=5, random_state=0, backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        no_split.fit(X, y)
+    ax = plot.loss_curve(no_split)
+    assert [line.get_label() for line in ax.lines] == ["training loss"] and len(ax.figure.axes) == 1
 
 
 def test_loss_curve_refuses_models_without_a_history():

@@ -51,9 +51,9 @@ def test_restart_equals_a_single_fit_of_its_own_stream(backend):
     runs = fastmlp.MLP(SIZES, seed=2, backend=backend)
     from fastmlp import _training
 
-    job = _training.fit_job(X, Y, None, runs._check_Xy, 2, epochs=4, lr=0.05, batch_size=8, shuffle=True,
-                            warm_start=False, optimizer="adam", momentum=0.0, nesterov=False, beta1=0.9,
-                            beta2=0.999, eps=1e-8, weight_decay=0.01, lr_schedule="constant", power_t=0.5,
+    job = _training.fit_job(X, Y, None, runs._check_Xy, 2, epochs=4, batch_size=8, shuffle=True,
+                            warm_start=False, optimizer=_training.fit_optimizer("adam", 0.05),
+                            lr_schedule="constant", power_t=0.5,
                             validation_data=None, validation_fraction=None, early_stopping=False,
                             patience=10, tol=1e-4, n_restarts=3)
     together = _training.make_runs(job, None, 2, runs._initial_params, runs.params_)

@@ -48,7 +48,7 @@ def _params(net, dtype, seed=1):
 def _train(backend, net, params, X, Y, optimizer, *, epochs, batch_size, callback=None, state=None, **kw):
     """train on copies-by-default; returns (params, state, losses, epochs the callback saw)."""
     params = params.copy()
-    state = np.zeros((2, len(params)), params.dtype) if state is None else state
+    state = optimizer.new_state(params) if state is None else state
     losses, seen = np.full(epochs, SENTINEL), []
 
     def watch(epoch, loss):
@@ -187,7 +187,7 @@ def test_inference_reads_read_only_and_memory_mapped_params(backend, dtype, tmp_
     assert mod.loss_gradient(net._net, mapped, Xc, Y, grad, w) == mod.loss_gradient(net._net, writeable, Xc, Y, grad_w, w)
     np.testing.assert_array_equal(grad, grad_w)
     with pytest.raises(ValueError, match="writeable"):
-        mod.train(net._net, mapped, Xc, Y, optimizer=Optimizer(), state=np.zeros((2, len(mapped)), dtype),
+        mod.train(net._net, mapped, Xc, Y, optimizer=Optimizer(), state=np.zeros((1, len(mapped)), dtype),
                   losses=np.zeros(1), epochs=1, batch_size=10)
 
 
@@ -255,7 +255,7 @@ def test_a_misbehaving_shuffle_is_refused_in_both_backends(misdeed, dtype):
         losses = np.full(3, SENTINEL)
         with pytest.raises(error) as raised:
             backend_module(backend).train(net, params, X, Y, optimizer=Optimizer(lr=0.1),
-                                          state=np.zeros((2, len(p0)), dtype), losses=losses, epochs=3,
+                                          state=np.zeros((1, len(p0)), dtype), losses=losses, epochs=3,
                                           batch_size=5, rng=_Shuffler(do, after=1))
         if error is IndexError:
             assert "rng.shuffle" in str(raised.value)
@@ -316,7 +316,7 @@ def _train_call(alias):
     """train with one of its outputs sharing memory with another array it is given."""
     net = Network((2, 3, 1))
     P, n = net.param_count(), 4
-    arrays = {"params": np.zeros(P), "state": np.zeros((2, P)), "losses": np.zeros(2),
+    arrays = {"params": np.zeros(P), "state": np.zeros((1, P)), "losses": np.zeros(2),
               "X": np.zeros((n, 2)), "Y": np.zeros((n, 1)), "sample_weight": np.ones(n)}
     out, other = alias
     size = arrays[other].size
@@ -382,7 +382,7 @@ def test_the_unchecked_training_loop_refuses_any_caller_but_fit(backend):
     from fastmlp import _training
 
     net = Network((2, 3, 1))
-    params, state, losses = np.ones(net.param_count()), np.zeros((2, net.param_count())), np.full(2, -np.inf)
+    params, state, losses = np.ones(net.param_count()), np.zeros((1, net.param_count())), np.full(2, -np.inf)
     X, Y = np.zeros((4, 5)), np.zeros((4, 1))          # X of the wrong width: never read
     for token in (None, object(), "CHECKED", _training):
         with pytest.raises(TypeError, match="call train"):
@@ -403,7 +403,7 @@ def test_the_compiled_loop_guards_its_arrays(dtype, bad):
     net = Network((2, 3, 1))
     P, other = net.param_count(), np.float32 if dtype == np.float64 else np.float64
     args = dict(params=np.ones(P, dtype), X=np.zeros((4, 2), dtype), Y=np.zeros((4, 1), dtype), w=None,
-                state=np.zeros((2, P), dtype), losses=np.full(2, -np.inf), batch=4)
+                state=np.zeros((1, P), dtype), losses=np.full(2, -np.inf), batch=4)
     if bad == "X None":
         args["X"] = None
     elif bad == "Y list":
@@ -519,7 +519,7 @@ class _Context:
             "A": (n, k) if "W" in params else (n, m), "W": (k, m), "b": (m,), "Z": (n, m),
             "A_prev": (n, k), "dZ": (n, m), "dW": (k, m), "db": (m,), "dA_prev": (n, k), "dA": (n, m),
             "P": (n, m), "G": (n, m), "Y": (n, width), "X": (n, net.sizes[0]), "out": (n, width),
-            "params": (net.param_count(),), "grad": (net.param_count(),), "state": (2, net.param_count()),
+            "params": (net.param_count(),), "grad": (net.param_count(),), "state": (self.optimizer.n_state, net.param_count()),
         }
         if name in shapes:
             value = self.array(*shapes[name])

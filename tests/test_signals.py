@@ -190,7 +190,7 @@ def _long_job(dtype, rows=20_000):
 def _train(backend, net, params, X, Y, optimizer, epochs, **kw):
     losses = np.full(epochs, -7.0)
     count = backend_module(backend).train(net, params, X, Y, optimizer=optimizer,
-                                          state=np.zeros((2, len(params)), params.dtype), losses=losses,
+                                          state=optimizer.new_state(params), losses=losses,
                                           epochs=epochs, batch_size=BATCH, **kw)
     assert (losses[:count] != -7.0).all() and (losses[count:] == -7.0).all(), (count, losses)  # returns: written
     return losses
@@ -230,13 +230,15 @@ def test_stop_mid_epoch_leaves_whole_steps(backend, dtype, optimizer):
     """Stopped inside epoch 1: epoch 0's loss is written, epoch 1's is not, and params and
     state equal the same number of steps taken on their own."""
     net, X, Y, p0 = _long_job(dtype, rows=2_000)       # 10 batches per epoch
-    params, state, opt = p0.copy(), np.zeros((2, len(p0)), dtype), Optimizer(optimizer, lr=0.01)
+    params, opt = p0.copy(), Optimizer(optimizer, lr=0.01)
+    state = opt.new_state(params)
     losses = np.full(3, -7.0)
     backend_module(backend).train(net, params, X, Y, optimizer=opt, state=state, losses=losses, epochs=3,
                                   batch_size=BATCH, stop=_StopAfter(15))
     assert 10 < opt.t < 20, f"{opt.t} steps: the stop did not land inside epoch 1"
     assert np.isfinite(losses[0]) and (losses[1:] == -7.0).all(), losses
-    again, state_again, replay = p0.copy(), np.zeros((2, len(p0)), dtype), Optimizer(optimizer, lr=0.01)
+    again, replay = p0.copy(), Optimizer(optimizer, lr=0.01)
+    state_again = replay.new_state(again)
     rows = (opt.t - 10) * BATCH
     for X_part, Y_part in ((X, Y), (X[:rows], Y[:rows])):
         backend_module(backend).train(net, again, X_part, Y_part, optimizer=replay, state=state_again,

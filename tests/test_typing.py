@@ -37,6 +37,7 @@ def literal_names(alias):
     (_typing.Schedule, _training.SCHEDULES),
     (_typing.Backend, ("auto", *_backend.BACKENDS)),
     (_typing.Threads, _training.THREADS),
+    (_typing.Monitor, _training.MONITORS),
     (_typing.Blas, _blas.NAMES),
     (_typing.BlasName, tuple(n for n in _blas.NAMES if n != "auto")),
     (_typing.DType, tuple(d.name for d in _validation.FLOAT_DTYPES)),

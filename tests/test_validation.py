@@ -150,7 +150,7 @@ def test_backend_entry_points_check_their_arrays(backend):
     with pytest.raises(ValueError, match="lr"):
         train(backend, model, params.copy(), X, XOR_Y, epochs=5, batch_size=4, optimizer=changed)
     with pytest.raises(TypeError, match="positional"):   # beyond the data, by keyword only
-        mod.train(net, params.copy(), X, XOR_Y, Optimizer(), np.zeros((2, 17)), np.empty(5), 5, 4)
+        mod.train(net, params.copy(), X, XOR_Y, Optimizer(), np.zeros((1, 17)), np.empty(5), 5, 4)
     with pytest.raises(TypeError, match="grad must have dtype"):
         mod.loss_gradient(net, params.astype(np.float32), X, XOR_Y, np.empty(17))
 

@@ -134,6 +134,13 @@ def add_train(sub):
                        help="hold out --validation-fraction of the rows and stop when their score stalls")
     train.add_argument("--validation-fraction", type=FRACTION, default=None, metavar="F",
                        help="rows held out by --early-stopping (default 0.1)")
+    train.add_argument("--scoring", metavar="NAME", default=None,
+                       help="the score --early-stopping watches on the held-out rows: a scikit-learn scorer "
+                            "name (f1_macro, roc_auc, neg_log_loss, neg_mean_absolute_error, ...; default: "
+                            "accuracy, or R² for regression)")
+    train.add_argument("--class-weight", choices=("balanced",), default=None,
+                       help="classification: weigh each class by n_rows / (n_classes * its rows), so rare "
+                            "classes count as much as common ones")
     train.add_argument("--backend", choices=BACKENDS, default="auto")
     train.add_argument("--plot", metavar="FILE", help="save the loss curve to this image (.png, .svg, .pdf)")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -274,6 +281,10 @@ def train_command(args):
 
     if args.validation_fraction is not None and not args.early_stopping:
         raise UsageError("--validation-fraction sets the rows --early-stopping holds out: give both")
+    if args.scoring is not None:
+        if not args.early_stopping:
+            raise UsageError("--scoring sets the score --early-stopping watches: give both")
+        _cli_models.check_scoring(args.scoring)
     _cli_io.existing_file(args.data, "CSV file")
     model_path = _cli_io.writable(_cli_io.model_file(args.output), "model file")
     if args.plot:
@@ -331,6 +342,9 @@ def _trained(args, interrupts):
     if not used:
         raise UsageError(f"{args.data} has no feature columns besides the target(s) {_cli_io.listing(targets)}")
     task, y = _cli_models.target_values(frame, targets, args.task, args.data)
+    if args.class_weight is not None and task != "classification":
+        raise UsageError("--class-weight weighs classes: the target is a regression target (give --task "
+                         "classification if its values are class labels)")
     scale_target = args.scale and task == "regression"
     rows = frame.index.to_numpy()
     reports = []

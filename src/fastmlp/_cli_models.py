@@ -1,6 +1,7 @@
 """The command line's models: building the estimator `train` fits, saving and loading model
 files, predictions, scores, and the lines `train` and `info` print."""
 
+import difflib
 import importlib.util
 import os
 import sys
@@ -19,6 +20,10 @@ def estimator(task, args):
 
     cls = MLPClassifier if task == "classification" else MLPRegressor
     options = {} if args.validation_fraction is None else {"validation_fraction": args.validation_fraction}
+    if args.scoring is not None:
+        options["scoring"] = args.scoring
+    if args.class_weight is not None:
+        options["class_weight"] = args.class_weight
     return cls(hidden_layer_sizes=tuple(args.hidden), activation=args.activation, solver=args.solver,
                alpha=args.alpha, batch_size=args.batch_size, learning_rate_init=args.lr, max_iter=args.epochs,
                random_state=args.seed, early_stopping=args.early_stopping, backend=args.backend,
@@ -33,6 +38,19 @@ def dropout(args):
     if args.solver == "lbfgs" and any(rates):
         raise UsageError("--dropout needs a stochastic --solver (sgd, adam, adamw, rprop), not lbfgs")
     return rates[0] if len(rates) == 1 else tuple(rates)
+
+
+def check_scoring(name):
+    """A UsageError unless `name` is one of scikit-learn's scorer names."""
+    _cli_io.require("sklearn", "cli")
+    from sklearn.metrics import get_scorer_names
+
+    names = get_scorer_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=4)
+        hint = f"; did you mean {listing(close)}?" if close else ""
+        raise UsageError(f"--scoring {name!r} is not a scikit-learn scorer name (see sklearn.metrics."
+                         f"get_scorer_names()){hint}")
 
 
 def outputs(task, y):
@@ -443,7 +461,7 @@ def summary(est, data, shape, targets, seconds, path, plot_path):
     layers = "-".join(str(n) for n in est._mlp.layer_sizes)
     stopped = ""
     if est.n_iter_ < est.max_iter:
-        stalled = "validation score" if est.early_stopping else "training loss"
+        stalled = f"validation {est.scoring or 'score'}" if est.early_stopping else "training loss"
         stopped = (" (converged)" if est.solver == "lbfgs" else
                    f" (stopped: the {stalled} improved by less than {est.tol:g} for {est.n_iter_no_change} epochs)")
     lines = [
@@ -454,7 +472,7 @@ def summary(est, data, shape, targets, seconds, path, plot_path):
         f"final loss:  {est.loss_:.4g}",
     ]
     if est.early_stopping and getattr(est, "validation_scores_", None):
-        score = "accuracy" if hasattr(est, "classes_") else "r2"
+        score = est.scoring or ("accuracy" if hasattr(est, "classes_") else "r2")
         lines.append(f"validation:  best {score} {est.best_validation_score_:.3f}")
     lines.append(f"time:        {seconds:.2f} s")
     lines.append(f"saved:       {path}" + (f" (loss curve: {plot_path})" if plot_path else ""))
@@ -494,6 +512,8 @@ def describe(path):
     elif isinstance(targets, list):
         lines.append(("targets", listing(targets)))
     loss = fitted.get("loss_")
+    lines += [(name, params[key] if isinstance(params[key], str) else "per class")
+              for key, name in (("class_weight", "class weight"), ("scoring", "scoring")) if params.get(key)]
     lines += [("dtype", mlp.dtype.name), ("solver", params.get("solver")),
               ("epochs trained", fitted.get("n_iter_")),
               ("final loss", "n/a" if loss is None else f"{loss:.4g}")]

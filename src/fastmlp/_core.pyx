@@ -21,7 +21,8 @@ the split costs nothing), in the order they are included:
   allocate work buffers, then run the loops without the GIL.
 
 This file holds the imports, the C declarations the include files share (constants, the
-extension points' codes, the network's C description ``Net``) and the module's setup.
+network's C description ``Net``) and the module's setup; the extension points' codes live
+with their kernels in ``_core_math.pxi``.
 
 float32 and float64 share one source through the ``floating`` fused type. Dense layers
 call BLAS ``?gemm`` (``scipy.linalg.cython_blas``'s, or Intel MKL's: see ``fastmlp._blas``) on
@@ -154,45 +155,10 @@ cdef enum:
     # The widest D (columns of a layer) _kernels.h's fm_nt packs for: the pack buffer's bound.
     SMALL_MAX_PACKED = 1024
 
-# The codes of the extension points. Each table must name exactly what fastmlp._registry
-# lists (checked here, at import): a registered name without a kernel fails the import.
-
-cdef enum Activation:
-    ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_TANH, ACT_SIGMOID, ACT_GELU
-
-cdef enum Output:
-    OUT_SIGMOID, OUT_SOFTMAX, OUT_IDENTITY, OUT_EXP
-
-cdef enum Loss:
-    LOSS_BCE, LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_POISSON
-
-cdef enum OptimizerCode:
-    OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
-
-cdef enum LayerOp:
-    OP_DENSE, OP_ACTIVATION, OP_DROPOUT
-
 # For fastmlp._blas's thread policy: where the BLAS this module calls lives (SciPy's: its wheels carry it
 # in scipy.libs, beside the package), and the smallest product it is given.
 BLAS_LIBRARY_DIR = os.path.dirname(os.path.abspath(scipy.__file__))
 BLAS_MIN_PRODUCT = BLAS_MIN_WORK
-
-_ACTIVATION_CODES = _registry.implemented("compiled", "activation", tuple(_registry.ACTIVATIONS), {
-    "identity": ACT_IDENTITY, "leaky_relu": ACT_LEAKY_RELU, "relu": ACT_RELU, "tanh": ACT_TANH,
-    "sigmoid": ACT_SIGMOID, "gelu": ACT_GELU,
-})
-_OUTPUT_CODES = _registry.implemented("compiled", "output", _registry.OUTPUTS, {
-    "sigmoid": OUT_SIGMOID, "softmax": OUT_SOFTMAX, "identity": OUT_IDENTITY, "exp": OUT_EXP,
-})
-_LOSS_CODES = _registry.implemented("compiled", "loss", tuple(_registry.LOSSES), {
-    "bce": LOSS_BCE, "cross_entropy": LOSS_CROSS_ENTROPY, "mse": LOSS_MSE, "poisson": LOSS_POISSON,
-})
-_OPTIMIZER_CODES = _registry.implemented("compiled", "optimizer", tuple(_registry.OPTIMIZERS), {
-    "sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW, "rprop": OPT_RPROP,
-})
-_OP_CODES = _registry.implemented("compiled", "layer op", _registry.LAYER_OPS, {
-    "dense": OP_DENSE, "activation": OP_ACTIVATION, "dropout": OP_DROPOUT,
-})
 
 
 # The network as the loops see it (built by `_Plan` in _core_entry.pxi).

@@ -33,10 +33,13 @@ cdef class _Plan:
         cdef int[::1] av = acts
         self._ints, self._acts = ints, acts
         small = csr is None
+        largest = max([sizes[l] * sizes[l + 1] for l in range(L)])
         # Leaky ReLU with a slope > 0 keeps the sign of z, so its derivative (all that the
         # backward pass reads of Z_l) can come from A_l, written over Z_l: a buffer of the
-        # batch's size less to write and read in each layer.
-        inplace = net.negative_slope > 0
+        # batch's size less to write and read in each layer (not where every layer is small
+        # enough for the small-network loops: keeping both costs nothing there, and the
+        # activation then needs no care for a product that underflows to -0).
+        inplace = net.negative_slope > 0 and largest >= BLAS_MIN_WORK
         off = 0                     # a Python int: offsets cannot wrap around
         for l in range(L):
             iv[1, l] = off
@@ -85,7 +88,7 @@ cdef class _Plan:
         self.net.sparse = NULL
         self.net.small_work = 0
         if small:
-            self.net.small_work = max([sizes[l] * sizes[l + 1] for l in range(L)])
+            self.net.small_work = largest
         if csr is not None:
             self._attach(csr[0], csr[1], csr[2], np.empty(capacity, np.intp))
 
@@ -172,16 +175,11 @@ cdef object _dtype(const floating* witness):
 
 
 cdef Opt _opt(optimizer):
-    """The C copy of a ``fastmlp._spec.Optimizer``."""
-    cdef Opt opt
-    opt.code = _OPTIMIZER_CODES[optimizer.name]
-    opt.lr, opt.momentum, opt.nesterov = optimizer.lr, optimizer.momentum, optimizer.nesterov
-    opt.beta1, opt.beta2, opt.eps = optimizer.beta1, optimizer.beta2, optimizer.eps
-    opt.weight_decay = optimizer.weight_decay
-    opt.etaplus, opt.etaminus = optimizer.etaplus, optimizer.etaminus
-    opt.step_min, opt.step_max = optimizer.step_min, optimizer.step_max
-    opt.fused, opt.t = optimizer.fused, optimizer.t
-    return opt
+    """The C copy of a ``fastmlp._spec.Optimizer``: each member of `Opt` from the field of the
+    same name (Cython fills a struct from a mapping, member by member), so a hyperparameter
+    reaches the steps once it is a member there."""
+    return {**vars(optimizer), "code": _OPTIMIZER_CODES[optimizer.name], "fused": optimizer.fused,
+            "n_state": optimizer.n_state}
 
 
 cdef int _take_order(perm, Py_ssize_t[::1] order) except -1:
@@ -399,8 +397,8 @@ cdef char* _array_data(a, int typenum, int ndim, bint write, Py_ssize_t* shape, 
     return <char*>cnp.PyArray_DATA(arr)
 
 
-cdef Py_ssize_t _loop_arrays(const Net* net, int kind, params, X, csr, Y, w, losses, state, Py_ssize_t epochs,
-                             Py_ssize_t batch_size, char** data) except -1:
+cdef Py_ssize_t _loop_arrays(const Net* net, int kind, params, X, csr, Y, w, losses, state, Py_ssize_t n_state,
+                             Py_ssize_t epochs, Py_ssize_t batch_size, char** data) except -1:
     """data[:6] = the data of params, X (NULL when None: CSR input), Y, w (NULL when None),
     losses and state for `_train_typed`, each checked by `_array_data` (dtype `kind`, losses
     float64) and their extents checked against `net`, the batch size and the epochs.
@@ -420,7 +418,7 @@ cdef Py_ssize_t _loop_arrays(const Net* net, int kind, params, X, csr, Y, w, los
     cdef Py_ssize_t n = y[0]
     _check_fit(net, p[0], net.size[0] if X is None else x[1], y[1],
                (x[0] == n if X is not None else csr is not None and csr[0].shape[0] == n + 1)
-               and 1 <= batch_size <= n and st[0] == 2 and st[1] == net.n_params and l[0] >= epochs
+               and 1 <= batch_size <= n and st[0] == n_state and st[1] == net.n_params and l[0] >= epochs
                and (w is None or v[0] == n))
     return n
 
@@ -470,8 +468,9 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
-    start of every epoch when `rng` (a numpy Generator) is given. `state` (2, len(params))
-    holds the optimizer's buffers between calls (zeros at first); ``optimizer.t`` counts
+    start of every epoch when `rng` (a numpy Generator) is given. `state`, shaped
+    (optimizer.n_state, len(params)) (``optimizer.new_state(params)``), holds the
+    optimizer's buffers between calls (zeros at first); ``optimizer.t`` counts
     the steps taken. OUT: params, state, optimizer.t, and losses[e] = the mean training loss
     of epoch e (each batch's loss taken before its step, with the L2 penalty). With
     sample_weight (n,), each batch's loss is its weighted mean and epochs weigh batches by

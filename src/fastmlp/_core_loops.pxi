@@ -189,7 +189,7 @@ cdef void _poll_init(Poll* poll, Py_ssize_t every, stop, list errors) noexcept:
 cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* params,
                    const floating* X, const floating* Y, const floating* w, Py_ssize_t n,
                    Py_ssize_t batch_size, const Py_ssize_t* order, floating* work,
-                   floating* grad, floating* s1, floating* s2, Poll* stop) noexcept nogil:
+                   floating* grad, floating* state, Poll* stop) noexcept nogil:
     """One epoch of mini-batch steps; returns the mean of the batch losses (each taken before
     its step, with the L2 penalty), weighted by the batches' total sample weights.
 
@@ -259,7 +259,7 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
             _backward(net, params, Xb, m, work, grad, <floating>1, <floating>0, <floating>0)
             if net.l2 != 0:
                 _add_l2(net, params, grad)
-            _update(opt, net, n_params, params, grad, s1, s2)
+            _update(opt, net, n_params, params, grad, state)
         start += m
     return total / total_weight if total_weight > 0 else 0
 
@@ -310,11 +310,11 @@ cdef void _set_rows(const Net* net, Py_ssize_t start, Py_ssize_t m) noexcept nog
 
 
 cdef void _save_point(floating* snap, const floating* params, const floating* state,
-                      Py_ssize_t n_params, bint with_state) noexcept nogil:
-    """snap = params, and the optimizer's state (2 * n_params) after them unless it keeps none."""
+                      Py_ssize_t n_params, Py_ssize_t kept) noexcept nogil:
+    """snap = params, and the first `kept` vectors of the optimizer's state after them."""
     memcpy(snap, params, n_params * sizeof(floating))
-    if with_state:
-        memcpy(snap + n_params, state, 2 * n_params * sizeof(floating))
+    if kept:
+        memcpy(snap + n_params, state, kept * n_params * sizeof(floating))
 
 
 cdef bint _all_finite(const floating* a, Py_ssize_t size) noexcept nogil:
@@ -329,20 +329,20 @@ cdef bint _all_finite(const floating* a, Py_ssize_t size) noexcept nogil:
 
 cdef Py_ssize_t _roll_back(double* losses, Py_ssize_t cur, Py_ssize_t written, floating* params,
                            floating* state, const floating* snaps, const long* steps, Opt* opt,
-                           Py_ssize_t n_params, bint with_state) noexcept nogil:
+                           Py_ssize_t n_params, Py_ssize_t kept) noexcept nogil:
     """After a divergence: params, state and opt.t back to the save point taken when epoch
     `cur` started, or when the epoch before it started if that one holds non-finite params
     (the steps of epoch cur - 1 overflowed). The losses of the epochs undone (those written,
     < `written`) become NaN. Returns the epoch whose start the params are now at."""
-    if cur > 0 and not _all_finite(snaps + (cur % 2) * 3 * n_params, n_params):
+    cdef Py_ssize_t snap_size = (1 + kept) * n_params
+    if cur > 0 and not _all_finite(snaps + (cur % 2) * snap_size, n_params):
         if cur < written:
             losses[cur] = NAN
         cur -= 1
     if cur < written:
         losses[cur] = NAN
-    memcpy(params, snaps + (cur % 2) * 3 * n_params, n_params * sizeof(floating))
-    if with_state:
-        memcpy(state, snaps + (cur % 2) * 3 * n_params + n_params, 2 * n_params * sizeof(floating))
+    memcpy(params, snaps + (cur % 2) * snap_size, n_params * sizeof(floating))
+    memcpy(state, snaps + (cur % 2) * snap_size + n_params, kept * n_params * sizeof(floating))
     opt.t = steps[cur % 2]
     return cur
 
@@ -460,8 +460,10 @@ cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in,
     cdef _Plan plan = _Plan(net, batch_size, rng is not None, csr, True, dropout_key)
     cdef const Net* cnet = &plan.net
     cdef char* data[6]
+    cdef Opt opt = _opt(optimizer)
     cdef Py_ssize_t n = _loop_arrays(cnet, cnp.NPY_FLOAT if floating is float else cnp.NPY_DOUBLE, params_in, X_in,
-                                     csr, Y_in, w_in, losses_in, state_in, epochs, batch_size, data)
+                                     csr, Y_in, w_in, losses_in, state_in, opt.n_state, epochs, batch_size,
+                                     data)
     cdef floating* params = <floating*>data[0]
     cdef const floating* Xp = <const floating*>data[1]
     cdef const floating* Y = <const floating*>data[2]
@@ -474,15 +476,16 @@ cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in,
     cdef floating *work, *grad, *snaps
     cdef Py_ssize_t[::1] order = np.empty(n, np.intp) if rng is not None else None
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
-    cdef Opt opt = _opt(optimizer)
     cdef bint small = (opt.fused and rng is None and w_ptr == NULL and batch_size == n and not cnet.dropout
                        and _is_small(cnet, n))
     cdef double loss
     cdef long steps[2]
     errors = []     # (below, through `try`, nothing raises once the buffer is made)
     _poll_init(&poll, poll.every, stop, errors)
-    # one buffer: layers' work, gradient, 2 save points (6 * n_params)
-    work = _work_buffer(cnet.work_size + 7 * n_params, params)
+    # the state vectors a save point keeps: none for plain SGD (its step is fused, its state unused)
+    cdef Py_ssize_t kept = 0 if opt.fused else opt.n_state
+    # one buffer: layers' work, gradient, 2 save points (params and the state kept)
+    work = _work_buffer(cnet.work_size + (3 + 2 * kept) * n_params, params)
     grad, snaps = work + cnet.work_size, work + cnet.work_size + n_params
     try:
         while e < epochs:
@@ -494,14 +497,12 @@ cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in,
             with _fork.computing, nogil:   # (a fork from another thread waits for a boundary)
                 while e < last:
                     cur, steps[e % 2] = e, opt.t
-                    _save_point(&snaps[(e % 2) * 3 * n_params], params, state, n_params,
-                                not opt.fused)
+                    _save_point(&snaps[(e % 2) * (1 + kept) * n_params], params, state, n_params, kept)
                     if small:
                         loss = _epoch_small(cnet, &opt, params, Xp, Y, n, work, &poll)
                     else:
                         loss = _epoch(cnet, &opt, n_params, params, Xp, Y, w_ptr, n,
-                                      batch_size, order_ptr, work, grad, state,
-                                      state + n_params, &poll)
+                                      batch_size, order_ptr, work, grad, state, &poll)
                     if poll.stopped:
                         break          # after a whole step; this epoch's loss is not written
                     losses[e] = loss
@@ -520,8 +521,7 @@ cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in,
                     opt.lr = next_lr(optimizer)    # the callback may have set the next epoch's rate
     finally:
         if cur >= 0 and ((cur < e and not isfinite(losses[cur])) or not _all_finite(params, n_params)):
-            _roll_back(losses, cur, e, params, state, snaps, steps, &opt, n_params,
-                       not opt.fused)
+            _roll_back(losses, cur, e, params, state, snaps, steps, &opt, n_params, kept)
         PyMem_RawFree(work)
         optimizer.t = opt.t
     return e

@@ -4,6 +4,36 @@
 # contiguous runs of them. The twin of _reference.py: the same names, the same formulas,
 # the same order of operations, read side by side.
 
+# The codes of the extension points. Each table must name exactly what fastmlp._registry
+# lists (checked here, at import): a registered name without a kernel fails the import.
+
+cdef enum Activation:
+    ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_TANH, ACT_SIGMOID, ACT_GELU, ACT_SILU
+
+cdef enum Output:
+    OUT_SIGMOID, OUT_SOFTMAX, OUT_IDENTITY, OUT_EXP
+
+cdef enum Loss:
+    LOSS_BCE, LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_POISSON
+
+cdef enum OptimizerCode:
+    OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
+
+_ACTIVATION_CODES = _registry.implemented("compiled", "activation", tuple(_registry.ACTIVATIONS), {
+    "identity": ACT_IDENTITY, "leaky_relu": ACT_LEAKY_RELU, "relu": ACT_RELU, "tanh": ACT_TANH,
+    "sigmoid": ACT_SIGMOID, "gelu": ACT_GELU, "silu": ACT_SILU,
+})
+_OUTPUT_CODES = _registry.implemented("compiled", "output", _registry.OUTPUTS, {
+    "sigmoid": OUT_SIGMOID, "softmax": OUT_SOFTMAX, "identity": OUT_IDENTITY, "exp": OUT_EXP,
+})
+_LOSS_CODES = _registry.implemented("compiled", "loss", tuple(_registry.LOSSES), {
+    "bce": LOSS_BCE, "cross_entropy": LOSS_CROSS_ENTROPY, "mse": LOSS_MSE, "poisson": LOSS_POISSON,
+})
+_OPTIMIZER_CODES = _registry.implemented("compiled", "optimizer", tuple(_registry.OPTIMIZERS), {
+    "sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW, "rprop": OPT_RPROP,
+})
+
+
 cdef inline floating _exp(floating x) noexcept nogil:
     if floating is float:
         return expf(x)
@@ -49,6 +79,17 @@ cdef inline floating _sigmoid1(floating z) noexcept nogil:
     return e / (1 + e)
 
 
+cdef inline floating _silu(floating z) noexcept nogil:
+    """z * sigmoid(z) (PyTorch's nn.SiLU)."""
+    return z * _sigmoid1(z)
+
+
+cdef inline floating _silu_grad(floating z) noexcept nogil:
+    """s + z s (1 - s), s = sigmoid(z)."""
+    cdef floating s = _sigmoid1(z)
+    return s + z * s * (1 - s)
+
+
 # The element loops below are written branch-free (a select, not a conditional store) so
 # that the compiler vectorises them: with random signs a branch mispredicts half the time.
 
@@ -79,6 +120,9 @@ cdef void _activation(Py_ssize_t size, const floating* Z, floating* A, int act,
     elif act == ACT_GELU:
         for i in range(size):
             A[i] = _gelu(Z[i])
+    elif act == ACT_SILU:
+        for i in range(size):
+            A[i] = _silu(Z[i])
     else:
         for i in range(size):
             A[i] = Z[i]
@@ -86,14 +130,17 @@ cdef void _activation(Py_ssize_t size, const floating* Z, floating* A, int act,
 
 cdef inline floating _leaky_grad1(floating z, floating d, floating slope) noexcept nogil:
     """d * Leaky ReLU'(z): d where z >= 0, slope * d where z < 0, NaN where z is NaN (a
-    select on z >= 0 alone would give slope * d there)."""
-    return d if z >= 0 else (slope * d if z < 0 else z)
+    select on z >= 0 alone would give slope * d there). Two plain selects, which the
+    compiler turns into vector operations."""
+    cdef floating r = d if z >= 0 else slope * d
+    return r if z == z else z
 
 
 cdef inline floating _relu_grad1(floating z, floating d) noexcept nogil:
     """d * ReLU'(z): d where z > 0, 0 * d where z <= 0 (NaN for a NaN d, as the product
     d * 0 is), NaN where z is NaN."""
-    return d if z > 0 else (0 * d if z <= 0 else z)
+    cdef floating r = d if z > 0 else 0 * d
+    return r if z == z else z
 
 
 cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floating* A,
@@ -119,21 +166,9 @@ cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floatin
     elif act == ACT_GELU:
         for i in range(size):
             D[i] = D[i] * _gelu_grad(Z[i])
-
-
-cdef inline floating _act1(floating z, int act, floating slope) noexcept nogil:
-    """act(z) for one element: `_activation`'s formulas."""
-    if act == ACT_LEAKY_RELU:
-        return z if z >= 0 else slope * z
-    if act == ACT_RELU:
-        return 0 if z <= 0 else z
-    if act == ACT_TANH:
-        return _tanh(z)
-    if act == ACT_SIGMOID:
-        return _sigmoid1(z)
-    if act == ACT_GELU:
-        return _gelu(z)
-    return z
+    elif act == ACT_SILU:
+        for i in range(size):
+            D[i] = D[i] * _silu_grad(Z[i])
 
 
 cdef inline floating _bce1(floating z, floating y, floating scale, double* total,
@@ -327,32 +362,35 @@ cdef double _sum_squared_weights(const Net* net, const floating* params) noexcep
 
 
 cdef struct Opt:
+    # filled by `_opt` from the fastmlp._spec.Optimizer's fields of the same names
     int code                  # an OPT_* code
     double lr, momentum, beta1, beta2, eps, weight_decay, etaplus, etaminus, step_min, step_max
     bint nesterov
     bint fused                # plain SGD: the step is taken inside the gradient GEMMs
     long t                    # steps taken so far (Adam's bias correction; Rprop's start)
+    int n_state               # vectors of state per parameter (fastmlp._registry.OPTIMIZERS)
 
 
 cdef void _update(Opt* opt, const Net* net, Py_ssize_t size, floating* params,
-                  floating* grad, floating* s1, floating* s2) noexcept nogil:
+                  floating* grad, floating* state) noexcept nogil:
     """One optimizer step on the flat parameters with gradient `grad` (which includes the L2
-    term); s1, s2 are the optimizer's state, laid out like params (see `_update_range`)."""
+    term); `state` holds the optimizer's opt.n_state vectors, each laid out like params, one
+    after the other (see `_update_range`)."""
     cdef Py_ssize_t l, lo, hi
     opt.t += 1
     for l in range(net.n_layers):
         lo, hi = net.w_off[l], net.b_off[l]
-        _update_range(opt, opt.t, params + lo, grad + lo, s1 + lo, s2 + lo, hi - lo, True)
+        _update_range(opt, opt.t, params + lo, grad + lo, state + lo, size, hi - lo, True)
         lo, hi = net.b_off[l], net.b_off[l] + net.size[l + 1]
-        _update_range(opt, opt.t, params + lo, grad + lo, s1 + lo, s2 + lo, hi - lo, False)
+        _update_range(opt, opt.t, params + lo, grad + lo, state + lo, size, hi - lo, False)
 
 
-cdef void _update_range(const Opt* opt, long t, floating* p, floating* g, floating* s1,
-                        floating* s2, Py_ssize_t size, bint weights) noexcept nogil:
-    """Step `t` (counted from 1) of the optimizer on p[:size], with gradient g and state s1, s2
-    of the same extent: all weights of one layer (`weights`) or all biases, or a part of
-    them. Each element's update reads only its own entries, so a step may be taken in any
-    partition of the parameters. PyTorch's update rules:
+cdef void _update_range(const Opt* opt, long t, floating* p, floating* g, floating* s,
+                        Py_ssize_t stride, Py_ssize_t size, bint weights) noexcept nogil:
+    """Step `t` (counted from 1) of the optimizer on p[:size], with gradient g of the same
+    extent and state vector j at s + j * stride: all weights of one layer (`weights`) or all
+    biases, or a part of them. Each element's update reads only its own entries, so a step
+    may be taken in any partition of the parameters. PyTorch's update rules:
 
     sgd:   v = momentum * v + g;  p -= lr * (g + momentum * v if nesterov else v)
     adam:  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
@@ -365,13 +403,15 @@ cdef void _update_range(const Opt* opt, long t, floating* p, floating* g, floati
     cdef floating lr = <floating>opt.lr, mu = <floating>opt.momentum, v, m, d, step, decay
     cdef floating b1 = <floating>opt.beta1, b2 = <floating>opt.beta2, eps = <floating>opt.eps
     cdef floating root_bc2
-    if opt.code == OPT_SGD:
+    cdef floating* s2
+    if opt.code == OPT_SGD:   # s = velocity
         for i in range(size):
-            v = mu * s1[i] + g[i]
-            s1[i] = v
+            v = mu * s[i] + g[i]
+            s[i] = v
             d = g[i] + mu * v if opt.nesterov else v
             p[i] -= lr * d
-    elif opt.code == OPT_ADAM or opt.code == OPT_ADAMW:
+    elif opt.code == OPT_ADAM or opt.code == OPT_ADAMW:   # s = m, s2 = v
+        s2 = s + stride
         if opt.code == OPT_ADAMW and weights:
             decay = <floating>(1 - opt.lr * opt.weight_decay)
             for i in range(size):
@@ -379,26 +419,27 @@ cdef void _update_range(const Opt* opt, long t, floating* p, floating* g, floati
         step = <floating>(opt.lr / (1 - pow(opt.beta1, t)))
         root_bc2 = <floating>sqrt(1 - pow(opt.beta2, t))
         for i in range(size):
-            m = b1 * s1[i] + (1 - b1) * g[i]
+            m = b1 * s[i] + (1 - b1) * g[i]
             v = b2 * s2[i] + (1 - b2) * g[i] * g[i]
-            s1[i], s2[i] = m, v
+            s[i], s2[i] = m, v
             p[i] -= step * m / (_sqrt(v) / root_bc2 + eps)
-    elif opt.code == OPT_RPROP:   # s1 = step sizes, s2 = previous gradient
+    elif opt.code == OPT_RPROP:   # s = step sizes, s2 = previous gradient
+        s2 = s + stride
         if t == 1:
             for i in range(size):
-                s1[i] = lr
+                s[i] = lr
                 s2[i] = 0
         for i in range(size):
             d = g[i] * s2[i]
             if d > 0:
-                s1[i] = min(s1[i] * <floating>opt.etaplus, <floating>opt.step_max)
+                s[i] = min(s[i] * <floating>opt.etaplus, <floating>opt.step_max)
             elif d < 0:
-                s1[i] = max(s1[i] * <floating>opt.etaminus, <floating>opt.step_min)
+                s[i] = max(s[i] * <floating>opt.etaminus, <floating>opt.step_min)
                 g[i] = 0
             if g[i] > 0:
-                p[i] -= s1[i]
+                p[i] -= s[i]
             elif g[i] < 0:
-                p[i] += s1[i]
+                p[i] += s[i]
             s2[i] = g[i]
 
 

@@ -12,6 +12,16 @@
 # through the dense layer and the activation below it at once): the dense op looks one op
 # ahead and returns 2. A new op is a code here, its two functions and a case in the walkers.
 
+# The op codes: the table must name exactly what fastmlp._registry.LAYER_OPS lists
+# (checked here, at import).
+
+cdef enum LayerOp:
+    OP_DENSE, OP_ACTIVATION, OP_DROPOUT
+
+_OP_CODES = _registry.implemented("compiled", "layer op", _registry.LAYER_OPS, {
+    "dense": OP_DENSE, "activation": OP_ACTIVATION, "dropout": OP_DROPOUT,
+})
+
 # Dropout's masks (see ``fastmlp._spec``): SplitMix64's finalizer on uint64 counters.
 cdef enum:
     DROPOUT_BITS_SHIFT = 11        # a hash's top 53 bits: hash >> 11

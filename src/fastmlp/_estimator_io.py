@@ -7,11 +7,15 @@ An estimator's file is its network's ``MLP.save`` archive (config, params, histo
 format            1
 class             "MLPClassifier" or "MLPRegressor"
 params            the constructor arguments (``get_params()``; a RandomState instance and
-                  a ``callback`` function are written as null)
+                  a ``callback`` function are written as null; ``scoring`` and
+                  ``class_weight`` only when set, a callable scoring left out, and a
+                  class_weight dict as {"items": [[label, weight], ...]}, a list of dicts as
+                  a list of those, since JSON keys are strings)
 attributes        the fitted bookkeeping: n_iter_, t_, n_features_in_, n_outputs_, n_layers_,
                   out_activation_, loss_, loss_curve_, validation_scores_,
-                  best_validation_score_, best_loss_ and the private counters the estimators
-                  keep between calls (those the fit set; L-BFGS sets fewer)
+                  validation_loss_curve_, best_validation_score_, best_loss_ and the private
+                  counters the estimators keep between calls (those the fit set; L-BFGS sets
+                  fewer; files from before validation_loss_curve_ load with it None)
 feature_names     ``feature_names_in_`` (column names of a pandas X) or null
 classes           {"dtype": numpy dtype string, "values": [...], "y_type": "binary", ...}
                   for a classifier, null for a regressor
@@ -44,10 +48,13 @@ _ATTRIBUTES = {
     "n_iter_": int, "t_": int, "n_features_in_": int, "n_outputs_": int, "n_layers_": int,
     "out_activation_": str, "loss_": float, "loss_curve_": list, "validation_scores_": list,
     "best_validation_score_": float, "best_loss_": float, "_no_improvement_count": int,
-    "_learning_rate": float,
+    "_learning_rate": float, "validation_loss_curve_": list,
 }
 _CLASS_KINDS = "biufUO"       # numpy dtype kinds allowed for classes_ (object: strings only)
 _CODE_PARAMS = {"callback"}   # functions: a model file holds no code, so these are written as null
+# parameters newer than the format: written only when not None (a file of an estimator that
+# does not use them is read by earlier versions too); a callable scoring is not written
+_OPTIONAL_PARAMS = ("scoring", "class_weight")
 
 
 # ================================================================== save
@@ -70,6 +77,11 @@ def _record(est, metadata):
         params["random_state"] = None
     for name in _CODE_PARAMS & set(params):
         params[name] = None
+    for name in _OPTIONAL_PARAMS:
+        if name in params and (params[name] is None or callable(params[name])):
+            del params[name]
+    if params.get("class_weight") is not None:
+        params["class_weight"] = _class_weight_record(params["class_weight"])
     classes = None
     if hasattr(est, "classes_"):
         binarizer = est._label_binarizer
@@ -84,6 +96,37 @@ def _record(est, metadata):
         "classes": classes,
         "metadata": metadata,
     }
+
+
+def _class_weight_record(class_weight):
+    """class_weight in JSON: "balanced", {"items": [[label, weight], ...]}, or a list of those."""
+    if isinstance(class_weight, dict):
+        return {"items": [[label, weight] for label, weight in class_weight.items()]}
+    if isinstance(class_weight, (list, tuple)):
+        return [_class_weight_record(item) for item in class_weight]
+    return class_weight
+
+
+def _class_weight_value(record):
+    """The class_weight a `_class_weight_record` holds (TypeError for anything else)."""
+    if record is None or isinstance(record, str):
+        return record
+    if isinstance(record, list):
+        if not all(isinstance(item, dict) for item in record):
+            _not_class_weight(record)
+        return [_class_weight_value(item) for item in record]
+    if not isinstance(record, dict) or set(record) != {"items"} or not isinstance(record["items"], list):
+        _not_class_weight(record)
+    pairs = record["items"]
+    if not all(isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], (str, int, float, bool))
+               for pair in pairs):
+        _not_class_weight(record)
+    return {label: weight for label, weight in pairs}
+
+
+def _not_class_weight(record):
+    raise TypeError(f"params: class_weight {_short(record)} is not 'balanced', {{'items': [[label, weight], "
+                    "...]}} or a list of those")
 
 
 def _jsonable(value):
@@ -156,11 +199,15 @@ def _estimator(path, record, backend):
         params = dict(record["params"])
         if isinstance(params.get("hidden_layer_sizes"), list):
             params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+        if "class_weight" in params:
+            params["class_weight"] = _class_weight_value(params["class_weight"])
         est = cls(**params)
         if backend is not None:
             est.set_params(backend=backend)
         est._validate_params()
         _set_attributes(est, record["attributes"])
+        if hasattr(est, "loss_curve_") and not hasattr(est, "validation_loss_curve_"):
+            est.validation_loss_curve_ = None        # (a file from before it was kept)
         _set_features(est, record["feature_names"])
         if cls is _sklearn.MLPClassifier:
             _set_classes(est, record["classes"])
@@ -214,6 +261,7 @@ _ALLOWED = {
     "loss_": lambda v: v is not None and math.isfinite(v), "loss_curve_": _finite_numbers,
     "best_loss_": lambda v: v is None or (not math.isnan(v) and v != -math.inf),
     "validation_scores_": lambda v: True,        # (NaN or -inf for a diverged epoch, as scikit-learn's)
+    "validation_loss_curve_": lambda v: True,    # (NaN or inf for a diverged epoch)
     "best_validation_score_": lambda v: v is None or (not math.isnan(v) and v != math.inf),
     "_learning_rate": lambda v: v is not None and math.isfinite(v) and v > 0,
 }
@@ -302,4 +350,8 @@ def _check_bookkeeping(est, sklearn_module):
                          f"({curve[-1]!r})")
     if curve is not None and scores is not None and len(scores) != len(curve):
         raise ValueError(f"attribute validation_scores_ has {len(scores)} scores for {len(curve)} epochs in "
+                         "loss_curve_")
+    losses = getattr(est, "validation_loss_curve_", None)
+    if curve is not None and losses is not None and len(losses) != len(curve):
+        raise ValueError(f"attribute validation_loss_curve_ has {len(losses)} losses for {len(curve)} epochs in "
                          "loss_curve_")

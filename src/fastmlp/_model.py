@@ -17,9 +17,10 @@ import numpy as np
 from . import _backend, _blas, _persistence, _progress, _training
 from ._initializers import check_init, initial_params
 from ._spec import Network
-from ._typing import (Activation, ArrayLike, Backend, Callback, DType, Floats, Init, Input, Labels, Loss,
-                      Optimizer, Output, PathLike, Schedule, Setting, Threads)
-from ._validation import check_sample_weight, check_targets, check_X, float_dtype, integer
+from ._typing import (Activation, ArrayLike, Backend, Callback, ClassWeight, DType, Floats, Init, Input, Labels, Loss,
+                      Monitor, Optimizer, Output, PathLike, Schedule, Setting, Threads)
+from ._validation import (check_sample_weight, check_targets, check_X, class_columns, class_sample_weight,
+                          float_dtype, integer)
 
 _Model = TypeVar("_Model", bound="MLP")
 
@@ -58,8 +59,8 @@ class MLP:
     layer_sizes : sequence of int
         Widths from input to output, e.g. ``[2, 4, 1]`` for the seed's XOR network.
     activation : str or sequence of str
-        Hidden activation, one name for every hidden layer or one per hidden layer:
-        ``"leaky_relu"``, ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"identity"``, ``"gelu"``.
+        Hidden activation, one name for every hidden layer or one per hidden layer: any
+        of the user guide's list (``"leaky_relu"``, ``"relu"``, ``"gelu"``, ...).
     output : str
         Output activation: ``"sigmoid"`` (binary or multi-label), ``"softmax"``
         (one of k classes), ``"identity"`` (regression), ``"exp"`` (counts, rates).
@@ -99,8 +100,7 @@ class MLP:
                  output: Output = "sigmoid", loss: Loss | None = None, negative_slope: float = 0.01, l2: float = 0.0,
                  init: Init = "auto", init_scale: float | None = None, seed: int | None = None,
                  dtype: DType = "float64", backend: Backend = "auto", dropout: float | Sequence[float] = 0.0) -> None:
-        self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
-                        seed, dtype, backend, dropout)
+        self._configure(**{key: value for key, value in locals().items() if key != "self"})
         self._set_state(self._initial_params(self._seed), {"loss": [], "val_loss": []})
 
     def _configure(self, layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
@@ -113,8 +113,7 @@ class MLP:
         self._backend, self._impl = _backend.resolve(backend)
         self._activation = activation if isinstance(activation, str) else self._net.activations
 
-    activation: Setting[Activation | tuple[Activation, ...]] = Setting("_activation",
-                                                                       "The hidden activation(s), as given.")
+    activation: Setting[Activation | tuple[Activation, ...]] = Setting("_activation", "The hidden activation(s), as given.")
     init: Setting[Init] = Setting("_init", "The weight initialisation.")
     init_scale: Setting[float | None] = Setting("_init_scale", 'Standard deviation of init="normal", or None.')
     seed: Setting[int | None] = Setting("_seed", "The seed of the initialisation, shuffling, splits and restarts.")
@@ -170,7 +169,8 @@ class MLP:
             validation_data: tuple[Input, ArrayLike] | None = None, validation_fraction: float | None = None,
             early_stopping: bool = False, patience: int = 10, tol: float = 1e-4, n_restarts: int = 1,
             sample_weight: ArrayLike | None = None, weight_decay: float = 0.01, callback: Callback | None = None,
-            progress: bool = False, threads: Threads = "auto") -> _Model:
+            progress: bool = False, threads: Threads = "auto", class_weight: ClassWeight | None = None,
+            monitor: Monitor | None = None, mode: Literal["min", "max"] | None = None) -> _Model:
         """Train the network; returns self. Every check runs before any work, and a call that
         raises leaves the model as it was (the user guide's fit table has the details).
 
@@ -194,12 +194,15 @@ class MLP:
         validation_data, validation_fraction : (X_val, y_val) or float, optional
             Held-out data, or a fraction of (X, y) drawn from the seed: ``history_["val_loss"]``.
         early_stopping, patience, tol : bool, int, float
-            Stop after `patience` epochs without an improvement of `tol` in the monitored loss
-            (validation loss if any), keeping the best epoch's weights.
+            Stop after `patience` epochs without an improvement of `tol` in the monitored value
+            (`monitor`), keeping the best epoch's weights.
         n_restarts : int
-            Initialisations trained in parallel threads; the lowest monitored loss wins.
+            Initialisations trained in parallel threads; the best monitored value wins.
         sample_weight : array-like, shape (n,), optional
             Weights >= 0: every mean over samples becomes ``sum(w_i * loss_i) / sum(w_i)``.
+        class_weight : "balanced", {label: weight} or one dict per output: multiplies sample_weight by class
+        monitor, mode : "loss", "val_loss" or callable (model, X_val, y_val) -> float; "min"/"max"
+            What early stopping, "plateau" and restarts watch (default: val_loss, else loss).
         callback : callable, optional
             ``callback(epoch, logs)`` after every epoch (logs: loss, val_loss, lr, elapsed, restart); False stops.
         progress : bool
@@ -212,26 +215,28 @@ class MLP:
         MLP
             The model itself.
         """
-        X, Y, w = _checked_data(self, X, y, sample_weight)
+        # the optimizer's options as one object (fastmlp._registry declares its hyperparameters)
+        opt = _training.fit_optimizer(optimizer, lr, momentum=momentum, nesterov=nesterov, beta1=beta1,
+                                      beta2=beta2, eps=eps, weight_decay=weight_decay)
+        X, Y, w = _checked_data(self, X, y, sample_weight, class_weight)
         job = _training.fit_job(
-            X, Y, w, self._check_Xy, self._seed, epochs=epochs, lr=lr, batch_size=batch_size,
-            shuffle=shuffle, warm_start=warm_start, optimizer=optimizer, momentum=momentum,
-            nesterov=nesterov, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-            lr_schedule=lr_schedule, power_t=power_t, validation_data=validation_data,
+            X, Y, w, self._check_Xy, self._seed, epochs=epochs, optimizer=opt, batch_size=batch_size,
+            shuffle=shuffle, warm_start=warm_start, lr_schedule=lr_schedule, power_t=power_t,
+            validation_data=validation_data,
             validation_fraction=validation_fraction, early_stopping=early_stopping,
-            patience=patience, tol=tol, n_restarts=n_restarts, threads=threads, checked=True)
+            patience=patience, tol=tol, n_restarts=n_restarts, threads=threads, checked=True,
+            monitor=monitor, mode=mode)
+        job.score = _scorer(self, job)
         with _progress.reporting(callback, progress, job.epochs * job.n_restarts, "fastmlp fit") as report:
             job.report = report if report.active else None
-            runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params, self._net.has_dropout)
+            runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params)
             _training.run_fit(self._impl, self._net, runs, job, self._commit)
         return self
 
     def partial_fit(self: _Model, X: Input, y: ArrayLike, **options: Any) -> _Model:
         """One epoch on (X, y), continuing the weights, optimizer state and history:
         ``fit(X, y, epochs=1, warm_start=True, **options)``."""
-        for key in ("epochs", "warm_start", "n_restarts"):
-            if key in options:
-                raise TypeError(f"partial_fit takes no {key!r}: it is one warm-started epoch")
+        _one_epoch_options(options)
         return self.fit(X, y, epochs=1, warm_start=True, **options)
 
     # ------------------------------------------------------------------ inference
@@ -247,11 +252,7 @@ class MLP:
         """sigmoid: 0/1 labels, shape (n,) for one output, (n, k) for several;
         softmax: class indices, shape (n,); identity: the values, (n,) for one output."""
         out = self.predict_proba(X)
-        if self.output == "softmax":
-            return np.argmax(out, axis=1)
-        if self.output == "sigmoid":
-            out = (out >= 0.5).astype(np.int64)
-        return out[:, 0] if out.shape[1] == 1 else out
+        return _labels(self.output, out >= 0.5 if self.output == "sigmoid" else out)
 
     def loss(self, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Mean loss on (X, y) (weighted by sample_weight), with the L2 penalty when l2 > 0."""
@@ -361,16 +362,57 @@ def _weights_like(view, value, name):
     return array
 
 
+def _one_epoch_options(options):
+    """partial_fit's `options` (fit's): not those that set the epochs, nor class_weight="balanced"."""
+    for key in ("epochs", "warm_start", "n_restarts"):
+        if key in options:
+            raise TypeError(f"partial_fit takes no {key!r}: it is one warm-started epoch")
+    if isinstance(options.get("class_weight"), str) and options["class_weight"] == "balanced":
+        raise ValueError("class_weight='balanced' is not available in partial_fit, which sees one batch: "
+                         "compute the weights over all the data once and pass them as a dict")
+
+
 def _checked_xy(model, X, y):
     """``MLP._check_Xy``: X and y as the model's own checked arrays (X, Y)."""
     X = model._check_X(X)
     return X, _own(check_targets(y, X.shape[0], model._net.loss, model._net.sizes[-1], model._dtype))
 
 
-def _checked_data(model, X, y, sample_weight):
-    """(X, Y, w): the model's checked data and sample weights (None without)."""
+def _checked_data(model, X, y, sample_weight, class_weight=None):
+    """(X, Y, w): the model's checked data and sample weights (None without), times the
+    class weights of `class_weight` (see ``MLP.fit``)."""
     X, Y = model._check_Xy(X, y)
-    return X, Y, check_sample_weight(sample_weight, X.shape[0], model._dtype)
+    rows = None
+    if class_weight is not None:
+        rows = class_sample_weight(class_weight, class_columns(Y, model._net.output))
+    return X, Y, check_sample_weight(sample_weight, X.shape[0], model._dtype, rows)
+
+
+def _labels(output, Y):
+    """Checked targets `Y` (n, k) in the form ``MLP.predict`` returns: class indices
+    (softmax), 0/1 labels (sigmoid) or values, (n,) for one output."""
+    if output == "softmax":
+        return np.argmax(Y, axis=1)
+    if output == "sigmoid":
+        Y = Y.astype(np.int64)
+    return Y[:, 0] if Y.shape[1] == 1 else Y
+
+
+def _scorer(model, job):
+    """For a callable job.monitor, ``score(params)``: ``monitor(view, X_val, y_val)`` for a view
+    of `model` whose parameters are `params` (a run's, while it trains), as a float; else None."""
+    monitor, X_val = job.monitor, job.X_val
+    if monitor is None or isinstance(monitor, str):
+        return None
+    y_val = _labels(model._net.output, job.Y_val)
+
+    def score(params):
+        view = MLP.__new__(MLP)
+        view.__dict__.update(model.__dict__)
+        view._params = params
+        return _training.monitored_value(monitor(view, X_val, y_val))
+
+    return score
 
 
 def _own(a):

@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from ._model import MLP
+from ._registry import ACTIVATIONS, implemented
 
 if TYPE_CHECKING:
     import onnx
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 OPSET, IR_VERSION = 17, 8          # IR 8 is the one that goes with opset 17: older runtimes load it
 INSTALL_HINT = "pip install 'fastmlp[onnx]'"
 _CHEBYSHEV_DEGREE, _CHEBYSHEV_SCALE = 30, 3.0
-_HIDDEN_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
 _OUTPUT_OPS = {"sigmoid": "Sigmoid", "softmax": "Softmax", "exp": "Exp"}
 
 
@@ -180,16 +180,30 @@ def _forward(g, net, A):
 
 
 def _hidden(g, Z, activation, slope):
-    if activation == "identity":
-        return Z
-    if activation in _HIDDEN_OPS:
-        return g.op(_HIDDEN_OPS[activation], Z)
-    if activation == "leaky_relu":
-        if g.dtype == np.float32:
-            return g.op("LeakyRelu", Z, alpha=float(slope))
-        return g.op("Where", g.op("GreaterOrEqual", Z, g.const(0)), Z, g.op("Mul", Z, g.const(slope)))
-    assert activation == "gelu", activation
+    """The tensor named `Z` through the hidden activation `activation`."""
+    return _HIDDEN[activation](g, Z, slope)
+
+
+def _leaky_relu(g, Z, slope):
+    if g.dtype == np.float32:
+        return g.op("LeakyRelu", Z, alpha=float(slope))
+    return g.op("Where", g.op("GreaterOrEqual", Z, g.const(0)), Z, g.op("Mul", Z, g.const(slope)))
+
+
+def _gelu(g, Z, slope):
     return g.op("Mul", Z, _Phi(g, Z) if g.dtype == np.float64 else _Phi_erf(g, Z), hint="gelu")
+
+
+# every hidden activation of the registry, as ONNX nodes (checked when this module is imported)
+_HIDDEN = implemented("ONNX export", "activation", tuple(ACTIVATIONS), {
+    "identity": lambda g, Z, slope: Z,
+    "leaky_relu": _leaky_relu,
+    "relu": lambda g, Z, slope: g.op("Relu", Z),
+    "tanh": lambda g, Z, slope: g.op("Tanh", Z),
+    "sigmoid": lambda g, Z, slope: g.op("Sigmoid", Z),
+    "gelu": _gelu,
+    "silu": lambda g, Z, slope: g.op("Mul", Z, g.op("Sigmoid", Z), hint="silu"),
+})
 
 
 def _Phi_erf(g, Z):

@@ -11,12 +11,14 @@ history_val_loss   (n,) float64: ``history_["val_loss"]``
 run                0-d str, JSON (fitted models): the last fit's optimizer (its name,
                    hyperparameters and step count ``t``, or "lbfgs"), the state of its
                    shuffling stream's bit generator (or null) and the run's other scalars
-optimizer_state    (2, n_params) array of the model's dtype, with ``run``: the optimizer's
-                   buffers (momentum, Adam's moments, RPROP's steps)
+optimizer_state    (n_state, n_params) array of the model's dtype, with ``run``: the optimizer's
+                   buffers (momentum, Adam's moments, RPROP's steps), as many rows as its
+                   registry entry declares (none for L-BFGS)
 =================  =========================================================================
 
 Files from before ``run`` existed still load; a warm start then keeps their weights and
-history and starts its optimizer afresh. Parameters must be finite: `save` will not write
+history and starts its optimizer afresh. Files from before the state's rows followed the
+optimizer hold 2 rows for every optimizer; they load too, keeping the rows it uses. Parameters must be finite: `save` will not write
 NaN or infinity and `load` refuses a file holding them (there is nothing to predict with or
 resume from); the history may hold any float.
 
@@ -28,7 +30,6 @@ nothing is read that is larger than the file, and the arrays allocated (params, 
 state) are bounded by that parameter count.
 """
 
-import dataclasses
 import errno
 import hashlib
 import inspect
@@ -146,7 +147,7 @@ def _arrays(model):
 def _run_record(run):
     opt = run.optimizer
     return {
-        "optimizer": opt if isinstance(opt, str) else dataclasses.asdict(opt),
+        "optimizer": opt if isinstance(opt, str) else opt.record(),
         "rng": None if run.rng is None else run.rng.bit_generator.state,
         "scalars": {k: v for k, v in vars(run).items() if k not in _RUN_ARRAYS},
     }
@@ -284,8 +285,8 @@ def load(cls, path, backend="auto"):
         for key in ("history_loss", "history_val_loss"):
             archive.expect(key, (None,), np.dtype(np.float64))
         record = _run_json(archive) if "run" in archive else None
-        if record is not None:
-            archive.expect("optimizer_state", (2, n_params), model.dtype)
+        if record is not None:    # (its rows are checked against the optimizer's below)
+            archive.expect("optimizer_state", (None, n_params), model.dtype)
         params = archive.read("params")
         if not np.isfinite(params).all():
             archive.fail("params contain NaN or infinity")
@@ -343,8 +344,24 @@ def _restored_run(archive, record, params, history):
             setattr(run, key, check_dropout_key(value) if key == "dropout_key" else value)
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         archive.fail(f"run: {exc}")
-    archive.read("optimizer_state", out=run.state)     # in place: no second state array
+    _read_state(archive, run)
     return run
+
+
+LEGACY_STATE_ROWS = 2   # what files held for every optimizer before its registry entry set the rows
+
+
+def _read_state(archive, run):
+    """run.state from the file's optimizer_state: the rows the optimizer keeps, or a file
+    from before the rows followed the optimizer (2 rows), of which it keeps the first."""
+    rows, kept = archive.expect("optimizer_state", (None, run.state.shape[1]), run.state.dtype)[0], len(run.state)
+    if rows == kept:
+        archive.read("optimizer_state", out=run.state)     # in place: no second state array
+    elif rows == LEGACY_STATE_ROWS and kept < rows:
+        run.state[...] = archive.read("optimizer_state")[:kept]
+    else:
+        name = run.optimizer if isinstance(run.optimizer, str) else run.optimizer.name
+        archive.fail(f"optimizer_state has {rows} rows; the optimizer {name!r} keeps {kept}")
 
 
 def _generator(state):
@@ -429,6 +446,7 @@ class Archive:
             self.fail(f"{key} has shape {found}, expected {want}")
         if found_dtype != dtype:
             self.fail(f"{key} has dtype {found_dtype}, expected {dtype}")
+        return found
 
     def _header(self, key):
         """(shape, dtype, zip info, data offset) of member `key`, checked: an uncompressed,

@@ -48,8 +48,15 @@ def _Phi(Z):
     return 0.5 * (1 + erf(Z / math.sqrt(2)))
 
 
+def _silu_grad(z):
+    """SiLU'(z) = s + z s (1 - s), s = sigmoid(z), elementwise (as _core_math.pxi's)."""
+    s = _sigmoid(z)
+    return s + z * s * (1 - s)
+
+
 # name -> (f(Z, slope), f'(Z, A, slope) where A = f(Z)). Leaky ReLU's derivative is 1 at
-# z = 0 as in the seed; ReLU's is 0 there, as in PyTorch. GELU is the exact z * Phi(z).
+# z = 0 as in the seed; ReLU's is 0 there, as in PyTorch. GELU is the exact z * Phi(z);
+# SiLU is z * sigmoid(z) (PyTorch's nn.SiLU), its derivative s + z s (1 - s).
 # A NaN z gives NaN (heaviside(NaN) is NaN; ReLU is 0 where z <= 0, which NaN is not).
 _ACTIVATIONS = implemented("numpy", "activation", tuple(ACTIVATIONS), {
     "identity": (lambda Z, s: Z, lambda Z, A, s: 1),
@@ -58,6 +65,7 @@ _ACTIVATIONS = implemented("numpy", "activation", tuple(ACTIVATIONS), {
     "tanh": (lambda Z, s: np.tanh(Z), lambda Z, A, s: 1 - A * A),
     "sigmoid": (lambda Z, s: _sigmoid(Z), lambda Z, A, s: A * (1 - A)),
     "gelu": (lambda Z, s: Z * _Phi(Z), lambda Z, A, s: _Phi(Z) + Z * np.exp(-0.5 * Z * Z) / math.sqrt(2 * math.pi)),
+    "silu": (lambda Z, s: Z * _sigmoid(Z), lambda Z, A, s: _silu_grad(Z)),
 })
 
 _OUTPUTS = implemented("numpy", "output", OUTPUTS, {
@@ -336,36 +344,37 @@ def _add_l2(net, params, grad):
         dW += net.l2 * W
 
 
-# optimizer -> its step (PyTorch's rules) on params p with gradient g; s1, s2 its state
-def _sgd(opt, net, p, g, s1, s2):
-    s1 *= opt.momentum
-    s1 += g                                                 # v = momentum * v + g
-    p -= opt.lr * (g + opt.momentum * s1 if opt.nesterov else s1)
+# optimizer -> its step (PyTorch's rules) on params p with gradient g, and its state: as
+# many vectors laid out like p as its registry entry declares (OPTIMIZERS[name].state)
+def _sgd(opt, net, p, g, v):
+    v *= opt.momentum
+    v += g                                                  # v = momentum * v + g
+    p -= opt.lr * (g + opt.momentum * v if opt.nesterov else v)
 
 
-def _adam(opt, net, p, g, s1, s2):
-    s1[...] = opt.beta1 * s1 + (1 - opt.beta1) * g         # m
-    s2[...] = opt.beta2 * s2 + (1 - opt.beta2) * g * g     # v
+def _adam(opt, net, p, g, m, v):
+    m[...] = opt.beta1 * m + (1 - opt.beta1) * g
+    v[...] = opt.beta2 * v + (1 - opt.beta2) * g * g
     step = opt.lr / (1 - opt.beta1**opt.t)
-    p -= step * s1 / (np.sqrt(s2) / math.sqrt(1 - opt.beta2**opt.t) + opt.eps)
+    p -= step * m / (np.sqrt(v) / math.sqrt(1 - opt.beta2**opt.t) + opt.eps)
 
 
-def _adamw(opt, net, p, g, s1, s2):
+def _adamw(opt, net, p, g, m, v):
     for W, _ in net.layers(p):                              # decoupled decay, weights only
         W *= 1 - opt.lr * opt.weight_decay
-    _adam(opt, net, p, g, s1, s2)
+    _adam(opt, net, p, g, m, v)
 
 
-def _rprop(opt, net, p, g, s1, s2):
-    """iRPROP-: s1 = per-weight step sizes, s2 = the previous gradient."""
+def _rprop(opt, net, p, g, step, prev):
+    """iRPROP-: per-weight step sizes, and the previous gradient."""
     if opt.t == 1:
-        s1[...], s2[...] = opt.lr, 0
-    agree = g * s2
-    s1[...] = np.where(agree > 0, np.minimum(s1 * opt.etaplus, opt.step_max),
-                       np.where(agree < 0, np.maximum(s1 * opt.etaminus, opt.step_min), s1))
+        step[...], prev[...] = opt.lr, 0
+    agree = g * prev
+    step[...] = np.where(agree > 0, np.minimum(step * opt.etaplus, opt.step_max),
+                         np.where(agree < 0, np.maximum(step * opt.etaminus, opt.step_min), step))
     g[agree < 0] = 0
-    p -= np.sign(g) * s1
-    s2[...] = g
+    p -= np.sign(g) * step
+    prev[...] = g
 
 
 _UPDATES = implemented("numpy", "optimizer", tuple(OPTIMIZERS), {
@@ -373,13 +382,14 @@ _UPDATES = implemented("numpy", "optimizer", tuple(OPTIMIZERS), {
 })
 
 
-def _update(opt, net, params, grad, s1, s2):
-    """One optimizer step on the flat params with gradient grad (which includes the L2 term)."""
+def _update(opt, net, params, grad, state):
+    """One optimizer step on the flat params with gradient grad (which includes the L2 term);
+    state: (opt.n_state, len(params))."""
     opt.t += 1
-    _UPDATES[opt.name](opt, net, params, grad, s1, s2)
+    _UPDATES[opt.name](opt, net, params, grad, *state)
 
 
-def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, s1, s2, stop):
+def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, state, stop):
     """One epoch of mini-batch steps; returns the mean of the batch losses (each taken before
     its step, with the L2 penalty), weighted by the batches' total sample weights.
 
@@ -415,7 +425,7 @@ def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, s1, s2, sto
             _backward(net, params, Xb, work, grad, 1, 0, 0)
             if net.l2:
                 _add_l2(net, params, grad)
-            _update(opt, net, params, grad, s1, s2)
+            _update(opt, net, params, grad, state)
     return total / total_weight if total_weight > 0 else 0.0
 
 
@@ -577,8 +587,9 @@ def train(net, params, X, Y, *, optimizer, state, losses, epochs, batch_size, rn
     """Train `params` in place by mini-batch steps of `optimizer` (a ``fastmlp._spec.Optimizer``).
 
     Batches are consecutive rows of X, or of a permutation drawn by ``rng.shuffle`` at the
-    start of every epoch when `rng` (a numpy Generator) is given. `state` (2, len(params))
-    holds the optimizer's buffers between calls (zeros at first); ``optimizer.t`` counts
+    start of every epoch when `rng` (a numpy Generator) is given. `state`, shaped
+    (optimizer.n_state, len(params)) (``optimizer.new_state(params)``), holds the
+    optimizer's buffers between calls (zeros at first); ``optimizer.t`` counts
     the steps taken. OUT: params, state, optimizer.t, and losses[e] = the mean training loss
     of epoch e (each batch's loss taken before its step, with the L2 penalty). With
     sample_weight (n,), each batch's loss is its weighted mean and epochs weigh batches by
@@ -611,7 +622,8 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
         raise TypeError("_train is fastmlp's own; call train")
     X = _own_csr(X)     # (a callback may rewrite the caller's CSR arrays between epochs)
     work, grad = _Work(net, True, dropout_key), np.empty_like(params)
-    snaps, steps, cur, written = np.empty((2, 3 * len(params)), params.dtype), [0, 0], -1, 0
+    kept = 0 if optimizer.fused else len(state)   # state vectors a save point keeps (plain SGD: none)
+    snaps, steps, cur, written = np.empty((2, (1 + kept) * len(params)), params.dtype), [0, 0], -1, 0
     try:
         with np.errstate(all="ignore"):    # an overflow is a divergence, handled here
             for epoch in range(epochs):
@@ -620,9 +632,9 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
                 # each epoch's order depends only on the stream, not on the last
                 order = None if rng is None else shuffled(rng, X.shape[0])
                 cur, steps[epoch % 2] = epoch, optimizer.t
-                _save_point(snaps[epoch % 2], params, state, not optimizer.fused)
+                _save_point(snaps[epoch % 2], params, state, kept)
                 with _fork.computing:     # (a fork from another thread waits for a batch's end)
-                    loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, *state, stop)
+                    loss = _epoch(net, optimizer, params, X, Y, w, batch_size, order, work, grad, state, stop)
                 if loss is None:
                     return written
                 losses[epoch], written = loss, epoch + 1
@@ -632,19 +644,18 @@ def _train(token, net, params, X, Y, w, optimizer, state, losses, epochs, batch_
                     next_lr(optimizer)      # the callback may have set the next epoch's rate
     finally:
         if cur >= 0 and ((cur < written and not math.isfinite(losses[cur])) or not np.isfinite(params).all()):
-            _roll_back(losses, cur, written, params, state, snaps, steps, optimizer, not optimizer.fused)
+            _roll_back(losses, cur, written, params, state, snaps, steps, optimizer, kept)
     return written
 
 
-def _save_point(snap, params, state, with_state):
-    """snap = params, and the optimizer's state after them unless it keeps none."""
+def _save_point(snap, params, state, kept):
+    """snap = params, and the first `kept` vectors of the optimizer's state after them."""
     n = len(params)
     snap[:n] = params
-    if with_state:
-        snap[n:] = state.ravel()
+    snap[n:] = state[:kept].ravel()
 
 
-def _roll_back(losses, cur, written, params, state, snaps, steps, opt, with_state):
+def _roll_back(losses, cur, written, params, state, snaps, steps, opt, kept):
     """After a divergence: params, state and opt.t back to the save point taken when epoch
     `cur` started, or when the epoch before it started if that one holds non-finite params
     (the steps of epoch cur - 1 overflowed). The losses of the epochs undone (those written,
@@ -657,7 +668,6 @@ def _roll_back(losses, cur, written, params, state, snaps, steps, opt, with_stat
     if cur < written:
         losses[cur] = np.nan
     params[...] = snaps[cur % 2][:n]
-    if with_state:
-        state[...] = snaps[cur % 2][n:].reshape(state.shape)
+    state[:kept] = snaps[cur % 2][n:].reshape(kept, n)
     opt.t = steps[cur % 2]
     return cur

@@ -1,10 +1,16 @@
-"""The extension points, each named once: hidden activations, outputs, losses, optimizers.
+"""The extension points, each named once: hidden activations, outputs, losses, optimizers
+and their hyperparameters.
 
-A new one is a row here plus its implementation in each backend (``_core.pyx`` and
-``_reference.py``). Both backends check at import that they implement exactly the names
-listed here (``implemented``), and the tests parametrize over these lists and check that
-both backends and the tests' own formulas cover each name.
+A new one is a row here plus its implementation in each backend (``_core_math.pxi`` and
+``_reference.py``; a hidden activation also in ``_onnx.py``). Both backends check at import
+that they implement exactly the names listed here (``implemented``), and the tests
+parametrize over these lists and check that both backends, the tests' own formulas and the
+documentation cover each name. Everything above the backends (``MLP``, the estimators'
+parameter checks, the command line's choices, the type annotations) reads its names here.
 """
+
+from dataclasses import dataclass
+from typing import Literal
 
 # Hidden activations -> the initialisation that ``init="auto"`` gives a layer feeding one:
 # "he" (Kaiming normal) for the ReLU family, "glorot" (uniform) otherwise.
@@ -15,7 +21,10 @@ ACTIVATIONS = {
     "tanh": "glorot",
     "sigmoid": "glorot",
     "gelu": "he",
+    "silu": "he",
 }
+# ... the same names for type checkers (fastmlp._typing; tests/test_typing.py holds them equal)
+Activation = Literal["identity", "leaky_relu", "relu", "tanh", "sigmoid", "gelu", "silu"]
 
 # scikit-learn's names where they differ from ours (its estimators and the command line
 # take scikit-learn's): every hidden activation above is offered there under this name.
@@ -25,6 +34,9 @@ SKLEARN_NAMES = {"sigmoid": "logistic"}
 def sklearn_activations():
     """{scikit-learn's name: fastmlp's} for every hidden activation, in ACTIVATIONS' order."""
     return {SKLEARN_NAMES.get(name, name): name for name in ACTIVATIONS}
+
+
+EstimatorActivation = Literal["identity", "leaky_relu", "relu", "tanh", "logistic", "gelu", "silu"]
 
 
 # Output activations: what ``predict_proba`` returns from the logits of the last layer.
@@ -45,17 +57,62 @@ LOSSES = {
 # loss) closes the sequence.
 LAYER_OPS = ("dense", "activation", "dropout")
 
-# Optimizers run by the backends' training loop -> the hyperparameters each reads besides
-# `lr` (their defaults live on ``fastmlp._spec.Optimizer``).
+# Optimizer hyperparameters besides `lr` (PyTorch's meanings and defaults), each declared
+# once: its default and the interval it must lie in, checked by fastmlp._spec.Optimizer.
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """A default (a bool for a switch, else a float) and the interval [low, high] a float
+    must lie in (None: unbounded; `closed`: which ends belong to it, "both", "left", "right"
+    or "neither"). `low` may name another hyperparameter (its value is the bound). A switch
+    with `needs` may only be on when that hyperparameter is > 0. `note`: said with the rule."""
+
+    default: float | bool
+    low: float | str | None = None
+    high: float | None = None
+    closed: str = "both"
+    needs: str | None = None
+    note: str = ""
+
+
+HYPERPARAMETERS = {
+    "momentum": Hyperparameter(0.0, 0, 1),                     # scikit-learn's range
+    "nesterov": Hyperparameter(False, needs="momentum"),
+    "beta1": Hyperparameter(0.9, 0, 1, "left"),
+    "beta2": Hyperparameter(0.999, 0, 1, "left"),
+    "eps": Hyperparameter(1e-8, 0, None, "neither"),
+    "weight_decay": Hyperparameter(0.01, 0, None, "left"),
+    "etaplus": Hyperparameter(1.2, 1, None, "neither", note="rprop's step growth"),
+    "etaminus": Hyperparameter(0.5, 0, 1, "neither", note="rprop's step shrink"),
+    "step_min": Hyperparameter(1e-6, 0, None, "neither"),
+    "step_max": Hyperparameter(50.0, "step_min", None, "left"),
+}
+
+
+@dataclass(frozen=True)
+class OptimizerKind:
+    """What an optimizer reads besides `lr` (names in HYPERPARAMETERS), the vectors of state
+    it keeps per parameter (the backends' `state` arrays have this many rows), and whether
+    its steps need the gradient of the whole training set."""
+
+    hyperparameters: tuple[str, ...]
+    state: int
+    full_batch: bool = False
+
+
+# Optimizers run by the backends' training loop (their steps: ``_update_range`` in
+# _core_math.pxi, ``_UPDATES`` in _reference.py).
 OPTIMIZERS = {
-    "sgd": ("momentum", "nesterov"),
-    "adam": ("beta1", "beta2", "eps"),
-    "adamw": ("beta1", "beta2", "eps", "weight_decay"),
-    "rprop": ("etaplus", "etaminus", "step_min", "step_max"),
+    "sgd": OptimizerKind(("momentum", "nesterov"), state=1),                      # velocity
+    "adam": OptimizerKind(("beta1", "beta2", "eps"), state=2),                    # moments m, v
+    "adamw": OptimizerKind(("beta1", "beta2", "eps", "weight_decay"), state=2),   # moments m, v
+    "rprop": OptimizerKind(("etaplus", "etaminus", "step_min", "step_max"), state=2,
+                           full_batch=True),              # step sizes, the previous gradient
 }
 
 # Optimizers whose steps need the gradient of the whole training set.
-FULL_BATCH = ("rprop",)
+FULL_BATCH = tuple(name for name, kind in OPTIMIZERS.items() if kind.full_batch)
 
 
 def default_loss(output):

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, check_scoring, get_scorer_names, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -27,8 +27,9 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 from . import _progress, _registry, _sklearn_train, _training
 from ._model import undrawn_mlp
-from ._typing import (ArrayLike, Backend, Callback, EstimatorActivation, Floats, Input, Labels, LearningRate,
-                      RegressorLoss, Solver)
+from ._typing import (ArrayLike, Backend, Callback, ClassWeight, EstimatorActivation, Floats, Input, Labels,
+                      LearningRate, RegressorLoss, Scoring, Solver)
+from ._validation import class_columns, class_sample_weight
 
 _Estimator = TypeVar("_Estimator", bound="_BaseMLP")
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -106,6 +107,7 @@ class _BaseMLP(BaseEstimator):
         "backend": [StrOptions({"auto", "cython", "numpy"})],
         "callback": [callable, None],
         "progress": ["boolean"],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
     }
     _is_classifier = False
@@ -142,8 +144,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
         first_pass = not hasattr(self, "_mlp") or (not self.warm_start and not incremental)
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
+        sample_weight = self._sample_weight(X, Y, sample_weight, incremental)
         random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(Y, [X.shape[1], *hidden, Y.shape[1]], X.dtype, random_state)
@@ -181,6 +182,7 @@ class _BaseMLP(BaseEstimator):
                 self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
             else:
                 self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
+            self.validation_loss_curve_ = [] if self.early_stopping else None     # our extra
 
     def _fit_restarts(self, X, y, sample_weight, report):
         """Our extra: n_restarts fits from random states drawn from random_state, in at most
@@ -219,9 +221,13 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X, check_input=True):
         """Output activations (n_samples, n_outputs) of the network for X."""
         check_is_fitted(self)
-        if check_input:
+        if check_input and not self.__dict__.get("_checked_input"):
             X = validate_data(self, X, reset=False, accept_sparse=SPARSE)
         return self._mlp.predict_proba(X)
+
+    def _sample_weight(self, X, Y, sample_weight, incremental):
+        """The fit's sample weights (None without): `sample_weight` checked as scikit-learn does."""
+        return None if sample_weight is None else _check_sample_weight(sample_weight, X)
 
     def _score_now(self, X, y, sample_weight):
         """The validation score of the current weights (accuracy or R^2); NaN for non-finite outputs."""
@@ -230,6 +236,28 @@ class _BaseMLP(BaseEstimator):
             return np.nan
         score = accuracy_score if self._is_classifier else r2_score
         return score(y, y_pred, sample_weight=sample_weight)
+
+    def _validation_scorer(self):
+        """``score(X_val, y_val, w_val)`` of the current weights for early stopping: `_score_now`
+        (scoring None), else the `scoring` scorer's value (NaN where it fails on non-finite
+        outputs). The scorer calls the estimator's methods on the validation rows, which fit
+        has checked: they are not checked again (nor their feature names)."""
+        if self.scoring is None:
+            return self._score_now
+        scorer = check_scoring(self, self.scoring)
+
+        def score(X, y, sample_weight):
+            self._checked_input = True
+            try:
+                return float(scorer(self, X, y, **({} if sample_weight is None else {"sample_weight": sample_weight})))
+            except ValueError:
+                if np.isfinite(self._mlp.predict_proba(X)).all():
+                    raise
+                return np.nan
+            finally:
+                del self._checked_input
+
+        return score
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -241,7 +269,7 @@ def _mlp_params(hidden_layer_sizes, activation, solver, alpha, batch_size, learn
                 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
                 warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, negative_slope, n_restarts,
-                backend, callback, progress, dropout):
+                backend, callback, progress, scoring, dropout):
     return dict(locals())
 
 
@@ -249,7 +277,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier: scikit-learn's ``MLPClassifier`` (same parameters,
     defaults, attributes and methods) trained by fastmlp.
 
-    Extras: activation "leaky_relu" (with `negative_slope`) and "gelu"; solver "adamw"
+    Extras: fastmlp's other activations ("leaky_relu" with `negative_slope`, "gelu", ...: the
+    user guide lists them); solver "adamw"
     (alpha is its decoupled weight decay) and "rprop" (full batch, learning_rate_init is
     its initial step); `n_restarts` fits from different random states, keeping the best;
     `backend` ("auto", "cython", "numpy"); `callback(epoch, logs)` after every epoch
@@ -261,6 +290,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     _is_classifier = True
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "class_weight": [dict, list, StrOptions({"balanced"}), None],
+    }
 
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: EstimatorActivation = "relu", *,
                  solver: Solver = "adam", alpha: float = 0.0001, batch_size: int | Literal["auto"] = "auto",
@@ -270,13 +303,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
                  max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: Backend = "auto",
-                 callback: Callback | None = None, progress: bool = False,
-                 dropout: float | Sequence[float] = 0.0) -> None:
+                 callback: Callback | None = None, progress: bool = False, scoring: Scoring | None = None,
+                 class_weight: ClassWeight | None = None, dropout: float | Sequence[float] = 0.0) -> None:
+        self.class_weight = class_weight
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
             power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
             nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-            n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress, dropout))
+            n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress, scoring,
+            dropout))
 
     def _out_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -302,6 +337,24 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _decode(self, Y):
         return self._label_binarizer.inverse_transform(Y)
+
+    def _sample_weight(self, X, Y, sample_weight, incremental):
+        """`sample_weight` times the rows' class weights (`class_weight`), as passing scikit-learn's
+        ``compute_sample_weight(class_weight, y) * sample_weight`` would (classes_ name the labels;
+        multilabel: a list of {0: w, 1: w} per output, or "balanced")."""
+        if self.class_weight is None:
+            return super()._sample_weight(X, Y, sample_weight, incremental)
+        if incremental and isinstance(self.class_weight, str):
+            raise ValueError("class_weight='balanced' is not supported for partial_fit, which sees one batch: "
+                             "compute the weights over all the data (sklearn.utils.class_weight."
+                             "compute_class_weight) and pass them as a dict")
+        y_type = self._label_binarizer.y_type_
+        output = "softmax" if y_type == "multiclass" else "sigmoid"
+        columns = class_columns(Y, output, None if y_type.startswith("multilabel") else self.classes_)
+        rows = class_sample_weight(self.class_weight, columns)
+        if sample_weight is not None:
+            rows = _check_sample_weight(sample_weight, X, dtype=np.float64) * rows
+        return _check_sample_weight(rows, X)
 
     def predict(self, X: Input) -> Labels:
         """Class labels (n_samples,), or the indicator matrix for multilabel targets."""
@@ -362,14 +415,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  nesterovs_momentum: bool = True, early_stopping: bool = False, validation_fraction: float = 0.1,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
                  max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: Backend = "auto",
-                 callback: Callback | None = None, progress: bool = False,
+                 callback: Callback | None = None, progress: bool = False, scoring: Scoring | None = None,
                  dropout: float | Sequence[float] = 0.0) -> None:
         self.loss = loss
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
             power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
             nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-            n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress, dropout))
+            n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress, scoring,
+            dropout))
 
     def _out_activation(self):
         return "exp" if self.loss == "poisson" else "identity"

@@ -162,7 +162,8 @@ def batch_size(est, n):
 
 
 def split(est, X, Y, w, random_state):
-    """(X, Y, w) to train on and (X, y, w) to score on, as scikit-learn splits them."""
+    """(X, Y, w) to train on and (X, y, w, Y) to score on, as scikit-learn splits them (y the
+    labels or values, Y the network's targets)."""
     if not est.early_stopping:
         return (X, Y, w), None
     stratify = Y.astype(bool) if est._is_classifier and est.n_outputs_ == 1 else None
@@ -175,7 +176,7 @@ def split(est, X, Y, w, random_state):
                          "your dataset.")
     if w is None:
         train, val = (*train, None), (*val, None)
-    return train, (val[0], est._decode(val[1]), val[2])
+    return train, (val[0], est._decode(val[1]), val[2], val[1])
 
 
 class Hook:
@@ -189,7 +190,8 @@ class Hook:
     def __call__(self, est, loss, lr=None):
         scores = est.validation_scores_ if est.solver != "lbfgs" else None
         extra = {"val_score": float(scores[-1])} if scores else {}
-        return self.report(est.n_iter_ - 1, loss, None, lr, self.restart, **extra)
+        losses = getattr(est, "validation_loss_curve_", None) if scores else None
+        return self.report(est.n_iter_ - 1, loss, losses[-1] if losses else None, lr, self.restart, **extra)
 
 
 def fit_stochastic(est, X, Y, w, incremental, random_state, hook=None, stop=None):
@@ -235,10 +237,23 @@ class EpochWatch:
     """scikit-learn's end-of-epoch steps: loss_curve_, no-improvement count (training loss, or
     validation score with early stopping), best weights, the "invscaling" and "adaptive"
     rates, stopping, and ConvergenceWarning at max_iter. Called with fastmlp's epoch loss;
-    returns False to stop."""
+    returns False to stop. With early stopping, also our validation_loss_curve_: the
+    held-out data loss on scikit-learn's scale (weighted by the held-out sample weights; no
+    alpha penalty), and the score is `scoring`'s when given."""
 
     def __init__(self, est, n_train, validation, report, hook=None):
         self.est, self.n_train, self.validation, self.report, self.hook = est, n_train, validation, report, hook
+        if validation is not None:
+            X_val, _, w_val, Y_val = validation
+            X_val, Y_val = est._mlp._check_Xy(X_val, Y_val)          # (checked once, read every epoch)
+            self.held_out = X_val, Y_val, check_sample_weight(w_val, X_val.shape[0], est._mlp.dtype)
+            self.score = est._validation_scorer()
+
+    def validation_loss(self):
+        mlp = self.est._mlp
+        X_val, Y_val, w_val = self.held_out
+        return self.est._loss_report * float(mlp._impl.loss_gradient(mlp._net, mlp._params, X_val, Y_val, None,
+                                                                     w_val))
 
     def __call__(self, loss):
         est = self.est
@@ -265,8 +280,10 @@ class EpochWatch:
     def update_no_improvement_count(self):
         est = self.est
         if self.validation is not None:
-            X_val, y_val, w_val = self.validation
-            score = est._score_now(X_val, y_val, w_val)
+            X_val, y_val, w_val, _ = self.validation
+            if getattr(est, "validation_loss_curve_", None) is not None:
+                est.validation_loss_curve_.append(self.validation_loss())
+            score = self.score(X_val, y_val, w_val)
             est.validation_scores_.append(score)
             if est.verbose:
                 print("Validation score: %f" % score)

@@ -3,125 +3,150 @@
  *
  * At these sizes (XOR's 2-4-1 on four rows: a few dozen multiply-adds per product) the
  * arithmetic is the least of the cost; what counts is doing it in one pass per product with
- * nothing around it: each product in one call, FM_B sums at a time held in registers
+ * nothing around it: each product in one call, four sums at a time held in registers
  * (`restrict` tells the compiler the operands do not overlap), every element's terms added
- * in the order of the inner dimension. Built for the baseline instruction set: copies for
- * AVX2 chosen at load time (GCC's target_clones) ran XOR and a 4-8-8-1 network no faster.
+ * in the order of the inner dimension; one-output layers (n = 1) have loops of their own.
+ * Built for the baseline instruction set: copies for AVX2 chosen at load time (GCC's
+ * target_clones) ran XOR and a 4-8-8-1 network no faster.
  *
- * Written once for a type T and stamped out for double (suffix d) and float (suffix f) by
- * FM_SMALL at the end. Row-major, C-contiguous operands.
+ * Written once for a type T: the file includes itself once for double (suffix d) and once
+ * for float (suffix f). Row-major, C-contiguous operands.
  */
+#ifndef FM_T      /* the file itself: what it defines once, then the kernels for each type */
 #ifndef FASTMLP_SMALL_H
 #define FASTMLP_SMALL_H
 
 #include <stddef.h>
 
-/* Register blocks: FM_B outputs (or rows) at a time in fixed-size local arrays, which the
- * compiler keeps in registers (one vector), with a scalar loop for the rest. */
-#define FM_B 4
+/* alpha * s + beta * w, w not read where beta is 0 (alpha in the caller's scope). */
+#define FM_STEP(w, s, beta) ((beta) == 0 ? alpha * (s) : (beta) * (w) + alpha * (s))
 
-#define FM_SMALL(T, S)                                                                          \
-/* Z (m, n) = A (m, k) @ W (k, n) + b: z_ij = b_j + a_i0 w_0j + a_i1 w_1j + ..., in that       \
- * order, for FM_B outputs at a time (one output: FM_B rows at a time). */                    \
-static void fm_small_forward_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,              \
-        const T* restrict A, const T* restrict W, const T* restrict b, T* restrict Z) {        \
-    ptrdiff_t i = 0, j, p, r;                                                                   \
-    T s[FM_B];                                                                                  \
-    if (n == 1) {                                                                               \
-        for (; i + FM_B <= m; i += FM_B) {                                                      \
-            for (r = 0; r < FM_B; r++) s[r] = b[0];                                             \
-            for (p = 0; p < k; p++)                                                             \
-                for (r = 0; r < FM_B; r++) s[r] = s[r] + A[(i + r) * k + p] * W[p];             \
-            for (r = 0; r < FM_B; r++) Z[i + r] = s[r];                                         \
-        }                                                                                       \
-        for (; i < m; i++) {                                                                    \
-            T t = b[0];                                                                         \
-            for (p = 0; p < k; p++) t = t + A[i * k + p] * W[p];                                \
-            Z[i] = t;                                                                           \
-        }                                                                                       \
-        return;                                                                                 \
-    }                                                                                           \
-    for (i = 0; i < m; i++) {                                                                  \
-        const T* restrict a = A + i * k;                                                        \
-        T* restrict z = Z + i * n;                                                              \
-        for (j = 0; j + FM_B <= n; j += FM_B) {                                                 \
-            for (r = 0; r < FM_B; r++) s[r] = b[j + r];                                         \
-            for (p = 0; p < k; p++)                                                             \
-                for (r = 0; r < FM_B; r++) s[r] = s[r] + a[p] * W[p * n + j + r];               \
-            for (r = 0; r < FM_B; r++) z[j + r] = s[r];                                         \
-        }                                                                                       \
-        for (; j < n; j++) {                                                                    \
-            T t = b[j];                                                                         \
-            for (p = 0; p < k; p++) t = t + a[p] * W[p * n + j];                                \
-            z[j] = t;                                                                           \
-        }                                                                                       \
-    }                                                                                           \
-}                                                                                               \
-                                                                                                \
-/* P (m, k) = D (m, n) @ W.T, W (k, n): p_ip = d_i0 w_p0 + d_i1 w_p1 + ..., in that order,     \
- * for FM_B of them at a time. */                                                             \
-static void fm_small_back_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,                 \
-        const T* restrict D, const T* restrict W, T* restrict P) {                              \
-    ptrdiff_t i, j, p, r;                                                                       \
-    T s[FM_B];                                                                                  \
-    for (i = 0; i < m; i++) {                                                                  \
-        const T* restrict d = D + i * n;                                                        \
-        T* restrict q = P + i * k;                                                              \
-        for (p = 0; p + FM_B <= k; p += FM_B) {                                                 \
-            for (r = 0; r < FM_B; r++) s[r] = d[0] * W[(p + r) * n];                            \
-            for (j = 1; j < n; j++)                                                             \
-                for (r = 0; r < FM_B; r++) s[r] = s[r] + d[j] * W[(p + r) * n + j];             \
-            for (r = 0; r < FM_B; r++) q[p + r] = s[r];                                         \
-        }                                                                                       \
-        for (; p < k; p++) {                                                                    \
-            T t = d[0] * W[p * n];                                                              \
-            for (j = 1; j < n; j++) t = t + d[j] * W[p * n + j];                                \
-            q[p] = t;                                                                           \
-        }                                                                                       \
-    }                                                                                           \
-}                                                                                               \
-                                                                                                \
-/* W (k, n) = alpha * A.T @ D + beta_w * W and b = alpha * (D summed over rows) + beta_b * b,  \
- * A (m, k), D (m, n): the layer's gradient (alpha 1, betas 0) or its SGD step (alpha -lr,     \
- * beta_b 1, beta_w 1 - lr * l2). Each sum runs over the rows in order, FM_B elements of W at  \
- * a time in registers; W and b are not read where their beta is 0. */                        \
-static void fm_small_grad_##S(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha,        \
-        const T* restrict A, const T* restrict D, T beta_w, T beta_b, T* restrict W,          \
-        T* restrict b) {                                                                        \
-    ptrdiff_t i, j, p, r;                                                                       \
-    T s[FM_B];                                                                                  \
-    for (p = 0; p < k; p++) {                                                                  \
-        for (j = 0; j + FM_B <= n; j += FM_B) {                                                 \
-            for (r = 0; r < FM_B; r++) s[r] = 0;                                                \
-            for (i = 0; i < m; i++)                                                             \
-                for (r = 0; r < FM_B; r++) s[r] = s[r] + A[i * k + p] * D[i * n + j + r];       \
-            for (r = 0; r < FM_B; r++)                                                          \
-                W[p * n + j + r] = beta_w == 0 ? alpha * s[r] : beta_w * W[p * n + j + r] + alpha * s[r]; \
-        }                                                                                       \
-        if (n == 1 && p + FM_B <= k) {      /* one output: FM_B rows of W at a time */          \
-            for (r = 0; r < FM_B; r++) s[r] = 0;                                                \
-            for (i = 0; i < m; i++)                                                             \
-                for (r = 0; r < FM_B; r++) s[r] = s[r] + A[i * k + p + r] * D[i];               \
-            for (r = 0; r < FM_B; r++)                                                          \
-                W[p + r] = beta_w == 0 ? alpha * s[r] : beta_w * W[p + r] + alpha * s[r];       \
-            p += FM_B - 1;                                                                      \
-            continue;                                                                           \
-        }                                                                                       \
-        for (; j < n; j++) {                                                                    \
-            T t = 0;                                                                            \
-            for (i = 0; i < m; i++) t = t + A[i * k + p] * D[i * n + j];                        \
-            W[p * n + j] = beta_w == 0 ? alpha * t : beta_w * W[p * n + j] + alpha * t;         \
-        }                                                                                       \
-    }                                                                                           \
-    for (j = 0; j < n; j++) {                                                                   \
-        T t = 0;                                                                                \
-        for (i = 0; i < m; i++) t = t + D[i * n + j];                                           \
-        b[j] = beta_b == 0 ? alpha * t : beta_b * b[j] + alpha * t;                             \
-    }                                                                                           \
+#define FM_T double
+#define FM_NAME(f) f##_d
+#include "_small.h"
+#undef FM_T
+#undef FM_NAME
+#define FM_T float
+#define FM_NAME(f) f##_f
+#include "_small.h"
+#undef FM_T
+#undef FM_NAME
+
+#endif
+#else            /* the kernels, for FM_T */
+
+/* Z (m, n) = A (m, k) @ W (k, n) + b: z_ij = b_j + a_i0 w_0j + a_i1 w_1j + ..., in that
+ * order, four outputs of a row at a time. */
+static void FM_NAME(fm_small_forward)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FM_T* restrict A,
+        const FM_T* restrict W, const FM_T* restrict b, FM_T* restrict Z) {
+    ptrdiff_t i, j, p;
+    if (n == 1) {
+        for (i = 0; i < m; i++) {
+            const FM_T* a = A + i * k;
+            FM_T s = b[0];
+            for (p = 0; p < k; p++) s = s + a[p] * W[p];
+            Z[i] = s;
+        }
+        return;
+    }
+    for (i = 0; i < m; i++) {
+        const FM_T* a = A + i * k;
+        FM_T* z = Z + i * n;
+        for (j = 0; j + 4 <= n; j += 4) {
+            const FM_T* w = W + j;
+            FM_T s0 = b[j], s1 = b[j + 1], s2 = b[j + 2], s3 = b[j + 3];
+            for (p = 0; p < k; p++, w += n) {
+                const FM_T ap = a[p];
+                s0 = s0 + ap * w[0]; s1 = s1 + ap * w[1]; s2 = s2 + ap * w[2]; s3 = s3 + ap * w[3];
+            }
+            z[j] = s0; z[j + 1] = s1; z[j + 2] = s2; z[j + 3] = s3;
+        }
+        for (; j < n; j++) {
+            FM_T s = b[j];
+            for (p = 0; p < k; p++) s = s + a[p] * W[p * n + j];
+            z[j] = s;
+        }
+    }
+}
+/* P (m, k) = D (m, n) @ W.T, W (k, n): p_ip = d_i0 w_p0 + d_i1 w_p1 + ..., in that order. */
+static void FM_NAME(fm_small_back)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const FM_T* restrict D,
+        const FM_T* restrict W, FM_T* restrict P) {
+    ptrdiff_t i, j, p;
+    if (n == 1) {
+        for (i = 0; i < m; i++) {
+            const FM_T d0 = D[i];
+            FM_T* q = P + i * k;
+            for (p = 0; p < k; p++) q[p] = d0 * W[p];
+        }
+        return;
+    }
+    for (i = 0; i < m; i++) {
+        const FM_T* d = D + i * n;
+        FM_T* q = P + i * k;
+        for (p = 0; p < k; p++) {
+            const FM_T* w = W + p * n;
+            FM_T s = d[0] * w[0];
+            for (j = 1; j < n; j++) s = s + d[j] * w[j];
+            q[p] = s;
+        }
+    }
+}
+/* W (k, n) = alpha * A.T @ D + beta_w * W and b = alpha * (D summed over rows) + beta_b * b,
+ * A (m, k), D (m, n): the layer's gradient (alpha 1, betas 0) or its SGD step (alpha -lr,
+ * beta_b 1, beta_w 1 - lr * l2). Each sum runs over the rows in order, four elements of W
+ * at a time. */
+static void FM_NAME(fm_small_grad)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, FM_T alpha,
+        const FM_T* restrict A, const FM_T* restrict D, FM_T beta_w, FM_T beta_b,
+        FM_T* restrict W, FM_T* restrict b) {
+    ptrdiff_t i, j, p;
+    if (n == 1) {
+        for (p = 0; p + 4 <= k; p += 4) {
+            FM_T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            const FM_T* a = A + p;
+            for (i = 0; i < m; i++, a += k) {
+                const FM_T di = D[i];
+                s0 = s0 + a[0] * di; s1 = s1 + a[1] * di; s2 = s2 + a[2] * di; s3 = s3 + a[3] * di;
+            }
+            W[p] = FM_STEP(W[p], s0, beta_w);
+            W[p + 1] = FM_STEP(W[p + 1], s1, beta_w);
+            W[p + 2] = FM_STEP(W[p + 2], s2, beta_w);
+            W[p + 3] = FM_STEP(W[p + 3], s3, beta_w);
+        }
+        for (; p < k; p++) {
+            FM_T s = 0;
+            for (i = 0; i < m; i++) s = s + A[i * k + p] * D[i];
+            W[p] = FM_STEP(W[p], s, beta_w);
+        }
+    } else {
+        for (p = 0; p < k; p++) {
+            FM_T* w = W + p * n;
+            for (j = 0; j + 4 <= n; j += 4) {
+                FM_T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                const FM_T* d = D + j;
+                for (i = 0; i < m; i++, d += n) {
+                    const FM_T ai = A[i * k + p];
+                    s0 = s0 + ai * d[0];
+                    s1 = s1 + ai * d[1];
+                    s2 = s2 + ai * d[2];
+                    s3 = s3 + ai * d[3];
+                }
+                w[j] = FM_STEP(w[j], s0, beta_w);
+                w[j + 1] = FM_STEP(w[j + 1], s1, beta_w);
+                w[j + 2] = FM_STEP(w[j + 2], s2, beta_w);
+                w[j + 3] = FM_STEP(w[j + 3], s3, beta_w);
+            }
+            for (; j < n; j++) {
+                FM_T s = 0;
+                for (i = 0; i < m; i++) s = s + A[i * k + p] * D[i * n + j];
+                w[j] = FM_STEP(w[j], s, beta_w);
+            }
+        }
+    }
+    for (j = 0; j < n; j++) {
+        FM_T s = 0;
+        for (i = 0; i < m; i++) s = s + D[i * n + j];
+        b[j] = FM_STEP(b[j], s, beta_b);
+    }
 }
 
-FM_SMALL(double, d)
-FM_SMALL(float, f)
-
-#undef FM_SMALL
 #endif

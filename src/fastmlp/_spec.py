@@ -8,13 +8,13 @@ import math
 import numbers
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter
 
 import numpy as np
 
-from ._registry import ACTIVATIONS, FULL_BATCH, LAYER_OPS, LOSSES, OPTIMIZERS, OUTPUTS, default_loss
+from ._registry import ACTIVATIONS, HYPERPARAMETERS, LAYER_OPS, LOSSES, OPTIMIZERS, OUTPUTS, default_loss
 from ._validation import (
     FLOAT32_MAX,
     check_output,
@@ -199,67 +199,87 @@ def check_dropout_key(key):
 # ---------------------------------------------------------------- the optimizer
 
 
-@dataclass
 class Optimizer:
-    """An optimizer's name, hyperparameters (PyTorch's meanings and defaults) and step count.
+    """An optimizer's name, `lr`, hyperparameters and step count: the one object a fit
+    builds from its options and hands to either backend.
 
-    The training loop advances `t` (steps taken: Adam's bias correction, RPROP's first step)
+    Its hyperparameters are ``fastmlp._registry.HYPERPARAMETERS`` (PyTorch's meanings and
+    defaults; each optimizer reads those its ``OPTIMIZERS`` entry lists), attributes of the
+    same names; `n_state` is the rows of the `state` array the backends keep for it. The
+    training loop advances `t` (steps taken: Adam's bias correction, RPROP's first step)
     and reads `lr` again after each epoch's callback, so a schedule can change it. For
-    "rprop", `lr` is the initial step size of every weight. Which hyperparameters each
-    optimizer reads is listed in ``fastmlp._registry.OPTIMIZERS``.
+    "rprop", `lr` is the initial step size of every weight.
     """
 
-    name: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.0
-    nesterov: bool = False
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.01
-    etaplus: float = 1.2
-    etaminus: float = 0.5
-    step_min: float = 1e-6
-    step_max: float = 50.0
-    t: int = 0
+    __hash__ = None
 
-    def __post_init__(self):
+    def __init__(self, name="sgd", lr=0.01, *, t=0, **hyperparameters):
+        unknown = [key for key in hyperparameters if key not in HYPERPARAMETERS]
+        if unknown:
+            raise TypeError(f"unknown optimizer hyperparameter {unknown[0]!r}; the hyperparameters are "
+                            f"{', '.join(map(repr, HYPERPARAMETERS))}")
+        self.name, self.lr = name, lr
+        for key, declared in HYPERPARAMETERS.items():
+            setattr(self, key, hyperparameters.get(key, declared.default))
+        self.t = t
+        self._check()
+
+    def _check(self):
         choice(self.name, "optimizer", tuple(OPTIMIZERS))
-        self.nesterov = flag(self.nesterov, "nesterov")
         self.t = integer(self.t, "t", 0)
-        for name in _REAL_FIELDS:
-            setattr(self, name, real(getattr(self, name), name))
-        for name, ok, rule in (
-            ("lr", self.lr > 0, "> 0"),
-            ("momentum", 0 <= self.momentum <= 1, "in [0, 1]"),   # scikit-learn's range
-            ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
-            ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
-            ("eps", self.eps > 0, "> 0"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("etaplus", self.etaplus > 1, "> 1 (rprop's step growth)"),
-            ("etaminus", 0 < self.etaminus < 1, "in (0, 1) (rprop's step shrink)"),
-            ("step_min", self.step_min > 0, "> 0"),
-            ("step_max", self.step_max >= self.step_min, f">= step_min ({self.step_min!r})"),
-            ("t", self.t <= 2**62, "at most 2**62 (steps taken: a C long when compiled)"),
-        ):
-            if not ok:
-                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
-        if self.nesterov and not self.momentum > 0:
-            raise ValueError(f"nesterov needs momentum > 0, got momentum={self.momentum!r}")
+        self.lr = real(self.lr, "lr")
+        for key, declared in HYPERPARAMETERS.items():   # types first, then the rules
+            value = getattr(self, key)
+            setattr(self, key, flag(value, key) if isinstance(declared.default, bool) else real(value, key))
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        for key, declared in HYPERPARAMETERS.items():
+            if not isinstance(declared.default, bool):
+                _check_interval(self, key, declared)
+        if self.t > 2**62:
+            raise ValueError(f"t must be at most 2**62 (steps taken: a C long when compiled), got {self.t!r}")
+        for key, declared in HYPERPARAMETERS.items():
+            if declared.needs and getattr(self, key) and not getattr(self, declared.needs) > 0:
+                raise ValueError(f"{key} needs {declared.needs} > 0, got {declared.needs}={getattr(self, declared.needs)!r}")
         # what passed: the field values themselves (immutable: str, bool, int, float)
-        self._checked = _FIELD_VALUES(self)
+        self._checked = self.values()
 
     def check(self):
         """Check the fields again unless each still holds the very object that last passed
         (the training loop's entry calls this: a fit hands it the Optimizer it just checked)."""
         checked = self.__dict__.get("_checked")
-        if checked is None or any(a is not b for a, b in zip(_FIELD_VALUES(self), checked)):
-            self.__post_init__()
+        if checked is None or any(a is not b for a, b in zip(self.values(), checked)):
+            self._check()
+
+    def values(self):
+        """(name, lr, each hyperparameter in the registry's order, t)."""
+        return _FIELD_VALUES(self)
+
+    def record(self):
+        """{field: value} of every field: ``Optimizer(**record)`` makes it again."""
+        return dict(zip(FIELDS, self.values()))
+
+    def new_state(self, params):
+        """Zeros for its state: (n_state, len(params)) of the parameters' dtype."""
+        return np.zeros((self.n_state, len(params)), dtype=params.dtype)
 
     def __copy__(self):
         new = object.__new__(Optimizer)
         new.__dict__.update(self.__dict__)
         return new
+
+    def __eq__(self, other):
+        if not isinstance(other, Optimizer):
+            return NotImplemented
+        return self.values() == other.values()
+
+    def __repr__(self):
+        return f"Optimizer({', '.join(f'{key}={value!r}' for key, value in self.record().items())})"
+
+    @property
+    def n_state(self):
+        """Vectors of optimizer state per parameter (the registry's count)."""
+        return OPTIMIZERS[self.name].state
 
     @property
     def fused(self):
@@ -269,15 +289,36 @@ class Optimizer:
 
     @property
     def full_batch(self):
-        return self.name in FULL_BATCH
+        return OPTIMIZERS[self.name].full_batch
 
     def hyperparameters(self):
         """{name: value} of `lr` and what this optimizer reads."""
-        return {"lr": self.lr, **{key: getattr(self, key) for key in OPTIMIZERS[self.name]}}
+        return {"lr": self.lr, **{key: getattr(self, key) for key in OPTIMIZERS[self.name].hyperparameters}}
 
 
-_REAL_FIELDS = tuple(f.name for f in fields(Optimizer) if f.type is float)
-_FIELD_VALUES = attrgetter(*(f.name for f in fields(Optimizer)))
+FIELDS = ("name", "lr", *HYPERPARAMETERS, "t")
+_FIELD_VALUES = attrgetter(*FIELDS)
+
+
+def _check_interval(optimizer, key, declared):
+    """ValueError unless hyperparameter `key` lies in its declared interval (the message
+    states the rule and the value)."""
+    value, low, high, closed = getattr(optimizer, key), declared.low, declared.high, declared.closed
+    bound = f"{low} ({getattr(optimizer, low)!r})" if isinstance(low, str) else low
+    if isinstance(low, str):
+        low = getattr(optimizer, low)
+    left, right = closed in ("both", "left"), closed in ("both", "right")
+    ok = ((low is None or (value >= low if left else value > low))
+          and (high is None or (value <= high if right else value < high)))
+    if not ok:
+        if high is None:
+            rule = f"{'>=' if left else '>'} {bound}"
+        elif low is None:
+            rule = f"{'<=' if right else '<'} {high}"
+        else:
+            rule = f"in {'[' if left else '('}{bound}, {high}{']' if right else ')'}"
+        note = f" ({declared.note})" if declared.note else ""
+        raise ValueError(f"{key} must be {rule}{note}, got {value!r}")
 
 
 # ---------------------------------------------------------------- backend entry checks
@@ -339,7 +380,7 @@ def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, 
         raise TypeError(f"optimizer must be a fastmlp._spec.Optimizer, got {type(optimizer).__name__}")
     optimizer.check()   # its fields may have been changed since it was made
     check_output(losses, (epochs,), "losses", np.dtype(np.float64))
-    check_output(state, (2, len(params)), "state", params.dtype)
+    check_output(state, (optimizer.n_state, len(params)), "state", params.dtype)
     if rng is not None and not callable(getattr(rng, "shuffle", None)):
         raise TypeError(f"rng must be a numpy Generator (or have its shuffle) or None, got {type(rng).__name__}")
     if callback is not None and not callable(callback):

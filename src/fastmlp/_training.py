@@ -11,6 +11,7 @@ the model. Each run owns its `Optimizer`, optimizer state, `Schedule` and
 import copy
 import functools
 import math
+import numbers
 import os
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -29,6 +30,8 @@ SCHEDULES = ("constant", "invscaling", "plateau")     # fit(lr_schedule=)
 # and, for `run_fit` only, "sklearn": the caller's rate and end-of-epoch steps (the estimators)
 RUN_SCHEDULES = (*SCHEDULES, "sklearn")
 THREADS = ("auto",)    # fit(threads=): see _blas.blas_threads
+MONITORS = ("loss", "val_loss")   # fit(monitor=): these, or a callable score
+MODES = ("min", "max")
 PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.2, 2   # "plateau": lr / 5 after 2 epochs without progress
 # Epochs per backend call at first (then doubling): the loss buffer follows the epochs run,
 # not the epochs asked for, when early stopping ends a fit of epochs=10**8.
@@ -41,9 +44,12 @@ class Run:
 
     def __init__(self, params, optimizer, rng, history=None, dropout_key=0):
         self.params, self.optimizer, self.rng, self.dropout_key = params, optimizer, rng, dropout_key
-        self.state = np.zeros((2, len(params)), dtype=params.dtype)
+        # the optimizer's state: the rows its registry entry declares (L-BFGS keeps none here)
+        self.state = (optimizer.new_state(params) if isinstance(optimizer, Optimizer)
+                      else np.zeros((0, len(params)), dtype=params.dtype))
         self.history = copy.deepcopy(history) if history else {"loss": [], "val_loss": []}
         self.best = None
+        self.last = None         # the last epoch's monitored value (lower is better), None before one
         self.diverged = None     # the epoch (counted over warm starts) whose loss was not finite
 
     def continues(self, optimizer):
@@ -61,9 +67,12 @@ class Run:
         return new
 
     def score(self):
-        """The restarts' ranking key (lower is better): the monitored loss, with diverged runs
-        and non-finite losses after every finite one."""
+        """The restarts' ranking key (lower is better): the best (early stopping) or last
+        monitored value (a score to maximise negated), with diverged runs and non-finite
+        values after every finite one."""
         value = self.best
+        if value is None:
+            value = getattr(self, "last", None)      # (None in a Run pickled before it had one)
         if value is None:
             losses = self.history["val_loss"] or self.history["loss"]
             value = losses[-1] if losses else math.inf
@@ -94,15 +103,19 @@ class Schedule:
 
 
 class Monitor:
-    """The monitored loss: its best value, epochs since it improved by `tol`, and (for
-    early stopping) the weights of the best epoch."""
+    """The monitored value, lower is better (a score to maximise is negated): its best value,
+    epochs since it improved by `tol`, and (for early stopping) the weights of the best
+    epoch. With `skip_nan` (a callable's score), a NaN value is never an improvement."""
 
-    def __init__(self, early_stopping, patience, tol):
-        self.early_stopping, self.patience, self.tol = early_stopping, patience, tol
+    def __init__(self, early_stopping, patience, tol, skip_nan=False):
+        self.early_stopping, self.patience, self.tol, self.skip_nan = early_stopping, patience, tol, skip_nan
         self.best, self.best_params, self.waited = None, None, 0
 
     def update(self, loss, params):
-        """Record one epoch's monitored loss; True when it improved."""
+        """Record one epoch's monitored value; True when it improved."""
+        if self.skip_nan and loss != loss:
+            self.waited += 1
+            return False
         if self.best is None or loss < self.best - self.tol:
             self.best, self.waited = loss, 0
             if self.early_stopping:
@@ -139,6 +152,12 @@ class FitJob:
     lbfgs_options: dict = None  # SciPy L-BFGS-B options besides maxiter (maxfun, gtol, ...); None: SciPy's
     report: object = None       # a _progress.EpochReport (callback, progress bar), or None
     lbfgs_result: object = None  # set by run_fit: SciPy's L-BFGS-B result of the best run (L-BFGS)
+    # fit(monitor=): "loss", "val_loss" (the default with validation data) or a callable score, which
+    # `score(params)` (set by the model: it knows how to read params as a model) evaluates; mode
+    # "min" or "max", the direction in which the monitored value improves
+    monitor: object = None
+    mode: str = "min"
+    score: object = None
     # X (dense), Y, w: arrays a model's fit checked, of its own (no caller can reshape them), and
     # the runs make_runs' (params, state, optimizer their own): trained without checking again
     checked: bool = False
@@ -151,51 +170,91 @@ class FitJob:
         return self.report is not None and self.report.active
 
 
-def fit_job(X, Y, w, check_data, seed, *, epochs, lr, batch_size, shuffle, warm_start, optimizer,
-            momentum, nesterov, beta1, beta2, eps, weight_decay, lr_schedule, power_t,
-            validation_data, validation_fraction, early_stopping, patience, tol, n_restarts,
-            threads="auto", checked=False):
-    """Check a fit's options (X, Y, w already checked) and split off its validation data.
-    `checked`: X, Y, w are the model's own (see FitJob.checked)."""
+def fit_job(X, Y, w, check_data, seed, *, epochs, optimizer, batch_size, shuffle, warm_start, lr_schedule,
+            power_t, validation_data, validation_fraction, early_stopping, patience, tol, n_restarts,
+            threads="auto", checked=False, monitor=None, mode=None):
+    """Check a fit's options (X, Y, w already checked; `optimizer` made by `fit_optimizer`)
+    and split off its validation data. `checked`: X, Y, w are the model's own (see
+    FitJob.checked). A callable `monitor` needs the job's `score` set before training (the
+    model sets it)."""
     epochs = integer(epochs, "epochs", 0)
-    choice(optimizer, "optimizer", FIT_OPTIMIZERS)
-    opt = checked_optimizer("sgd" if optimizer == "lbfgs" else optimizer, lr, momentum, nesterov, beta1, beta2,
-                            eps, weight_decay)
+    if not (optimizer == "lbfgs" or isinstance(optimizer, Optimizer)):
+        raise TypeError(f"optimizer must be a fastmlp._spec.Optimizer or 'lbfgs', got {optimizer!r}")
+    name = optimizer if optimizer == "lbfgs" else optimizer.name
     choice(lr_schedule, "lr_schedule", SCHEDULES)
     if isinstance(threads, str) and threads == "shared":
         raise ValueError("threads='shared' was removed (its shared-batch threads lost to the BLAS's own "
                          "threads on a quiet machine); use threads='auto'")
     choice(threads, "threads", THREADS)
     power_t = real(power_t, "power_t", minimum=0)
-    if optimizer in ("rprop", "lbfgs") and lr_schedule != "constant":
-        raise ValueError(f"lr_schedule={lr_schedule!r} does not apply to optimizer={optimizer!r}")
+    if name in ("rprop", "lbfgs") and lr_schedule != "constant":
+        raise ValueError(f"lr_schedule={lr_schedule!r} does not apply to optimizer={name!r}")
     shuffle, warm_start = flag(shuffle, "shuffle"), flag(warm_start, "warm_start")
     early_stopping = flag(early_stopping, "early_stopping")
     patience, tol = integer(patience, "patience", 1), real(tol, "tol")
     n_restarts = integer(n_restarts, "n_restarts", 1)
     if warm_start and n_restarts > 1:
         raise ValueError("warm_start continues one run; it cannot be combined with n_restarts > 1")
+    monitor, mode = check_monitor(monitor, mode, validation_data is not None or validation_fraction is not None)
     X, Y, w, X_val, Y_val = validation_split(X, Y, w, check_data, seed, validation_data, validation_fraction)
-    batch_size = check_batch_size(batch_size, X.shape[0], optimizer)
-    return FitJob(X, Y, w, X_val, Y_val, "lbfgs" if optimizer == "lbfgs" else opt, epochs, batch_size,
+    batch_size = check_batch_size(batch_size, X.shape[0], name)
+    return FitJob(X, Y, w, X_val, Y_val, optimizer, epochs, batch_size,
                   shuffle and batch_size < X.shape[0], lr_schedule, power_t, early_stopping, patience, tol,
-                  n_restarts, warm_start, checked=checked and isinstance(X, np.ndarray))
+                  n_restarts, warm_start, checked=checked and isinstance(X, np.ndarray), monitor=monitor,
+                  mode=mode)
 
 
-def checked_optimizer(*hyperparameters):
-    """A new Optimizer(name, lr, momentum, nesterov, beta1, beta2, eps, weight_decay), checked.
-    The values of recent fits are checked once (an LRU cache that tells types apart: True
-    from 1, 1 from 1.0); unhashable values are checked afresh, and refused."""
+def check_monitor(monitor, mode, validation):
+    """(monitor, mode) of fit(monitor=, mode=), checked: monitor "loss", "val_loss" or a
+    callable (None: "val_loss" with `validation` data, else "loss"); mode "min" or "max"
+    (None: "min" for a loss, "max" for a callable's score). "val_loss" and a callable need
+    validation data; a loss is never maximised."""
+    if monitor is None:
+        monitor = "val_loss" if validation else "loss"
+    elif callable(monitor):
+        if not validation:
+            raise ValueError("a callable monitor scores the validation data: give validation_data or "
+                             "validation_fraction")
+    elif not isinstance(monitor, str):
+        raise TypeError(f"monitor must be 'loss', 'val_loss' or a callable (model, X_val, y_val) -> float, got "
+                        f"{type(monitor).__name__}")
+    else:
+        choice(monitor, "monitor", MONITORS)
+        if monitor == "val_loss" and not validation:
+            raise ValueError("monitor='val_loss' needs validation data: give validation_data or "
+                             "validation_fraction")
+    if mode is None:
+        return monitor, "max" if callable(monitor) else "min"
+    choice(mode, "mode", MODES)
+    if mode == "max" and not callable(monitor):
+        raise ValueError(f"mode='max' does not fit monitor={monitor!r}: a loss improves as it falls")
+    return monitor, mode
+
+
+def monitored_value(value):
+    """A callable monitor's return value as a float; TypeError for anything but a real number."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"the monitor must return a real number (higher or lower is better, see mode), got "
+                        f"{value!r}")
+    return float(value)
+
+
+def fit_optimizer(name, lr, **hyperparameters):
+    """The optimizer of one fit, from its options: a new, checked `Optimizer`, or "lbfgs"
+    (whose options are checked all the same, as SGD's). The values of recent fits are
+    checked once (an LRU cache that tells types apart: True from 1, 1 from 1.0);
+    unhashable values are checked afresh, and refused."""
+    choice(name, "optimizer", FIT_OPTIMIZERS)
     try:
-        return _optimizer(*hyperparameters).__copy__()
+        opt = _optimizer("sgd" if name == "lbfgs" else name, lr, **hyperparameters).__copy__()
     except TypeError:
-        return _optimizer.__wrapped__(*hyperparameters)
+        opt = _optimizer.__wrapped__("sgd" if name == "lbfgs" else name, lr, **hyperparameters)
+    return "lbfgs" if name == "lbfgs" else opt
 
 
 @functools.lru_cache(maxsize=32, typed=True)
-def _optimizer(name, lr, momentum, nesterov, beta1, beta2, eps, weight_decay):
-    return Optimizer(name, real(lr, "lr", positive=True), momentum=momentum, nesterov=nesterov, beta1=beta1,
-                     beta2=beta2, eps=eps, weight_decay=weight_decay)
+def _optimizer(name, lr, **hyperparameters):
+    return Optimizer(name, real(lr, "lr", positive=True), **hyperparameters)
 
 
 def check_batch_size(batch_size, n, optimizer):
@@ -237,18 +296,28 @@ def validation_split(X, Y, w, check_data, seed, validation_data, validation_frac
 
 
 def dropout_key(seed, restart):
-    """The dropout key of run `restart` of a model seeded with `seed` (None: fresh entropy)."""
-    return int(np.random.SeedSequence(seed, spawn_key=(DROPOUT_STREAM, restart)).generate_state(1, np.uint64)[0])
+    """The dropout key of run `restart` of a model seeded with `seed` (None: fresh entropy):
+    SplitMix64 of (seed, restart), in [0, 2**64)."""
+    if seed is None:
+        return int.from_bytes(os.urandom(8), "little")
+    key = 0
+    for word in (DROPOUT_STREAM, seed, restart):
+        key = (key + word + 0x9E3779B97F4A7C15) & _MASK64
+        key = ((key ^ (key >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        key = ((key ^ (key >> 27)) * 0x94D049BB133111EB) & _MASK64
+        key ^= key >> 31
+    return key
 
 
-DROPOUT_STREAM = 0xD50   # (a spawn key apart from the shuffling's and the initialisations')
+DROPOUT_STREAM = 0xD50   # (a stream apart from the shuffling's and the initialisations')
+_MASK64 = 2**64 - 1
 
 
-def make_runs(job, previous, seed, initial_params, current_params, dropout=False):
+def make_runs(job, previous, seed, initial_params, current_params):
     """The runs of a fit. Run 0 continues `previous` on a warm start with the same optimizer,
     else starts from the current weights (warm start) or the seed's initialisation; restart
-    i > 0 draws its initialisation and shuffling from streams of its own, and with `dropout`
-    (the network has some), each run's dropout key from the seed and its number (`dropout_key`).
+    i > 0 draws its initialisation and shuffling from streams of its own, and each run's
+    dropout key from the seed and its number (`dropout_key`).
     ``initial_params(entropy)`` gives new weights drawn from ``np.random.default_rng(entropy)``."""
     n = job.n_restarts
     # shuffling of run i: streams[i]; initialisation of run i > 0: streams[n + i]
@@ -262,12 +331,12 @@ def make_runs(job, previous, seed, initial_params, current_params, dropout=False
         history = previous.history if job.warm_start and previous is not None else None
         # job.optimizer is this fit's own (fit_job's copy): run 0 takes it, restarts copies
         run = Run(params, job.optimizer if n == 1 else copy.copy(job.optimizer), None, history,
-                  dropout_key(seed, 0) if dropout else 0)
+                  dropout_key(seed, 0))
     if job.shuffle and run.rng is None:
         run.rng = np.random.default_rng(streams[0])
     return [run] + [
         Run(initial_params(streams[n + i]), copy.copy(job.optimizer),
-            np.random.default_rng(streams[i]), None, dropout_key(seed, i) if dropout else 0)
+            np.random.default_rng(streams[i]), None, dropout_key(seed, i))
         for i in range(1, n)
     ]
 
@@ -358,19 +427,26 @@ def train_run(impl, net, run, job, stop=None, restart=0, watch=None, rate=None):
         if lbfgs:
             return _lbfgs(impl, net, run, job, watch)
         return _epochs(impl, net, run, job, rate, watch, stop)
-    monitor = Monitor(job.early_stopping, job.patience, job.tol)
+    scored = job.monitor is not None and not isinstance(job.monitor, str)     # a callable's score
+    sign = -1.0 if job.mode == "max" else 1.0
+    monitor = Monitor(job.early_stopping, job.patience, job.tol, skip_nan=scored)
     schedule = None if lbfgs else Schedule(job.schedule, run.optimizer.lr, job.power_t)
     epochs = [len(run.history["loss"])]    # the next epoch's number, counted over warm starts
 
     def watch(loss):
         """After an epoch with training loss `loss`: False when training should stop."""
-        val_loss = None
+        val_loss, extra = None, {}
         if job.X_val is not None:
             val_loss = float(impl.loss_gradient(net, run.params, job.X_val, job.Y_val))
             run.history["val_loss"].append(val_loss)
-        improved = monitor.update(loss if val_loss is None else val_loss, run.params)
+        if scored:
+            value = extra["val_score"] = job.score(run.params)
+        else:
+            value = val_loss if job.monitor == "val_loss" or (job.monitor is None and val_loss is not None) else loss
+        run.last = sign * value
+        improved = monitor.update(run.last, run.params)
         go_on = job.report is None or job.report(epochs[0], loss, val_loss, None if lbfgs else run.optimizer.lr,
-                                                 restart)
+                                                 restart, **extra)
         epochs[0] += 1
         if schedule is not None:
             schedule.observe(improved)

@@ -3,24 +3,26 @@
 The option names are ``Literal`` types so that an IDE completes them and a type checker
 flags a misspelt one (``optimizer="adma"``). They repeat, for the type checker, the names that
 ``_registry`` and the modules checking each option hold; tests/test_typing.py holds each
-``Literal`` equal to its list.
+``Literal`` equal to its list. The hidden activations' live in ``_registry`` itself, beside
+their table, so that a new activation is a change to that file alone.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._registry import Activation, EstimatorActivation
+
 __all__ = ["Activation", "ArrayLike", "Backend", "Blas", "BlasName", "Callback", "DType", "EstimatorActivation",
            "Floats", "Init", "Input", "Labels", "LearningRate", "Loss", "Optimizer", "Output", "PathLike",
-           "RegressorLoss", "Schedule", "Setting", "Solver", "Threads"]
+           "RegressorLoss", "Schedule", "Setting", "Solver", "Threads", "ClassWeight", "Monitor", "Scoring"]
 
 # option names (each checked against its source list in tests/test_typing.py)
-Activation = Literal["identity", "leaky_relu", "relu", "tanh", "sigmoid", "gelu"]   # _registry.ACTIVATIONS
 Output = Literal["sigmoid", "softmax", "identity", "exp"]                           # _registry.OUTPUTS
 Loss = Literal["bce", "cross_entropy", "mse", "poisson"]                            # _registry.LOSSES
 Optimizer = Literal["sgd", "adam", "adamw", "rprop", "lbfgs"]                       # _training.FIT_OPTIMIZERS
@@ -33,7 +35,6 @@ BlasName = Literal["mkl", "scipy"]                                              
 # float32 or float64, by name, scalar type or dtype (_validation.FLOAT_DTYPES)
 DType = Literal["float32", "float64"] | type[np.float32] | type[np.float64] | np.dtype[np.float32] | np.dtype[np.float64]
 # the estimators' options, with scikit-learn's names (fastmlp._sklearn's parameter constraints)
-EstimatorActivation = Literal["identity", "logistic", "tanh", "relu", "leaky_relu", "gelu"]
 Solver = Literal["lbfgs", "sgd", "adam", "adamw", "rprop"]
 LearningRate = Literal["constant", "invscaling", "adaptive"]
 RegressorLoss = Literal["squared_error", "poisson"]
@@ -45,6 +46,12 @@ Input = Any
 PathLike = str | os.PathLike[str]
 # callback(epoch, logs) -> False to stop; anything else (None, True) goes on
 Callback = Callable[[int, dict[str, Any]], object]
+# class_weight: "balanced", {label: weight}, or one such dict per output (multilabel)
+ClassWeight = Literal["balanced"] | Mapping[Any, float] | Sequence[Mapping[Any, float]]
+# MLP.fit(monitor=): a loss by name (_training.MONITORS), or a score monitor(model, X_val, y_val)
+Monitor = Literal["loss", "val_loss"] | Callable[[Any, Any, Any], float]
+# the estimators' scoring: a scikit-learn scorer name, or a scorer callable(estimator, X, y)
+Scoring = str | Callable[..., float]
 
 T = TypeVar("T")
 

@@ -228,13 +228,29 @@ def check_Y(Y, n, n_outputs, dtype, finite=False, name="Y"):
     return Y
 
 
-def check_sample_weight(sample_weight, n, dtype):
+def check_sample_weight(sample_weight, n, dtype, class_weights=None):
     """None, or the weights as a C-contiguous (n,) array of dtype, divided by their largest
     value: every mean they weigh is sum(w_i x_i) / sum(w_i), so this changes no result, and
     weights scaled by any constant give the same model, however tiny (subnormal) or huge
-    they are. Refused unless finite and >= 0 with at least one positive weight."""
-    if sample_weight is None:
+    they are. Refused unless finite and >= 0 with at least one positive weight.
+    `class_weights` (float64 (n,), from `class_sample_weight`) multiply the given weights
+    (float64) first: the result is that of passing their product as `sample_weight`."""
+    if sample_weight is None and class_weights is None:
         return None
+    w = None if sample_weight is None else raw_sample_weight(sample_weight, n)
+    if class_weights is not None:
+        w = class_weights if w is None else w * class_weights
+    top = w.max()
+    if not top > 0:
+        if class_weights is None:
+            raise ValueError("sample_weight needs a positive sum: all its weights are 0")
+        raise ValueError("class_weight (times sample_weight) gives every row the weight 0: at least one row "
+                         "needs a positive weight")
+    return np.ascontiguousarray(w / top, dtype=dtype)
+
+
+def raw_sample_weight(sample_weight, n):
+    """`sample_weight` as a float64 (n,) array, checked finite and >= 0 (not yet scaled)."""
     w = as_input(sample_weight, np.float64, 1, "sample_weight")
     if w.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
@@ -242,10 +258,87 @@ def check_sample_weight(sample_weight, n, dtype):
         raise ValueError("sample_weight must be finite (it contains NaN or infinity)")
     if (w < 0).any():
         raise ValueError("sample_weight must be >= 0 (it has negative weights)")
-    top = w.max()
-    if not top > 0:
-        raise ValueError("sample_weight needs a positive sum: all its weights are 0")
-    return np.ascontiguousarray(w / top, dtype=dtype)
+    return w
+
+
+# ---------------------------------------------------------------- class weights
+
+
+def class_columns(Y, output, classes=None):
+    """[(class index of each row, class labels)] per output of the checked 0/1 targets `Y`
+    (n, k) of a classification head, for `class_sample_weight`: "softmax", one column (the
+    index of each one-hot row, labels `classes` or 0..k-1); "sigmoid" with one output, one
+    column (labels `classes` or [0, 1]); "sigmoid" with k > 1 outputs (multilabel), one
+    column per output, labels [0, 1] each. ValueError for any other output."""
+    if output == "softmax":
+        return [(np.argmax(Y, axis=1), list(range(Y.shape[1])) if classes is None else list(classes))]
+    if output != "sigmoid":
+        raise ValueError(f"class_weight is for classification (output 'sigmoid' or 'softmax'); this network's "
+                         f"output is {output!r} (regression): weigh rows with sample_weight instead")
+    if Y.shape[1] == 1:
+        return [(Y[:, 0].astype(np.intp), [0, 1] if classes is None else list(classes))]
+    return [(Y[:, j].astype(np.intp), [0, 1]) for j in range(Y.shape[1])]
+
+
+def class_sample_weight(class_weight, columns):
+    """Each row's weight (float64 (n,)) from `class_weight` for the classes of `columns` (see
+    `class_columns`): "balanced", scikit-learn's n_samples / (n_classes * count of the class),
+    n_classes counting the classes present; a dict {label: weight} (labels not in it weigh
+    1); with several columns (multilabel) "balanced" or a list of such dicts, one per
+    column, whose weights multiply (scikit-learn's ``compute_sample_weight``). Labels that
+    are not classes, and weights that are not finite numbers >= 0, are refused."""
+    k = len(columns)
+    if isinstance(class_weight, str):
+        choice(class_weight, "class_weight", ("balanced",))
+        weights = [_balanced(index) for index, _ in columns]
+    elif k > 1:
+        if not isinstance(class_weight, (list, tuple)) or not all(isinstance(d, dict) for d in class_weight):
+            raise ValueError(f"class_weight for {k} outputs (multilabel) must be 'balanced' or a list of {k} dicts, "
+                             f"one per output, each {{0: weight, 1: weight}}; got {_short(class_weight)}")
+        if len(class_weight) != k:
+            raise ValueError(f"class_weight has {len(class_weight)} dicts for {k} outputs: give one per output")
+        weights = [_from_dict(d, index, labels, f"class_weight[{j}]")
+                   for j, (d, (index, labels)) in enumerate(zip(class_weight, columns))]
+    elif isinstance(class_weight, dict):
+        weights = [_from_dict(class_weight, *columns[0], "class_weight")]
+    else:
+        raise TypeError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got "
+                        f"{_short(class_weight)}")
+    return np.prod(weights, axis=0, dtype=np.float64)
+
+
+def _balanced(index):
+    counts = np.bincount(index).astype(np.float64)
+    present = int(np.count_nonzero(counts))
+    with np.errstate(divide="ignore"):           # (absent classes: no row reads them)
+        per_class = index.shape[0] / (present * counts)
+    return per_class[index]
+
+
+def _from_dict(class_weight, index, labels, name):
+    position = {}
+    for i, label in enumerate(labels):
+        position.setdefault(label, i)
+    unknown = [key for key in class_weight if _lookup(position, key) is None]
+    if unknown:
+        plain = [label.item() if isinstance(label, np.generic) else label for label in labels]
+        raise ValueError(f"{name} names {_short(unknown)}, not among the classes {_short(plain)}")
+    per_class = np.ones(len(labels), dtype=np.float64)
+    for key, value in class_weight.items():
+        per_class[_lookup(position, key)] = real(value, f"{name}[{key!r}]", minimum=0)
+    return per_class[index]
+
+
+def _lookup(position, key):
+    try:
+        return position.get(key)
+    except TypeError:            # an unhashable key
+        return None
+
+
+def _short(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # ---------------------------------------------------------------- parameters read, not written

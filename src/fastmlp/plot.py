@@ -46,39 +46,52 @@ def _axes(ax):
 
 
 def _curves(model):
-    """(training losses, validation values or None, their label, whether they are losses)."""
+    """(training losses, validation losses or None, validation scores or None, their label)."""
     if hasattr(model, "history_"):                                     # MLP
         history = model.history_
-        return history["loss"], history["val_loss"] or None, "validation loss", True
+        return history["loss"], history["val_loss"] or None, None, None
     if not hasattr(model, "_mlp"):
         raise ValueError(f"this {type(model).__name__} is not fitted yet: fit it before plotting")
     if not hasattr(model, "loss_curve_"):
         raise ValueError(f"{type(model).__name__}(solver={model.solver!r}) records no loss per epoch "
                          "(loss_curve_); only the stochastic solvers do")
-    score = "accuracy" if hasattr(model, "classes_") else "R²"
-    return model.loss_curve_, model.validation_scores_ or None, f"validation {score}", False
+    return (model.loss_curve_, getattr(model, "validation_loss_curve_", None) or None,
+            model.validation_scores_ or None, f"validation {_score_name(model)}")
+
+
+def _score_name(model):
+    """What an estimator's validation_scores_ hold: its `scoring`, else accuracy or R²."""
+    scoring = getattr(model, "scoring", None)
+    if isinstance(scoring, str):
+        return scoring
+    if scoring is not None:
+        return "score"
+    return "accuracy" if hasattr(model, "classes_") else "R²"
 
 
 def loss_curve(model: Model, ax: Axes | None = None) -> Axes:
-    """The training loss per epoch (and the validation loss, or an estimator's validation
-    score on a second y axis at the right, when the fit recorded one). The y axis is
-    logarithmic when the loss falls by more than a factor of 100."""
+    """The training loss per epoch and, when the fit held data out, the validation loss
+    (``history_["val_loss"]`` of an ``MLP``, an estimator's ``validation_loss_curve_``) on
+    the same axis, and an estimator's validation score (``validation_scores_``) on a second
+    y axis at the right. The loss axis is logarithmic when the loss falls by more than a
+    factor of 100."""
     _matplotlib()
-    loss, validation, label, same_scale = _curves(model)
-    if not len(loss) and not validation:
+    loss, val_loss, scores, label = _curves(model)
+    if not len(loss) and not val_loss and not scores:
         raise ValueError("the model has no training history: fit it before plotting its loss")
     ax = _axes(ax)
     lines, top = [], ax
     if len(loss):
         lines += ax.plot(np.arange(1, len(loss) + 1), loss, label="training loss")
-        positive = np.asarray(loss)[np.isfinite(loss)]
-        if positive.size and positive.min() > 0 and positive.max() > 100 * positive.min():
-            ax.set_yscale("log")
-    if validation and same_scale:
-        lines += ax.plot(np.arange(1, len(validation) + 1), validation, label=label)
-    elif validation:                     # a score, not a loss: its own scale
+    if val_loss:
+        lines += ax.plot(np.arange(1, len(val_loss) + 1), val_loss, color="C1", label="validation loss")
+    finite = np.asarray([*loss, *(val_loss or ())], dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size and finite.min() > 0 and finite.max() > 100 * finite.min():
+        ax.set_yscale("log")
+    if scores:                           # a score, not a loss: its own scale
         top = twin = ax.twinx()
-        lines += twin.plot(np.arange(1, len(validation) + 1), validation, color="C1", label=label)
+        lines += twin.plot(np.arange(1, len(scores) + 1), scores, color="C2", label=label)
         twin.set_ylabel(label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
