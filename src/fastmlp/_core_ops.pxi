@@ -47,9 +47,13 @@ cdef void _dropout(Py_ssize_t size, const floating* A, floating* M, floating* ou
     """Inverted dropout: M = scale where the unit is kept, else 0; out = A * M. Unit p of the
     batch (row-major) is kept when mix(stream + (p + 1) * GOLDEN) >> 11 >= threshold."""
     cdef Py_ssize_t p
+    cdef uint64_t golden = _GOLDEN, counter = stream     # (locals: the stores below cannot alias them)
+    cdef floating m
     for p in range(size):
-        M[p] = scale if (_mix64(stream + <uint64_t>(p + 1) * _GOLDEN) >> DROPOUT_BITS_SHIFT) >= threshold else 0
-        out[p] = A[p] * M[p]
+        counter = counter + golden
+        m = scale if (_mix64(counter) >> DROPOUT_BITS_SHIFT) >= threshold else 0
+        M[p] = m
+        out[p] = A[p] * m
 
 
 cdef void _dropout_backward(Py_ssize_t size, const floating* M, floating* D) noexcept nogil:
