@@ -65,9 +65,8 @@ class MLP:
         Output activation: ``"sigmoid"`` (binary or multi-label), ``"softmax"``
         (one of k classes), ``"identity"`` (regression), ``"exp"`` (counts, rates).
     loss : str or None
-        Loss paired with the output, inferred when None: ``"bce"`` for sigmoid,
-        ``"cross_entropy"`` for softmax, ``"mse"`` for identity, ``"poisson"`` for exp. BCE and MSE are means over
-        samples and outputs, cross-entropy the mean over samples (PyTorch's conventions).
+        Loss paired with the output (None: ``"bce"``, ``"cross_entropy"``, ``"mse"``,
+        ``"poisson"`` for sigmoid, softmax, identity, exp): PyTorch's means over samples.
     negative_slope : float
         Slope of Leaky ReLU for negative inputs.
     l2 : float
@@ -75,10 +74,9 @@ class MLP:
     dropout : float or sequence of float
         Inverted dropout rate(s) in [0, 1) after the hidden activations, in training only.
     init : {"auto", "he", "glorot", "normal"}
-        Weight initialisation, biases zero. ``"normal"`` draws each layer's W as
-        ``default_rng(seed).standard_normal((n_in, n_out)) * init_scale``, layer by layer
-        from one generator. ``"auto"``: He for a layer feeding the ReLU family (ReLU, Leaky
-        ReLU, GELU), Glorot uniform otherwise (and in the output layer).
+        Weight initialisation, biases zero. ``"normal"``: each W is ``standard_normal((n_in,
+        n_out)) * init_scale`` from one ``default_rng(seed)``, layer by layer. ``"auto"``: the
+        registry's choice per activation (He for the ReLU family, Glorot uniform otherwise).
     init_scale : float or None
         Standard deviation for ``init="normal"`` (default 0.1); only valid with it.
     seed : int or None
@@ -100,7 +98,8 @@ class MLP:
                  output: Output = "sigmoid", loss: Loss | None = None, negative_slope: float = 0.01, l2: float = 0.0,
                  init: Init = "auto", init_scale: float | None = None, seed: int | None = None,
                  dtype: DType = "float64", backend: Backend = "auto", dropout: float | Sequence[float] = 0.0) -> None:
-        self._configure(**{key: value for key, value in locals().items() if key != "self"})
+        self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale, seed, dtype,
+                        backend, dropout)
         self._set_state(self._initial_params(self._seed), {"loss": [], "val_loss": []})
 
     def _configure(self, layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
@@ -113,7 +112,8 @@ class MLP:
         self._backend, self._impl = _backend.resolve(backend)
         self._activation = activation if isinstance(activation, str) else self._net.activations
 
-    activation: Setting[Activation | tuple[Activation, ...]] = Setting("_activation", "The hidden activation(s), as given.")
+    activation: Setting[Activation | tuple[Activation, ...]] = Setting("_activation",
+                                                                       "The hidden activation(s), as given.")
     init: Setting[Init] = Setting("_init", "The weight initialisation.")
     init_scale: Setting[float | None] = Setting("_init_scale", 'Standard deviation of init="normal", or None.')
     seed: Setting[int | None] = Setting("_seed", "The seed of the initialisation, shuffling, splits and restarts.")
