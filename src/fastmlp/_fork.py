@@ -18,6 +18,10 @@ which runs between the loop's stretches, waits for nothing of its own).
 
 `PENDING` is a C int so that the compiled loop reads it per batch without the GIL (by its
 address, taken at its import); the waits use a lock of this module only.
+
+fastmlp's fork handlers (these, and ``_blas``'s lock) are registered here with `at_fork`, and
+run from the one set this module gives os.register_at_fork, which also sees to imports that
+other threads have under way at the fork (see the end of this file).
 """
 
 import ctypes
