@@ -438,3 +438,198 @@ def test_a_fork_while_another_thread_first_imports_the_model(backend):
         pytest.skip(f"{backend} backend not built")
     report = _run(FIRST_USE_IN_A_THREAD, {"FASTMLP_BLAS": "scipy"}, prelude="", backend=backend)
     assert report == {"child": 0}, report
+
+
+# ---------------------------------------------------------------- imports under way at a fork
+
+# A module that takes its time to import, and says when it has begun: it runs with its module
+# lock held (by the importing thread) until `VALUE` is set.
+SLOW_MODULE = """
+import time, forksignals
+forksignals.runs.append(1)
+forksignals.started.set()
+with forksignals.gate:         # (a lock that a test may hold)
+    pass
+time.sleep(forksignals.sleep)
+VALUE = 42
+"""
+
+SIGNALS = r"""
+import json, os, sys, threading, time, types
+cfg = json.loads(sys.argv[1])
+sys.path.insert(0, cfg["dir"])
+signals = types.ModuleType("forksignals")
+signals.runs, signals.started, signals.gate, signals.sleep = [], threading.Event(), threading.Lock(), cfg["sleep"]
+sys.modules["forksignals"] = signals
+
+def import_in_a_thread():
+    # begin importing slowmod in another thread, and return once it runs (its lock held)
+    threading.Thread(target=lambda: __import__("slowmod"), daemon=True).start()
+    signals.started.wait(60)
+
+def child_imports_slowmod():
+    # what the forked child does: import slowmod (a hang if its lock stayed held); its exit
+    # code: how many times slowmod's code began in this process (2: run afresh in the child)
+    import slowmod
+    os._exit(len(signals.runs) if slowmod.VALUE == 42 else 99)
+
+def wait_for(pid, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return "hung"
+"""
+
+IMPORT_BEGUN_DURING_THE_HANDLERS = SIGNALS + r"""
+import fastmlp, fastmlp._blas, fastmlp._fork
+first = [True]
+
+def begin_an_import():           # a fastmlp handler, run after the fork's first wait for imports
+    if first.pop() if first else False:
+        import_in_a_thread()
+
+fastmlp._fork.at_fork(before=begin_an_import)
+pid = os.fork()
+if pid == 0:
+    child_imports_slowmod()
+print(json.dumps({"child": wait_for(pid), "imported_before_the_fork": "slowmod" in sys.modules,
+                  "blas_lock_held": fastmlp._blas._lock.locked(), "busy": fastmlp._fork.busy()}))
+"""
+
+IMPORT_BEGUN_AFTER_THE_HANDLERS = SIGNALS + r"""
+state = {"first": True}
+
+def begin_an_import():           # registered before fastmlp's handlers: runs after them
+    if state.pop("first", False):
+        import_in_a_thread()
+
+os.register_at_fork(before=begin_an_import)
+import fastmlp
+pid = os.fork()
+if pid == 0:
+    child_imports_slowmod()
+print(json.dumps({"child": wait_for(pid), "runs_in_parent": len(signals.runs)}))
+"""
+
+IMPORT_WAITING_FOR_ANOTHER_HANDLER = SIGNALS + r"""
+import fastmlp, fastmlp._fork
+fastmlp._fork.IMPORT_WAIT = 0.5  # (the default is seconds: this fork would wait that long)
+state = {"first": True}
+
+def hold_the_gate_and_import():  # registered after fastmlp's: runs before them, keeps a lock
+    if state.pop("first", False):
+        signals.gate.acquire()   # the import, begun now, waits for it until after the fork
+        import_in_a_thread()
+
+def release_the_gate():
+    if signals.gate.locked():
+        signals.gate.release()
+
+def new_gate():
+    signals.gate = threading.Lock()
+
+os.register_at_fork(before=hold_the_gate_and_import, after_in_parent=release_the_gate, after_in_child=new_gate)
+pid = os.fork()
+if pid == 0:
+    child_imports_slowmod()
+child = wait_for(pid)
+print(json.dumps({"child": child, "slowmod": __import__("slowmod").VALUE}))
+"""
+
+
+def _slow_module(tmp_path, sleep):
+    (tmp_path / "slowmod.py").write_text(SLOW_MODULE)
+    return {"dir": str(tmp_path), "sleep": sleep}
+
+
+@pytest.mark.slow     # (a subprocess)
+def test_an_import_begun_while_the_fork_handlers_run_is_waited_for(tmp_path):
+    """An import that another thread begins while the fork's handlers run (here begun by a
+    handler, deterministically; in the issue, the thread's next import once the GIL came
+    back): the fork undoes the handlers, waits for it and runs them again, so the child
+    finds the module imported (its code ran once, before the fork); the handlers' locks are
+    all released in the parent."""
+    report = _run(IMPORT_BEGUN_DURING_THE_HANDLERS, prelude="", **_slow_module(tmp_path, 0.3))
+    assert report == {"child": 1, "imported_before_the_fork": True, "blas_lock_held": False, "busy": {}}, report
+
+
+@pytest.mark.slow     # (a subprocess)
+def test_an_import_under_way_at_the_fork_is_run_afresh_in_the_child(tmp_path):
+    """An import begun after fastmlp's handlers (by another library's handler, run later) is
+    under way at the fork itself: the child drops its module lock and half-run module and
+    imports the module afresh instead of waiting for a thread it does not have."""
+    report = _run(IMPORT_BEGUN_AFTER_THE_HANDLERS, prelude="", **_slow_module(tmp_path, 0.5))
+    assert report == {"child": 2, "runs_in_parent": 1}, report
+
+
+@pytest.mark.slow     # (a subprocess)
+def test_an_import_that_waits_for_another_fork_handler_does_not_hang_the_fork(tmp_path):
+    """An import that waits for a lock which another library's fork handler (run before
+    fastmlp's) holds until the fork is done: the fork waits for it only IMPORT_WAIT seconds,
+    then goes on; the parent's import then ends, and the child imports the module afresh."""
+    report = _run(IMPORT_WAITING_FOR_ANOTHER_HANDLER, prelude="", **_slow_module(tmp_path, 0.0))
+    assert report == {"child": 2, "slowmod": 42}, report
+
+
+# ---------------------------------------------------------------- fastmlp's fork handlers
+
+AT_FORK = r"""
+import json, os, sys
+import fastmlp, fastmlp._fork
+calls = []
+
+def record(tag, fails=False):
+    def handler():
+        calls.append(tag)
+        if fails:
+            raise ValueError(f"{tag} fails")
+    return handler
+
+late = [True]
+
+def register_late():             # a handler registered while a fork is under way
+    calls.append("b3")
+    if late.pop() if late else False:
+        fastmlp._fork.at_fork(before=record("b4"), after_in_parent=record("p4"), after_in_child=record("c4"))
+
+fastmlp._fork.at_fork(before=record("b1"), after_in_parent=record("p1"), after_in_child=record("c1"))
+fastmlp._fork.at_fork(before=record("b2", fails=True), after_in_parent=record("p2"), after_in_child=record("c2"))
+fastmlp._fork.at_fork(before=register_late, after_in_parent=record("p3"), after_in_child=record("c3"))
+forks = []
+for _ in range(2):
+    read, write = os.pipe()
+    calls.clear()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, json.dumps(calls).encode())
+        os._exit(0)
+    os.close(write)
+    child = json.loads(os.read(read, 65536))
+    os.waitpid(pid, 0)
+    forks.append({"parent": list(calls), "child": child})
+print(json.dumps(forks))
+"""
+
+
+@pytest.mark.slow     # (a subprocess)
+def test_fork_handlers_run_in_order_and_an_after_only_where_its_before_ran():
+    """`_fork.at_fork`: befores in the order registered, afters in the reverse order, and
+    none where its before raised (b2) or was not run (b4, registered during the first fork:
+    it takes part from the next one on). A before's failure does not stop the fork."""
+    report = _run(AT_FORK, prelude="")
+    befores = ["b1", "b2", "b3"]
+    assert report[0] == {"parent": befores + ["p3", "p1"], "child": befores + ["c3", "c1"]}, report
+    assert report[1] == {"parent": befores + ["b4", "p4", "p3", "p1"],
+                         "child": befores + ["b4", "c4", "c3", "c1"]}, report
+
+
+def test_at_fork_rejects_handlers_that_are_not_callable():
+    with pytest.raises(TypeError, match="before must be callable, got 1"):
+        fastmlp._fork.at_fork(before=1)
+    with pytest.raises(TypeError, match="needs at least one of"):
+        fastmlp._fork.at_fork()

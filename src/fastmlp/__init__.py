@@ -4,14 +4,12 @@ A compiled (Cython) backend runs the whole training loop without the GIL; a pure
 backend with the same functions is the readable math, the fallback and the test oracle.
 """
 
-import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 from ._backend import available_backends
 from ._blas import get_blas, set_blas
 from ._errors import DivergenceError, ModelFileError
-from . import _fork    # (light: its os.fork() handlers, registered before any model module is imported)
+from . import _fork    # (light: fastmlp's os.fork() handlers, all run from there; see its end)
 
 __version__ = "0.1.0"   # the one place the version is written (pyproject.toml reads it from here)
 __all__ = ["MLP", "MLPClassifier", "MLPRegressor", "DivergenceError", "ModelFileError",
@@ -53,26 +51,6 @@ def __getattr__(name: str) -> Any:
         from ._onnx_pipeline import register_skl2onnx
         return register_skl2onnx
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _finish_imports() -> None:
-    """os.fork()'s `before`: wait for the imports that other threads have under way (fastmlp's
-    attributes above import on first use, in whichever thread asks first, and its modules
-    import others). A module lock held at the fork stays held in the child for good, by a
-    thread the child does not have, and the child's first use of that module would wait for
-    it forever. (Taking the lock of a module this thread imports itself returns at once.)"""
-    import importlib
-
-    for name, module in list(sys.modules.items()):
-        if getattr(getattr(module, "__spec__", None), "_initializing", False):
-            try:
-                importlib.import_module(name)     # takes the module's lock: returns once it is imported
-            except Exception:                     # (its import failed, or a lock cycle: the fork goes on)
-                pass
-
-
-if hasattr(os, "register_at_fork"):      # registered after _fork's and _blas': runs before theirs
-    os.register_at_fork(before=_finish_imports)
 
 
 def __dir__() -> list[str]:

@@ -71,6 +71,8 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from . import _fork
+
 if TYPE_CHECKING:       # (the _typing module imports NumPy, which `fastmlp --help` does without)
     from ._typing import Blas, BlasName
 
@@ -464,6 +466,5 @@ def _after_fork_in_child():
     _busy = sum(run.held for run in mine)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=lambda: _lock.acquire(), after_in_parent=lambda: _lock.release(),
-                        after_in_child=_after_fork_in_child)
+_fork.at_fork(before=lambda: _lock.acquire(), after_in_parent=lambda: _lock.release(),
+              after_in_child=_after_fork_in_child)
