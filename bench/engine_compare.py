@@ -8,6 +8,7 @@ Jobs (the benchmark suite's settings, compiled backend):
   small   32-64-64-1 float64, batch 32, 10 epochs on 4096 rows, no shuffle
   medium  784-256-256-1 float32, batch 128, 1 epoch on 8192 rows, no shuffle (warm start
           from the same weights each call: the epoch alone)
+  medium10, medium64  the same over 10 epochs, float32 and float64
 
 Each round starts one process per build and job (interleaved: base, new, base, new, ...);
 a process imports the build's fastmlp (PYTHONPATH), warms up, and reports the median of
@@ -44,13 +45,15 @@ elif job == "small":
     net = fastmlp.MLP([32, 64, 64, 1], seed=0, dtype="float64", backend="cython")
     run = lambda: net.fit(X, y, epochs=10, lr=0.01, batch_size=32, shuffle=False)
 else:
-    X, y = data(8192, 784, 2, np.float32)
-    net = fastmlp.MLP([784, 256, 256, 1], seed=0, dtype="float32", backend="cython")
+    dtype = np.float64 if job == "medium64" else np.float32
+    epochs = 1 if job == "medium" else 10
+    X, y = data(8192, 784, 2, dtype)
+    net = fastmlp.MLP([784, 256, 256, 1], seed=0, dtype=dtype, backend="cython")
     net.fit(X, y, epochs=1, lr=0.01, batch_size=128, shuffle=False)
     initial = net.params_.copy()
     def run():
         net.params_[...] = initial
-        net.fit(X, y, epochs=1, lr=0.01, batch_size=128, shuffle=False, warm_start=True)
+        net.fit(X, y, epochs=epochs, lr=0.01, batch_size=128, shuffle=False, warm_start=True)
 times = []
 for i in range(calls + 1):
     t0 = time.perf_counter()
@@ -60,7 +63,7 @@ for i in range(calls + 1):
 print(json.dumps({"median": statistics.median(times), "loss": float(net.history_["loss"][-1])}))
 """
 
-CALLS = {"xor": 30, "small": 10, "medium": 7}
+CALLS = {"xor": 30, "small": 10, "medium": 7, "medium10": 3, "medium64": 3}
 
 
 def main():
