@@ -1,4 +1,4 @@
-"""Initial weights: each layer's W drawn from one generator, layer by layer; biases zero."""
+"""Initial weights: each layer's W drawn from one generator, layer by layer; biases zero (norms: scale 1, shift 0)."""
 
 import math
 
@@ -42,4 +42,5 @@ def initial_params(net, init, init_scale, rng, dtype):
         else:
             bound = math.sqrt(6.0 / (n_in + n_out))
             W[...] = rng.uniform(-bound, bound, (n_in, n_out))
+    net.initial_norms(flat)     # gamma and running variances 1, beta and running means 0
     return flat

@@ -73,6 +73,13 @@ class MLP:
         Adds ``0.5 * l2 * sum(W**2)`` over the weights (not the biases) to the mean loss.
     dropout : float or sequence of float
         Inverted dropout rate(s) in [0, 1) after the hidden activations, in training only.
+    norm : None, "batch", "layer" or a sequence of those
+        Normalization between each hidden layer's dense product and its activation, one
+        setting for every hidden layer or one per hidden layer: ``"batch"`` (PyTorch's
+        ``BatchNorm1d``: batch statistics in training, running statistics with momentum 0.1
+        in ``predict``, ``loss`` and ONNX; training batches need 2 rows at least) or
+        ``"layer"`` (``LayerNorm``), both with eps 1e-5 and a trainable scale and shift
+        (``norm_layers_``).
     init : {"auto", "he", "glorot", "normal"}
         Weight initialisation, biases zero. ``"normal"``: each W is ``standard_normal((n_in,
         n_out)) * init_scale`` from one ``default_rng(seed)``, layer by layer. ``"auto"``: the
@@ -97,15 +104,16 @@ class MLP:
     def __init__(self, layer_sizes: Sequence[int], activation: Activation | Sequence[Activation] = "leaky_relu",
                  output: Output = "sigmoid", loss: Loss | None = None, negative_slope: float = 0.01, l2: float = 0.0,
                  init: Init = "auto", init_scale: float | None = None, seed: int | None = None,
-                 dtype: DType = "float64", backend: Backend = "auto", dropout: float | Sequence[float] = 0.0) -> None:
+                 dtype: DType = "float64", backend: Backend = "auto", dropout: float | Sequence[float] = 0.0,
+                 norm: str | None | Sequence[str | None] = None) -> None:
         self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale, seed, dtype,
-                        backend, dropout)
+                        backend, dropout, norm)
         self._set_state(self._initial_params(self._seed), {"loss": [], "val_loss": []})
 
     def _configure(self, layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
-                   seed, dtype, backend, dropout=0.0):
+                   seed, dtype, backend, dropout=0.0, norm=None):
         """Check and keep the settings, allocating nothing (``load`` checks a file's config with it)."""
-        self._net = Network(layer_sizes, activation, output, loss, negative_slope, l2, dropout)
+        self._net = Network(layer_sizes, activation, output, loss, negative_slope, l2, dropout, norm)
         self._init, self._init_scale = check_init(init, init_scale)
         self._seed = None if seed is None else integer(seed, "seed", 0)
         self._dtype = float_dtype(dtype)
@@ -125,6 +133,8 @@ class MLP:
     negative_slope: Setting[float] = Setting("_net.negative_slope", "Leaky ReLU's slope.")
     l2: Setting[float] = Setting("_net.l2", "The L2 penalty on the weights.")
     dropout: Setting[tuple[float, ...]] = Setting("_net.dropout", "The dropout rate of each hidden layer.")
+    norm: Setting[tuple[str | None, ...]] = Setting("_net.norm", "The normalization of each hidden layer (None, "
+                                                    '"batch" or "layer").')
 
     # ------------------------------------------------------------------ parameters
 
@@ -135,6 +145,14 @@ class MLP:
 
     coefs_ = _Weights(0, "Weight matrices, ``coefs_[l]`` of shape (n_in, n_out): views into ``params_``.")
     intercepts_ = _Weights(1, "Bias vectors, ``intercepts_[l]`` of shape (n_out,): views into ``params_``.")
+
+    @property
+    def norm_layers_(self) -> list[dict[str, Floats] | None]:
+        """One entry per hidden layer: None without norm, else views into ``params_``:
+        ``"gamma"`` and ``"beta"`` (trained), and under batch norm ``"running_mean"`` and
+        ``"running_var"`` (state the training pass updates; ``params_`` holds them after
+        the trainable parameters, and their gradient entries are 0)."""
+        return self._net.norm_layers(self._params)
 
     def _initial_params(self, entropy):
         """Parameters from ``default_rng(entropy)``; the seed's are drawn once (~20 us), then copied."""

@@ -117,12 +117,14 @@ def config(model):
         "dtype": model._dtype.name,
         # one rate for all hidden layers as one number (0.0 for a model without dropout)
         "dropout": net.dropout[0] if len(set(net.dropout)) == 1 else list(net.dropout) or 0.0,
+        # one setting for all hidden layers as one value (None for a model without norm)
+        "norm": net.norm[0] if len(set(net.norm)) == 1 else list(net.norm) or None,
     }
 
 
 # Settings added after files were first written -> the value an older file means by leaving
 # them out.
-_LATER_SETTINGS = {"dropout": 0.0}
+_LATER_SETTINGS = {"dropout": 0.0, "norm": None}
 
 
 def _arrays(model):

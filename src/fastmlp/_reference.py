@@ -17,6 +17,7 @@ from scipy.special import erf, xlogy
 from . import _fork
 from ._registry import ACTIVATIONS, LAYER_OPS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
 from ._spec import CHECKED as _CHECKED
+from ._spec import NORM_EPS, NORM_MOMENTUM
 from ._spec import (check_dropout_key, dropout_keep, loss_gradient_args, next_lr, predict_args, shuffled, train_args,
                     warn_overflow)
 from ._validation import (
@@ -255,11 +256,95 @@ def _dropout_op_backward(net, params, work, i, A, target, alpha, beta_w, beta_b)
     return 1
 
 
+def _norm_step(params, target, gamma, n, alpha, beta_b, dgamma, dbeta):
+    """target[gamma] = alpha * dgamma + beta_b * target[gamma], likewise beta (no decay)."""
+    _axpby(alpha, dgamma, beta_b, target[gamma : gamma + n])
+    _axpby(alpha, dbeta, beta_b, target[gamma + n : gamma + 2 * n])
+
+
+def _batch_norm_op(net, params, work, i, A, step):
+    """Batch normalization of Z_l (its setting: training). Training: the batch's mean and
+    biased variance per unit, and the running statistics updated in params (momentum
+    NORM_MOMENTUM, the variance unbiased by m / (m - 1)); inference: the running ones.
+    out = gamma * (Z - mean) / sqrt(var + eps) + beta; aux[i] = (the normalized Z, 1 / std)."""
+    _, l, training = work.ops[i]
+    (gamma, mean_off), n = net.norm_offsets(l), A.shape[1]
+    g, b = params[gamma : gamma + n], params[gamma + n : gamma + 2 * n]
+    running_mean, running_var = params[mean_off : mean_off + n], params[mean_off + n : mean_off + 2 * n]
+    if training:
+        m = A.shape[0]
+        mean = A.sum(axis=0, dtype=np.float64) / m
+        var = ((A - mean) ** 2).sum(axis=0, dtype=np.float64) / m
+        running_mean[...] = (1 - NORM_MOMENTUM) * running_mean + NORM_MOMENTUM * mean
+        running_var[...] = (1 - NORM_MOMENTUM) * running_var + NORM_MOMENTUM * (var * m / (m - 1))
+    else:
+        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+    inv = (1 / np.sqrt(var + NORM_EPS)).astype(A.dtype)
+    xhat = ((A - mean.astype(A.dtype)) * inv).astype(A.dtype)
+    work.aux[i] = (xhat, inv)
+    work.out[i] = (g * xhat + b).astype(A.dtype)
+    return 1
+
+
+def _batch_norm_op_backward(net, params, work, i, A, target, alpha, beta_w, beta_b):
+    """D[l] = dL/dZ_l from dL/d(out); target's gamma_l and beta_l stepped as biases are.
+    Training: dZ = gamma / (m std) * (m dy - sum dy - xhat sum(dy xhat)); inference: the
+    statistics are constants, dZ = gamma / std * dy."""
+    _, l, training = work.ops[i]
+    xhat, inv = work.aux[i]
+    D, gamma, n = work.D[l], net.norm_offsets(l)[0], A.shape[1]
+    dbeta = D.sum(axis=0, dtype=np.float64)
+    dgamma = (D * xhat).sum(axis=0, dtype=np.float64)
+    g = params[gamma : gamma + n].astype(np.float64)
+    if training:
+        m = A.shape[0]
+        dZ = (g * inv / m) * (m * D - dbeta - xhat * dgamma)
+    else:
+        dZ = D * (g * inv)
+    dZ = dZ.astype(D.dtype)
+    _norm_step(params, target[-1], gamma, n, alpha, beta_b, dgamma, dbeta)
+    work.D[l] = dZ
+    return 1
+
+
+def _layer_norm_op(net, params, work, i, A, step):
+    """Layer normalization of Z_l: each row's mean and biased variance over its units,
+    out = gamma * (Z - mean) / sqrt(var + eps) + beta (training and inference alike);
+    aux[i] = (the normalized Z, 1 / std per row)."""
+    l, n = work.ops[i][1], A.shape[1]
+    gamma = net.norm_offsets(l)[0]
+    g, b = params[gamma : gamma + n], params[gamma + n : gamma + 2 * n]
+    mean = A.sum(axis=1, dtype=np.float64, keepdims=True) / n
+    var = ((A - mean) ** 2).sum(axis=1, dtype=np.float64, keepdims=True) / n
+    inv = 1 / np.sqrt(var + NORM_EPS)
+    xhat = ((A - mean) * inv).astype(A.dtype)
+    work.aux[i] = (xhat, inv.astype(A.dtype))
+    work.out[i] = (g * xhat + b).astype(A.dtype)
+    return 1
+
+
+def _layer_norm_op_backward(net, params, work, i, A, target, alpha, beta_w, beta_b):
+    """D[l] = dL/dZ_l: with dx = gamma dy, dZ = (n dx - sum dx - xhat sum(dx xhat)) / (n std)
+    per row; target's gamma_l and beta_l stepped as biases are."""
+    l = work.ops[i][1]
+    xhat, inv = work.aux[i]
+    D, gamma, n = work.D[l], net.norm_offsets(l)[0], A.shape[1]
+    dbeta = D.sum(axis=0, dtype=np.float64)
+    dgamma = (D * xhat).sum(axis=0, dtype=np.float64)
+    dx = D * params[gamma : gamma + n].astype(np.float64)
+    dZ = (inv / n) * (n * dx - dx.sum(axis=1, keepdims=True) - xhat * (dx * xhat).sum(axis=1, keepdims=True))
+    _norm_step(params, target[-1], gamma, n, alpha, beta_b, dgamma, dbeta)
+    work.D[l] = dZ.astype(D.dtype)
+    return 1
+
+
 # op name -> (forward, backward)
 _OPS = implemented("numpy", "layer op", LAYER_OPS, {
     "dense": (_dense_op, _dense_op_backward),
     "activation": (_activation_op, _activation_op_backward),
     "dropout": (_dropout_op, _dropout_op_backward),
+    "batch_norm": (_batch_norm_op, _batch_norm_op_backward),
+    "layer_norm": (_layer_norm_op, _layer_norm_op_backward),
 })
 
 
@@ -326,7 +411,9 @@ def _backward(net, params, X, work, target, alpha, beta_w, beta_b):
     alpha = -lr, beta_b = 1 and beta_w = 1 - lr * l2 it is the SGD step with weight decay,
     taken once dL/dA_{l-1} has been computed from the old W_l.
     """
-    targets = work.layers if target is params else net.layers(target)   # (the views _forward read)
+    # targets[l]: the views (W_l, b_l) of target (those _forward read when it is params);
+    # targets[-1]: target itself, where the norm ops step gamma and beta
+    targets = [*(work.layers if target is params else net.layers(target)), target]
     i = len(work.ops) - 1
     while i >= 0:
         i -= _OPS[work.ops[i][0]][1](net, params, work, i, X if i == 0 else work.out[i - 1], targets, alpha,
@@ -386,6 +473,9 @@ def _update(opt, net, params, grad, state):
     """One optimizer step on the flat params with gradient grad (which includes the L2 term);
     state: (opt.n_state, len(params))."""
     opt.t += 1
+    if net.trainable_count() < len(params):     # (the running statistics are no parameters)
+        size = net.trainable_count()
+        params, grad, state = params[:size], grad[:size], state[:, :size]
     _UPDATES[opt.name](opt, net, params, grad, *state)
 
 
@@ -574,6 +664,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
             loss += 0.5 * net.l2 * _sum_squared_weights(net, params)
         if grad is not None:
             _backward(net, params, X, work, grad, 1, 0, 0)
+            grad[net.trainable_count():] = 0      # the running statistics: no gradient
             if net.l2:
                 _add_l2(net, params, grad)
     if bad:

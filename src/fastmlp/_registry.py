@@ -53,9 +53,10 @@ LOSSES = {
 
 # The layer ops a network is a sequence of (``fastmlp._spec.Network.ops``), each with a
 # forward and a backward in both backends: a dense layer (weights and bias), a hidden
-# activation, inverted dropout (training only). The output head (output activation and
-# loss) closes the sequence.
-LAYER_OPS = ("dense", "activation", "dropout")
+# activation, inverted dropout (training only), batch and layer normalization (between a
+# dense layer and its activation). The output head (output activation and loss) closes
+# the sequence.
+LAYER_OPS = ("dense", "activation", "dropout", "batch_norm", "layer_norm")
 
 # Optimizer hyperparameters besides `lr` (PyTorch's meanings and defaults), each declared
 # once: its default and the interval it must lie in, checked by fastmlp._spec.Optimizer.

@@ -43,7 +43,16 @@ class Network:
     output, from the logits (None: the output's default).  negative_slope: Leaky ReLU's.
     l2: the penalty 0.5 * l2 * sum(W**2) over the weights (not the biases). dropout: one
     rate in [0, 1) per hidden layer (a single rate is repeated for all): inverted dropout
-    after the layer's activation, in training only.
+    after the layer's activation, in training only. norm: None, "batch" or "layer" per hidden
+    layer (a single setting is repeated for all; see `norm_settings`): batch normalization
+    (PyTorch's BatchNorm1d) or layer normalization (LayerNorm) between the layer's dense
+    product and its activation, with a trainable scale (gamma) and shift (beta).
+
+    The flat parameter vector holds, layer by layer, W_l, b_l and, for a normalized layer,
+    gamma_l and beta_l (the trainable part, `trainable_count()` long); after it, the running
+    mean and (unbiased) running variance of each batch-normalized layer, in layer order:
+    state the training forward pass updates (momentum NORM_MOMENTUM), which inference reads,
+    and which no gradient or optimizer step touches (their gradient entries are 0).
     """
 
     sizes: tuple
@@ -53,6 +62,7 @@ class Network:
     negative_slope: float = 0.01
     l2: float = 0.0
     dropout: tuple = 0.0
+    norm: tuple = None
 
     def __post_init__(self):
         sizes = self.sizes
@@ -76,7 +86,9 @@ class Network:
             pairs = [name for name, out in LOSSES.items() if out == self.output]
             raise ValueError(f"output {self.output!r} goes with loss {' or '.join(map(repr, pairs))}, got loss={loss!r}")
         rates = dropout_rates(self.dropout, len(sizes) - 2)
+        norms = norm_settings(self.norm, len(sizes) - 2)
         for name, value in (("sizes", sizes), ("activations", acts), ("loss", loss), ("dropout", rates),
+                            ("norm", norms),
                             ("negative_slope", real(self.negative_slope, "negative_slope", bound=FLOAT32_MAX)),
                             ("l2", real(self.l2, "l2", minimum=0))):
             object.__setattr__(self, name, value)
@@ -84,9 +96,11 @@ class Network:
     def ops(self, training=False):
         """The network as its sequence of layer ops, input to logits: (name, layer, setting)
         with name in ``_registry.LAYER_OPS``. ("dense", l, None): Z_l = A W_l + b_l;
-        ("activation", l, name) after each hidden dense layer; ("dropout", l, rate) after
-        that activation where the layer's rate is > 0 and `training` (in inference dropout is
-        the identity: no op). The output head (activation and loss) follows the last op."""
+        ("batch_norm", l, training) or ("layer_norm", l, training) between a normalized hidden
+        layer's dense op and its activation; ("activation", l, name) after each hidden dense
+        layer; ("dropout", l, rate) after that activation where the layer's rate is > 0 and
+        `training` (in inference dropout is the identity: no op). The output head (activation
+        and loss) follows the last op."""
         return self._ops[bool(training)]
 
     @cached_property
@@ -96,6 +110,8 @@ class Network:
             for l in range(self.n_layers):
                 ops.append(("dense", l, None))
                 if l < self.n_layers - 1:
+                    if self.norm[l] is not None:
+                        ops.append((f"{self.norm[l]}_norm", l, training))
                     ops.append(("activation", l, self.activations[l]))
                     if training and self.dropout[l] > 0:
                         ops.append(("dropout", l, self.dropout[l]))
@@ -108,6 +124,12 @@ class Network:
         return any(rate > 0 for rate in self.dropout)
 
     @property
+    def has_batch_norm(self):
+        """Whether some hidden layer has batch normalization (training needs batches of 2 rows
+        at least, and running statistics)."""
+        return "batch" in self.norm
+
+    @property
     def n_layers(self):
         """Dense layers (weight matrices): len(sizes) - 1."""
         return len(self.sizes) - 1
@@ -117,7 +139,12 @@ class Network:
         return list(zip(self.sizes[:-1], self.sizes[1:]))
 
     def param_count(self):
-        """Length of the flat vector holding W_1, b_1, W_2, b_2, ... in that order."""
+        """Length of the flat vector holding W_1, b_1, W_2, b_2, ... in that order (with the
+        normalized layers' gamma and beta after their b, and the running statistics last)."""
+        return self._counts[2]
+
+    def trainable_count(self):
+        """The trainable part of the flat vector (its start): all but the running statistics."""
         return self._counts[1]
 
     def weight_count(self):
@@ -127,17 +154,62 @@ class Network:
     @cached_property
     def _counts(self):
         weights = sum(n_in * n_out for n_in, n_out in self.layer_shapes())
-        return weights, weights + sum(self.sizes[1:])
+        normed = [self.sizes[l + 1] for l, kind in enumerate(self.norm) if kind is not None]
+        batch = [self.sizes[l + 1] for l, kind in enumerate(self.norm) if kind == "batch"]
+        trainable = weights + sum(self.sizes[1:]) + 2 * sum(normed)
+        return weights, trainable, trainable + 2 * sum(batch)
 
     @cached_property
     def _slices(self):
         """[(slice of W_l, its shape, slice of b_l), ...] in the flat vector."""
-        slices, offset = [], 0
-        for n_in, n_out in self.layer_shapes():
-            slices.append((slice(offset, offset + n_in * n_out), (n_in, n_out),
-                           slice(offset + n_in * n_out, offset + n_in * n_out + n_out)))
-            offset += n_in * n_out + n_out
-        return slices
+        return [(w, shape, b) for w, shape, b, _ in self._layout[0]]
+
+    @cached_property
+    def _layout(self):
+        """([(W_l, shape, b_l, gamma_l or None), ...], {l: running mean_l}) as offsets: each
+        layer's W_l, b_l (and gamma_l, beta_l = gamma_l + n_out) in turn; the running means
+        and variances (mean_l, var_l = mean_l + n_out) of the batch-normalized layers after
+        the trainable part."""
+        layers, offset = [], 0
+        for l, (n_in, n_out) in enumerate(self.layer_shapes()):
+            b = offset + n_in * n_out
+            normed = l < len(self.norm) and self.norm[l] is not None
+            layers.append((slice(offset, b), (n_in, n_out), slice(b, b + n_out), b + n_out if normed else None))
+            offset = b + n_out + (2 * n_out if normed else 0)
+        running = {}
+        for l, kind in enumerate(self.norm):
+            if kind == "batch":
+                running[l] = offset
+                offset += 2 * self.sizes[l + 1]
+        return layers, running
+
+    def norm_offsets(self, l):
+        """(gamma_l, running mean_l) offsets in the flat vector of hidden layer l (None for
+        what it has not: a layer without norm has neither, layer norm no running mean);
+        beta_l follows gamma_l, the running variance the mean, each size[l + 1] long."""
+        return self._layout[0][l][3], self._layout[1].get(l)
+
+    def norm_layers(self, flat):
+        """One entry per hidden layer: None, or {"gamma", "beta"} (and "running_mean",
+        "running_var" under batch norm) as views into `flat`."""
+        found = []
+        for l, kind in enumerate(self.norm):
+            gamma, mean = self.norm_offsets(l)
+            n = self.sizes[l + 1]
+            if kind is None:
+                found.append(None)
+                continue
+            views = {"gamma": flat[gamma : gamma + n], "beta": flat[gamma + n : gamma + 2 * n]}
+            if mean is not None:
+                views.update(running_mean=flat[mean : mean + n], running_var=flat[mean + n : mean + 2 * n])
+            found.append(views)
+        return found
+
+    def initial_norms(self, flat):
+        """Set every gamma and running variance to 1, every beta and running mean to 0."""
+        for views in self.norm_layers(flat):
+            for key, view in (views or {}).items():
+                view[...] = 1 if key in ("gamma", "running_var") else 0
 
     def layers(self, flat):
         """[(W_l, b_l), ...]: views into `flat`; W_l is (n_in, n_out), b_l (n_out,)."""
@@ -165,6 +237,41 @@ def dropout_rates(rates, hidden):
         if not 0 <= rate < 1:
             raise ValueError(f"dropout must be in [0, 1) (the probability of dropping a unit), got {rate!r}")
     return checked * hidden if one else checked
+
+
+NORMS = ("batch", "layer")
+NORM_EPS = 1e-5          # PyTorch's BatchNorm1d and LayerNorm
+NORM_MOMENTUM = 0.1      # BatchNorm1d's: running = (1 - momentum) running + momentum batch
+
+
+def norm_settings(norm, hidden):
+    """`norm` (None, "batch", "layer", or a sequence of those, one per hidden layer) as a
+    tuple of `hidden` settings: TypeError for another type, ValueError for another name or a
+    list of the wrong length."""
+    def one(kind):
+        if kind is not None and not isinstance(kind, str):
+            raise TypeError(f"norm must be None, 'batch' or 'layer', or a sequence of those (one per hidden "
+                            f"layer), got {kind!r}")
+        if kind is not None and kind not in NORMS:
+            raise ValueError(f"norm must be None, 'batch' or 'layer' (or one of those per hidden layer), got {kind!r}")
+        return kind
+    if norm is None or isinstance(norm, str):
+        return (one(norm),) * hidden
+    if not isinstance(norm, Iterable):
+        one(norm)
+    norms = tuple(one(kind) for kind in norm)
+    if len(norms) != hidden:
+        raise ValueError(f"norm lists {len(norms)} settings for {hidden} hidden layers")
+    return norms
+
+
+def check_norm_batches(net, n, batch_size):
+    """ValueError when training `net` (with batch norm) on n rows in batches of batch_size
+    would take a batch of one row (as PyTorch's BatchNorm1d in training refuses)."""
+    if net.has_batch_norm and n > 0 and (min(batch_size, n) == 1 or n % batch_size == 1):
+        raise ValueError(f"batch normalization needs more than 1 row per training batch (Expected more than 1 "
+                         f"value per channel when training): {n} rows in batches of {min(batch_size, n)} leave a "
+                         "batch of 1 row; change batch_size")
 
 
 def _is_real(value):
@@ -391,6 +498,7 @@ def train_args(net, params, X, Y, optimizer, state, losses, epochs, batch_size, 
         raise ValueError(f"{optimizer.name} works on full batches: batch_size must cover all samples")
     if min(batch_size, n) > BLAS_INT_MAX:
         raise ValueError(f"batch_size must be at most {BLAS_INT_MAX} (BLAS's int), got {batch_size}")
+    check_norm_batches(net, n, batch_size)
     w = check_sample_weight(sample_weight, n, params.dtype)
     plain_arrays((state, "state"), (losses, "losses"))
     disjoint([(params, "params"), (state, "state"), (losses, "losses")],

@@ -22,7 +22,7 @@ import numpy as np
 from ._errors import DivergenceError
 from ._registry import FULL_BATCH, OPTIMIZERS
 from ._blas import blas_threads, fit_running
-from ._spec import BLAS_INT_MAX, CHECKED, Optimizer, inverse_scaling
+from ._spec import BLAS_INT_MAX, CHECKED, Optimizer, check_norm_batches, inverse_scaling
 from ._validation import all_finite, choice, flag, integer, real
 
 FIT_OPTIMIZERS = (*OPTIMIZERS, "lbfgs")
@@ -362,6 +362,12 @@ def run_fit(impl, net, runs, job, commit=None, *, stop=None, watch=None, rate=No
     if job.optimizer == "lbfgs" and net.has_dropout:
         raise ValueError("dropout needs a stochastic optimizer (sgd, adam, adamw, rprop): L-BFGS minimises "
                          "the deterministic loss; use dropout=0 with it")
+    if job.optimizer == "lbfgs" and net.has_batch_norm:
+        raise ValueError("batch normalization needs a stochastic optimizer (sgd, adam, adamw, rprop): L-BFGS "
+                         "minimises the deterministic loss, which reads the running statistics; use norm='layer' "
+                         "or None with it")
+    if job.optimizer != "lbfgs":
+        check_norm_batches(net, len(job.Y), job.batch_size)
     results = [None] * len(runs)
 
     def train(i, stop):
