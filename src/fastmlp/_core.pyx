@@ -55,6 +55,7 @@ from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
 from . import _fork, _registry
 from ._spec import CHECKED as _CHECKED
+from ._spec import NORM_EPS, NORM_MOMENTUM
 from ._spec import (check_dropout_key, dropout_keep, loss_gradient_args, next_lr, out_of_range, predict_args,
                     shuffled, train_args, warn_overflow)
 from ._validation import (
@@ -172,7 +173,12 @@ cdef struct Op:
     Py_ssize_t in_off         # work offset of its input (-1: the network's input X)
     Py_ssize_t out_off        # ... of its output (an activation's may be its input's: see _Plan)
     Py_ssize_t d_off          # ... of the gradient it works on: dL/dZ_layer's buffer
-    Py_ssize_t aux_off        # dropout: its mask (scale where kept, 0 where dropped)
+    Py_ssize_t aux_off        # dropout: its mask (scale where kept, 0 where dropped); a norm:
+                              # the normalized input, then 1 / std per unit (batch norm) or row
+                              # (layer norm), then room for its gamma and beta gradients
+    Py_ssize_t stat_off       # a norm: where its 1 / std starts (after the normalized input)
+    Py_ssize_t p_off          # a norm: gamma's offset in the flat parameters (beta follows)
+    Py_ssize_t r_off          # batch norm: the running mean's offset (the variance follows)
     uint64_t threshold        # dropout: a unit is dropped where its hash >> 11 is below this
     double scale              # dropout: 1 / (1 - rate)
 
@@ -184,6 +190,8 @@ cdef struct Net:
     Py_ssize_t* size          # [n_layers + 1] widths, input first
     Py_ssize_t* w_off         # [n_layers] offset of W_l in the flat parameter vector
     Py_ssize_t* b_off         # [n_layers] offset of b_l
+    Py_ssize_t* g_off         # [n_layers] offset of gamma_l (beta_l follows), -1 without norm
+    Py_ssize_t n_trainable    # the trainable part of the flat vector (the running statistics follow)
     int* act                  # [n_layers - 1] hidden activation codes
     int output                # output activation code
     int loss                  # loss code
@@ -193,6 +201,7 @@ cdef struct Net:
     Op* ops
     Py_ssize_t n_ops
     bint dropout              # some op is dropout (training with a rate > 0)
+    bint norm                 # some op is a norm (batch or layer normalization)
     uint64_t dropout_key      # the run's key of dropout's masks
     # the work buffer, laid out for batches of up to `capacity` rows
     Py_ssize_t capacity

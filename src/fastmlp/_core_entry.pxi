@@ -25,7 +25,7 @@ cdef class _Plan:
         if L < 1 or min(sizes) < 1 or max(sizes) > INT_MAX or not 1 <= capacity <= INT_MAX:
             raise ValueError(f"a network needs at least 2 layer sizes in 1..{INT_MAX} and batches "
                              f"of 1..{INT_MAX} rows, got sizes {sizes} and {capacity} rows")
-        ints = np.zeros((6, L + 1), dtype=np.intp)
+        ints = np.zeros((7, L + 1), dtype=np.intp)
         ints[0, :] = sizes
         acts = np.zeros(L, dtype=np.intc)     # at least one element, never empty
         acts[: L - 1] = [_ACTIVATION_CODES[a] for a in net.activations]
@@ -40,13 +40,11 @@ cdef class _Plan:
         # enough for the small-network loops: keeping both costs nothing there, and the
         # activation then needs no care for a product that underflows to -0).
         inplace = net.negative_slope > 0 and largest >= BLAS_MIN_WORK
-        off = 0                     # a Python int: offsets cannot wrap around
-        for l in range(L):
-            iv[1, l] = off
-            off += sizes[l] * sizes[l + 1]
-            iv[2, l] = off
-            off += sizes[l + 1]
-        self.net.n_params = off
+        for l in range(L):          # the flat vector's layout: the Network's
+            gamma = net.norm_offsets(l)[0] if l < L - 1 else None
+            iv[1, l], iv[2, l] = net._slices[l][0].start, net._slices[l][2].start
+            iv[6, l] = -1 if gamma is None else gamma
+        self.net.n_params, self.net.n_trainable = net.param_count(), net.trainable_count()
         off = 0
         for l in range(L):
             iv[3, l] = off          # Z
@@ -69,13 +67,14 @@ cdef class _Plan:
             off += capacity
         self.net.pk_off = off
         off += min(max(sizes), SMALL_MAX_PACKED) * FM_PACK_COLUMNS
-        off = self._lay_ops(net.ops(training), capacity, off, iv)
+        off = self._lay_ops(net, net.ops(training), capacity, off, iv)
         self.net.dropout_key = dropout_key
         self.net.work_size = off
         self.net.n_layers = L
         self.net.size = &iv[0, 0]
         self.net.w_off = &iv[1, 0]
         self.net.b_off = &iv[2, 0]
+        self.net.g_off = &iv[6, 0]
         self.net.z_off = &iv[3, 0]
         self.net.a_off = &iv[4, 0]
         self.net.d_off = &iv[5, 0]
@@ -92,7 +91,7 @@ cdef class _Plan:
         if csr is not None:
             self._attach(csr[0], csr[1], csr[2], np.empty(capacity, np.intp))
 
-    cdef Py_ssize_t _lay_ops(self, ops, Py_ssize_t capacity, Py_ssize_t off, Py_ssize_t[:, ::1] iv) except -1:
+    cdef Py_ssize_t _lay_ops(self, net, ops, Py_ssize_t capacity, Py_ssize_t off, Py_ssize_t[:, ::1] iv) except -1:
         """net.ops from ``Network.ops`` (name, layer, setting): op codes, settings and their
         places in the work buffer (a dense op writes Z_l, an activation A_l, a dropout its
         output and its mask from `off` on); returns the work buffer's size."""
@@ -100,16 +99,25 @@ cdef class _Plan:
         cdef Op* op = <Op*>PyMem_Malloc(max(n_ops, 1) * sizeof(Op))
         if op == NULL:
             raise MemoryError("no memory for a network's op list")
-        self.net.ops, self.net.n_ops, self.net.dropout = op, n_ops, False
+        self.net.ops, self.net.n_ops, self.net.dropout, self.net.norm = op, n_ops, False, False
         for i in range(n_ops):
             name, l, setting = ops[i]
             op[i].code, op[i].layer, op[i].width = _OP_CODES[name], l, iv[0, l + 1]
             op[i].in_off, op[i].d_off, op[i].setting = prev_out, iv[5, l], 0
             op[i].aux_off, op[i].threshold, op[i].scale = 0, 0, 1.0
+            op[i].stat_off, op[i].p_off, op[i].r_off = 0, -1, -1
             if op[i].code == OP_DENSE:
                 op[i].out_off = iv[3, l]
             elif op[i].code == OP_ACTIVATION:
                 op[i].out_off, op[i].setting = iv[4, l], _ACTIVATION_CODES[setting]
+            elif op[i].code == OP_BATCH_NORM or op[i].code == OP_LAYER_NORM:
+                # (setting: training) output, normalized input, 1 / std, gamma's and beta's gradients
+                gamma, mean = net.norm_offsets(l)
+                op[i].setting, op[i].p_off, op[i].r_off = bool(setting), gamma, -1 if mean is None else mean
+                op[i].out_off, op[i].aux_off = off, off + capacity * op[i].width
+                op[i].stat_off = op[i].aux_off + capacity * op[i].width
+                off = op[i].stat_off + max(capacity, op[i].width) + 2 * op[i].width
+                self.net.norm = True
             else:
                 op[i].threshold, op[i].scale = dropout_keep(setting)
                 op[i].out_off, op[i].aux_off = off, off + capacity * op[i].width

@@ -12,7 +12,7 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
     are net.sparse.rows[:m]."""
     cdef Py_ssize_t i = 0, code
     cdef const floating* A
-    if not net.dropout and _is_small(net, m):
+    if not net.dropout and not net.norm and _is_small(net, m):
         _forward_small(net, params, X, m, work)
         return
     while i < net.n_ops:
@@ -22,6 +22,10 @@ cdef void _forward(const Net* net, const floating* params, const floating* X,
             i += _dense_op(net, params, work, i, A, m, step)
         elif code == OP_ACTIVATION:
             i += _activation_op(net, params, work, i, A, m, step)
+        elif code == OP_BATCH_NORM:
+            i += _batch_norm_op(net, params, work, i, A, m, step)
+        elif code == OP_LAYER_NORM:
+            i += _layer_norm_op(net, params, work, i, A, m, step)
         else:
             i += _dropout_op(net, params, work, i, A, m, step)
 
@@ -39,7 +43,7 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
     """
     cdef Py_ssize_t i = net.n_ops - 1, code
     cdef const floating* A
-    if not net.dropout and _is_small(net, m):
+    if not net.dropout and not net.norm and _is_small(net, m):
         _backward_small(net, params, X, m, work, target, alpha, beta_w, beta_b)
         return
     while i >= 0:
@@ -49,6 +53,10 @@ cdef void _backward(const Net* net, const floating* params, const floating* X, P
             i -= _dense_op_backward(net, params, work, i, A, m, target, alpha, beta_w, beta_b)
         elif code == OP_ACTIVATION:
             i -= _activation_op_backward(net, params, work, i, A, m, target, alpha, beta_w, beta_b)
+        elif code == OP_BATCH_NORM:
+            i -= _batch_norm_op_backward(net, params, work, i, A, m, target, alpha, beta_w, beta_b)
+        elif code == OP_LAYER_NORM:
+            i -= _layer_norm_op_backward(net, params, work, i, A, m, target, alpha, beta_w, beta_b)
         else:
             i -= _dropout_op_backward(net, params, work, i, A, m, target, alpha, beta_w, beta_b)
 
@@ -425,6 +433,9 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
                           <floating>1, zero_or_one, zero_or_one)
             start += m
         total /= weight
+        if want_grad:       # the running statistics: no gradient
+            for i in range(cnet.n_trainable, cnet.n_params):
+                grad[i] = 0
         if cnet.l2 != 0:
             total += 0.5 * cnet.l2 * _sum_squared_weights(cnet, &params[0])
             if want_grad:
@@ -477,7 +488,7 @@ cdef Py_ssize_t _train_typed(const floating* witness, net, optimizer, params_in,
     cdef Py_ssize_t[::1] order = np.empty(n, np.intp) if rng is not None else None
     cdef const Py_ssize_t* order_ptr = &order[0] if rng is not None else NULL
     cdef bint small = (opt.fused and rng is None and w_ptr == NULL and batch_size == n and not cnet.dropout
-                       and _is_small(cnet, n))
+                       and not cnet.norm and _is_small(cnet, n))
     cdef double loss
     cdef long steps[2]
     errors = []     # (below, through `try`, nothing raises once the buffer is made)

@@ -381,8 +381,8 @@ cdef void _update(Opt* opt, const Net* net, Py_ssize_t size, floating* params,
     for l in range(net.n_layers):
         lo, hi = net.w_off[l], net.b_off[l]
         _update_range(opt, opt.t, params + lo, grad + lo, state + lo, size, hi - lo, True)
-        lo, hi = net.b_off[l], net.b_off[l] + net.size[l + 1]
-        _update_range(opt, opt.t, params + lo, grad + lo, state + lo, size, hi - lo, False)
+        lo, hi = net.b_off[l], net.b_off[l] + net.size[l + 1] * (1 if net.g_off[l] < 0 else 3)
+        _update_range(opt, opt.t, params + lo, grad + lo, state + lo, size, hi - lo, False)   # (b, gamma, beta)
 
 
 cdef void _update_range(const Opt* opt, long t, floating* p, floating* g, floating* s,

@@ -16,11 +16,14 @@
 # (checked here, at import).
 
 cdef enum LayerOp:
-    OP_DENSE, OP_ACTIVATION, OP_DROPOUT
+    OP_DENSE, OP_ACTIVATION, OP_DROPOUT, OP_BATCH_NORM, OP_LAYER_NORM
 
 _OP_CODES = _registry.implemented("compiled", "layer op", _registry.LAYER_OPS, {
     "dense": OP_DENSE, "activation": OP_ACTIVATION, "dropout": OP_DROPOUT,
+    "batch_norm": OP_BATCH_NORM, "layer_norm": OP_LAYER_NORM,
 })
+
+cdef double _NORM_EPS = NORM_EPS, _NORM_MOMENTUM = NORM_MOMENTUM
 
 # Dropout's masks (see ``fastmlp._spec``): SplitMix64's finalizer on uint64 counters.
 cdef enum:
@@ -106,10 +109,12 @@ cdef Py_ssize_t _dense_op_backward(const Net* net, const floating* params, float
     cdef Py_ssize_t l = op.layer, n_in = net.size[op.layer], n_out = op.width
     cdef floating* D = work + op.d_off
     cdef Py_ssize_t pack_size = _pack_size(net)
-    if fused:           # (b_{l-1}'s step may come with it: nothing below reads the biases)
+    if fused:           # (b_{l-1}'s step may come with it: nothing below reads the biases,
+                        # unless a norm lies between: dL/db_{l-1} is then the norm's dL/dZ)
         _backprop_dense(m, n_out, n_in, D, params + net.w_off[l], work + below.d_off, work + below.in_off,
-                        work + below.out_off, below.setting, <floating>net.slope, work + net.pk_off,
-                        pack_size, target + net.b_off[below.layer], alpha, beta_b)
+                        work + below.out_off, below.setting, <floating>net.slope, work + net.pk_off, pack_size,
+                        target + net.b_off[below.layer] if (below - 1).code == OP_DENSE else <floating*>NULL,
+                        alpha, beta_b)
     elif below != NULL:
         _backprop_dense(m, n_out, n_in, D, params + net.w_off[l], work + below.d_off, <floating*>NULL,
                         <floating*>NULL, ACT_IDENTITY, <floating>0, work + net.pk_off, pack_size,
@@ -161,4 +166,152 @@ cdef Py_ssize_t _dropout_op_backward(const Net* net, const floating* params, flo
     """D_l *= the forward pass's mask."""
     cdef const Op* op = net.ops + i
     _dropout_backward(m * op.width, work + op.aux_off, work + op.d_off)
+    return 1
+
+
+# ---------------------------------------------------------------- normalization
+# Batch norm (PyTorch's BatchNorm1d) and layer norm (LayerNorm) between a dense layer and
+# its activation: out = gamma * (Z - mean) / sqrt(var + eps) + beta, the statistics taken
+# per unit over the batch's rows (batch norm in training; in inference, the running ones)
+# or per row over its units (layer norm). Sums run in double. The normalized input and
+# 1 / std stay in the op's aux buffer for the backward step, which leaves dL/dZ in the
+# layer's gradient buffer and steps gamma and beta as biases are (no decay).
+
+
+cdef inline void _norm_step(floating* target, Py_ssize_t at, floating alpha, floating beta_b,
+                            double dgamma, double dbeta, Py_ssize_t n) noexcept nogil:
+    """target[gamma_j] = alpha * dgamma + beta_b * target[gamma_j] (at = gamma's offset + j),
+    and likewise beta_j; target is not read when beta_b == 0."""
+    if beta_b == 0:
+        target[at] = <floating>(alpha * dgamma)
+        target[at + n] = <floating>(alpha * dbeta)
+    else:
+        target[at] = beta_b * target[at] + <floating>(alpha * dgamma)
+        target[at + n] = beta_b * target[at + n] + <floating>(alpha * dbeta)
+
+
+cdef Py_ssize_t _batch_norm_op(const Net* net, const floating* params, floating* work, Py_ssize_t i,
+                               const floating* A, Py_ssize_t m, uint64_t step) noexcept nogil:
+    """Batch normalization of Z_l. Training (the op's setting): each unit's mean and biased
+    variance over the batch, and the running statistics updated in params (momentum
+    NORM_MOMENTUM, the variance unbiased by m / (m - 1)); inference: the running ones."""
+    cdef const Op* op = net.ops + i
+    cdef Py_ssize_t n = op.width, r, j
+    cdef floating* out = work + op.out_off
+    cdef floating* xhat = work + op.aux_off
+    cdef floating* inv = work + op.stat_off
+    cdef const floating* g = params + op.p_off
+    cdef floating* running = <floating*>params + op.r_off     # (the training pass writes it)
+    cdef double s, d, mean, var
+    cdef floating mu, c
+    for j in range(n):
+        if op.setting:
+            s = 0
+            for r in range(m):
+                s += A[r * n + j]
+            mean = s / m
+            s = 0
+            for r in range(m):
+                d = A[r * n + j] - mean
+                s += d * d
+            var = s / m
+            running[j] = <floating>((1 - _NORM_MOMENTUM) * <double>running[j] + _NORM_MOMENTUM * mean)
+            running[n + j] = <floating>((1 - _NORM_MOMENTUM) * <double>running[n + j]
+                                        + _NORM_MOMENTUM * (var * m / (m - 1)))
+        else:
+            mean, var = running[j], running[n + j]
+        c = <floating>(1 / sqrt(var + _NORM_EPS))
+        mu = <floating>mean
+        inv[j] = c
+        for r in range(m):
+            xhat[r * n + j] = (A[r * n + j] - mu) * c
+            out[r * n + j] = g[j] * xhat[r * n + j] + g[n + j]
+    return 1
+
+
+cdef Py_ssize_t _batch_norm_op_backward(const Net* net, const floating* params, floating* work, Py_ssize_t i,
+                                        const floating* A, Py_ssize_t m, floating* target, floating alpha,
+                                        floating beta_w, floating beta_b) noexcept nogil:
+    """D_l = dL/dZ_l from dL/d(out), in place; gamma_l and beta_l stepped. Training:
+    dZ = gamma / (m std) * (m dy - sum dy - xhat sum(dy xhat)); inference: gamma / std * dy."""
+    cdef const Op* op = net.ops + i
+    cdef Py_ssize_t n = op.width, r, j
+    cdef floating* D = work + op.d_off
+    cdef const floating* xhat = work + op.aux_off
+    cdef const floating* inv = work + op.stat_off
+    cdef double dg, db, c
+    for j in range(n):
+        dg = db = 0
+        for r in range(m):
+            db += D[r * n + j]
+            dg += <double>D[r * n + j] * xhat[r * n + j]
+        if op.setting:
+            c = <double>params[op.p_off + j] * inv[j] / m
+            for r in range(m):
+                D[r * n + j] = <floating>(c * (m * <double>D[r * n + j] - db - xhat[r * n + j] * dg))
+        else:
+            c = <double>params[op.p_off + j] * inv[j]
+            for r in range(m):
+                D[r * n + j] = <floating>(D[r * n + j] * c)
+        _norm_step(target, op.p_off + j, alpha, beta_b, dg, db, n)     # (after gamma_j was read)
+    return 1
+
+
+cdef Py_ssize_t _layer_norm_op(const Net* net, const floating* params, floating* work, Py_ssize_t i,
+                               const floating* A, Py_ssize_t m, uint64_t step) noexcept nogil:
+    """Layer normalization of Z_l: each row's mean and biased variance over its units."""
+    cdef const Op* op = net.ops + i
+    cdef Py_ssize_t n = op.width, r, j
+    cdef const floating* a
+    cdef floating* out
+    cdef floating* xhat
+    cdef const floating* g = params + op.p_off
+    cdef double s, d, mean, c
+    for r in range(m):
+        a, out, xhat = A + r * n, work + op.out_off + r * n, work + op.aux_off + r * n
+        s = 0
+        for j in range(n):
+            s += a[j]
+        mean = s / n
+        s = 0
+        for j in range(n):
+            d = a[j] - mean
+            s += d * d
+        c = 1 / sqrt(s / n + _NORM_EPS)
+        (work + op.stat_off)[r] = <floating>c
+        for j in range(n):
+            xhat[j] = <floating>((a[j] - mean) * c)
+            out[j] = g[j] * xhat[j] + g[n + j]
+    return 1
+
+
+cdef Py_ssize_t _layer_norm_op_backward(const Net* net, const floating* params, floating* work, Py_ssize_t i,
+                                        const floating* A, Py_ssize_t m, floating* target, floating alpha,
+                                        floating beta_w, floating beta_b) noexcept nogil:
+    """D_l = dL/dZ_l, in place: with dx = gamma dy, dZ = (n dx - sum dx - xhat sum(dx xhat)) /
+    (n std) per row; gamma_l and beta_l stepped once every row's dZ is taken."""
+    cdef const Op* op = net.ops + i
+    cdef Py_ssize_t n = op.width, r, j
+    cdef floating* D = work + op.d_off
+    cdef const floating* xhat = work + op.aux_off
+    cdef floating* sums = work + op.stat_off + max(net.capacity, n)    # dL/dgamma, dL/dbeta
+    cdef const floating* g = params + op.p_off
+    cdef double dg, db, s1, s2, dx, c
+    for j in range(n):
+        dg = db = 0
+        for r in range(m):
+            db += D[r * n + j]
+            dg += <double>D[r * n + j] * xhat[r * n + j]
+        sums[j], sums[n + j] = <floating>dg, <floating>db
+    for r in range(m):
+        s1 = s2 = 0
+        for j in range(n):
+            dx = <double>D[r * n + j] * g[j]
+            s1 += dx
+            s2 += dx * xhat[r * n + j]
+        c = (<double>(work + op.stat_off)[r]) / n
+        for j in range(n):
+            D[r * n + j] = <floating>(c * (n * (<double>D[r * n + j] * g[j]) - s1 - xhat[r * n + j] * s2))
+    for j in range(n):
+        _norm_step(target, op.p_off + j, alpha, beta_b, sums[j], sums[n + j], n)
     return 1
