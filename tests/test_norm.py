@@ -347,3 +347,22 @@ def test_files_without_a_norm_setting_load(tmp_path):
 def test_reference_ops_take_the_compiled_ops_arguments():
     """(tests/test_structure.py checks all ops' signatures; here, that the norms are listed.)"""
     assert set(_reference._OPS) >= {"batch_norm", "layer_norm"}
+
+
+@pytest.mark.parametrize("norm", NORMS, ids=str)
+def test_onnx_export_runs_the_norms_in_onnxruntime(backend, dtype, norm):
+    """BatchNormalization (the running statistics) and LayerNormalization (opset 17) in
+    onnxruntime give predict_proba's probabilities."""
+    pytest.importorskip("onnxruntime")
+    sizes = [6, 16, 12, 3]
+    X, y, Y = _data(sizes, 64, dtype, seed=6)
+    model = fastmlp.MLP(sizes, activation="gelu", output="softmax", norm=norm, seed=0, dtype=dtype, backend=backend)
+    model.fit(X, Y, epochs=3, batch_size=16, optimizer="adam", lr=0.01)
+    proto = fastmlp.to_onnx(model)
+    kinds = {node.op_type for node in proto.graph.node}
+    assert ("BatchNormalization" in kinds) == ("batch" in model.norm)
+    assert ("LayerNormalization" in kinds) == ("layer" in model.norm)
+    session = onnx_session(proto)
+    got = session.run(["probabilities"], {session.get_inputs()[0].name: X})[0]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, model.predict_proba(X), rtol=tol, atol=tol)

@@ -27,6 +27,7 @@ import numpy as np
 
 from ._model import MLP
 from ._registry import ACTIVATIONS, implemented
+from ._spec import NORM_EPS
 
 if TYPE_CHECKING:
     import onnx
@@ -169,14 +170,26 @@ class _Graph:
 def _forward(g, net, A):
     """The output activations (name of an [N, n_outputs] tensor) of `net` for the input
     tensor named `A`, [N, n_features] in the network's dtype: its inference ops (dropout, a
-    training-only op, is the identity here)."""
+    training-only op, is the identity here; batch normalization reads the running statistics)."""
     n_layers = len(net.coefs_)
     for l, (W, b) in enumerate(zip(net.coefs_, net.intercepts_)):
         Z = g.op("Gemm", A, g.const(W, f"W{l}"), g.const(b, f"b{l}"), hint=f"Z{l}")
+        if l < n_layers - 1 and net._net.norm[l] is not None:
+            Z = _norm(g, Z, net._net.norm[l], net.norm_layers_[l], l)
         A = _hidden(g, Z, net._net.activations[l], net.negative_slope) if l < n_layers - 1 else Z
     if net.output == "identity":
         return A
     return g.op(_OUTPUT_OPS[net.output], A, hint="P", **({"axis": 1} if net.output == "softmax" else {}))
+
+
+def _norm(g, Z, kind, views, l):
+    """The tensor named `Z` through hidden layer l's normalization: BatchNormalization in
+    inference mode (its running statistics) or LayerNormalization over the units (opset 17)."""
+    gamma, beta = g.const(views["gamma"], f"gamma{l}"), g.const(views["beta"], f"beta{l}")
+    if kind == "batch":
+        return g.op("BatchNormalization", Z, gamma, beta, g.const(views["running_mean"], f"running_mean{l}"),
+                    g.const(views["running_var"], f"running_var{l}"), epsilon=NORM_EPS, hint=f"N{l}")
+    return g.op("LayerNormalization", Z, gamma, beta, axis=-1, epsilon=NORM_EPS, hint=f"N{l}")
 
 
 def _hidden(g, Z, activation, slope):
