@@ -178,10 +178,12 @@ cdef Py_ssize_t _dropout_op_backward(const Net* net, const floating* params, flo
 # layer's gradient buffer and steps gamma and beta as biases are (no decay).
 
 
-cdef inline void _norm_step(floating* target, Py_ssize_t at, floating alpha, floating beta_b,
+cdef inline void _norm_step(floating* target, Py_ssize_t gamma, floating alpha, floating beta_b,
                             double dgamma, double dbeta, Py_ssize_t n) noexcept nogil:
-    """target[gamma_j] = alpha * dgamma + beta_b * target[gamma_j] (at = gamma's offset + j),
-    and likewise beta_j; target is not read when beta_b == 0."""
+    """target[gamma] = alpha * dgamma + beta_b * target[gamma] (gamma: the offset of one unit's
+    gamma in the flat target), and likewise its beta, n further; target is not read when
+    beta_b == 0."""
+    cdef Py_ssize_t at = gamma
     if beta_b == 0:
         target[at] = <floating>(alpha * dgamma)
         target[at + n] = <floating>(alpha * dbeta)

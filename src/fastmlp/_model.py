@@ -18,7 +18,7 @@ from . import _backend, _blas, _persistence, _progress, _training
 from ._initializers import check_init, initial_params
 from ._spec import Network
 from ._typing import (Activation, ArrayLike, Backend, Callback, ClassWeight, DType, Floats, Init, Input, Labels, Loss,
-                      Monitor, Optimizer, Output, PathLike, Schedule, Setting, Threads)
+                      Monitor, Norm, Norms, Optimizer, Output, PathLike, Schedule, Setting, Threads)
 from ._validation import (check_sample_weight, check_targets, check_X, class_columns, class_sample_weight,
                           float_dtype, integer)
 
@@ -51,8 +51,22 @@ class _Weights:
         self.__get__(model)[:] = values
 
 
+class _NormViews:
+    """``MLP.norm_layers_``: one entry per hidden layer, None without norm, else views into
+    ``params_``: ``"gamma"`` and ``"beta"`` (trained), and under batch norm
+    ``"running_mean"`` and ``"running_var"`` (state the training pass updates with momentum
+    0.1, read by ``predict``, ``loss`` and ONNX; ``params_`` holds them after the trainable
+    parameters, and their gradient entries are 0)."""
+
+    def __get__(self, model: MLP | None, owner: type | None = None) -> Any:
+        if model is None:
+            return self
+        return model._net.norm_layers(model._params)
+
+
 class MLP:
-    """A multi-layer perceptron: dense layers, a hidden activation, an output/loss pair.
+    """A multi-layer perceptron: dense layers, a hidden activation, an output/loss pair. The
+    settings are read-only attributes of the same names (``loss_name`` for `loss`).
 
     Parameters
     ----------
@@ -73,13 +87,8 @@ class MLP:
         Adds ``0.5 * l2 * sum(W**2)`` over the weights (not the biases) to the mean loss.
     dropout : float or sequence of float
         Inverted dropout rate(s) in [0, 1) after the hidden activations, in training only.
-    norm : None, "batch", "layer" or a sequence of those
-        Normalization between each hidden layer's dense product and its activation, one
-        setting for every hidden layer or one per hidden layer: ``"batch"`` (PyTorch's
-        ``BatchNorm1d``: batch statistics in training, running statistics with momentum 0.1
-        in ``predict``, ``loss`` and ONNX; training batches need 2 rows at least) or
-        ``"layer"`` (``LayerNorm``), both with eps 1e-5 and a trainable scale and shift
-        (``norm_layers_``).
+    norm : None, "batch", "layer" or a sequence of those (one per hidden layer)
+        PyTorch's ``BatchNorm1d`` or ``LayerNorm`` before the activation (``norm_layers_``).
     init : {"auto", "he", "glorot", "normal"}
         Weight initialisation, biases zero. ``"normal"``: each W is ``standard_normal((n_in,
         n_out)) * init_scale`` from one ``default_rng(seed)``, layer by layer. ``"auto"``: the
@@ -92,10 +101,6 @@ class MLP:
         Dtype of the parameters and of all computation.
     backend : {"auto", "cython", "numpy"}
         See ``fastmlp.available_backends()``; "auto" honours ``FASTMLP_BACKEND``.
-
-    Notes
-    -----
-    The settings are read-only attributes of the same names (``loss_name`` for `loss`).
     """
 
     history_: dict[str, list[float]]
@@ -103,9 +108,8 @@ class MLP:
 
     def __init__(self, layer_sizes: Sequence[int], activation: Activation | Sequence[Activation] = "leaky_relu",
                  output: Output = "sigmoid", loss: Loss | None = None, negative_slope: float = 0.01, l2: float = 0.0,
-                 init: Init = "auto", init_scale: float | None = None, seed: int | None = None,
-                 dtype: DType = "float64", backend: Backend = "auto", dropout: float | Sequence[float] = 0.0,
-                 norm: str | None | Sequence[str | None] = None) -> None:
+                 init: Init = "auto", init_scale: float | None = None, seed: int | None = None, dtype: DType = "float64",
+                 backend: Backend = "auto", dropout: float | Sequence[float] = 0.0, norm: Norms = None) -> None:
         self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale, seed, dtype,
                         backend, dropout, norm)
         self._set_state(self._initial_params(self._seed), {"loss": [], "val_loss": []})
@@ -133,8 +137,7 @@ class MLP:
     negative_slope: Setting[float] = Setting("_net.negative_slope", "Leaky ReLU's slope.")
     l2: Setting[float] = Setting("_net.l2", "The L2 penalty on the weights.")
     dropout: Setting[tuple[float, ...]] = Setting("_net.dropout", "The dropout rate of each hidden layer.")
-    norm: Setting[tuple[str | None, ...]] = Setting("_net.norm", "The normalization of each hidden layer (None, "
-                                                    '"batch" or "layer").')
+    norm: Setting[tuple[Norm | None, ...]] = Setting("_net.norm", "Each hidden layer's normalization, or None.")
 
     # ------------------------------------------------------------------ parameters
 
@@ -145,14 +148,7 @@ class MLP:
 
     coefs_ = _Weights(0, "Weight matrices, ``coefs_[l]`` of shape (n_in, n_out): views into ``params_``.")
     intercepts_ = _Weights(1, "Bias vectors, ``intercepts_[l]`` of shape (n_out,): views into ``params_``.")
-
-    @property
-    def norm_layers_(self) -> list[dict[str, Floats] | None]:
-        """One entry per hidden layer: None without norm, else views into ``params_``:
-        ``"gamma"`` and ``"beta"`` (trained), and under batch norm ``"running_mean"`` and
-        ``"running_var"`` (state the training pass updates; ``params_`` holds them after
-        the trainable parameters, and their gradient entries are 0)."""
-        return self._net.norm_layers(self._params)
+    norm_layers_ = _NormViews()
 
     def _initial_params(self, entropy):
         """Parameters from ``default_rng(entropy)``; the seed's are drawn once (~20 us), then copied."""
@@ -277,8 +273,7 @@ class MLP:
         X, Y, w = _checked_data(self, X, y, sample_weight)
         return float(self._impl.loss_gradient(self._net, self._params, X, Y, None, w))
 
-    def gradients(self, X: Input, y: ArrayLike,
-                  sample_weight: ArrayLike | None = None) -> tuple[list[Floats], list[Floats]]:
+    def gradients(self, X: Input, y: ArrayLike, sample_weight: ArrayLike | None = None) -> tuple[list[Floats], list[Floats]]:
         """Gradients of the mean loss, as (dcoefs, dintercepts) shaped like coefs_/intercepts_."""
         X, Y, w = _checked_data(self, X, y, sample_weight)
         grad = np.empty_like(self._params)

@@ -256,8 +256,10 @@ def _dropout_op_backward(net, params, work, i, A, target, alpha, beta_w, beta_b)
     return 1
 
 
-def _norm_step(params, target, gamma, n, alpha, beta_b, dgamma, dbeta):
-    """target[gamma] = alpha * dgamma + beta_b * target[gamma], likewise beta (no decay)."""
+def _norm_step(target, gamma, alpha, beta_b, dgamma, dbeta):
+    """target[gamma_j] = alpha * dgamma_j + beta_b * target[gamma_j] (gamma: gamma_0's offset in
+    the flat target), likewise beta (no decay)."""
+    n = len(dgamma)
     _axpby(alpha, dgamma, beta_b, target[gamma : gamma + n])
     _axpby(alpha, dbeta, beta_b, target[gamma + n : gamma + 2 * n])
 
@@ -302,7 +304,7 @@ def _batch_norm_op_backward(net, params, work, i, A, target, alpha, beta_w, beta
     else:
         dZ = D * (g * inv)
     dZ = dZ.astype(D.dtype)
-    _norm_step(params, target[-1], gamma, n, alpha, beta_b, dgamma, dbeta)
+    _norm_step(target[-1], gamma, alpha, beta_b, dgamma, dbeta)
     work.D[l] = dZ
     return 1
 
@@ -333,7 +335,7 @@ def _layer_norm_op_backward(net, params, work, i, A, target, alpha, beta_w, beta
     dgamma = (D * xhat).sum(axis=0, dtype=np.float64)
     dx = D * params[gamma : gamma + n].astype(np.float64)
     dZ = (inv / n) * (n * dx - dx.sum(axis=1, keepdims=True) - xhat * (dx * xhat).sum(axis=1, keepdims=True))
-    _norm_step(params, target[-1], gamma, n, alpha, beta_b, dgamma, dbeta)
+    _norm_step(target[-1], gamma, alpha, beta_b, dgamma, dbeta)
     work.D[l] = dZ.astype(D.dtype)
     return 1
 
