@@ -366,3 +366,66 @@ def test_onnx_export_runs_the_norms_in_onnxruntime(backend, dtype, norm):
     got = session.run(["probabilities"], {session.get_inputs()[0].name: X})[0]
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, model.predict_proba(X), rtol=tol, atol=tol)
+
+
+# ---------------------------------------------------------------- estimators and the command line
+
+
+def test_estimators_take_norm(backend, tmp_path):
+    pytest.importorskip("sklearn")
+    import warnings
+
+    from fastmlp._estimator_io import load_estimator, save_estimator
+    X, y, _ = _data([4, 3], 64, np.float64, seed=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # (convergence)
+        est = fastmlp.MLPClassifier(hidden_layer_sizes=(8, 6), norm=["batch", "layer"], batch_size=16,
+                                    random_state=0, max_iter=5, backend=backend).fit(X, y)
+        assert est._mlp.norm == ("batch", "layer") and est.get_params()["norm"] == ["batch", "layer"]
+        views = est._mlp.norm_layers_[0]
+        assert not np.allclose(views["gamma"], 1) and not np.allclose(views["running_mean"], 0)
+        reg = fastmlp.MLPRegressor(hidden_layer_sizes=(8,), norm="layer", random_state=0, max_iter=5,
+                                   backend=backend).fit(X, X[:, 0])
+        assert reg._mlp.norm == ("layer",)
+        assert fastmlp.MLPClassifier(max_iter=2, backend=backend).fit(X, y)._mlp.norm == (None,)
+        with pytest.raises(ValueError, match="more than 1 row per training batch"):
+            fastmlp.MLPClassifier(norm="batch", batch_size=21, max_iter=2, backend=backend).fit(X, y)
+        with pytest.raises(ValueError, match="batch normalization needs a stochastic optimizer"):
+            fastmlp.MLPClassifier(norm="batch", solver="lbfgs", max_iter=2, backend=backend).fit(X, y)
+        est.set_params(norm="layer", warm_start=True)
+        with pytest.raises(ValueError, match="fit again without warm_start"):
+            est.fit(X, y)
+    with pytest.raises(ValueError, match="'norm' parameter"):
+        fastmlp.MLPClassifier(norm="group").fit(X, y)
+    est.set_params(norm=["batch", "layer"], warm_start=False)
+    save_estimator(est, tmp_path / "e.npz")
+    loaded = load_estimator(tmp_path / "e.npz")
+    assert list(loaded.norm) == ["batch", "layer"]
+    np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+    proto = fastmlp.to_onnx(est)
+    session = onnx_session(proto)
+    got = session.run(["probabilities"], {session.get_inputs()[0].name: X})[0]
+    np.testing.assert_allclose(got, est.predict_proba(X), rtol=1e-12, atol=1e-12)
+
+
+def test_the_command_line_trains_with_norm(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    pd = pytest.importorskip("pandas")
+    from _support import cli_in_process
+
+    from fastmlp._estimator_io import load_estimator
+    X, Y = make_data(80, [3, 1], seed=5)
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": Y[:, 0].astype(int)}).to_csv(
+        tmp_path / "d.csv", index=False)
+    common = ["train", tmp_path / "d.csv", "--target", "y", "-o", tmp_path / "m.npz", "--epochs", "5",
+              "--seed", "1", "--no-progress", "--hidden", "8", "6", "--batch-size", "16"]
+    status, _, _ = cli_in_process(*common, "--norm", "batch", capsys=capsys)
+    assert status in (0, None)
+    assert load_estimator(tmp_path / "m.npz")._mlp.norm == ("batch", "batch")
+    status, _, _ = cli_in_process(*common, "--norm", "layer", "none", capsys=capsys)
+    assert status in (0, None)
+    assert load_estimator(tmp_path / "m.npz")._mlp.norm == ("layer", None)
+    for bad, words in ((["--norm", "group"], "invalid choice"), (["--norm", "batch", "layer", "batch"], "one setting"),
+                       (["--norm", "batch", "--solver", "lbfgs"], "stochastic --solver")):
+        status, _, err = cli_in_process(*common, *bad, capsys=capsys)
+        assert status not in (0, None) and words in err

@@ -119,6 +119,10 @@ def add_train(sub):
     train.add_argument("--dropout", type=RATE, nargs="+", default=[0.0], metavar="P",
                        help="dropout rate after each hidden activation in training: one for every hidden "
                             "layer or one per --hidden width (default 0: none; not with --solver lbfgs)")
+    train.add_argument("--norm", choices=("none", "batch", "layer"), nargs="+", default=["none"],
+                       help="normalization between each hidden layer's product and its activation: batch "
+                            "(BatchNorm1d; not with --solver lbfgs) or layer (LayerNorm), one for every hidden "
+                            "layer or one per --hidden width (default none)")
     train.add_argument("--epochs", type=POSITIVE_INT, default=200, metavar="N",
                        help="maximum epochs (L-BFGS: iterations), default 200")
     train.add_argument("--lr", type=POSITIVE, default=0.001,

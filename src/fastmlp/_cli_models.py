@@ -27,7 +27,18 @@ def estimator(task, args):
     return cls(hidden_layer_sizes=tuple(args.hidden), activation=args.activation, solver=args.solver,
                alpha=args.alpha, batch_size=args.batch_size, learning_rate_init=args.lr, max_iter=args.epochs,
                random_state=args.seed, early_stopping=args.early_stopping, backend=args.backend,
-               progress=_progress(args.progress), dropout=dropout(args), **options)
+               progress=_progress(args.progress), dropout=dropout(args), norm=norm(args), **options)
+
+
+def norm(args):
+    """`fastmlp train --norm`: one setting (for every hidden layer) or one per --hidden width;
+    "none" is None."""
+    kinds = [None if kind == "none" else kind for kind in getattr(args, "norm", ["none"])]
+    if len(kinds) not in (1, len(args.hidden)):
+        raise UsageError(f"--norm takes one setting or one per hidden layer ({len(args.hidden)}), got {len(kinds)}")
+    if args.solver == "lbfgs" and "batch" in kinds:
+        raise UsageError("--norm batch needs a stochastic --solver (sgd, adam, adamw, rprop), not lbfgs")
+    return kinds[0] if len(kinds) == 1 else kinds
 
 
 def dropout(args):

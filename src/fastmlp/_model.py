@@ -458,4 +458,5 @@ def undrawn_mlp(*args: Any, **kwargs: Any) -> MLP:
     model = MLP.__new__(MLP)
     model._configure(*list(bound.arguments.values())[1:])
     model._set_state(np.zeros(model._net.param_count(), model._dtype), {"loss": [], "val_loss": []})
+    model._net.initial_norms(model._params)     # (gamma and running variances 1)
     return model

@@ -27,7 +27,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 from . import _progress, _registry, _sklearn_train, _training
 from ._model import undrawn_mlp
-from ._typing import (ArrayLike, Backend, Callback, ClassWeight, EstimatorActivation, Floats, Input, Labels,
+from ._spec import NORMS, norm_settings
+from ._typing import (ArrayLike, Backend, Callback, ClassWeight, EstimatorActivation, Floats, Input, Labels, Norms,
                       LearningRate, RegressorLoss, Scoring, Solver)
 from ._validation import class_columns, class_sample_weight
 
@@ -109,6 +110,7 @@ class _BaseMLP(BaseEstimator):
         "progress": ["boolean"],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
+        "norm": [StrOptions(set(NORMS)), "array-like", None],
     }
     _is_classifier = False
 
@@ -151,6 +153,9 @@ class _BaseMLP(BaseEstimator):
         elif self._mlp.layer_sizes != (X.shape[1], *hidden, Y.shape[1]):
             raise ValueError(f"the network {self._mlp.layer_sizes} does not fit layers {[X.shape[1], *hidden]} "
                              f"and {Y.shape[1]} outputs; fit again without warm_start")
+        elif self._mlp.norm != norm_settings(self.norm, len(hidden)):
+            raise ValueError(f"the network's norms {self._mlp.norm} are not norm={self.norm!r}; fit again "
+                             "without warm_start")
         Y = Y.astype(self._mlp.dtype)
         hook = _sklearn_train.Hook(report, restart) if report.active else None
         if self.solver == "lbfgs":
@@ -169,7 +174,7 @@ class _BaseMLP(BaseEstimator):
         self._loss_scale, self._loss_report = _sklearn_train.loss_scales(self.out_activation_, self.n_outputs_)
         self._mlp = undrawn_mlp(layer_units, activation=ACTIVATIONS[self.activation], output=output, loss=loss,
                         negative_slope=self.negative_slope, seed=0, dtype=dtype, backend=self.backend,
-                        dropout=self.dropout)
+                        dropout=self.dropout, norm=self.norm)
         factor = 2.0 if self.activation == "logistic" else 6.0
         for W, b in zip(self._mlp.coefs_, self._mlp.intercepts_):
             bound = np.sqrt(factor / sum(W.shape))
@@ -269,7 +274,7 @@ def _mlp_params(hidden_layer_sizes, activation, solver, alpha, batch_size, learn
                 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
                 warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, negative_slope, n_restarts,
-                backend, callback, progress, scoring, dropout):
+                backend, callback, progress, scoring, dropout, norm):
     return dict(locals())
 
 
@@ -286,7 +291,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     stopping, "lr", "elapsed", "restart"; returning False stops the fit after it);
     `progress` (a tqdm bar on stderr); `dropout`, inverted dropout after each hidden
     activation in training (one rate in [0, 1), or one per hidden layer; masks drawn from
-    random_state; not with solver="lbfgs"). float32 X trains in float32.
+    random_state; not with solver="lbfgs"); `norm`, None, "batch" or "layer" (or one per
+    hidden layer): PyTorch's BatchNorm1d (not with solver="lbfgs") or LayerNorm between each
+    hidden layer's product and its activation. float32 X trains in float32.
     """
 
     _is_classifier = True
@@ -304,14 +311,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
                  max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: Backend = "auto",
                  callback: Callback | None = None, progress: bool = False, scoring: Scoring | None = None,
-                 class_weight: ClassWeight | None = None, dropout: float | Sequence[float] = 0.0) -> None:
+                 class_weight: ClassWeight | None = None, dropout: float | Sequence[float] = 0.0,
+                 norm: Norms = None) -> None:
         self.class_weight = class_weight
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
             power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
             nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
             n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress, scoring,
-            dropout))
+            dropout, norm))
 
     def _out_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -416,14 +424,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
                  max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: Backend = "auto",
                  callback: Callback | None = None, progress: bool = False, scoring: Scoring | None = None,
-                 dropout: float | Sequence[float] = 0.0) -> None:
+                 dropout: float | Sequence[float] = 0.0, norm: Norms = None) -> None:
         self.loss = loss
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
             power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
             nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
             n_iter_no_change, max_fun, negative_slope, n_restarts, backend, callback, progress, scoring,
-            dropout))
+            dropout, norm))
 
     def _out_activation(self):
         return "exp" if self.loss == "poisson" else "identity"
