@@ -177,6 +177,7 @@ cdef struct Op:
                               # the normalized input, then 1 / std per unit (batch norm) or row
                               # (layer norm), then room for its gamma and beta gradients
     Py_ssize_t stat_off       # a norm: where its 1 / std starts (after the normalized input)
+    Py_ssize_t sum_off        # a norm: 3 * width doubles (column sums, coefficients; an even offset)
     Py_ssize_t p_off          # a norm: gamma's offset in the flat parameters (beta follows)
     Py_ssize_t r_off          # batch norm: the running mean's offset (the variance follows)
     uint64_t threshold        # dropout: a unit is dropped where its hash >> 11 is below this

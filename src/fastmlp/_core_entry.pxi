@@ -105,7 +105,7 @@ cdef class _Plan:
             op[i].code, op[i].layer, op[i].width = _OP_CODES[name], l, iv[0, l + 1]
             op[i].in_off, op[i].d_off, op[i].setting = prev_out, iv[5, l], 0
             op[i].aux_off, op[i].threshold, op[i].scale = 0, 0, 1.0
-            op[i].stat_off, op[i].p_off, op[i].r_off = 0, -1, -1
+            op[i].stat_off, op[i].sum_off, op[i].p_off, op[i].r_off = 0, 0, -1, -1
             if op[i].code == OP_DENSE:
                 op[i].out_off = iv[3, l]
             elif op[i].code == OP_ACTIVATION:
@@ -116,7 +116,9 @@ cdef class _Plan:
                 op[i].setting, op[i].p_off, op[i].r_off = bool(setting), gamma, -1 if mean is None else mean
                 op[i].out_off, op[i].aux_off = off, off + capacity * op[i].width
                 op[i].stat_off = op[i].aux_off + capacity * op[i].width
-                off = op[i].stat_off + max(capacity, op[i].width) + 2 * op[i].width
+                op[i].sum_off = op[i].stat_off + max(capacity, op[i].width)
+                op[i].sum_off += op[i].sum_off % 2      # (doubles: aligned in float32 too)
+                off = op[i].sum_off + 6 * op[i].width      # (3 width doubles)
                 self.net.norm = True
             else:
                 op[i].threshold, op[i].scale = dropout_keep(setting)

@@ -192,41 +192,61 @@ cdef inline void _norm_step(floating* target, Py_ssize_t gamma, floating alpha, 
         target[at + n] = beta_b * target[at + n] + <floating>(alpha * dbeta)
 
 
+cdef inline void _column_sums(Py_ssize_t m, Py_ssize_t n, const floating* D, const floating* xhat,
+                              double* db, double* dg) noexcept nogil:
+    """db = D summed over its m rows, dg = D * xhat summed likewise (row after row: the
+    compiler vectorises across the units)."""
+    cdef Py_ssize_t r, j
+    for j in range(n):
+        db[j] = dg[j] = 0
+    for r in range(m):
+        for j in range(n):
+            db[j] += D[r * n + j]
+            dg[j] += <double>D[r * n + j] * xhat[r * n + j]
+
+
 cdef Py_ssize_t _batch_norm_op(const Net* net, const floating* params, floating* work, Py_ssize_t i,
                                const floating* A, Py_ssize_t m, uint64_t step) noexcept nogil:
     """Batch normalization of Z_l. Training (the op's setting): each unit's mean and biased
     variance over the batch, and the running statistics updated in params (momentum
-    NORM_MOMENTUM, the variance unbiased by m / (m - 1)); inference: the running ones."""
+    NORM_MOMENTUM, the variance unbiased by m / (m - 1)); inference: the running ones.
+    Row after row, each unit's sums in double."""
     cdef const Op* op = net.ops + i
     cdef Py_ssize_t n = op.width, r, j
     cdef floating* out = work + op.out_off
     cdef floating* xhat = work + op.aux_off
     cdef floating* inv = work + op.stat_off
+    cdef double* mean = <double*>(work + op.sum_off)
+    cdef double* var = mean + n
     cdef const floating* g = params + op.p_off
     cdef floating* running = <floating*>params + op.r_off     # (the training pass writes it)
-    cdef double s, d, mean, var
-    cdef floating mu, c
-    for j in range(n):
-        if op.setting:
-            s = 0
-            for r in range(m):
-                s += A[r * n + j]
-            mean = s / m
-            s = 0
-            for r in range(m):
-                d = A[r * n + j] - mean
-                s += d * d
-            var = s / m
-            running[j] = <floating>((1 - _NORM_MOMENTUM) * <double>running[j] + _NORM_MOMENTUM * mean)
-            running[n + j] = <floating>((1 - _NORM_MOMENTUM) * <double>running[n + j]
-                                        + _NORM_MOMENTUM * (var * m / (m - 1)))
-        else:
-            mean, var = running[j], running[n + j]
-        c = <floating>(1 / sqrt(var + _NORM_EPS))
-        mu = <floating>mean
-        inv[j] = c
+    cdef double d
+    if op.setting:
+        for j in range(n):
+            mean[j] = var[j] = 0
         for r in range(m):
-            xhat[r * n + j] = (A[r * n + j] - mu) * c
+            for j in range(n):
+                mean[j] += A[r * n + j]
+        for j in range(n):
+            mean[j] = mean[j] / m
+        for r in range(m):
+            for j in range(n):
+                d = A[r * n + j] - mean[j]
+                var[j] += d * d
+        for j in range(n):
+            var[j] = var[j] / m
+            running[j] = <floating>((1 - _NORM_MOMENTUM) * <double>running[j] + _NORM_MOMENTUM * mean[j])
+            running[n + j] = <floating>((1 - _NORM_MOMENTUM) * <double>running[n + j]
+                                        + _NORM_MOMENTUM * (var[j] * m / (m - 1)))
+    else:
+        for j in range(n):
+            mean[j], var[j] = running[j], running[n + j]
+    for j in range(n):
+        inv[j] = <floating>(1 / sqrt(var[j] + _NORM_EPS))
+        mean[j] = <floating>mean[j]
+    for r in range(m):
+        for j in range(n):
+            xhat[r * n + j] = (A[r * n + j] - <floating>mean[j]) * inv[j]
             out[r * n + j] = g[j] * xhat[r * n + j] + g[n + j]
     return 1
 
@@ -241,21 +261,22 @@ cdef Py_ssize_t _batch_norm_op_backward(const Net* net, const floating* params, 
     cdef floating* D = work + op.d_off
     cdef const floating* xhat = work + op.aux_off
     cdef const floating* inv = work + op.stat_off
-    cdef double dg, db, c
+    cdef double* db = <double*>(work + op.sum_off)
+    cdef double* dg = db + n
+    cdef double* c = dg + n
+    _column_sums(m, n, D, xhat, db, dg)
     for j in range(n):
-        dg = db = 0
+        c[j] = <double>params[op.p_off + j] * inv[j] / (m if op.setting else 1)
+    if op.setting:
         for r in range(m):
-            db += D[r * n + j]
-            dg += <double>D[r * n + j] * xhat[r * n + j]
-        if op.setting:
-            c = <double>params[op.p_off + j] * inv[j] / m
-            for r in range(m):
-                D[r * n + j] = <floating>(c * (m * <double>D[r * n + j] - db - xhat[r * n + j] * dg))
-        else:
-            c = <double>params[op.p_off + j] * inv[j]
-            for r in range(m):
-                D[r * n + j] = <floating>(D[r * n + j] * c)
-        _norm_step(target, op.p_off + j, alpha, beta_b, dg, db, n)     # (after gamma_j was read)
+            for j in range(n):
+                D[r * n + j] = <floating>(c[j] * (m * <double>D[r * n + j] - db[j] - xhat[r * n + j] * dg[j]))
+    else:
+        for r in range(m):
+            for j in range(n):
+                D[r * n + j] = <floating>(D[r * n + j] * c[j])
+    for j in range(n):
+        _norm_step(target, op.p_off + j, alpha, beta_b, dg[j], db[j], n)     # (after D's pass read gamma)
     return 1
 
 
@@ -296,15 +317,11 @@ cdef Py_ssize_t _layer_norm_op_backward(const Net* net, const floating* params, 
     cdef Py_ssize_t n = op.width, r, j
     cdef floating* D = work + op.d_off
     cdef const floating* xhat = work + op.aux_off
-    cdef floating* sums = work + op.stat_off + max(net.capacity, n)    # dL/dgamma, dL/dbeta
+    cdef double* db = <double*>(work + op.sum_off)
+    cdef double* dg = db + n
     cdef const floating* g = params + op.p_off
-    cdef double dg, db, s1, s2, dx, c
-    for j in range(n):
-        dg = db = 0
-        for r in range(m):
-            db += D[r * n + j]
-            dg += <double>D[r * n + j] * xhat[r * n + j]
-        sums[j], sums[n + j] = <floating>dg, <floating>db
+    cdef double s1, s2, dx, c
+    _column_sums(m, n, D, xhat, db, dg)
     for r in range(m):
         s1 = s2 = 0
         for j in range(n):
@@ -315,5 +332,5 @@ cdef Py_ssize_t _layer_norm_op_backward(const Net* net, const floating* params, 
         for j in range(n):
             D[r * n + j] = <floating>(c * (n * (<double>D[r * n + j] * g[j]) - s1 - xhat[r * n + j] * s2))
     for j in range(n):
-        _norm_step(target, op.p_off + j, alpha, beta_b, sums[j], sums[n + j], n)
+        _norm_step(target, op.p_off + j, alpha, beta_b, dg[j], db[j], n)
     return 1
