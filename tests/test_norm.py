@@ -429,3 +429,35 @@ def test_the_command_line_trains_with_norm(tmp_path, capsys):
                        (["--norm", "batch", "--solver", "lbfgs"], "stochastic --solver")):
         status, _, err = cli_in_process(*common, *bad, capsys=capsys)
         assert status not in (0, None) and words in err
+
+
+def test_a_negative_running_variance_is_refused_on_load(tmp_path):
+    model = fastmlp.MLP([3, 4, 1], norm="batch", seed=0)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    with np.load(path) as archive:
+        members = {name: archive[name] for name in archive.files}
+    _, mean = model._net.norm_offsets(0)
+    members["params"][mean + 4] = -1.0          # the first running variance
+    np.savez(path, **members)
+    with pytest.raises(ValueError, match="negative running variance"):
+        fastmlp.load(path)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_sparse_input_and_dropout_with_norms(dtype, norm):
+    """A CSR X trains as its dense twin, with dropout after the normalized activations; both
+    backends alike (plain SGD: Adam would magnify the rounding-level gradient of the bias
+    before a batch norm, see test_training_equals_pytorch)."""
+    import scipy.sparse
+    sizes = [12, 16, 8, 2]
+    X, Y = make_data(64, sizes, seed=8, dtype=dtype)
+    X[np.abs(X) < 0.8] = 0
+    fits = {}
+    for backend in ("cython", "numpy"):
+        for kind, data in (("dense", X), ("csr", scipy.sparse.csr_matrix(X))):
+            model = fastmlp.MLP(sizes, norm=norm, dropout=0.2, seed=1, dtype=dtype, backend=backend)
+            fits[backend, kind] = model.fit(data, Y, epochs=3, batch_size=16, optimizer="sgd", lr=0.05).params_
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for key, params in fits.items():
+        np.testing.assert_allclose(params, fits["numpy", "dense"], rtol=tol, atol=tol, err_msg=str(key))

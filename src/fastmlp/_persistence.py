@@ -292,6 +292,9 @@ def load(cls, path, backend="auto"):
         params = archive.read("params")
         if not np.isfinite(params).all():
             archive.fail("params contain NaN or infinity")
+        if any(views is not None and "running_var" in views and (views["running_var"] < 0).any()
+               for views in model._net.norm_layers(params)):
+            archive.fail("params hold a negative running variance (batch norm)")
         history = {"loss": archive.read("history_loss").tolist(),
                    "val_loss": archive.read("history_val_loss").tolist()}
         if record is not None:
