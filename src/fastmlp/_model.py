@@ -7,6 +7,7 @@ orchestration in ``_training``, files in ``_persistence``.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import operator
 from collections.abc import Sequence
@@ -16,7 +17,8 @@ import numpy as np
 
 from . import _backend, _blas, _persistence, _progress, _training
 from ._initializers import check_init, initial_params
-from ._spec import Network
+from ._registry import LOSS_PARAMETERS
+from ._spec import Network, loss_parameter_given
 from ._typing import (Activation, ArrayLike, Backend, Callback, ClassWeight, DType, Floats, Init, Input, Labels, Loss,
                       Monitor, Optimizer, Output, PathLike, Schedule, Setting, Threads)
 from ._validation import (check_sample_weight, check_targets, check_X, class_columns, class_sample_weight,
@@ -67,6 +69,9 @@ class MLP:
     loss : str or None
         Loss paired with the output (None: ``"bce"``, ``"cross_entropy"``, ``"mse"``,
         ``"poisson"`` for sigmoid, softmax, identity, exp): PyTorch's means over samples.
+        The identity output also takes ``"huber"`` (PyTorch's HuberLoss, threshold `delta`),
+        ``"mae"`` (L1Loss) and ``"quantile"`` (the pinball loss of `quantile`, scikit-learn's
+        mean_pinball_loss); their subgradient where the prediction equals the target is 0.
     negative_slope : float
         Slope of Leaky ReLU for negative inputs.
     l2 : float
@@ -85,6 +90,10 @@ class MLP:
         Dtype of the parameters and of all computation.
     backend : {"auto", "cython", "numpy"}
         See ``fastmlp.available_backends()``; "auto" honours ``FASTMLP_BACKEND``.
+    delta : float or None
+        Huber's threshold (> 0; None: 1.0), only with ``loss="huber"``.
+    quantile : float or None
+        The target quantile in (0, 1) (None: 0.5, the median), only with ``loss="quantile"``.
 
     Notes
     -----
@@ -97,15 +106,18 @@ class MLP:
     def __init__(self, layer_sizes: Sequence[int], activation: Activation | Sequence[Activation] = "leaky_relu",
                  output: Output = "sigmoid", loss: Loss | None = None, negative_slope: float = 0.01, l2: float = 0.0,
                  init: Init = "auto", init_scale: float | None = None, seed: int | None = None,
-                 dtype: DType = "float64", backend: Backend = "auto", dropout: float | Sequence[float] = 0.0) -> None:
+                 dtype: DType = "float64", backend: Backend = "auto", dropout: float | Sequence[float] = 0.0,
+                 delta: float | None = None, quantile: float | None = None) -> None:
         self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale, seed, dtype,
-                        backend, dropout)
+                        backend, dropout, delta=delta, quantile=quantile)
         self._set_state(self._initial_params(self._seed), {"loss": [], "val_loss": []})
 
     def _configure(self, layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
-                   seed, dtype, backend, dropout=0.0):
+                   seed, dtype, backend, dropout=0.0, delta=None, quantile=None):
         """Check and keep the settings, allocating nothing (``load`` checks a file's config with it)."""
-        self._net = Network(layer_sizes, activation, output, loss, negative_slope, l2, dropout)
+        net = Network(layer_sizes, activation, output, loss, negative_slope, l2, dropout)
+        parameter = loss_parameter_given(net.loss, {"delta": delta, "quantile": quantile})
+        self._net = net if parameter is None else dataclasses.replace(net, loss_parameter=parameter)
         self._init, self._init_scale = check_init(init, init_scale)
         self._seed = None if seed is None else integer(seed, "seed", 0)
         self._dtype = float_dtype(dtype)
@@ -125,6 +137,16 @@ class MLP:
     negative_slope: Setting[float] = Setting("_net.negative_slope", "Leaky ReLU's slope.")
     l2: Setting[float] = Setting("_net.l2", "The L2 penalty on the weights.")
     dropout: Setting[tuple[float, ...]] = Setting("_net.dropout", "The dropout rate of each hidden layer.")
+
+    @property
+    def delta(self) -> float | None:
+        """Huber's threshold (loss="huber"), else None."""
+        return _loss_setting(self._net, "delta")
+
+    @property
+    def quantile(self) -> float | None:
+        """The pinball loss's quantile (loss="quantile"), else None."""
+        return _loss_setting(self._net, "quantile")
 
     # ------------------------------------------------------------------ parameters
 
@@ -360,6 +382,11 @@ def _weights_like(view, value, name):
     if not np.isfinite(array).all():
         raise ValueError(f"{name} holds NaN or infinity (or values too large for {view.dtype})")
     return array
+
+
+def _loss_setting(net, name):
+    """`net`'s loss parameter where its loss's is called `name`, else None."""
+    return net.loss_parameter if LOSS_PARAMETERS.get(net.loss, (None,))[0] == name else None
 
 
 def _one_epoch_options(options):

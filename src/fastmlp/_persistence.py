@@ -117,12 +117,15 @@ def config(model):
         "dtype": model._dtype.name,
         # one rate for all hidden layers as one number (0.0 for a model without dropout)
         "dropout": net.dropout[0] if len(set(net.dropout)) == 1 else list(net.dropout) or 0.0,
+        # the loss's parameter under its own name (None for the losses without one)
+        "delta": model.delta,
+        "quantile": model.quantile,
     }
 
 
 # Settings added after files were first written -> the value an older file means by leaving
 # them out.
-_LATER_SETTINGS = {"dropout": 0.0}
+_LATER_SETTINGS = {"dropout": 0.0, "delta": None, "quantile": None}
 
 
 def _arrays(model):
