@@ -24,6 +24,11 @@ def estimator(task, args):
         options["scoring"] = args.scoring
     if args.class_weight is not None:
         options["class_weight"] = args.class_weight
+    loss = getattr(args, "loss", None)
+    if loss is not None and task == "classification":
+        raise UsageError(f"--loss {loss} is a regression loss; the target is classified (log-loss)")
+    if loss is not None:
+        options.update({"loss": loss, "delta": args.delta, "quantile": args.quantile})
     return cls(hidden_layer_sizes=tuple(args.hidden), activation=args.activation, solver=args.solver,
                alpha=args.alpha, batch_size=args.batch_size, learning_rate_init=args.lr, max_iter=args.epochs,
                random_state=args.seed, early_stopping=args.early_stopping, backend=args.backend,
