@@ -517,6 +517,9 @@ def describe(path):
     elif isinstance(targets, list):
         lines.append(("targets", listing(targets)))
     loss = fitted.get("loss_")
+    if params.get("loss") not in (None, "squared_error"):      # a regressor's other loss, with its parameter
+        lines.append(("loss", params["loss"] + "".join(f" ({key} {getattr(mlp, key)})" for key in ("delta", "quantile")
+                                                       if getattr(mlp, key) is not None)))
     lines += [(name, params[key] if isinstance(params[key], str) else "per class")
               for key, name in (("class_weight", "class weight"), ("scoring", "scoring")) if params.get(key)]
     lines += [("dtype", mlp.dtype.name), ("solver", params.get("solver")),
