@@ -11,7 +11,7 @@ import dataclasses
 import inspect
 import operator
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, NoReturn, TypeVar, overload
 
 import numpy as np
 
@@ -53,7 +53,35 @@ class _Weights:
         self.__get__(model)[:] = values
 
 
-class MLP:
+class _LossParameter:
+    """A read-only setting of a model: its loss's parameter where that is called as this
+    attribute is (``delta`` for huber, ``quantile`` for quantile), else None."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, model: Any, owner: type | None = None) -> Any:
+        if model is None:
+            return self
+        net = model._net
+        return net.loss_parameter if LOSS_PARAMETERS.get(net.loss, (None,))[0] == self._name else None
+
+    def __set__(self, model: object, value: object) -> NoReturn:
+        raise AttributeError(f"{self._name!r} is a setting, fixed when the model is made: make a new model "
+                             "to change it")
+
+
+class _LossSettings:
+    """MLP's read-only settings `delta` and `quantile` (None where its loss reads neither)."""
+
+    delta: _LossParameter = _LossParameter("Huber's threshold (loss=\"huber\"), else None.")
+    quantile: _LossParameter = _LossParameter("The pinball loss's quantile in (0, 1) (loss=\"quantile\"), else None.")
+
+
+class MLP(_LossSettings):
     """A multi-layer perceptron: dense layers, a hidden activation, an output/loss pair.
 
     Parameters
@@ -69,9 +97,7 @@ class MLP:
     loss : str or None
         Loss paired with the output (None: ``"bce"``, ``"cross_entropy"``, ``"mse"``,
         ``"poisson"`` for sigmoid, softmax, identity, exp): PyTorch's means over samples.
-        The identity output also takes ``"huber"`` (PyTorch's HuberLoss, threshold `delta`),
-        ``"mae"`` (L1Loss) and ``"quantile"`` (the pinball loss of `quantile`, scikit-learn's
-        mean_pinball_loss); their subgradient where the prediction equals the target is 0.
+        Identity also: ``"huber"`` (HuberLoss, `delta` > 0, default 1), ``"mae"`` (L1Loss), ``"quantile"`` (pinball).
     negative_slope : float
         Slope of Leaky ReLU for negative inputs.
     l2 : float
@@ -90,10 +116,6 @@ class MLP:
         Dtype of the parameters and of all computation.
     backend : {"auto", "cython", "numpy"}
         See ``fastmlp.available_backends()``; "auto" honours ``FASTMLP_BACKEND``.
-    delta : float or None
-        Huber's threshold (> 0; None: 1.0), only with ``loss="huber"``.
-    quantile : float or None
-        The target quantile in (0, 1) (None: 0.5, the median), only with ``loss="quantile"``.
 
     Notes
     -----
@@ -115,9 +137,7 @@ class MLP:
     def _configure(self, layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
                    seed, dtype, backend, dropout=0.0, delta=None, quantile=None):
         """Check and keep the settings, allocating nothing (``load`` checks a file's config with it)."""
-        net = Network(layer_sizes, activation, output, loss, negative_slope, l2, dropout)
-        parameter = loss_parameter_given(net.loss, {"delta": delta, "quantile": quantile})
-        self._net = net if parameter is None else dataclasses.replace(net, loss_parameter=parameter)
+        self._net = _network(layer_sizes, activation, output, loss, negative_slope, l2, dropout, delta, quantile)
         self._init, self._init_scale = check_init(init, init_scale)
         self._seed = None if seed is None else integer(seed, "seed", 0)
         self._dtype = float_dtype(dtype)
@@ -137,16 +157,6 @@ class MLP:
     negative_slope: Setting[float] = Setting("_net.negative_slope", "Leaky ReLU's slope.")
     l2: Setting[float] = Setting("_net.l2", "The L2 penalty on the weights.")
     dropout: Setting[tuple[float, ...]] = Setting("_net.dropout", "The dropout rate of each hidden layer.")
-
-    @property
-    def delta(self) -> float | None:
-        """Huber's threshold (loss="huber"), else None."""
-        return _loss_setting(self._net, "delta")
-
-    @property
-    def quantile(self) -> float | None:
-        """The pinball loss's quantile (loss="quantile"), else None."""
-        return _loss_setting(self._net, "quantile")
 
     # ------------------------------------------------------------------ parameters
 
@@ -227,10 +237,8 @@ class MLP:
             What early stopping, "plateau" and restarts watch (default: val_loss, else loss).
         callback : callable, optional
             ``callback(epoch, logs)`` after every epoch (logs: loss, val_loss, lr, elapsed, restart); False stops.
-        progress : bool
-            A tqdm progress bar on stderr (the ``progress`` extra).
-        threads : {"auto"}
-            The BLAS's own threads for large products, one for small ones ("shared" was removed).
+        progress : bool: a tqdm progress bar on stderr (the ``progress`` extra)
+        threads : {"auto"}: the BLAS's own threads for large products, one for small ones ("shared" was removed)
 
         Returns
         -------
@@ -384,9 +392,11 @@ def _weights_like(view, value, name):
     return array
 
 
-def _loss_setting(net, name):
-    """`net`'s loss parameter where its loss's is called `name`, else None."""
-    return net.loss_parameter if LOSS_PARAMETERS.get(net.loss, (None,))[0] == name else None
+def _network(sizes, activation, output, loss, negative_slope, l2, dropout, delta, quantile):
+    """The checked ``Network`` of MLP's settings, with its loss's parameter from `delta` or `quantile`."""
+    net = Network(sizes, activation, output, loss, negative_slope, l2, dropout)
+    parameter = loss_parameter_given(net.loss, {"delta": delta, "quantile": quantile})
+    return net if parameter is None else dataclasses.replace(net, loss_parameter=parameter)
 
 
 def _one_epoch_options(options):
