@@ -199,9 +199,9 @@ class _BaseMLP(BaseEstimator):
         loss, parameters = self._network_loss()
         if loss is not None and (self._mlp.loss_name != loss or any(
                 value is not None and getattr(self._mlp, name) != value for name, value in parameters.items())):
-            raise ValueError(f"the network was fitted with loss {self._mlp.loss_name!r} ({self._mlp._net.loss_parameter}), "
-                             f"the estimator now asks for loss={self.loss!r} ({parameters}); fit again without "
-                             "warm_start")
+            raise ValueError(f"the network was made for loss {self._mlp.loss_name!r} (parameter "
+                             f"{self._mlp._net.loss_parameter}), the estimator has loss={self.loss!r} {parameters}: "
+                             "fit again without warm_start")
 
     def _fit_restarts(self, X, y, sample_weight, report):
         """Our extra: n_restarts fits from random states drawn from random_state, in at most
