@@ -34,6 +34,13 @@ LOSS_FORMULAS = {
     "mse": (lambda z, Y: np.mean((z - Y) ** 2), lambda z, Y: 2 * (z - Y) / z.size),
     # half the Poisson deviance of the rate exp(z): y log(y / exp(z)) - y + exp(z)
     "poisson": (lambda z, Y: np.mean(xlogy(Y, Y) - Y * z - Y + np.exp(z)), lambda z, Y: (np.exp(z) - Y) / z.size),
+    # the parameterized losses at their registry defaults (delta = 1, quantile = 0.5); their
+    # subgradient where z = y is 0 (tests/test_losses.py checks other parameters)
+    "huber": (lambda z, Y: np.mean(np.where(np.abs(z - Y) <= 1, 0.5 * (z - Y) ** 2, np.abs(z - Y) - 0.5)),
+              lambda z, Y: np.clip(z - Y, -1, 1) / z.size),
+    "mae": (lambda z, Y: np.mean(np.abs(z - Y)), lambda z, Y: np.sign(z - Y) / z.size),
+    "quantile": (lambda z, Y: np.mean(np.maximum(0.5 * (Y - z), -0.5 * (Y - z))),
+                 lambda z, Y: -0.5 * np.sign(Y - z) / z.size),
 }
 
 
@@ -45,12 +52,13 @@ def test_every_registered_name_has_a_formula_here(kind, formulas, registered):
 
 
 def targets(loss, shape, draw_or_rng, dtype=np.float64):
-    """Targets a loss accepts: {0, 1} for bce, one-hot rows for cross_entropy, reals for mse."""
+    """Targets a loss accepts: {0, 1} for bce, one-hot rows for cross_entropy, counts for
+    poisson, reals for the identity output's losses (mse, huber, mae, quantile)."""
     n, k = shape
     if isinstance(draw_or_rng, np.random.Generator):
         rng = draw_or_rng
         return {"bce": (rng.random(shape) < 0.5) * 1.0, "cross_entropy": np.eye(k)[rng.integers(0, k, n)],
-                "mse": rng.standard_normal(shape), "poisson": rng.poisson(2.0, shape) * 1.0}[loss].astype(dtype)
+                "poisson": rng.poisson(2.0, shape) * 1.0}.get(loss, rng.standard_normal(shape)).astype(dtype)
     draw = draw_or_rng
     if loss == "cross_entropy":
         return np.eye(k, dtype=dtype)[draw(hnp.arrays(np.int64, n, elements=st.integers(0, k - 1)))]

@@ -27,6 +27,7 @@ BACKENDS = ("auto", "cython", "numpy")
 # activation or optimizer is offered here without an edit
 SOLVERS = (*_registry.OPTIMIZERS, "lbfgs")
 ACTIVATIONS = tuple(_registry.sklearn_activations())
+REGRESSION_LOSSES = tuple(_registry.SKLEARN_REGRESSION_LOSSES)
 
 
 class Parser(argparse.ArgumentParser):
@@ -145,6 +146,13 @@ def add_train(sub):
     train.add_argument("--class-weight", choices=("balanced",), default=None,
                        help="classification: weigh each class by n_rows / (n_classes * its rows), so rare "
                             "classes count as much as common ones")
+    train.add_argument("--loss", choices=REGRESSION_LOSSES, default=None,
+                       help="regression loss, scikit-learn's names (default squared_error; huber takes --delta, "
+                            "quantile --quantile)")
+    train.add_argument("--delta", type=POSITIVE, default=None, metavar="D",
+                       help="the threshold of --loss huber (default 1.0)")
+    train.add_argument("--quantile", type=FRACTION, default=None, metavar="Q",
+                       help="the quantile --loss quantile predicts (default 0.5)")
     train.add_argument("--backend", choices=BACKENDS, default="auto")
     train.add_argument("--plot", metavar="FILE", help="save the loss curve to this image (.png, .svg, .pdf)")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -285,6 +293,9 @@ def train_command(args):
 
     if args.validation_fraction is not None and not args.early_stopping:
         raise UsageError("--validation-fraction sets the rows --early-stopping holds out: give both")
+    for option, loss in (("delta", "huber"), ("quantile", "quantile")):
+        if getattr(args, option, None) is not None and getattr(args, "loss", None) != loss:
+            raise UsageError(f"--{option} is the parameter of --loss {loss}: give both")
     if args.scoring is not None:
         if not args.early_stopping:
             raise UsageError("--scoring sets the score --early-stopping watches: give both")

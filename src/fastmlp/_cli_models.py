@@ -24,6 +24,11 @@ def estimator(task, args):
         options["scoring"] = args.scoring
     if args.class_weight is not None:
         options["class_weight"] = args.class_weight
+    loss = getattr(args, "loss", None)
+    if loss is not None and task == "classification":
+        raise UsageError(f"--loss {loss} is a regression loss; the target is classified (log-loss)")
+    if loss is not None:
+        options.update({"loss": loss, "delta": args.delta, "quantile": args.quantile})
     return cls(hidden_layer_sizes=tuple(args.hidden), activation=args.activation, solver=args.solver,
                alpha=args.alpha, batch_size=args.batch_size, learning_rate_init=args.lr, max_iter=args.epochs,
                random_state=args.seed, early_stopping=args.early_stopping, backend=args.backend,
@@ -523,6 +528,9 @@ def describe(path):
     elif isinstance(targets, list):
         lines.append(("targets", listing(targets)))
     loss = fitted.get("loss_")
+    if params.get("loss") not in (None, "squared_error"):      # a regressor's other loss, with its parameter
+        lines.append(("loss", params["loss"] + "".join(f" ({key} {getattr(mlp, key)})" for key in ("delta", "quantile")
+                                                       if getattr(mlp, key) is not None)))
     lines += [(name, params[key] if isinstance(params[key], str) else "per class")
               for key, name in (("class_weight", "class weight"), ("scoring", "scoring")) if params.get(key)]
     lines += [("dtype", mlp.dtype.name), ("solver", params.get("solver")),

@@ -56,8 +56,8 @@ from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 from . import _fork, _registry
 from ._spec import CHECKED as _CHECKED
 from ._spec import NORM_EPS, NORM_MOMENTUM
-from ._spec import (check_dropout_key, dropout_keep, loss_gradient_args, next_lr, out_of_range, predict_args,
-                    shuffled, train_args, warn_overflow)
+from ._spec import (check_dropout_key, dropout_keep, loss_gradient_args, loss_parameter, next_lr, out_of_range,
+                    predict_args, shuffled, train_args, warn_overflow)
 from ._validation import (
     choice,
     dense_backward_args,
@@ -196,6 +196,7 @@ cdef struct Net:
     int* act                  # [n_layers - 1] hidden activation codes
     int output                # output activation code
     int loss                  # loss code
+    double loss_parameter     # the loss's parameter (huber's delta, quantile's quantile; else 0)
     double slope              # Leaky ReLU negative slope
     double l2                 # the penalty 0.5 * l2 * sum(W**2) over the weights
     # the layer ops, input to logits (training plans hold the dropout ops, others do not)

@@ -81,6 +81,7 @@ cdef class _Plan:
         self.net.act = &av[0]
         self.net.output = _OUTPUT_CODES[net.output]
         self.net.loss = _LOSS_CODES[net.loss]
+        self.net.loss_parameter = 0 if net.loss_parameter is None else net.loss_parameter
         self.net.slope = net.negative_slope
         self.net.l2 = net.l2
         self.net.capacity = capacity
@@ -250,11 +251,12 @@ cdef _output_activation_typed(const floating[:, ::1] Z, floating[:, ::1] P, int 
 
 
 cdef double _output_loss_typed(const floating[:, ::1] Z, const floating[:, ::1] Y,
-                               floating[:, ::1] G, int loss):
+                               floating[:, ::1] G, int loss, double parameter):
     cdef Py_ssize_t m = Z.shape[0], k = Z.shape[1]
     cdef double total
     with nogil:
-        total = _output_loss(m, k, &Z[0, 0], &Y[0, 0], NULL, &G[0, 0], <floating>(1.0 / m), loss)
+        total = _output_loss(m, k, &Z[0, 0], &Y[0, 0], NULL, &G[0, 0], <floating>(1.0 / m), loss,
+                             <floating>parameter)
     return total / m
 
 
@@ -348,21 +350,25 @@ def output_activation(output, Z, P):
     return P
 
 
-def output_loss(loss, Z, Y, G):
+def output_loss(loss, Z, Y, G, parameter=None):
     """Mean over samples of `loss`, from the logits Z (stable).
 
     "bce": binary cross-entropy of sigmoid(Z), averaged over outputs too (BCEWithLogitsLoss);
     "cross_entropy": -sum_j y_j log softmax(z)_j (CrossEntropyLoss, Y one-hot);
-    "mse": squared error, averaged over outputs too (MSELoss).
+    "mse", "huber", "mae": squared error, Huber loss (threshold `parameter`, default 1),
+    absolute error, averaged over outputs too (MSELoss, HuberLoss, L1Loss); "quantile": the
+    pinball loss of quantile `parameter` (default 0.5), averaged over outputs too.
     IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ (may be Z or Y itself).  Returns the mean loss.
     """
     Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"), in_place=("Z", "Y"))
     code = _LOSS_CODES[choice(loss, "loss", tuple(_registry.LOSSES))]
+    parameter = loss_parameter(loss, parameter)
+    parameter = 0.0 if parameter is None else parameter
     if G.size == 0:
         raise ValueError("the loss needs at least one element")
     if G.dtype == np.float32:
-        return _output_loss_typed[float](Z, Y, G, code)
-    return _output_loss_typed[double](Z, Y, G, code)
+        return _output_loss_typed[float](Z, Y, G, code, parameter)
+    return _output_loss_typed[double](Z, Y, G, code, parameter)
 
 
 def sigmoid_bce(Z, Y, G):

@@ -253,7 +253,8 @@ cdef double _epoch(const Net* net, Opt* opt, Py_ssize_t n_params, floating* para
         _forward(net, params, Xb, m, work, <uint64_t>opt.t)
         # a batch of total weight 0 contributes nothing (its data gradient is 0)
         loss = _output_loss(m, k, Zout, Yb, Wb, Dout,
-                            <floating>(1.0 / weight if weight > 0 else 0), net.loss)
+                            <floating>(1.0 / weight if weight > 0 else 0), net.loss,
+                            <floating>net.loss_parameter)
         if net.l2 != 0:
             loss += weight * 0.5 * net.l2 * _sum_squared_weights(net, params)
         if not isfinite(loss):
@@ -299,7 +300,7 @@ cdef double _epoch_small(const Net* net, Opt* opt, floating* params, const float
         return 0
     _forward_small(net, params, X, n, work)
     loss = _output_loss(n, k, work + net.z_off[net.n_layers - 1], Y, NULL, work + net.d_off[net.n_layers - 1],
-                        <floating>(1.0 / <double>n), net.loss)
+                        <floating>(1.0 / <double>n), net.loss, <floating>net.loss_parameter)
     if net.l2 != 0:
         loss += <double>n * 0.5 * net.l2 * _sum_squared_weights(net, params)
     if not isfinite(loss):
@@ -426,7 +427,7 @@ cdef _loss_gradient_typed(net, const floating[::1] params, const floating[:, ::1
             total += _output_loss(m, k, &work[0] + cnet.z_off[L - 1], &Y[start, 0],
                                   &w[start] if weighted else NULL,
                                   &work[0] + cnet.d_off[L - 1] if want_grad else NULL,
-                                  scale, cnet.loss)
+                                  scale, cnet.loss, <floating>cnet.loss_parameter)
             if want_grad:
                 zero_or_one = 0 if start == 0 else 1    # later chunks add to the gradient
                 _backward(cnet, &params[0], Xp, m, &work[0], &grad[0],

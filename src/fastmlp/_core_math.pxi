@@ -14,7 +14,7 @@ cdef enum Output:
     OUT_SIGMOID, OUT_SOFTMAX, OUT_IDENTITY, OUT_EXP
 
 cdef enum Loss:
-    LOSS_BCE, LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_POISSON
+    LOSS_BCE, LOSS_CROSS_ENTROPY, LOSS_MSE, LOSS_POISSON, LOSS_HUBER, LOSS_MAE, LOSS_QUANTILE
 
 cdef enum OptimizerCode:
     OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RPROP
@@ -28,6 +28,7 @@ _OUTPUT_CODES = _registry.implemented("compiled", "output", _registry.OUTPUTS, {
 })
 _LOSS_CODES = _registry.implemented("compiled", "loss", tuple(_registry.LOSSES), {
     "bce": LOSS_BCE, "cross_entropy": LOSS_CROSS_ENTROPY, "mse": LOSS_MSE, "poisson": LOSS_POISSON,
+    "huber": LOSS_HUBER, "mae": LOSS_MAE, "quantile": LOSS_QUANTILE,
 })
 _OPTIMIZER_CODES = _registry.implemented("compiled", "optimizer", tuple(_registry.OPTIMIZERS), {
     "sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW, "rprop": OPT_RPROP,
@@ -285,15 +286,67 @@ cdef double _sum_poisson(Py_ssize_t size, const floating* Z, const floating* Y, 
     return total
 
 
+cdef double _sum_huber(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
+                       floating scale, floating delta) noexcept nogil:
+    """Sum of 0.5 r**2 where |r| <= delta, else delta (|r| - 0.5 delta), r = z - y (PyTorch's
+    HuberLoss); G = scale * r clipped to [-delta, delta] if not NULL (NaN for a NaN r)."""
+    cdef Py_ssize_t i
+    cdef floating r, a
+    cdef double total = 0
+    for i in range(size):
+        r = Z[i] - Y[i]
+        a = fabs(r)
+        total += <floating>0.5 * r * r if a <= delta else delta * (a - <floating>0.5 * delta)
+        if G != NULL:
+            G[i] = scale * (r if not a > delta else (delta if r > 0 else -delta))
+    return total
+
+
+cdef inline floating _sign(floating r) noexcept nogil:
+    """1, -1 or 0 (r = 0) as r's sign; NaN for a NaN r (np.sign's)."""
+    return 1 if r > 0 else (-1 if r < 0 else r * 0)
+
+
+cdef double _sum_mae(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
+                     floating scale) noexcept nogil:
+    """Sum of |z - y| (PyTorch's L1Loss); G = scale * sign(Z - Y) if not NULL (0 where z = y,
+    PyTorch's subgradient)."""
+    cdef Py_ssize_t i
+    cdef floating r
+    cdef double total = 0
+    for i in range(size):
+        r = Z[i] - Y[i]
+        total += fabs(r)
+        if G != NULL:
+            G[i] = scale * _sign(r)
+    return total
+
+
+cdef double _sum_quantile(Py_ssize_t size, const floating* Z, const floating* Y, floating* G,
+                          floating scale, floating q) noexcept nogil:
+    """Sum of the pinball loss max(q r, (q - 1) r), r = y - z (scikit-learn's mean_pinball_loss
+    with alpha = q); G = scale * its derivative in z, -q where r > 0, 1 - q where r < 0 and
+    0 where r = 0 (a subgradient, as the absolute error's), if not NULL."""
+    cdef Py_ssize_t i
+    cdef floating r
+    cdef double total = 0
+    for i in range(size):
+        r = Y[i] - Z[i]
+        total += q * r if r >= 0 else (q - 1) * r
+        if G != NULL:
+            G[i] = scale * (-q if r > 0 else ((1 - q) if r < 0 else r * 0))
+    return total
+
+
 cdef double _output_loss(Py_ssize_t m, Py_ssize_t k, const floating* Z, const floating* Y,
                          const floating* w, floating* G, floating scale,
-                         int loss) noexcept nogil:
+                         int loss, floating parameter) noexcept nogil:
     """Sum over the m rows of w_i times the per-sample loss of logits Z (m, k) against Y
-    (w = NULL: all weights 1).
+    (w = NULL: all weights 1); `parameter`: the loss's (huber's delta, quantile's quantile).
 
-    The per-sample loss is the mean over outputs for BCE, MSE and Poisson (PyTorch's
-    convention for BCEWithLogitsLoss and MSELoss), the sum -sum_j y_j log p_j for
-    cross-entropy.
+    The per-sample loss is the mean over outputs for BCE, MSE, Poisson, Huber, absolute error
+    and the pinball loss (PyTorch's convention for BCEWithLogitsLoss, MSELoss, HuberLoss and
+    L1Loss), the sum -sum_j y_j log p_j for cross-entropy.
     G = scale * d(that sum)/dZ unless NULL: scale = 1/sum(w) gives the gradient of the
     (weighted) mean.
     """
@@ -302,7 +355,7 @@ cdef double _output_loss(Py_ssize_t m, Py_ssize_t k, const floating* Z, const fl
     if w != NULL:
         for i in range(m):
             total += w[i] * _output_loss(1, k, Z + i * k, Y + i * k, NULL,
-                                         G + i * k if G != NULL else NULL, scale * w[i], loss)
+                                         G + i * k if G != NULL else NULL, scale * w[i], loss, parameter)
         return total
     if loss == LOSS_CROSS_ENTROPY:
         return _sum_cross_entropy(m, k, Z, Y, G, scale)
@@ -310,6 +363,12 @@ cdef double _output_loss(Py_ssize_t m, Py_ssize_t k, const floating* Z, const fl
         return _sum_mse(m * k, Z, Y, G, scale / k) / k
     if loss == LOSS_POISSON:
         return _sum_poisson(m * k, Z, Y, G, scale / k) / k
+    if loss == LOSS_HUBER:
+        return _sum_huber(m * k, Z, Y, G, scale / k, parameter) / k
+    if loss == LOSS_MAE:
+        return _sum_mae(m * k, Z, Y, G, scale / k) / k
+    if loss == LOSS_QUANTILE:
+        return _sum_quantile(m * k, Z, Y, G, scale / k, parameter) / k
     return _sum_bce(m * k, Z, Y, G, scale / k) / k
 
 

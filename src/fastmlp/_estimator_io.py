@@ -54,7 +54,7 @@ _CLASS_KINDS = "biufUO"       # numpy dtype kinds allowed for classes_ (object: 
 _CODE_PARAMS = {"callback"}   # functions: a model file holds no code, so these are written as null
 # parameters newer than the format: written only when not None (a file of an estimator that
 # does not use them is read by earlier versions too); a callable scoring is not written
-_OPTIONAL_PARAMS = ("scoring", "class_weight")
+_OPTIONAL_PARAMS = ("scoring", "class_weight", "delta", "quantile")
 
 
 # ================================================================== save
@@ -218,7 +218,7 @@ def _estimator(path, record, backend):
         if isinstance(exc, ModelFileError):
             raise
         fail(" ".join(str(exc).split()))
-    est._loss_scale, est._loss_report = loss_scales(est.out_activation_, est.n_outputs_)
+    est._loss_scale, est._loss_report = loss_scales(est.out_activation_, est.n_outputs_, est._mlp.loss_name)
     est._run, est._best_params = None, est._mlp.params_.copy()
     return est
 
@@ -328,6 +328,7 @@ def _check_network(est, sklearn_module):
     if mlp.output != output or mlp.activation != activation:
         raise ValueError(f"the network's activations ({mlp.activation}, {mlp.output}) are not the estimator's "
                          f"({activation}, {output})")
+    est._check_same_loss()      # (and its parameter)
     if hasattr(est, "classes_"):
         n_classes, y_type = len(est.classes_), est._label_binarizer.y_type_
         wanted = 1 if y_type == "binary" else n_classes

@@ -7,16 +7,18 @@ orchestration in ``_training``, files in ``_persistence``.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import operator
 from collections.abc import Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, NoReturn, TypeVar, overload
 
 import numpy as np
 
 from . import _backend, _blas, _persistence, _progress, _training
 from ._initializers import check_init, initial_params
-from ._spec import Network
+from ._registry import LOSS_PARAMETERS
+from ._spec import Network, loss_parameter_given
 from ._typing import (Activation, ArrayLike, Backend, Callback, ClassWeight, DType, Floats, Init, Input, Labels, Loss,
                       Monitor, Norm, Norms, Optimizer, Output, PathLike, Schedule, Setting, Threads)
 from ._validation import (check_sample_weight, check_targets, check_X, class_columns, class_sample_weight,
@@ -64,7 +66,35 @@ class _NormViews:
         return model._net.norm_layers(model._params)
 
 
-class MLP:
+class _LossParameter:
+    """A read-only setting of a model: its loss's parameter where that is called as this
+    attribute is (``delta`` for huber, ``quantile`` for quantile), else None."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, model: Any, owner: type | None = None) -> Any:
+        if model is None:
+            return self
+        net = model._net
+        return net.loss_parameter if LOSS_PARAMETERS.get(net.loss, (None,))[0] == self._name else None
+
+    def __set__(self, model: object, value: object) -> NoReturn:
+        raise AttributeError(f"{self._name!r} is a setting, fixed when the model is made: make a new model "
+                             "to change it")
+
+
+class _LossSettings:
+    """MLP's read-only settings `delta` and `quantile` (None where its loss reads neither)."""
+
+    delta: _LossParameter = _LossParameter("Huber's threshold (loss=\"huber\"), else None.")
+    quantile: _LossParameter = _LossParameter("The pinball loss's quantile in (0, 1) (loss=\"quantile\"), else None.")
+
+
+class MLP(_LossSettings):
     """A multi-layer perceptron: dense layers, a hidden activation, an output/loss pair. The
     settings are read-only attributes of the same names (``loss_name`` for `loss`).
 
@@ -81,6 +111,7 @@ class MLP:
     loss : str or None
         Loss paired with the output (None: ``"bce"``, ``"cross_entropy"``, ``"mse"``,
         ``"poisson"`` for sigmoid, softmax, identity, exp): PyTorch's means over samples.
+        Identity also: ``"huber"`` (HuberLoss, `delta` > 0, default 1), ``"mae"`` (L1Loss), ``"quantile"`` (pinball).
     negative_slope : float
         Slope of Leaky ReLU for negative inputs.
     l2 : float
@@ -109,15 +140,16 @@ class MLP:
     def __init__(self, layer_sizes: Sequence[int], activation: Activation | Sequence[Activation] = "leaky_relu",
                  output: Output = "sigmoid", loss: Loss | None = None, negative_slope: float = 0.01, l2: float = 0.0,
                  init: Init = "auto", init_scale: float | None = None, seed: int | None = None, dtype: DType = "float64",
-                 backend: Backend = "auto", dropout: float | Sequence[float] = 0.0, norm: Norms = None) -> None:
+                 backend: Backend = "auto", dropout: float | Sequence[float] = 0.0, delta: float | None = None,
+                 quantile: float | None = None, norm: Norms = None) -> None:
         self._configure(layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale, seed, dtype,
-                        backend, dropout, norm)
+                        backend, dropout, delta=delta, quantile=quantile, norm=norm)
         self._set_state(self._initial_params(self._seed), {"loss": [], "val_loss": []})
 
     def _configure(self, layer_sizes, activation, output, loss, negative_slope, l2, init, init_scale,
-                   seed, dtype, backend, dropout=0.0, norm=None):
+                   seed, dtype, backend, dropout=0.0, delta=None, quantile=None, norm=None):
         """Check and keep the settings, allocating nothing (``load`` checks a file's config with it)."""
-        self._net = Network(layer_sizes, activation, output, loss, negative_slope, l2, dropout, norm)
+        self._net = _network(layer_sizes, activation, output, loss, negative_slope, l2, dropout, delta, quantile, norm)
         self._init, self._init_scale = check_init(init, init_scale)
         self._seed = None if seed is None else integer(seed, "seed", 0)
         self._dtype = float_dtype(dtype)
@@ -219,10 +251,8 @@ class MLP:
             What early stopping, "plateau" and restarts watch (default: val_loss, else loss).
         callback : callable, optional
             ``callback(epoch, logs)`` after every epoch (logs: loss, val_loss, lr, elapsed, restart); False stops.
-        progress : bool
-            A tqdm progress bar on stderr (the ``progress`` extra).
-        threads : {"auto"}
-            The BLAS's own threads for large products, one for small ones ("shared" was removed).
+        progress : bool: a tqdm progress bar on stderr (the ``progress`` extra)
+        threads : {"auto"}: the BLAS's own threads for large products, one for small ones ("shared" was removed)
 
         Returns
         -------
@@ -373,6 +403,13 @@ def _weights_like(view, value, name):
     if not np.isfinite(array).all():
         raise ValueError(f"{name} holds NaN or infinity (or values too large for {view.dtype})")
     return array
+
+
+def _network(sizes, activation, output, loss, negative_slope, l2, dropout, delta, quantile, norm=None):
+    """The checked ``Network`` of MLP's settings, with its loss's parameter from `delta` or `quantile`."""
+    net = Network(sizes, activation, output, loss, negative_slope, l2, dropout, norm=norm)
+    parameter = loss_parameter_given(net.loss, {"delta": delta, "quantile": quantile})
+    return net if parameter is None else dataclasses.replace(net, loss_parameter=parameter)
 
 
 def _one_epoch_options(options):

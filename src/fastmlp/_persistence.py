@@ -117,6 +117,9 @@ def config(model):
         "dtype": model._dtype.name,
         # one rate for all hidden layers as one number (0.0 for a model without dropout)
         "dropout": net.dropout[0] if len(set(net.dropout)) == 1 else list(net.dropout) or 0.0,
+        # the loss's parameter under its own name (None for the losses without one)
+        "delta": model.delta,
+        "quantile": model.quantile,
         # one setting for all hidden layers as one value (None for a model without norm)
         "norm": net.norm[0] if len(set(net.norm)) == 1 else list(net.norm) or None,
     }
@@ -124,7 +127,7 @@ def config(model):
 
 # Settings added after files were first written -> the value an older file means by leaving
 # them out.
-_LATER_SETTINGS = {"dropout": 0.0, "norm": None}
+_LATER_SETTINGS = {"dropout": 0.0, "delta": None, "quantile": None, "norm": None}
 
 
 def _arrays(model):

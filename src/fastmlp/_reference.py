@@ -18,8 +18,8 @@ from . import _fork
 from ._registry import ACTIVATIONS, LAYER_OPS, LOSSES, OPTIMIZERS, OUTPUTS, implemented
 from ._spec import CHECKED as _CHECKED
 from ._spec import NORM_EPS, NORM_MOMENTUM
-from ._spec import (check_dropout_key, dropout_keep, loss_gradient_args, next_lr, predict_args, shuffled, train_args,
-                    warn_overflow)
+from ._spec import (check_dropout_key, dropout_keep, loss_gradient_args, loss_parameter, next_lr, predict_args, shuffled,
+                    train_args, warn_overflow)
 from ._validation import (
     check_csr,
     choice,
@@ -103,12 +103,37 @@ def _poisson(Z, Y):
     return (E - Y * Z + xlogy(Y, Y) - Y).sum(axis=1) / k, (E - Y) / k
 
 
-# loss -> per-sample losses (n,) and their gradients with respect to the logits (n, k)
+def _huber(Z, Y, delta):
+    """0.5 r**2 where |r| <= delta, else delta (|r| - 0.5 delta), r = z - y (PyTorch's
+    HuberLoss), averaged over outputs; gradient r clipped to [-delta, delta]."""
+    k, R, delta = Z.shape[1], Z - Y, Z.dtype.type(delta)
+    A = np.abs(R)
+    return np.where(A <= delta, 0.5 * R * R, delta * (A - 0.5 * delta)).sum(axis=1) / k, np.clip(R, -delta, delta) / k
+
+
+def _mae(Z, Y):
+    """|z - y| (PyTorch's L1Loss), averaged over outputs; gradient sign(z - y), 0 where z = y."""
+    k = Z.shape[1]
+    return np.abs(Z - Y).sum(axis=1) / k, np.sign(Z - Y) / k
+
+
+def _quantile(Z, Y, q):
+    """The pinball loss max(q r, (q - 1) r), r = y - z (scikit-learn's mean_pinball_loss with
+    alpha = q), averaged over outputs; gradient -q where r > 0, 1 - q where r < 0, 0 where r = 0."""
+    k, R, q = Z.shape[1], Y - Z, Z.dtype.type(q)
+    return np.where(R >= 0, q * R, (q - 1) * R).sum(axis=1) / k, np.where(R > 0, -q, np.where(R < 0, 1 - q, R * 0)) / k
+
+
+# loss -> per-sample losses (n,) and their gradients with respect to the logits (n, k); a loss
+# with a parameter (``_registry.LOSS_PARAMETERS``) takes it as a third argument
 _LOSSES = implemented("numpy", "loss", tuple(LOSSES), {
     "bce": _bce,
     "cross_entropy": _cross_entropy,
     "mse": _mse,
     "poisson": _poisson,
+    "huber": _huber,
+    "mae": _mae,
+    "quantile": _quantile,
 })
 
 
@@ -134,14 +159,16 @@ def _output_activation(Z, P, out):
     return P
 
 
-def _output_loss(Z, Y, w, G, scale, loss):
+def _output_loss(Z, Y, w, G, scale, loss, parameter=None):
     """Sum over rows of w_i times the per-sample loss of logits Z against Y (w None: all 1);
-    G = scale * its gradient with respect to Z, unless G is None.
+    G = scale * its gradient with respect to Z, unless G is None. `parameter`: the loss's
+    (huber's delta, quantile's quantile; None for a loss without one).
 
-    Per-sample losses: BCE and squared error are means over the outputs (PyTorch's
-    BCEWithLogitsLoss and MSELoss); cross-entropy is -sum_j y_j log softmax(z)_j.
+    Per-sample losses: BCE, squared error, Huber, absolute error and the pinball loss are
+    means over the outputs (PyTorch's BCEWithLogitsLoss, MSELoss, HuberLoss, L1Loss);
+    cross-entropy is -sum_j y_j log softmax(z)_j.
     """
-    losses, grad = _LOSSES[loss](Z, Y)
+    losses, grad = _LOSSES[loss](Z, Y) if parameter is None else _LOSSES[loss](Z, Y, parameter)
     if w is not None:
         losses, grad = w * losses, w[:, None] * grad
     if G is not None:
@@ -503,7 +530,8 @@ def _epoch(net, opt, params, X, Y, w, batch_size, order, work, grad, state, stop
         _forward(net, params, Xb, work, opt.t)
         work.D[-1] = np.empty_like(work.Z[-1])
         # a batch of total weight 0 contributes nothing (its data gradient is 0)
-        loss = _output_loss(work.Z[-1], Yb, wb, work.D[-1], 1 / weight if weight > 0 else 0, net.loss)
+        loss = _output_loss(work.Z[-1], Yb, wb, work.D[-1], 1 / weight if weight > 0 else 0, net.loss,
+                            net.loss_parameter)
         if net.l2:
             loss += weight * 0.5 * net.l2 * _sum_squared_weights(net, params)
         if not math.isfinite(loss):
@@ -578,19 +606,22 @@ def output_activation(output, Z, P):
     return _output_activation(Z, P, choice(output, "output", OUTPUTS))
 
 
-def output_loss(loss, Z, Y, G):
+def output_loss(loss, Z, Y, G, parameter=None):
     """Mean over samples of `loss`, from the logits Z (stable).
 
     "bce": binary cross-entropy of sigmoid(Z), averaged over outputs too (BCEWithLogitsLoss);
     "cross_entropy": -sum_j y_j log softmax(z)_j (CrossEntropyLoss, Y one-hot);
-    "mse": squared error, averaged over outputs too (MSELoss).
+    "mse", "huber", "mae": squared error, Huber loss (threshold `parameter`, default 1),
+    absolute error, averaged over outputs too (MSELoss, HuberLoss, L1Loss); "quantile": the
+    pinball loss of quantile `parameter` (default 0.5), averaged over outputs too.
     IN: Z, Y (n, k).  OUT: G = d(mean loss)/dZ.  Returns the mean loss.
     """
     Z, Y = elementwise_args(G, "G", (Z, "Z"), (Y, "Y"), in_place=("Z", "Y"))
     choice(loss, "loss", tuple(LOSSES))
+    parameter = loss_parameter(loss, parameter)
     if G.size == 0:
         raise ValueError("the loss needs at least one element")
-    return _output_loss(Z, Y, None, G, 1.0 / len(Z), loss) / len(Z)
+    return _output_loss(Z, Y, None, G, 1.0 / len(Z), loss, parameter) / len(Z)
 
 
 def sigmoid_bce(Z, Y, G):
@@ -661,7 +692,7 @@ def loss_gradient(net, params, X, Y, grad=None, sample_weight=None):
         _forward(net, params, X, work, 0)
         bad = _overflow_rows(net, X, work, _input_limits(net, params, np.empty(net.n_layers, params.dtype)))
         work.D[-1] = None if grad is None else np.empty_like(work.Z[-1])
-        loss = _output_loss(work.Z[-1], Y, w, work.D[-1], 1 / weight, net.loss) / weight
+        loss = _output_loss(work.Z[-1], Y, w, work.D[-1], 1 / weight, net.loss, net.loss_parameter) / weight
         if net.l2:
             loss += 0.5 * net.l2 * _sum_squared_weights(net, params)
         if grad is not None:

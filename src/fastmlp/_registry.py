@@ -49,6 +49,19 @@ LOSSES = {
     "cross_entropy": "softmax",
     "mse": "identity",
     "poisson": "exp",
+    "huber": "identity",
+    "mae": "identity",
+    "quantile": "identity",
+}
+
+# scikit-learn's regression loss names (HistGradientBoostingRegressor's, where it has one) ->
+# fastmlp's: ``MLPRegressor(loss=...)`` and ``fastmlp train --loss`` take these.
+SKLEARN_REGRESSION_LOSSES = {
+    "squared_error": "mse",
+    "poisson": "poisson",
+    "absolute_error": "mae",
+    "huber": "huber",
+    "quantile": "quantile",
 }
 
 # The layer ops a network is a sequence of (``fastmlp._spec.Network.ops``), each with a
@@ -88,6 +101,16 @@ HYPERPARAMETERS = {
     "etaminus": Hyperparameter(0.5, 0, 1, "neither", note="rprop's step shrink"),
     "step_min": Hyperparameter(1e-6, 0, None, "neither"),
     "step_max": Hyperparameter(50.0, "step_min", None, "left"),
+}
+
+
+# The losses that take a parameter -> (its name, its declaration): huber's threshold delta
+# (PyTorch's HuberLoss, default 1.0) and the quantile of the pinball loss (scikit-learn's
+# mean_pinball_loss alpha, default 0.5: the median). A model keeps the value in
+# ``fastmlp._spec.Network.loss_parameter``; the backends' loss kernels read it there.
+LOSS_PARAMETERS = {
+    "huber": ("delta", Hyperparameter(1.0, 0, None, "neither", note="Huber's threshold")),
+    "quantile": ("quantile", Hyperparameter(0.5, 0, 1, "neither", note="the pinball loss's target quantile")),
 }
 
 

@@ -145,6 +145,7 @@ class _BaseMLP(BaseEstimator):
         if np.any(np.array(hidden) <= 0):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
         first_pass = not hasattr(self, "_mlp") or (not self.warm_start and not incremental)
+        self._network_loss()        # (a loss parameter the loss does not read: refused before any work)
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
         sample_weight = self._sample_weight(X, Y, sample_weight, incremental)
         random_state = check_random_state(self.random_state)
@@ -156,6 +157,8 @@ class _BaseMLP(BaseEstimator):
         elif self._mlp.norm != norm_settings(self.norm, len(hidden)):
             raise ValueError(f"the network's norms {self._mlp.norm} are not norm={self.norm!r}; fit again "
                              "without warm_start")
+        else:
+            self._check_same_loss()
         Y = Y.astype(self._mlp.dtype)
         hook = _sklearn_train.Hook(report, restart) if report.active else None
         if self.solver == "lbfgs":
@@ -171,10 +174,12 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_, self.n_layers_ = Y.shape[1], len(layer_units)
         self.out_activation_ = self._out_activation()
         output, loss = OUTPUTS[self.out_activation_]
-        self._loss_scale, self._loss_report = _sklearn_train.loss_scales(self.out_activation_, self.n_outputs_)
+        chosen, parameters = self._network_loss()
+        loss = chosen or loss
+        self._loss_scale, self._loss_report = _sklearn_train.loss_scales(self.out_activation_, self.n_outputs_, loss)
         self._mlp = undrawn_mlp(layer_units, activation=ACTIVATIONS[self.activation], output=output, loss=loss,
                         negative_slope=self.negative_slope, seed=0, dtype=dtype, backend=self.backend,
-                        dropout=self.dropout, norm=self.norm)
+                        dropout=self.dropout, norm=self.norm, **parameters)
         factor = 2.0 if self.activation == "logistic" else 6.0
         for W, b in zip(self._mlp.coefs_, self._mlp.intercepts_):
             bound = np.sqrt(factor / sum(W.shape))
@@ -188,6 +193,20 @@ class _BaseMLP(BaseEstimator):
             else:
                 self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
             self.validation_loss_curve_ = [] if self.early_stopping else None     # our extra
+
+    def _network_loss(self):
+        """(fastmlp's loss name, {its parameter's name: value}) the estimator trains with; (None,
+        {}): the output activation's own loss (the classifier's)."""
+        return None, {}
+
+    def _check_same_loss(self):
+        """ValueError unless a warm start or partial_fit keeps the loss the network was made with."""
+        loss, parameters = self._network_loss()
+        if loss is not None and (self._mlp.loss_name != loss or any(
+                value is not None and getattr(self._mlp, name) != value for name, value in parameters.items())):
+            raise ValueError(f"the network was made for loss {self._mlp.loss_name!r} (parameter "
+                             f"{self._mlp._net.loss_parameter}), the estimator has loss={self.loss!r} {parameters}: "
+                             "fit again without warm_start")
 
     def _fit_restarts(self, X, y, sample_weight, report):
         """Our extra: n_restarts fits from random states drawn from random_state, in at most
@@ -276,6 +295,10 @@ def _mlp_params(hidden_layer_sizes, activation, solver, alpha, batch_size, learn
                 beta_1, beta_2, epsilon, n_iter_no_change, max_fun, negative_slope, n_restarts,
                 backend, callback, progress, scoring, dropout, norm):
     return dict(locals())
+
+
+# MLPRegressor's losses: scikit-learn's names (HistGradientBoostingRegressor's) -> fastmlp's
+REGRESSION_LOSSES = _registry.SKLEARN_REGRESSION_LOSSES
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -407,11 +430,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's ``MLPRegressor`` (same parameters,
     defaults, attributes and methods) trained by fastmlp, including loss="poisson" (an
-    exponential output and half the Poisson deviance). Extras as ``MLPClassifier``'s."""
+    exponential output and half the Poisson deviance). Extras as ``MLPClassifier``'s, and
+    the robust losses under HistGradientBoostingRegressor's names: loss="absolute_error"
+    (PyTorch's L1Loss), "huber" (PyTorch's HuberLoss, threshold `delta` > 0, default 1.0;
+    `epsilon` is Adam's here, so not SGDRegressor's name) and "quantile" (scikit-learn's
+    pinball loss, `quantile` in (0, 1), default 0.5). For these three, loss_ and loss_curve_
+    are the mean loss over samples and outputs plus scikit-learn's ``0.5 * alpha *
+    sum(W**2) / n_batch`` (no factor 1/2 on the data loss, as squared_error has); `delta`
+    and `quantile` are refused with a loss that does not read them."""
 
     _parameter_constraints: dict = {
         **_BaseMLP._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions(set(REGRESSION_LOSSES))],
+        "delta": [Interval(Real, 0, None, closed="neither"), None],
+        "quantile": [Interval(Real, 0, 1, closed="neither"), None],
     }
 
     def __init__(self, loss: RegressorLoss = "squared_error", hidden_layer_sizes: int | Sequence[int] = (100,),
@@ -424,8 +456,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: float = 10,
                  max_fun: int = 15000, negative_slope: float = 0.01, n_restarts: int = 1, backend: Backend = "auto",
                  callback: Callback | None = None, progress: bool = False, scoring: Scoring | None = None,
-                 dropout: float | Sequence[float] = 0.0, norm: Norms = None) -> None:
-        self.loss = loss
+                 dropout: float | Sequence[float] = 0.0, delta: float | None = None,
+                 quantile: float | None = None, norm: Norms = None) -> None:
+        self.loss, self.delta, self.quantile = loss, delta, quantile
         vars(self).update(_mlp_params(
             hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
             power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum,
@@ -435,6 +468,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _out_activation(self):
         return "exp" if self.loss == "poisson" else "identity"
+
+    def _network_loss(self):
+        loss = REGRESSION_LOSSES[self.loss]
+        own = _registry.LOSS_PARAMETERS.get(loss, (None,))[0]
+        for name in ("delta", "quantile"):
+            if getattr(self, name) is not None and name != own:
+                users = [repr(key) for key, value in REGRESSION_LOSSES.items()
+                         if _registry.LOSS_PARAMETERS.get(value, (None,))[0] == name]
+                raise ValueError(f"{name}={getattr(self, name)!r} is a parameter of loss={' or '.join(users)}; "
+                                 f"loss={self.loss!r} takes no {name} (leave it None)")
+        return loss, ({} if own is None else {own: getattr(self, own)})
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32),

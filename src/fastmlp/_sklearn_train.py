@@ -42,8 +42,12 @@ NON_FINITE = ("Solver produced non-finite parameter weights. The input data may 
               "need to be preprocessed.")
 
 
-def loss_scales(out_activation, n_outputs):
-    """(c, c_loss): scikit-learn's gradient, and its reported data loss, divided by fastmlp's."""
+def loss_scales(out_activation, n_outputs, loss=None):
+    """(c, c_loss): scikit-learn's gradient, and its reported data loss, divided by fastmlp's
+    (`loss`: fastmlp's name, None for the output's own). The losses scikit-learn's MLP does
+    not have (huber, mae, quantile) are reported and trained as fastmlp's: (1, 1)."""
+    if out_activation == "identity" and loss not in (None, "mse"):
+        return 1.0, 1.0
     if out_activation == "identity":
         return 0.5 * n_outputs, 0.5
     if out_activation in ("logistic", "exp"):     # sums of per-output means; no 0.5 factor

@@ -14,7 +14,8 @@ from operator import attrgetter
 
 import numpy as np
 
-from ._registry import ACTIVATIONS, HYPERPARAMETERS, LAYER_OPS, LOSSES, OPTIMIZERS, OUTPUTS, default_loss
+from ._registry import (ACTIVATIONS, HYPERPARAMETERS, LAYER_OPS, LOSS_PARAMETERS, LOSSES, OPTIMIZERS, OUTPUTS,
+                        default_loss)
 from ._validation import (
     FLOAT32_MAX,
     check_output,
@@ -43,7 +44,9 @@ class Network:
     output, from the logits (None: the output's default).  negative_slope: Leaky ReLU's.
     l2: the penalty 0.5 * l2 * sum(W**2) over the weights (not the biases). dropout: one
     rate in [0, 1) per hidden layer (a single rate is repeated for all): inverted dropout
-    after the layer's activation, in training only. norm: None, "batch" or "layer" per hidden
+    after the layer's activation, in training only. loss_parameter: the parameter of a loss
+    that has one (``_registry.LOSS_PARAMETERS``: huber's delta, quantile's quantile; None:
+    its declared default), None for every other loss. norm: None, "batch" or "layer" per hidden
     layer (a single setting is repeated for all; see `norm_settings`): batch normalization
     (PyTorch's BatchNorm1d) or layer normalization (LayerNorm) between the layer's dense
     product and its activation, with a trainable scale (gamma) and shift (beta).
@@ -62,6 +65,7 @@ class Network:
     negative_slope: float = 0.01
     l2: float = 0.0
     dropout: tuple = 0.0
+    loss_parameter: float = None
     norm: tuple = None
 
     def __post_init__(self):
@@ -87,6 +91,7 @@ class Network:
             raise ValueError(f"output {self.output!r} goes with loss {' or '.join(map(repr, pairs))}, got loss={loss!r}")
         rates = dropout_rates(self.dropout, len(sizes) - 2)
         norms = norm_settings(self.norm, len(sizes) - 2)
+        object.__setattr__(self, "loss_parameter", loss_parameter(loss, self.loss_parameter))
         for name, value in (("sizes", sizes), ("activations", acts), ("loss", loss), ("dropout", rates),
                             ("norm", norms),
                             ("negative_slope", real(self.negative_slope, "negative_slope", bound=FLOAT32_MAX)),
@@ -221,6 +226,36 @@ class Network:
         return [W for W, _ in layers], [b for _, b in layers]
 
 
+def loss_parameter(loss, value):
+    """The parameter of `loss` (a registered name) checked: `value` (None: the declared
+    default) as a float in its interval, or None for a loss that takes none, which must then
+    be given none. TypeError for what is not a real number, ValueError otherwise."""
+    if loss not in LOSS_PARAMETERS:
+        if value is not None:
+            raise ValueError(f"loss {loss!r} takes no parameter, got {value!r} (the losses with one: "
+                             f"{', '.join(f'{l!r} ({name})' for l, (name, _) in LOSS_PARAMETERS.items())})")
+        return None
+    name, declared = LOSS_PARAMETERS[loss]
+    if value is None:
+        return float(declared.default)
+    value = real(value, name)
+    check_interval(name, value, declared)
+    return value
+
+
+def loss_parameter_given(loss, given):
+    """The value for `loss` among `given` ({parameter name: value or None}, the model's
+    keywords ``delta=``, ``quantile=``): None where the loss's own is not given. ValueError for
+    a value given (not None) to a loss that does not read it."""
+    own = LOSS_PARAMETERS[loss][0] if loss in LOSS_PARAMETERS else None
+    for name, value in given.items():
+        if value is not None and name != own:
+            readers = [repr(l) for l, (n, _) in LOSS_PARAMETERS.items() if n == name]
+            raise ValueError(f"{name} is a parameter of loss {' or '.join(readers) or '(none)'}, not of loss "
+                             f"{loss!r}; leave it out (None) or choose that loss")
+    return given.get(own) if own is not None else None
+
+
 def dropout_rates(rates, hidden):
     """`rates` (one real, or one per hidden layer) as a tuple of `hidden` floats in [0, 1):
     TypeError for what is not a real number (or a sequence of them), ValueError for a rate
@@ -342,7 +377,7 @@ class Optimizer:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         for key, declared in HYPERPARAMETERS.items():
             if not isinstance(declared.default, bool):
-                _check_interval(self, key, declared)
+                check_interval(key, getattr(self, key), declared, lambda name: getattr(self, name))
         if self.t > 2**62:
             raise ValueError(f"t must be at most 2**62 (steps taken: a C long when compiled), got {self.t!r}")
         for key, declared in HYPERPARAMETERS.items():
@@ -407,13 +442,14 @@ FIELDS = ("name", "lr", *HYPERPARAMETERS, "t")
 _FIELD_VALUES = attrgetter(*FIELDS)
 
 
-def _check_interval(optimizer, key, declared):
-    """ValueError unless hyperparameter `key` lies in its declared interval (the message
-    states the rule and the value)."""
-    value, low, high, closed = getattr(optimizer, key), declared.low, declared.high, declared.closed
-    bound = f"{low} ({getattr(optimizer, low)!r})" if isinstance(low, str) else low
+def check_interval(key, value, declared, other=None):
+    """ValueError unless `value` of hyperparameter `key` lies in its declared interval (the
+    message states the rule and the value); other(name): the value of the hyperparameter a
+    bound names."""
+    low, high, closed = declared.low, declared.high, declared.closed
+    bound = f"{low} ({other(low)!r})" if isinstance(low, str) else low
     if isinstance(low, str):
-        low = getattr(optimizer, low)
+        low = other(low)
     left, right = closed in ("both", "left"), closed in ("both", "right")
     ok = ((low is None or (value >= low if left else value > low))
           and (high is None or (value <= high if right else value < high)))

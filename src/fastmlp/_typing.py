@@ -24,7 +24,7 @@ __all__ = ["Activation", "ArrayLike", "Backend", "Blas", "BlasName", "Callback",
 
 # option names (each checked against its source list in tests/test_typing.py)
 Output = Literal["sigmoid", "softmax", "identity", "exp"]                           # _registry.OUTPUTS
-Loss = Literal["bce", "cross_entropy", "mse", "poisson"]                            # _registry.LOSSES
+Loss = Literal["bce", "cross_entropy", "mse", "poisson", "huber", "mae", "quantile"]  # _registry.LOSSES
 Optimizer = Literal["sgd", "adam", "adamw", "rprop", "lbfgs"]                       # _training.FIT_OPTIMIZERS
 Init = Literal["auto", "he", "glorot", "normal"]                                    # _initializers.INITS
 Schedule = Literal["constant", "invscaling", "plateau"]                             # _training.SCHEDULES
@@ -39,7 +39,7 @@ DType = Literal["float32", "float64"] | type[np.float32] | type[np.float64] | np
 # the estimators' options, with scikit-learn's names (fastmlp._sklearn's parameter constraints)
 Solver = Literal["lbfgs", "sgd", "adam", "adamw", "rprop"]
 LearningRate = Literal["constant", "invscaling", "adaptive"]
-RegressorLoss = Literal["squared_error", "poisson"]
+RegressorLoss = Literal["squared_error", "poisson", "absolute_error", "huber", "quantile"]
 
 Floats = NDArray[np.floating[Any]]
 Labels = NDArray[Any]
