@@ -55,7 +55,8 @@ from scipy.linalg.cython_blas cimport ddot, dgemm, dsdot, sgemm
 
 from . import _fork, _registry
 from ._spec import CHECKED as _CHECKED
-from ._spec import NORM_EPS, NORM_MOMENTUM
+from ._spec import NORM_EPS as _SPEC_NORM_EPS
+from ._spec import NORM_MOMENTUM as _SPEC_NORM_MOMENTUM
 from ._spec import (check_dropout_key, dropout_keep, loss_gradient_args, loss_parameter, next_lr, out_of_range,
                     predict_args, shuffled, train_args, warn_overflow)
 from ._validation import (

@@ -23,7 +23,7 @@ _OP_CODES = _registry.implemented("compiled", "layer op", _registry.LAYER_OPS, {
     "batch_norm": OP_BATCH_NORM, "layer_norm": OP_LAYER_NORM,
 })
 
-cdef double _NORM_EPS = NORM_EPS, _NORM_MOMENTUM = NORM_MOMENTUM
+cdef double _NORM_EPS = _SPEC_NORM_EPS, _NORM_MOMENTUM = _SPEC_NORM_MOMENTUM
 
 # Dropout's masks (see ``fastmlp._spec``): SplitMix64's finalizer on uint64 counters.
 cdef enum:
