@@ -119,6 +119,18 @@ def cli_in_process(*args, capsys):
     return status, out, err
 
 
+def cli_train_args(tmp_path, *extra):
+    """``fastmlp train`` arguments on a small CSV table written into tmp_path (three numeric
+    features a, b, c and a 0/1 target y, 80 rows), saving to tmp_path / "m.npz"."""
+    import pandas as pd
+
+    X, Y = make_data(80, [3, 1], seed=5)
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": Y[:, 0].astype(int)}).to_csv(
+        tmp_path / "d.csv", index=False)
+    return ["train", tmp_path / "d.csv", "--target", "y", "-o", tmp_path / "m.npz", "--epochs", "5",
+            "--seed", "1", "--no-progress", "--hidden", "8", "6", *extra]
+
+
 def rewrite_estimator_record(path, change):
     """Rewrite the JSON estimator record of the model file at `path` with change(record), as
     a hand edit would."""

@@ -14,7 +14,7 @@ import fastmlp
 from fastmlp import _reference, _spec, _training
 from fastmlp._spec import Network, Optimizer
 
-from _support import ATOL, RTOL, assert_close, cli_in_process, fd_gradient, make_data, onnx_session
+from _support import assert_close, cli_in_process, cli_train_args, fd_gradient, make_data, onnx_session
 
 SIZES = [6, 16, 12, 2]
 MASK64 = 2**64 - 1
@@ -358,12 +358,8 @@ def test_saved_estimators_keep_their_dropout(tmp_path):
 
 def test_the_command_line_trains_with_dropout(tmp_path, capsys):
     pytest.importorskip("sklearn")
-    pd = pytest.importorskip("pandas")
-    X, Y = make_data(80, [3, 1], seed=5)
-    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": Y[:, 0].astype(int)}).to_csv(
-        tmp_path / "d.csv", index=False)
-    common = ["train", tmp_path / "d.csv", "--target", "y", "-o", tmp_path / "m.npz", "--epochs", "5",
-              "--seed", "1", "--no-progress", "--hidden", "8", "6"]
+    pytest.importorskip("pandas")
+    common = cli_train_args(tmp_path)
     status, _, _ = cli_in_process(*common, "--dropout", "0.3", capsys=capsys)
     assert status in (0, None)
     from fastmlp._estimator_io import load_estimator

@@ -27,14 +27,8 @@ from _support import assert_close
 HANG_LIMIT = 120.0         # s for a child's whole run: only a hang takes this long
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() is POSIX only")
 
-COMMON = r"""
-import json, os, sys, threading, time
-import numpy as np
-import fastmlp
-import fastmlp._fork
-
-cfg = json.loads(sys.argv[1])
-
+# The child scripts' way to wait for a forked grandchild (both preludes below carry it).
+WAIT_FOR = r"""
 def wait_for(pid, seconds=60.0):
     # the forked child's exit code, or "hung" (then killed) after `seconds`
     deadline = time.monotonic() + seconds
@@ -46,7 +40,16 @@ def wait_for(pid, seconds=60.0):
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     return "hung"
+"""
 
+COMMON = r"""
+import json, os, sys, threading, time
+import numpy as np
+import fastmlp
+import fastmlp._fork
+
+cfg = json.loads(sys.argv[1])
+""" + WAIT_FOR + r"""
 def small_fit():
     # what a forked child does: a fit of its own, on the same backend and dtype
     net = fastmlp.MLP([8, 16, 1], seed=1, dtype=cfg["dtype"], backend=cfg["backend"])
@@ -473,17 +476,7 @@ def child_imports_slowmod():
     import slowmod
     os._exit(len(signals.runs) if slowmod.VALUE == 42 else 99)
 
-def wait_for(pid, seconds=60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return "hung"
-"""
+""" + WAIT_FOR
 
 IMPORT_BEGUN_DURING_THE_HANDLERS = SIGNALS + r"""
 import fastmlp, fastmlp._blas, fastmlp._fork

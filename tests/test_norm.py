@@ -407,15 +407,11 @@ def test_estimators_take_norm(backend, tmp_path):
 
 def test_the_command_line_trains_with_norm(tmp_path, capsys):
     pytest.importorskip("sklearn")
-    pd = pytest.importorskip("pandas")
-    from _support import cli_in_process
+    pytest.importorskip("pandas")
+    from _support import cli_in_process, cli_train_args
 
     from fastmlp._estimator_io import load_estimator
-    X, Y = make_data(80, [3, 1], seed=5)
-    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": Y[:, 0].astype(int)}).to_csv(
-        tmp_path / "d.csv", index=False)
-    common = ["train", tmp_path / "d.csv", "--target", "y", "-o", tmp_path / "m.npz", "--epochs", "5",
-              "--seed", "1", "--no-progress", "--hidden", "8", "6", "--batch-size", "16"]
+    common = cli_train_args(tmp_path, "--batch-size", "16")
     status, _, _ = cli_in_process(*common, "--norm", "batch", capsys=capsys)
     assert status in (0, None)
     assert load_estimator(tmp_path / "m.npz")._mlp.norm == ("batch", "batch")
