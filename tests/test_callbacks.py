@@ -1,6 +1,7 @@
 """fit(..., callback=fn, progress=True): the per-epoch record, stopping, restarts, errors,
 and the tqdm bar, for MLP and the scikit-learn estimators, on both backends."""
 
+import copy
 import sys
 import warnings
 
@@ -86,6 +87,32 @@ def test_epochs_count_over_warm_starts_and_lbfgs_iterations(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_warm_starts_append_to_the_history_in_place(backend):
+    """A warm start appends its epochs to the model's history_ lists (a fit costs its own
+    epochs, not the model's whole history); a copy of the model continues on lists of its own,
+    and a fit that fails takes its entries back."""
+    X, y = data()
+    net = MLP([4, 6, 1], seed=0, backend=backend).fit(X, y, epochs=3)
+    losses = net.history_["loss"]
+    net.fit(X, y, epochs=2, warm_start=True)
+    net.partial_fit(X, y)
+    assert net.history_["loss"] is losses and len(losses) == net.n_iter_ == 6
+    whole = MLP([4, 6, 1], seed=0, backend=backend).fit(X, y, epochs=6)
+    assert losses == whole.history_["loss"]
+    twin = copy.copy(net)
+    twin.fit(X, y, epochs=2, warm_start=True)
+    assert len(losses) == 6 and twin.history_["loss"][:6] == losses and len(twin.history_["loss"]) == 8
+
+    def fail(epoch, logs):
+        if epoch == 9:
+            raise RuntimeError("callback failed")
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        twin.fit(X, y, epochs=5, warm_start=True, callback=fail)
+    assert len(twin.history_["loss"]) == twin.n_iter_ == 8 and len(losses) == 6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_restarts_tell_the_callback_which_restart(backend):
     X, y = data()
     record = Recorder()
@@ -100,7 +127,7 @@ def test_restarts_tell_the_callback_which_restart(backend):
 def test_a_failing_callback_leaves_the_model_as_it_was(backend):
     X, y = data()
     net = MLP([4, 6, 1], seed=0, backend=backend).fit(X, y, epochs=2)
-    before, history = net.params_.copy(), dict(net.history_)
+    before, history = net.params_.copy(), {key: list(values) for key, values in net.history_.items()}
 
     def fail(epoch, logs):
         if epoch == 3:

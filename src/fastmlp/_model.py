@@ -195,7 +195,7 @@ class MLP(_LossSettings):
         self._run = run       # the last fit's optimizer and its state, shuffling stream, history
 
     def _commit(self, run):
-        self._set_state(run.params, {key: list(values) for key, values in run.history.items()}, run)
+        self._set_state(run.params, run.history, run)    # (warm starts append: make_runs)
         return run
 
     # ------------------------------------------------------------------ data
@@ -273,7 +273,7 @@ class MLP(_LossSettings):
         job.score = _scorer(self, job)
         with _progress.reporting(callback, progress, job.epochs * job.n_restarts, "fastmlp fit") as report:
             job.report = report if report.active else None
-            runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params)
+            runs = _training.make_runs(job, self._run, self._seed, self._initial_params, self._params, id(self))
             _training.run_fit(self._impl, self._net, runs, job, self._commit)
         return self
 

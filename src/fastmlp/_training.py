@@ -47,7 +47,10 @@ class Run:
         # the optimizer's state: the rows its registry entry declares (L-BFGS keeps none here)
         self.state = (optimizer.new_state(params) if isinstance(optimizer, Optimizer)
                       else np.zeros((0, len(params)), dtype=params.dtype))
-        self.history = copy.deepcopy(history) if history else {"loss": [], "val_loss": []}
+        self.history = ({key: list(values) for key, values in history.items()} if history
+                        else {"loss": [], "val_loss": []})
+        self.history_start = None    # set by copy(share_history=True)
+        self.owner = None            # id of the model that committed this run (make_runs)
         self.best = None
         self.last = None         # the last epoch's monitored value (lower is better), None before one
         self.diverged = None     # the epoch (counted over warm starts) whose loss was not finite
@@ -59,12 +62,23 @@ class Run:
         return (optimizer.name == self.optimizer.name
                 and optimizer.hyperparameters() == self.optimizer.hyperparameters())
 
-    def copy(self):
+    def copy(self, share_history=False):
+        """A copy to train on. With `share_history` (a warm start) its history is this run's
+        own lists, appended in place, so a fit costs its new epochs only, not the epochs the
+        model trained before; `rewind` takes those lists back if the fit is not committed."""
         new = copy.copy(self)
         new.params, new.state = self.params.copy(), self.state.copy()
         new.optimizer, new.rng = copy.copy(self.optimizer), copy.deepcopy(self.rng)
-        new.history = copy.deepcopy(self.history)
+        if share_history:
+            new.history_start = {key: len(values) for key, values in self.history.items()}
+        else:
+            new.history = {key: list(values) for key, values in self.history.items()}
         return new
+
+    def rewind(self):
+        """Shared history lists (`copy`) back to their length when this run began."""
+        for key, length in (getattr(self, "history_start", None) or {}).items():
+            del self.history[key][length:]
 
     def score(self):
         """The restarts' ranking key (lower is better): the best (early stopping) or last
@@ -313,17 +327,23 @@ DROPOUT_STREAM = 0xD50   # (a stream apart from the shuffling's and the initiali
 _MASK64 = 2**64 - 1
 
 
-def make_runs(job, previous, seed, initial_params, current_params):
+def make_runs(job, previous, seed, initial_params, current_params, owner=None):
     """The runs of a fit. Run 0 continues `previous` on a warm start with the same optimizer,
     else starts from the current weights (warm start) or the seed's initialisation; restart
     i > 0 draws its initialisation and shuffling from streams of its own, and each run's
     dropout key from the seed and its number (`dropout_key`).
-    ``initial_params(entropy)`` gives new weights drawn from ``np.random.default_rng(entropy)``."""
+    ``initial_params(entropy)`` gives new weights drawn from ``np.random.default_rng(entropy)``.
+    `owner`: the id of the model fitting; its runs carry it. A warm start continuing the
+    model's own run appends to that run's history lists (the model's ``history_``) instead of
+    copying them, so a fit costs its own epochs, however many the model trained before;
+    `run_fit` takes the appended entries back if the fit fails uncommitted."""
     n = job.n_restarts
     # shuffling of run i: streams[i]; initialisation of run i > 0: streams[n + i]
     streams = np.random.SeedSequence(seed).spawn(2 * n) if job.shuffle or n > 1 else None
     if job.warm_start and previous is not None and previous.continues(job.optimizer):
-        run = previous.copy()
+        # the history lists are shared only with the run of the model that committed it
+        # (`owner`, its id): a shallow copy of a model continues on lists of its own
+        run = previous.copy(share_history=owner is not None and getattr(previous, "owner", None) == owner)
         if run.optimizer != "lbfgs":
             run.optimizer.check()   # (trained unchecked from here)
     else:
@@ -334,11 +354,14 @@ def make_runs(job, previous, seed, initial_params, current_params):
                   dropout_key(seed, 0))
     if job.shuffle and run.rng is None:
         run.rng = np.random.default_rng(streams[0])
-    return [run] + [
+    runs = [run] + [
         Run(initial_params(streams[n + i]), copy.copy(job.optimizer),
             np.random.default_rng(streams[i]), None, dropout_key(seed, i))
         for i in range(1, n)
     ]
+    for each in runs:
+        each.owner = owner
+    return runs
 
 
 def run_fit(impl, net, runs, job, commit=None, *, stop=None, watch=None, rate=None):
@@ -379,6 +402,9 @@ def run_fit(impl, net, runs, job, commit=None, *, stop=None, watch=None, rate=No
         except (KeyboardInterrupt, SystemExit):
             if commit is not None:
                 commit(runs[0])
+            raise
+        except BaseException:
+            runs[0].rewind()      # not committed: a warm start's shared history as it was
             raise
     else:
         in_threads([functools.partial(train, i) for i in range(len(runs))])
