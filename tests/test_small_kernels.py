@@ -192,3 +192,15 @@ def test_small_networks_of_any_depth_match_the_reference(dtype, sizes, m, activa
         results.append((loss, grad, net.params_.copy(), np.asarray(net.history_["loss"])))
     for got, want in zip(*results):
         assert_close(got, want, dtype, scale=10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [8, 9, 15, 16, 64])
+@pytest.mark.parametrize("k", [8, 15, 16, 33, 71, 100])
+def test_gradient_through_the_transposed_pack(small, dtype, n, k):
+    """dA = dZ @ W.T goes through fm_nt, which packs W's rows transposed by 8 x 8 blocks
+    (FM_TRANSPOSE8) and moves the edges one element at a time: n (the packed rows' length)
+    and k (W's rows: 32 or 64 per pack block) around multiples of 8 and of the blocks."""
+    m = max(4, -(-4096 // (n * k)))          # enough rows for the tiles' work range
+    if m * n * k <= 131072:
+        check_dense(m, k, n, dtype, seed=n * k)
