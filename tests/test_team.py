@@ -1,6 +1,6 @@
-"""fastmlp's own threads for the large products of a fit (_team.h, fastmlp._blas): on SciPy's
-OpenBLAS with its own threads, each large product is cut into _blas.TEAM blocks, one-thread
-?gemm calls that the fit's thread and fastmlp's workers share. A fit's bits do not depend on
+"""fastmlp's own threads for the large products of a float32 fit (_team.h, fastmlp._blas): on
+SciPy's OpenBLAS with its own threads, each large product is cut into _blas.TEAM blocks,
+one-thread ?gemm calls that the fit's thread and fastmlp's workers share. A fit's bits do not depend on
 who ran the blocks; the user's limit on the BLAS's threads holds; a forked child starts
 its own workers."""
 
@@ -41,7 +41,7 @@ def small_fit():
 def test_a_limit_on_the_blas_threads_holds_for_fastmlps_threads(scipy_blas):
     core = backend_module("cython")
     with threadpool_limits(1, user_api="blas"):
-        with _blas.blas_threads(core, [1000, 1000, 1], 4):
+        with _blas.blas_threads(core, [1000, 1000, 1], 4, single=True):
             split = core._split_products(1, 0)
             core._split_products(*split)
     assert split == (_blas.TEAM, 0)       # the same blocks, run by the fit's thread alone
@@ -59,13 +59,12 @@ def large_fit(dtype, backend="cython", epochs=3):
         X, y, epochs=epochs, batch_size=batch_size, optimizer="adam", lr=0.01)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_large_fits_give_the_same_bits_however_many_threads_run(scipy_blas, dtype):
+def test_large_fits_give_the_same_bits_however_many_threads_run(scipy_blas):
     """The blocks of a large product are the same calls whoever runs them: a fit's bits do not
     depend on the worker threads taking part, being left out (as when found slow), the user's
     limit, or a small fit that trains in another thread at the same time (which sets OpenBLAS
     to one thread: with OpenBLAS's own threads that changed a large fit's bits)."""
-    core = backend_module("cython")
+    core, dtype = backend_module("cython"), "float32"
     reference = large_fit(dtype).params_
     with threadpool_limits(1, user_api="blas"):
         alone = large_fit(dtype).params_
@@ -85,7 +84,7 @@ def test_large_fits_give_the_same_bits_however_many_threads_run(scipy_blas, dtyp
     for params in (alone, left_out, with_small):
         np.testing.assert_array_equal(params, reference)
     numpy_fit = large_fit(dtype, backend="numpy").params_
-    np.testing.assert_allclose(reference, numpy_fit, rtol=0, atol=2e-3 if dtype == "float32" else 1e-9)
+    np.testing.assert_allclose(reference, numpy_fit, rtol=0, atol=2e-3)
 
 
 FORKED = r"""
@@ -93,10 +92,10 @@ import json, os, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 import test_team
-first = test_team.large_fit("float64").params_      # the parent's workers started
+first = test_team.large_fit("float32").params_      # the parent's workers started
 pid = os.fork()
 if pid == 0:
-    same = np.array_equal(test_team.large_fit("float64").params_, first)
+    same = np.array_equal(test_team.large_fit("float32").params_, first)
     os._exit(0 if same else 3)
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:
@@ -108,7 +107,7 @@ else:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     status = None
-again = np.array_equal(test_team.large_fit("float64").params_, first)
+again = np.array_equal(test_team.large_fit("float32").params_, first)
 print(json.dumps({"child": None if status is None else os.waitstatus_to_exitcode(status), "again": again}))
 """
 

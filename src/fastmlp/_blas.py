@@ -44,10 +44,10 @@ threads hand over work every few microseconds, and once another process holds a 
 second thread's share waits for it (bench/RESULTS.md, "Issue 9: estimators"). So while
 such a run trains, the BLAS runs on one thread.
 
-Larger products, where the BLAS is OpenBLAS with its own threads (SciPy's): the BLAS on one
-thread too, and each large product of the run cut into `TEAM` blocks of its output (the
-cores this process may use, at most 8), one-thread ?gemm calls that the fit's thread and
-fastmlp's own worker threads share (``_team.h``). OpenBLAS's own threads gave results that
+Larger float32 products, where the BLAS is OpenBLAS with its own threads (SciPy's): the BLAS
+on one thread too, and each large product of the run cut into `TEAM` blocks of its output
+(the cores this process may use, at most 8), one-thread ?gemm calls that the fit's thread
+and fastmlp's own worker threads share (``_team.h``). OpenBLAS's own threads gave results that
 depend on their count (it cuts the inner dimension differently with several threads), so a
 fit's bits changed with the load or a small fit running beside it; the blocks depend on the
 shapes and `TEAM` alone, whoever runs them. And a worker whose core another process holds
@@ -56,7 +56,11 @@ each other a scheduler slice at a time (a medium float64 fit beside a spinning p
 ~20x its quiet time). Where the user limited OpenBLAS's threads (threadpoolctl), the run
 uses no more threads than that, with the same blocks. (A loop that shared each batch's rows
 among threads of its own was 1.2-1.5x slower than OpenBLAS's own threads on the medium job
-on a quiet machine, and was removed: bench/RESULTS.md, "Shared-batch threads".)
+on a quiet machine, and was removed: bench/RESULTS.md, "Shared-batch threads".) Larger
+float64 products keep OpenBLAS's own threads: cut into one-thread blocks they ran 1.45x
+slower on the medium job (2-core AMD EPYC Zen 4, OpenBLAS 0.3.30; each block packs the
+whole of the other operand, twice float32's bytes, and the worker reads the activations
+the fit's thread wrote), so float64 keeps the two weaknesses above.
 
 OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
@@ -388,20 +392,22 @@ fit_running = _Counted     # ``with fit_running(impl):`` around a fit's backend 
 
 class blas_threads(_Counted):
     """Context manager for a run of a network of layer `sizes` on batches of `rows` rows on
-    the backend `impl`: counted (see `_Counted`); the BLAS on one thread while it trains
-    when its products are small."""
+    the backend `impl` (`single`: float32): counted (see `_Counted`); the BLAS on one thread
+    while it trains when its products are small, and when they are large float32 products
+    on fastmlp's threads."""
 
-    def __init__(self, impl, sizes, rows):
+    def __init__(self, impl, sizes, rows, single=False):
         super().__init__(impl)
         directory = getattr(impl, "BLAS_LIBRARY_DIR", None)
         largest = largest_product(sizes, rows) if directory is not None else 0
         small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
         large = directory is not None and largest >= ONE_THREAD_BELOW
         self.mkl = mkl_threads() if small or large else None
-        self.libraries = libraries(directory) if (small or large) and self.mkl is None else []
+        team = large and single and TEAM > 1      # float32 runs (see the module's docstring)
+        self.libraries = libraries(directory) if (small or team) and self.mkl is None else []
         self.sets_openblas = bool(self.libraries)
         self.one = small      # the BLAS on one thread in this run
-        self.split = TEAM if large and self.sets_openblas else 1     # blocks per large product
+        self.split = TEAM if team and self.sets_openblas else 1     # blocks per large product
         self.impl = impl
 
     def _enter_locked(self):

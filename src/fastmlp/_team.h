@@ -5,14 +5,15 @@
  * fn(ctx, 0..n-1) with the calling thread and up to `fm_workers` worker threads taking
  * blocks from one counter. The calls are the same whoever runs them, so a product's bits do not depend on
  * whether the worker took a block: the workers can be left out at any time. They are left
- * out when a product's blocks took uneven times on the caller and the workers (one over 1.5
- * times the other, plus 20 us): a core was taken by another process, and either a worker
- * holds the caller up (OpenBLAS's own threads wait whole scheduler slices there) or the
- * caller shares its core while the workers' polling keeps the free core from it. Then the
- * next `fm_team.off` products run on the caller alone, and the workers, idle, go to sleep
- * (the system can move the caller to the free core); that number doubles each time the
- * blocks are uneven again (64 up to 8192 products), and falls back to 64 once they have
- * been even for 4096 products.
+ * out when the blocks of a quarter of the last FM_WINDOW products they shared took uneven
+ * times on the caller and the workers (one over 1.5 times the other, plus 20 us): a core
+ * was taken by another process, and either a worker holds the caller up (OpenBLAS's own
+ * threads wait whole scheduler slices there) or the caller shares its core while the
+ * workers' polling keeps the free core from it. Then the next `fm_team.off` products run
+ * on the caller alone, and the workers, idle, go to sleep (the system can move the caller
+ * to the free core); that number doubles each time the next window is uneven again (64 up
+ * to 8192 products), and falls back to 64 after an even one. (One uneven product is no
+ * sign: a worker waking from its sleep, an interrupt.)
  *
  * The worker polls for work for FM_IDLE_NS after its last block, then sleeps on a
  * condition variable until a product wakes it. A second caller (another fit in another
@@ -37,6 +38,7 @@ typedef void (*fm_block_fn)(void *ctx, int block);
 #endif
 
 #define FM_IDLE_NS 200000        /* the worker's polling before it sleeps */
+#define FM_WINDOW 16
 #define FM_OFF_FIRST 64
 #define FM_OFF_MOST 8192
 
@@ -57,7 +59,8 @@ static struct {
     fm_block_fn fn;
     void *ctx;
     int blocks;
-    long off, backoff, on_time;  /* see the comment at the top */
+    long off, backoff;           /* see the comment at the top */
+    int window, uneven;          /* products in this window of FM_WINDOW, and uneven ones */
     long late_events;            /* (counted, for the tests) */
     int forks_handled;
 } fm_team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
@@ -221,15 +224,19 @@ static void fm_team_run(int blocks, fm_block_fn fn, void *ctx)
             sched_yield();
     }
     theirs = __atomic_load_n(&fm_team.worker_blocks, __ATOMIC_ACQUIRE);
-    if (fm_force_late || (theirs > 0 && own > 0 && fm_uneven(own_ns / own, fm_team.worker_ns / theirs))) {
-        fm_team.late_events++;
-        fm_team.backoff = fm_team.backoff ? fm_team.backoff * 2 : FM_OFF_FIRST;
-        if (fm_team.backoff > FM_OFF_MOST)
-            fm_team.backoff = FM_OFF_MOST;
-        fm_team.off = fm_team.backoff;
-        fm_team.on_time = 0;
-    } else if (++fm_team.on_time >= FM_OFF_MOST / 2) {
-        fm_team.backoff = 0;
+    if (fm_force_late || (theirs > 0 && own > 0 && fm_uneven(own_ns / own, fm_team.worker_ns / theirs)))
+        fm_team.uneven++;
+    if (++fm_team.window == FM_WINDOW) {
+        if (fm_team.uneven >= FM_WINDOW / 4) {          /* the workers slow this run down */
+            fm_team.late_events++;
+            fm_team.backoff = fm_team.backoff ? fm_team.backoff * 2 : FM_OFF_FIRST;
+            if (fm_team.backoff > FM_OFF_MOST)
+                fm_team.backoff = FM_OFF_MOST;
+            fm_team.off = fm_team.backoff;
+        } else {
+            fm_team.backoff = 0;
+        }
+        fm_team.window = fm_team.uneven = 0;
     }
     __atomic_store_n(&fm_team.held, 0, __ATOMIC_RELEASE);
 }
