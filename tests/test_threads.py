@@ -1,7 +1,8 @@
 """The compiled backend's BLAS runs on one thread while a fit with small batch products
 trains (fastmlp._blas), and the previous thread count comes back when the last such fit ends,
 whatever happened: fits in several threads, a callback that raises, products too small for
-BLAS, sparse input."""
+BLAS, sparse input. Large products on SciPy's OpenBLAS: one-thread blocks shared with
+fastmlp's own threads (_team.h), the same bits however many take part."""
 
 import os
 import threading
@@ -140,12 +141,23 @@ def test_fits_in_threads_share_the_setting(two_threads, library):
     assert set(blas_threads()) == {2}
 
 
-def test_large_products_keep_the_blas_threads_by_default(two_threads):
-    # 4 x 1000 x 1000 = 4 M multiply-adds: BLAS may split it
+def test_large_products_run_on_fastmlps_threads_in_float32(two_threads, library):
+    # 4 x 1000 x 1000 = 4 M multiply-adds: a large product. float32 on SciPy's OpenBLAS: the
+    # BLAS on one thread, the products cut into _blas.TEAM blocks for fastmlp's threads;
+    # float64, and MKL: the BLAS's own threads
     core = backend_module("cython")
+    with _blas.blas_threads(core, [1000, 1000, 1], 4, single=True):
+        inside = blas_threads()
+        split = core._split_products(1, 0)
+        core._split_products(*split)
+    team = library == "scipy" and _blas.TEAM > 1
+    assert set(inside) == ({1} if team else {2})
+    assert split == ((_blas.TEAM, min(_blas.TEAM, 2) - 1) if team else (1, 0))
+    assert set(blas_threads()) == {2} and core._split_products(1, 0) == (1, 0)
     with _blas.blas_threads(core, [1000, 1000, 1], 4):
-        assert set(blas_threads()) == {2}
+        assert set(blas_threads()) == {2} and core._split_products(1, 0) == (1, 0)
     assert fit_seeing_threads([1000, 1000, 1], 8, 4) == [[2] * len(blas_threads())] * 2
+    assert set(blas_threads()) == {2} and core._split_products(1, 0) == (1, 0)
 
 
 def test_the_shared_threads_option_is_refused_as_removed():
@@ -169,7 +181,7 @@ def test_a_limit_of_one_thread_keeps_fits_on_one(two_threads):
 def test_large_fits_in_threads_split_mkl_threads(two_threads, library):
     # MKL counts threads per thread: of two large fits at once, the second takes what the
     # first left (at least one) instead of a second team as large as the first. OpenBLAS
-    # keeps one process-wide count, which large fits leave as it is (2 here)
+    # keeps one process-wide count, which large float64 fits leave as it is (2 here)
     barrier = threading.Barrier(2)
     seen = {}
 

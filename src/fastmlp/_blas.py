@@ -44,10 +44,23 @@ threads hand over work every few microseconds, and once another process holds a 
 second thread's share waits for it (bench/RESULTS.md, "Issue 9: estimators"). So while
 such a run trains, the BLAS runs on one thread.
 
-Larger products keep the BLAS's own threads. (A loop that shared each batch's rows among
-threads of its own, each on a one-thread BLAS, was 1.2-1.5x slower than OpenBLAS's own
-threads on the medium job on a quiet machine, and was removed: bench/RESULTS.md,
-"Shared-batch threads".)
+Larger float32 products, where the BLAS is OpenBLAS with its own threads (SciPy's): the BLAS
+on one thread too, and each large product of the run cut into `TEAM` blocks of its output
+(the cores this process may use, at most 8), one-thread ?gemm calls that the fit's thread
+and fastmlp's own worker threads share (``_team.h``). OpenBLAS's own threads gave results that
+depend on their count (it cuts the inner dimension differently with several threads), so a
+fit's bits changed with the load or a small fit running beside it; the blocks depend on the
+shapes and `TEAM` alone, whoever runs them. And a worker whose core another process holds
+is left out for a while (the thread runs every block), where OpenBLAS's threads waited for
+each other a scheduler slice at a time (a medium float64 fit beside a spinning process:
+~20x its quiet time). Where the user limited OpenBLAS's threads (threadpoolctl), the run
+uses no more threads than that, with the same blocks. (A loop that shared each batch's rows
+among threads of its own was 1.2-1.5x slower than OpenBLAS's own threads on the medium job
+on a quiet machine, and was removed: bench/RESULTS.md, "Shared-batch threads".) Larger
+float64 products keep OpenBLAS's own threads: cut into one-thread blocks they ran 1.45x
+slower on the medium job (2-core AMD EPYC Zen 4, OpenBLAS 0.3.30; each block packs the
+whole of the other operand, twice float32's bytes, and the worker reads the activations
+the fit's thread wrote), so float64 keeps the two weaknesses above.
 
 OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
@@ -82,6 +95,18 @@ _MKL_INTERFACE_LP64 = 0
 _MKL_CBWR_AUTO = 2
 
 ONE_THREAD_BELOW = 4_000_000   # multiply-adds in the largest per-batch product
+
+
+def _team_size():
+    """Blocks per large product: the cores this process may run on, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:           # (not on macOS or Windows)
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+TEAM = _team_size()
 
 _lock = threading.Lock()  # the one lock: the library choice, the fit count, the thread settings
 _current: "BlasName" = "scipy"      # the library the products call now
@@ -367,19 +392,23 @@ fit_running = _Counted     # ``with fit_running(impl):`` around a fit's backend 
 
 class blas_threads(_Counted):
     """Context manager for a run of a network of layer `sizes` on batches of `rows` rows on
-    the backend `impl`: counted (see `_Counted`); the BLAS on one thread while it trains
-    when its products are small."""
+    the backend `impl` (`single`: float32): counted (see `_Counted`); the BLAS on one thread
+    while it trains when its products are small, and when they are large float32 products
+    on fastmlp's threads."""
 
-    def __init__(self, impl, sizes, rows):
+    def __init__(self, impl, sizes, rows, single=False):
         super().__init__(impl)
         directory = getattr(impl, "BLAS_LIBRARY_DIR", None)
         largest = largest_product(sizes, rows) if directory is not None else 0
         small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
         large = directory is not None and largest >= ONE_THREAD_BELOW
         self.mkl = mkl_threads() if small or large else None
-        self.libraries = libraries(directory) if small and self.mkl is None else []
+        team = large and single and TEAM > 1      # float32 runs (see the module's docstring)
+        self.libraries = libraries(directory) if (small or team) and self.mkl is None else []
         self.sets_openblas = bool(self.libraries)
         self.one = small      # the BLAS on one thread in this run
+        self.split = TEAM if team and self.sets_openblas else 1     # blocks per large product
+        self.impl = impl
 
     def _enter_locked(self):
         global _openblas, _busy, _saved
@@ -394,12 +423,17 @@ class blas_threads(_Counted):
             _openblas += 1
             self.held = 1
             _busy += 1
+            if self.split > 1:       # workers: no more threads than the user allowed OpenBLAS
+                allowed = min(self.split, max(threads for _, threads in _saved))
+                self.impl._split_products(self.split, allowed - 1)
 
     def _exit_locked(self):
         global _openblas, _busy
         if self.mkl is not None:
             self._exit_mkl()
         elif self.sets_openblas:
+            if self.split > 1:
+                self.impl._split_products(1, 0)
             _openblas -= 1
             _busy -= self.held
             if _openblas == 0:

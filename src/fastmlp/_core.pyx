@@ -91,6 +91,15 @@ cdef extern from "_small.h" nogil:
     void fm_small_grad_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* A,
                          const float* D, float beta_w, float beta_b, float* W, float* b)
 
+cdef extern from "_team.h" nogil:
+    # fastmlp's own threads for a training run's large products (see the header).
+    ctypedef void (*fm_block_fn)(void* ctx, int block) noexcept nogil
+    int fm_split            # blocks per large product, this thread's training products
+    int fm_workers          # workers they may use
+    int fm_force_late       # tests: every product counts as late
+    long fm_team_late()
+    void fm_team_run(int blocks, fm_block_fn fn, void* ctx)
+
 cdef extern from "_kernels.h" nogil:
     # Small products in registers, for AVX-512 CPUs (see the header); `pack` holds
     # n * FM_PACK_COLUMNS elements.

@@ -26,16 +26,97 @@ def _use_gemm(size_t sgemm_address=0, size_t dgemm_address=0):
     _dgemm_fn = <_dgemm_t>dgemm_address if dgemm_address else <_dgemm_t>dgemm
 
 
+# A large float32 product of a training run is cut into `fm_split` blocks of c's rows or columns,
+# whichever c has more of (each block packs the whole of the other operand: the smaller
+# one then; multiples of SPLIT_ALIGN; products of at least SPLIT_MIN_WORK multiply-adds),
+# each a one-thread ?gemm over the whole inner dimension, which the thread and _team.h's
+# workers share. The blocks depend on the shapes and fm_split alone: the bits do not
+# depend on who ran them.
+DEF SPLIT_MIN_WORK = 1048576
+DEF SPLIT_ALIGN = 32
+
+ctypedef struct _Gemm:
+    char transa
+    char transb
+    int m, n, k, lda, ldb, ldc, size
+    bint by_rows                # blocks of c's rows (else of its columns), `size` each
+    double alpha, beta          # (a float's value exactly)
+    const void* a
+    const void* b
+    void* c
+    bint single
+
+
+cdef void _gemm_block(void* ctx, int block) noexcept nogil:
+    """Block `block` of a split product (`_gemm_split`): c's rows (or columns) from
+    block * size on."""
+    cdef _Gemm* g = <_Gemm*>ctx
+    cdef int start = block * g.size, m = g.m, n = g.n
+    cdef Py_ssize_t a_off = 0, b_off = 0, c_off
+    cdef float alpha_f = <float>g.alpha, beta_f = <float>g.beta
+    if g.by_rows:
+        m = m - start if m - start < g.size else g.size
+        a_off = start if g.transa == b'N' else <Py_ssize_t>start * g.lda
+        c_off = start
+    else:
+        n = n - start if n - start < g.size else g.size
+        b_off = <Py_ssize_t>start * g.ldb if g.transb == b'N' else start
+        c_off = <Py_ssize_t>start * g.ldc
+    if g.single:
+        _sgemm_fn(&g.transa, &g.transb, &m, &n, &g.k, &alpha_f, <float*>g.a + a_off, &g.lda,
+                  <float*>g.b + b_off, &g.ldb, &beta_f, <float*>g.c + c_off, &g.ldc)
+    else:
+        _dgemm_fn(&g.transa, &g.transb, &m, &n, &g.k, &g.alpha, <double*>g.a + a_off, &g.lda,
+                  <double*>g.b + b_off, &g.ldb, &g.beta, <double*>g.c + c_off, &g.ldc)
+
+
+cdef void _gemm_split(char transa, char transb, int m, int n, int k, floating alpha,
+                      const floating* a, int lda, const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """`_gemm` as fm_split blocks of c's rows or columns (the more), run by the team."""
+    cdef _Gemm g
+    cdef int along
+    g.transa, g.transb, g.m, g.n, g.k, g.lda, g.ldb, g.ldc = transa, transb, m, n, k, lda, ldb, ldc
+    g.alpha, g.beta, g.a, g.b, g.c, g.single = alpha, beta, a, b, c, floating is float
+    g.by_rows = m >= n
+    along = m if g.by_rows else n
+    g.size = (along + fm_split - 1) / fm_split
+    g.size = (g.size + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN
+    fm_team_run((along + g.size - 1) / g.size, _gemm_block, &g)
+
+
 cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating alpha,
                        const floating* a, int lda, const floating* b, int ldb,
                        floating beta, floating* c, int ldc) noexcept nogil:
     """Column-major BLAS ?gemm: c = alpha * op(a) @ op(b) + beta * c."""
+    if floating is float and fm_split > 1 and max(m, n) >= 2 * SPLIT_ALIGN and <double>m * n * k >= SPLIT_MIN_WORK:
+        _gemm_split(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
     if floating is float:
         _sgemm_fn(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
                   &beta, c, &ldc)
     else:
         _dgemm_fn(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
                   &beta, c, &ldc)
+
+
+def _split_products(int blocks=1, int workers=0):
+    """This thread's training products from now on: each large one cut into `blocks` blocks
+    (1: not cut), shared with up to `workers` of fastmlp's worker threads. For
+    fastmlp._blas only (around a training run). Returns the settings it replaced."""
+    global fm_split, fm_workers
+    before = (fm_split, fm_workers)
+    fm_split, fm_workers = max(1, blocks), max(0, workers)
+    return before
+
+
+def _team_late(force=None):
+    """How many products found the workers late; `force`: every product counts as late
+    (tests)."""
+    global fm_force_late
+    if force is not None:
+        fm_force_late = bool(force)
+    return fm_team_late()
 
 
 cdef inline floating _dot(Py_ssize_t n, const floating* a, const floating* b) noexcept nogil:

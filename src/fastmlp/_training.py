@@ -505,7 +505,7 @@ def _epochs(impl, net, run, job, schedule, watch, stop):
         return state["go_on"]
 
     per_epoch = job.X_val is not None or job.early_stopping or job.schedule != "constant" or job.per_epoch_report
-    with blas_threads(impl, net.sizes, job.batch_size):
+    with blas_threads(impl, net.sizes, job.batch_size, single=job.Y.dtype.itemsize == 4):
         _chunks(impl, net, run, job, schedule, stop, callback if per_epoch else None, state)
 
 

@@ -1,0 +1,123 @@
+"""fastmlp's own threads for the large products of a float32 fit (_team.h, fastmlp._blas): on
+SciPy's OpenBLAS with its own threads, each large product is cut into _blas.TEAM blocks,
+one-thread ?gemm calls that the fit's thread and fastmlp's workers share. A fit's bits do not depend on
+who ran the blocks; the user's limit on the BLAS's threads holds; a forked child starts
+its own workers."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import fastmlp
+from fastmlp import _blas
+
+from _support import backend_module
+
+
+@pytest.fixture
+def scipy_blas():
+    """SciPy's OpenBLAS with its own threads, on a machine of 2 or more cores (else skipped)."""
+    core = backend_module("cython")
+    if _blas.TEAM < 2 or not _blas.libraries(core.BLAS_LIBRARY_DIR):
+        pytest.skip("fastmlp's threads serve SciPy's OpenBLAS with its own threads, on 2 or more cores")
+    before = fastmlp.get_blas()
+    fastmlp.set_blas("scipy")
+    yield
+    fastmlp.set_blas(before)
+
+
+def small_fit():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(400, 64)), rng.integers(0, 2, size=400).astype(float)
+    fastmlp.MLP([64, 100, 1], backend="cython").fit(X, y, epochs=1, batch_size=200)
+
+
+def test_a_limit_on_the_blas_threads_holds_for_fastmlps_threads(scipy_blas):
+    core = backend_module("cython")
+    with threadpool_limits(1, user_api="blas"):
+        with _blas.blas_threads(core, [1000, 1000, 1], 4, single=True):
+            split = core._split_products(1, 0)
+            core._split_products(*split)
+    assert split == (_blas.TEAM, 0)       # the same blocks, run by the fit's thread alone
+
+
+LARGE = ([784, 192, 1], 256, 64)      # 64 x 784 x 192 = 9.6 M multiply-adds: large products
+
+
+def large_fit(dtype, backend="cython", epochs=3):
+    sizes, rows, batch_size = LARGE
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((rows, sizes[0])).astype(dtype)
+    y = (X[:, 0] + X[:, 1] > 0).astype(dtype)
+    return fastmlp.MLP(sizes, seed=2, dtype=dtype, backend=backend).fit(
+        X, y, epochs=epochs, batch_size=batch_size, optimizer="adam", lr=0.01)
+
+
+def test_large_fits_give_the_same_bits_however_many_threads_run(scipy_blas):
+    """The blocks of a large product are the same calls whoever runs them: a fit's bits do not
+    depend on the worker threads taking part, being left out (as when found slow), the user's
+    limit, or a small fit that trains in another thread at the same time (which sets OpenBLAS
+    to one thread: with OpenBLAS's own threads that changed a large fit's bits)."""
+    core, dtype = backend_module("cython"), "float32"
+    reference = large_fit(dtype).params_
+    with threadpool_limits(1, user_api="blas"):
+        alone = large_fit(dtype).params_
+    core._team_late(True)
+    try:
+        left_out = large_fit(dtype).params_     # after each product: the next ones alone
+    finally:
+        core._team_late(False)
+    stop, beside = threading.Event(), threading.Thread(
+        target=lambda: [small_fit() for _ in iter(stop.is_set, True)])
+    beside.start()
+    try:
+        with_small = large_fit(dtype).params_
+    finally:
+        stop.set()
+        beside.join()
+    for params in (alone, left_out, with_small):
+        np.testing.assert_array_equal(params, reference)
+    numpy_fit = large_fit(dtype, backend="numpy").params_
+    np.testing.assert_allclose(reference, numpy_fit, rtol=0, atol=2e-3)
+
+
+FORKED = r"""
+import json, os, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import test_team
+first = test_team.large_fit("float32").params_      # the parent's workers started
+pid = os.fork()
+if pid == 0:
+    same = np.array_equal(test_team.large_fit("float32").params_, first)
+    os._exit(0 if same else 3)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.01)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    status = None
+again = np.array_equal(test_team.large_fit("float32").params_, first)
+print(json.dumps({"child": None if status is None else os.waitstatus_to_exitcode(status), "again": again}))
+"""
+
+
+@pytest.mark.slow     # (a subprocess)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() is POSIX only")
+def test_a_forked_child_runs_large_fits_on_workers_of_its_own(scipy_blas):
+    env = {**os.environ, "FASTMLP_BLAS": "scipy"}
+    child = subprocess.run([sys.executable, "-c", FORKED, os.path.dirname(__file__)], capture_output=True,
+                           text=True, timeout=120, env=env)
+    assert child.returncode == 0, child.stderr[-4000:]
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    assert report == {"child": 0, "again": True}, f"the forked child's exit code (3: other bits, None: hung): {report}"
