@@ -143,10 +143,15 @@ def fastmlp_net(job):
 
 
 def fastmlp_run(job, X, y):
-    """The fit, warm-started from the same initial weights each call (the epochs alone)."""
+    """The fit, warm-started from the same initial weights each call (the epochs alone); XOR
+    afresh each call (its seed's weights are cached after the first draw), as engine_compare.py
+    and jax_compare.py time it: warm starts would keep every call's 5000 losses in the
+    model's history, whose growing list of floats cost ~0.1 ms a call in allocation."""
     _, _, batch, epochs, lr, _ = JOBS[job]
     net = fastmlp_net(job)
     initial = net.params_.copy()
+    if job == "xor":
+        return lambda: net.fit(X, y, epochs=epochs, lr=lr, batch_size=batch, shuffle=False)
 
     def run():
         net.params_[...] = initial
