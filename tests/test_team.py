@@ -87,6 +87,25 @@ def test_large_fits_give_the_same_bits_however_many_threads_run(scipy_blas):
     np.testing.assert_allclose(reference, numpy_fit, rtol=0, atol=2e-3)
 
 
+
+def test_large_fits_in_two_threads_give_each_its_own_bits(scipy_blas):
+    """Two large float32 fits at once: one holds the workers, the other runs its blocks alone;
+    each gives the bits it gives alone."""
+    alone = large_fit("float32").params_
+    results = [None, None]
+
+    def fit(i):
+        results[i] = large_fit("float32").params_
+
+    threads = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for params in results:
+        np.testing.assert_array_equal(params, alone)
+
+
 FORKED = r"""
 import json, os, sys, time
 import numpy as np
