@@ -24,7 +24,7 @@ from _support import backend_module
 def scipy_blas():
     """SciPy's OpenBLAS with its own threads, on a machine of 2 or more cores (else skipped)."""
     core = backend_module("cython")
-    if _blas.TEAM < 2 or not _blas.libraries(core.BLAS_LIBRARY_DIR):
+    if _blas.TEAM < 2 or not core._team_available() or not _blas.libraries(core.BLAS_LIBRARY_DIR):
         pytest.skip("fastmlp's threads serve SciPy's OpenBLAS with its own threads, on 2 or more cores")
     before = fastmlp.get_blas()
     fastmlp.set_blas("scipy")

@@ -47,20 +47,21 @@ such a run trains, the BLAS runs on one thread.
 Larger float32 products, where the BLAS is OpenBLAS with its own threads (SciPy's): the BLAS
 on one thread too, and each large product of the run cut into `TEAM` blocks of its output
 (the cores this process may use, at most 8), one-thread ?gemm calls that the fit's thread
-and fastmlp's own worker threads share (``_team.h``). OpenBLAS's own threads gave results that
-depend on their count (it cuts the inner dimension differently with several threads), so a
-fit's bits changed with the load or a small fit running beside it; the blocks depend on the
-shapes and `TEAM` alone, whoever runs them. And a worker whose core another process holds
-is left out for a while (the thread runs every block), where OpenBLAS's threads waited for
-each other a scheduler slice at a time (a medium float64 fit beside a spinning process:
-~20x its quiet time). Where the user limited OpenBLAS's threads (threadpoolctl), the run
-uses no more threads than that, with the same blocks. (A loop that shared each batch's rows
-among threads of its own was 1.2-1.5x slower than OpenBLAS's own threads on the medium job
-on a quiet machine, and was removed: bench/RESULTS.md, "Shared-batch threads".) Larger
-float64 products keep OpenBLAS's own threads: cut into one-thread blocks they ran 1.45x
-slower on the medium job (2-core AMD EPYC Zen 4, OpenBLAS 0.3.30; each block packs the
-whole of the other operand, twice float32's bytes, and the worker reads the activations
-the fit's thread wrote), so float64 keeps the two weaknesses above.
+and fastmlp's own worker threads share (``_team.h``; POSIX threads: elsewhere OpenBLAS
+keeps its threads). OpenBLAS's own threads gave results that depend on their count (it
+cuts the inner dimension differently with several threads), so a fit's bits changed with
+a thread limit or a small fit running beside it; the blocks depend on the shapes and
+`TEAM` alone, whoever runs them. And a worker whose core another process holds is left
+out for a while (the thread runs every block), where OpenBLAS's threads waited for each
+other a scheduler slice at a time. Where the user limited OpenBLAS's threads
+(threadpoolctl), the run uses no more threads than that, with the same blocks. (A loop that
+shared each batch's rows among threads of its own was 1.2-1.5x slower than OpenBLAS's own
+threads on the medium job on a quiet machine, and was removed: bench/RESULTS.md,
+"Shared-batch threads".) Larger float64 products keep OpenBLAS's own threads: cut into
+one-thread blocks they ran 1.3-1.45x slower on the medium job (2-core AMD EPYC Zen 4,
+OpenBLAS 0.3.30, whichever side the blocks were cut along; each block packs the whole of
+the other operand, twice float32's bytes), so float64 keeps the two weaknesses above (a
+medium float64 fit beside a spinning process: 3.5x its quiet time).
 
 OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
@@ -403,7 +404,7 @@ class blas_threads(_Counted):
         small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
         large = directory is not None and largest >= ONE_THREAD_BELOW
         self.mkl = mkl_threads() if small or large else None
-        team = large and single and TEAM > 1      # float32 runs (see the module's docstring)
+        team = large and single and TEAM > 1 and impl._team_available()   # (see the docstring)
         self.libraries = libraries(directory) if (small or team) and self.mkl is None else []
         self.sets_openblas = bool(self.libraries)
         self.one = small      # the BLAS on one thread in this run

@@ -98,6 +98,7 @@ cdef extern from "_team.h" nogil:
     int fm_workers          # workers they may use
     int fm_force_late       # tests: every product counts as late
     long fm_team_late()
+    int fm_team_available()
     void fm_team_run(int blocks, fm_block_fn fn, void* ctx)
 
 cdef extern from "_kernels.h" nogil:

@@ -110,6 +110,11 @@ def _split_products(int blocks=1, int workers=0):
     return before
 
 
+def _team_available():
+    """Whether fastmlp's worker threads exist on this platform (POSIX threads)."""
+    return fm_team_available() != 0
+
+
 def _team_late(force=None):
     """How many products found the workers late; `force`: every product counts as late
     (tests)."""

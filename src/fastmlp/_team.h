@@ -175,6 +175,7 @@ static int fm_team_start(int workers)
 }
 
 static long fm_team_late(void) { return fm_team.late_events; }
+static int fm_team_available(void) { return 1; }
 
 /* Whether blocks of a product took uneven times on the caller (a) and the workers (b): one
  * over 1.5 times the other, plus 20 us. */
@@ -247,6 +248,7 @@ static int fm_split = 1;
 static int fm_workers = 0;
 static int fm_force_late = 0;
 static long fm_team_late(void) { return 0; }
+static int fm_team_available(void) { return 0; }
 static void fm_team_run(int blocks, fm_block_fn fn, void *ctx)
 {
     int b;
