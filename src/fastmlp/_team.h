@@ -3,22 +3,25 @@
  * A large product is cut into a fixed number of blocks (`fm_split`, from the shapes and
  * the team size alone), each a one-thread BLAS call; fm_team_run(n, fn, ctx) runs
  * fn(ctx, 0..n-1) with the calling thread and up to `fm_workers` worker threads taking
- * blocks from one counter. The calls are the same whoever runs them, so a product's bits do not depend on
- * whether the worker took a block: the workers can be left out at any time. They are left
- * out when the blocks of a quarter of the last FM_WINDOW products they shared took uneven
- * times on the caller and the workers (one over 1.5 times the other, plus 20 us): a core
- * was taken by another process, and either a worker holds the caller up (OpenBLAS's own
- * threads wait whole scheduler slices there) or the caller shares its core while the
- * workers' polling keeps the free core from it. Then the next `fm_team.off` products run
- * on the caller alone, and the workers, idle, go to sleep (the system can move the caller
- * to the free core); that number doubles each time the next window is uneven again (64 up
- * to 8192 products), and falls back to 64 after an even one. (One uneven product is no
- * sign: a worker waking from its sleep, an interrupt.)
+ * blocks from one counter. The calls are the same whoever runs them, so a product's bits
+ * do not depend on whether a worker took a block: the workers can be left out at any time. They are left
+ * out when, over the last FM_WINDOW products they shared, the caller spent over a third of
+ * the time waiting for the workers' blocks, or a quarter of the products had blocks of
+ * uneven times on the caller and the workers (one over 1.5 times the other, plus 20 us): a
+ * core was taken by another process, and either a worker holds the caller up (a worker
+ * descheduled inside its block: OpenBLAS's own threads wait whole scheduler slices there
+ * too) or the caller shares its core while the workers' polling keeps the free core from
+ * it. Then the next `fm_team.off` products run on the caller alone, and the workers,
+ * idle, go to sleep (the system can move the caller to the free core); that number doubles
+ * each time the next window is slow again (64 up to 8192 products), and falls back to 64
+ * after a good one. (One slow product is no sign: a worker waking from its sleep, an
+ * interrupt.)
  *
  * The worker polls for work for FM_IDLE_NS after its last block, then sleeps on a
  * condition variable until a product wakes it. A second caller (another fit in another
  * thread) finds the team held and runs its blocks alone. The worker blocks every signal and
- * never touches Python. POSIX threads only: elsewhere the caller runs every block.
+ * never touches Python. POSIX threads only (elsewhere fm_team_available() is 0 and
+ * fastmlp._blas leaves the products whole, on the BLAS's own threads).
  */
 #ifndef FASTMLP_TEAM_H
 #define FASTMLP_TEAM_H
@@ -38,7 +41,7 @@ typedef void (*fm_block_fn)(void *ctx, int block);
 #endif
 
 #define FM_IDLE_NS 200000        /* the worker's polling before it sleeps */
-#define FM_WINDOW 16
+#define FM_WINDOW 32
 #define FM_OFF_FIRST 64
 #define FM_OFF_MOST 8192
 
@@ -61,6 +64,7 @@ static struct {
     int blocks;
     long off, backoff;           /* see the comment at the top */
     int window, uneven;          /* products in this window of FM_WINDOW, and uneven ones */
+    long long window_ns, wait_ns;  /* their time, and the time the caller waited for workers */
     long late_events;            /* (counted, for the tests) */
     int forks_handled;
 } fm_team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
@@ -188,7 +192,7 @@ static inline int fm_uneven(long long a, long long b)
 /* fn(ctx, b) for b = 0..blocks-1, with the worker when it is on, each block once. */
 static void fm_team_run(int blocks, fm_block_fn fn, void *ctx)
 {
-    long long own_ns = 0;
+    long long own_ns = 0, t0, t1, t2;
     uint64_t job;
     int b, spins = 0, workers, own, theirs;
     if (blocks < 2 || __atomic_exchange_n(&fm_team.held, 1, __ATOMIC_ACQUIRE)) {
@@ -217,18 +221,24 @@ static void fm_team_run(int blocks, fm_block_fn fn, void *ctx)
         pthread_cond_broadcast(&fm_team.wake);
         pthread_mutex_unlock(&fm_team.mutex);
     }
+    t0 = fm_now_ns();
     own = fm_take_blocks(job, &own_ns);
+    t1 = fm_now_ns();
     while (__atomic_load_n(&fm_team.done, __ATOMIC_ACQUIRE) < blocks) {
         if (++spins < 4096)
             FM_RELAX();
         else
             sched_yield();
     }
+    t2 = fm_now_ns();
+    fm_team.window_ns += t2 - t0;
+    fm_team.wait_ns += t2 - t1;
     theirs = __atomic_load_n(&fm_team.worker_blocks, __ATOMIC_ACQUIRE);
     if (fm_force_late || (theirs > 0 && own > 0 && fm_uneven(own_ns / own, fm_team.worker_ns / theirs)))
         fm_team.uneven++;
     if (++fm_team.window == FM_WINDOW) {
-        if (fm_team.uneven >= FM_WINDOW / 4) {          /* the workers slow this run down */
+        if (fm_team.uneven >= FM_WINDOW / 4               /* the workers slow this run down */
+                || 3 * fm_team.wait_ns > fm_team.window_ns) {
             fm_team.late_events++;
             fm_team.backoff = fm_team.backoff ? fm_team.backoff * 2 : FM_OFF_FIRST;
             if (fm_team.backoff > FM_OFF_MOST)
@@ -238,6 +248,7 @@ static void fm_team_run(int blocks, fm_block_fn fn, void *ctx)
             fm_team.backoff = 0;
         }
         fm_team.window = fm_team.uneven = 0;
+        fm_team.window_ns = fm_team.wait_ns = 0;
     }
     __atomic_store_n(&fm_team.held, 0, __ATOMIC_RELEASE);
 }
