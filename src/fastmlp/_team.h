@@ -13,7 +13,7 @@
  * too) or the caller shares its core while the workers' polling keeps the free core from
  * it. Then the next `fm_team.off` products run on the caller alone, and the workers,
  * idle, go to sleep (the system can move the caller to the free core); that number doubles
- * each time the next window is slow again (64 up to 8192 products), and falls back to 64
+ * each time the next window is slow again (16 up to 8192 products), and falls back to 16
  * after a good one. (One slow product is no sign: a worker waking from its sleep, an
  * interrupt.)
  *
@@ -42,7 +42,7 @@ typedef void (*fm_block_fn)(void *ctx, int block);
 
 #define FM_IDLE_NS 200000        /* the worker's polling before it sleeps */
 #define FM_WINDOW 32
-#define FM_OFF_FIRST 64
+#define FM_OFF_FIRST 16
 #define FM_OFF_MOST 8192
 
 #define FM_MAX_WORKERS 7
