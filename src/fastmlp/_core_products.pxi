@@ -40,11 +40,10 @@ ctypedef struct _Gemm:
     char transb
     int m, n, k, lda, ldb, ldc, size
     bint by_rows                # blocks of c's rows (else of its columns), `size` each
-    double alpha, beta          # (a float's value exactly)
-    const void* a
-    const void* b
-    void* c
-    bint single
+    float alpha, beta
+    const float* a
+    const float* b
+    float* c
 
 
 cdef void _gemm_block(void* ctx, int block) noexcept nogil:
@@ -53,7 +52,6 @@ cdef void _gemm_block(void* ctx, int block) noexcept nogil:
     cdef _Gemm* g = <_Gemm*>ctx
     cdef int start = block * g.size, m = g.m, n = g.n
     cdef Py_ssize_t a_off = 0, b_off = 0, c_off
-    cdef float alpha_f = <float>g.alpha, beta_f = <float>g.beta
     if g.by_rows:
         m = m - start if m - start < g.size else g.size
         a_off = start if g.transa == b'N' else <Py_ssize_t>start * g.lda
@@ -62,22 +60,18 @@ cdef void _gemm_block(void* ctx, int block) noexcept nogil:
         n = n - start if n - start < g.size else g.size
         b_off = <Py_ssize_t>start * g.ldb if g.transb == b'N' else start
         c_off = <Py_ssize_t>start * g.ldc
-    if g.single:
-        _sgemm_fn(&g.transa, &g.transb, &m, &n, &g.k, &alpha_f, <float*>g.a + a_off, &g.lda,
-                  <float*>g.b + b_off, &g.ldb, &beta_f, <float*>g.c + c_off, &g.ldc)
-    else:
-        _dgemm_fn(&g.transa, &g.transb, &m, &n, &g.k, &g.alpha, <double*>g.a + a_off, &g.lda,
-                  <double*>g.b + b_off, &g.ldb, &g.beta, <double*>g.c + c_off, &g.ldc)
+    _sgemm_fn(&g.transa, &g.transb, &m, &n, &g.k, &g.alpha, <float*>g.a + a_off, &g.lda,
+              <float*>g.b + b_off, &g.ldb, &g.beta, g.c + c_off, &g.ldc)
 
 
-cdef void _gemm_split(char transa, char transb, int m, int n, int k, floating alpha,
-                      const floating* a, int lda, const floating* b, int ldb,
-                      floating beta, floating* c, int ldc) noexcept nogil:
+cdef void _gemm_split(char transa, char transb, int m, int n, int k, float alpha,
+                      const float* a, int lda, const float* b, int ldb,
+                      float beta, float* c, int ldc) noexcept nogil:
     """`_gemm` as fm_split blocks of c's rows or columns (the more), run by the team."""
     cdef _Gemm g
     cdef int along
     g.transa, g.transb, g.m, g.n, g.k, g.lda, g.ldb, g.ldc = transa, transb, m, n, k, lda, ldb, ldc
-    g.alpha, g.beta, g.a, g.b, g.c, g.single = alpha, beta, a, b, c, floating is float
+    g.alpha, g.beta, g.a, g.b, g.c = alpha, beta, a, b, c
     g.by_rows = m >= n
     along = m if g.by_rows else n
     g.size = (along + fm_split - 1) / fm_split

@@ -38,6 +38,11 @@ PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.2, 2   # "plateau": lr / 5 after 2 epochs w
 FIRST_CHUNK = 1 << 16
 
 
+def _copy_history(history):
+    """New lists of a history's (immutable) floats."""
+    return {key: list(values) for key, values in history.items()}
+
+
 class Run:
     """One training run: parameters, optimizer (an `Optimizer`, or "lbfgs") and its state,
     shuffling stream, dropout key (its masks: see ``_spec``) and history."""
@@ -47,8 +52,7 @@ class Run:
         # the optimizer's state: the rows its registry entry declares (L-BFGS keeps none here)
         self.state = (optimizer.new_state(params) if isinstance(optimizer, Optimizer)
                       else np.zeros((0, len(params)), dtype=params.dtype))
-        self.history = ({key: list(values) for key, values in history.items()} if history
-                        else {"loss": [], "val_loss": []})
+        self.history = _copy_history(history) if history else {"loss": [], "val_loss": []}
         self.history_start = None    # set by copy(share_history=True)
         self.owner = None            # id of the model that committed this run (make_runs)
         self.best = None
@@ -72,7 +76,7 @@ class Run:
         if share_history:
             new.history_start = {key: len(values) for key, values in self.history.items()}
         else:
-            new.history = {key: list(values) for key, values in self.history.items()}
+            new.history = _copy_history(self.history)
         return new
 
     def rewind(self):
