@@ -204,3 +204,61 @@ def test_gradient_through_the_transposed_pack(small, dtype, n, k):
     m = max(4, -(-4096 // (n * k)))          # enough rows for the tiles' work range
     if m * n * k <= 131072:
         check_dense(m, k, n, dtype, seed=n * k)
+
+
+# The passes between the products that run in AVX-512 lanes where the CPU has them (ReLU and
+# its derivative, Adam's step) give the plain loops' values bit for bit: the tests compare
+# them with _kernels.h on and off, so a fused multiply-add or a reordered operation there fails.
+
+def _toggled(run):
+    """run() with _kernels.h on, then off; skips where the CPU has no AVX-512."""
+    before = core._small_kernels()
+    try:
+        if not core._small_kernels(True):
+            pytest.skip("this CPU has no AVX-512: the small kernels never run")
+        on = run()
+        core._small_kernels(False)
+        off = run()
+    finally:
+        core._small_kernels(before)
+    return on, off
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 7, 8, 17, 64, 1000])
+def test_relu_passes_are_the_plain_loops(dtype, size):
+    """ReLU and its derivative, with zeros of both signs, NaN, infinities and subnormals among
+    the inputs, around the vector widths (8 float64 or 16 float32 lanes)."""
+    rng = np.random.default_rng(size)
+    special = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-310, -1e-310, 1e-40, -1e-40])
+    Z = np.concatenate([special, rng.standard_normal(size)])[:max(size, 1)].astype(dtype)
+    dA = np.concatenate([rng.standard_normal(size), special])[-Z.size:].astype(dtype)
+    Z, dA = Z.reshape(1, -1), dA.reshape(1, -1)
+
+    def run():
+        A, dZ = np.empty_like(Z), np.empty_like(Z)
+        core.activation("relu", Z, A)
+        core.activation_backward("relu", Z, A, dA, dZ)
+        return A.tobytes(), dZ.tobytes()
+
+    on, off = _toggled(run)
+    assert on == off
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_adam_step_is_the_plain_loop(dtype, optimizer, activation):
+    """Adam's step in AVX-512 lanes: a network too small for the tiles (every product under
+    BLAS_MIN_WORK, so only the passes differ between the two runs) fits to the same bits;
+    80 and 40 weights: vector bodies and tails in both dtypes."""
+    X = random((2, 2), dtype, 0)
+    Y = (random((2, 1), dtype, 1) > 0).astype(dtype)
+
+    def run():
+        net = fastmlp.MLP([2, 40, 1], activation=activation, seed=3, dtype=dtype, backend="cython")
+        net.fit(X, Y, epochs=30, lr=0.01, batch_size=None, optimizer=optimizer)
+        return net.params_.tobytes()
+
+    on, off = _toggled(run)
+    assert on == off

@@ -144,6 +144,15 @@ cdef extern from "_kernels.h" nogil:
                          double alpha, double beta, double* out, double* acc)
     void fm_leaky_grad_f(Py_ssize_t m, Py_ssize_t n, const float* Zp, float* D, float slope,
                          float alpha, float beta, float* out, float* acc)
+    void fm_relu_d(Py_ssize_t size, const double* Z, double* A)
+    void fm_relu_f(Py_ssize_t size, const float* Z, float* A)
+    void fm_relu_grad_d(Py_ssize_t size, const double* Z, double* D)
+    void fm_relu_grad_f(Py_ssize_t size, const float* Z, float* D)
+    # ... and Adam's step
+    void fm_adam_d(Py_ssize_t size, double* p, const double* g, double* m, double* v, double b1,
+                   double b2, double step, double root_bc2, double eps)
+    void fm_adam_f(Py_ssize_t size, float* p, const float* g, float* m, float* v, float b1,
+                   float b2, float step, float root_bc2, float eps)
 
 cdef enum:
     # Below this many multiply-adds (m * n * k) a dense product runs as plain loops.

@@ -109,6 +109,11 @@ cdef void _activation(Py_ssize_t size, const floating* Z, floating* A, int act,
     elif act == ACT_LEAKY_RELU:
         for i in range(size):
             A[i] = Z[i] if Z[i] >= 0 else slope * Z[i]
+    elif act == ACT_RELU and _small:    # (the same values in AVX-512 lanes)
+        if floating is float:
+            fm_relu_f(size, Z, A)
+        else:
+            fm_relu_d(size, Z, A)
     elif act == ACT_RELU:           # (z <= 0, not z > 0: a NaN z stays NaN)
         for i in range(size):
             A[i] = 0 if Z[i] <= 0 else Z[i]
@@ -155,6 +160,11 @@ cdef void _activation_backward(Py_ssize_t size, const floating* Z, const floatin
     if act == ACT_LEAKY_RELU:
         for i in range(size):
             D[i] = _leaky_grad1(Z[i], D[i], slope)
+    elif act == ACT_RELU and _small:
+        if floating is float:
+            fm_relu_grad_f(size, Z, D)
+        else:
+            fm_relu_grad_d(size, Z, D)
     elif act == ACT_RELU:
         for i in range(size):
             D[i] = _relu_grad1(Z[i], D[i])
@@ -477,6 +487,12 @@ cdef void _update_range(const Opt* opt, long t, floating* p, floating* g, floati
                 p[i] *= decay
         step = <floating>(opt.lr / (1 - pow(opt.beta1, t)))
         root_bc2 = <floating>sqrt(1 - pow(opt.beta2, t))
+        if _small:      # (the same values in AVX-512 lanes)
+            if floating is float:
+                fm_adam_f(size, p, g, s, s2, b1, b2, step, root_bc2, eps)
+            else:
+                fm_adam_d(size, p, g, s, s2, b1, b2, step, root_bc2, eps)
+            return
         for i in range(size):
             m = b1 * s[i] + (1 - b1) * g[i]
             v = b2 * s2[i] + (1 - b2) * g[i] * g[i]

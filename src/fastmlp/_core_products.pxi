@@ -291,11 +291,14 @@ cdef void _bias_activation(Py_ssize_t m, Py_ssize_t n, const floating* b, floati
     """Z += b (broadcast over rows); A = act(Z). A may be NULL (bias only)."""
     cdef Py_ssize_t i, j
     cdef floating* z
-    if _small and m * n >= SMALL_MIN_ELEMENTS and (A == NULL or act == ACT_LEAKY_RELU):
-        if floating is float:       # one pass in _kernels.h, the same values
-            fm_bias_leaky_f(m, n, b, Z, A, slope)
+    cdef bint leaky = A != NULL and act == ACT_LEAKY_RELU
+    if _small and m * n >= SMALL_MIN_ELEMENTS:
+        if floating is float:       # one pass in _kernels.h (Leaky ReLU fused), the same values
+            fm_bias_leaky_f(m, n, b, Z, A if leaky else NULL, slope)
         else:
-            fm_bias_leaky_d(m, n, b, Z, A, slope)
+            fm_bias_leaky_d(m, n, b, Z, A if leaky else NULL, slope)
+        if A != NULL and not leaky:
+            _activation(m * n, Z, A, act, slope)
         return
     for i in range(m):
         z = Z + i * n

@@ -26,6 +26,23 @@
 
 #define FM_MR 4                     /* rows of C per tile */
 
+/* FM_EXACT on a function (and FM_EXACT_BODY at the top of its body): no a * b + c fused
+ * into one rounding there, so that an AVX-512 loop gives the values, bit for bit, that the
+ * module's own plain loops (built for any x86-64, without FMA) give. FM_SQRT: the
+ * correctly rounded square root of a float or a double. */
+#if defined(__clang__)
+#define FM_EXACT
+#define FM_EXACT_BODY _Pragma("clang fp contract(off)")
+#elif defined(__GNUC__)
+#define FM_EXACT __attribute__((optimize("fp-contract=off")))
+#define FM_EXACT_BODY
+#else
+#define FM_EXACT
+#define FM_EXACT_BODY
+#endif
+#define FM_SQRT(x) (sizeof(x) == sizeof(float) ? (__typeof__(x))__builtin_sqrtf((float)(x))   \
+                                              : (__typeof__(x))__builtin_sqrt((double)(x)))
+
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define FM_SIMD 1
 #if defined(__clang__)
@@ -322,6 +339,39 @@ FM_TARGET static void fm_leaky_grad_##S(ptrdiff_t m, ptrdiff_t n, const T* Zp, T
         out[j] = beta == 0 ? alpha * acc[j] : beta * out[j] + alpha * acc[j];           \
 }                                                                                       \
                                                                                         \
+/* A = ReLU(Z) (0 where z <= 0; a NaN z stays NaN), Z and A of `size` elements. */        \
+FM_TARGET static void fm_relu_##S(ptrdiff_t size, const T* Z, T* A) {                   \
+    ptrdiff_t i;                                                                        \
+    for (i = 0; i < size; i++)                                                          \
+        A[i] = Z[i] <= 0 ? 0 : Z[i];                                                    \
+}                                                                                       \
+                                                                                        \
+/* D *= ReLU'(Z): d where z > 0, 0 * d where z <= 0, z itself (NaN) where z is NaN. */    \
+FM_TARGET static void fm_relu_grad_##S(ptrdiff_t size, const T* Z, T* D) {              \
+    ptrdiff_t i;                                                                        \
+    for (i = 0; i < size; i++) {                                                        \
+        T r = Z[i] > 0 ? D[i] : 0 * D[i];                                               \
+        D[i] = Z[i] == Z[i] ? r : Z[i];                                                 \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
+/* Adam's step on p (size,) with gradient g and moments m, v (fastmlp/_core_math.pxi's    \
+ * _update_range gives the rule and `step`, `root_bc2`): the same operations in the same  \
+ * order as there (1.0 - b1 in double, as Cython writes it), none fused (FM_EXACT): the   \
+ * plain loop's results. */                                                              \
+FM_TARGET FM_EXACT static void fm_adam_##S(ptrdiff_t size, T* p, const T* g, T* m, T* v, \
+                                           T b1, T b2, T step, T root_bc2, T eps) {      \
+    ptrdiff_t i;                                                                        \
+    FM_EXACT_BODY                                                                       \
+    for (i = 0; i < size; i++) {                                                        \
+        T mi = b1 * m[i] + (1.0 - b1) * g[i];                                           \
+        T vi = b2 * v[i] + (1.0 - b2) * g[i] * g[i];                                    \
+        m[i] = mi;                                                                      \
+        v[i] = vi;                                                                      \
+        p[i] -= step * mi / (FM_SQRT(vi) / root_bc2 + eps);                             \
+    }                                                                                   \
+}                                                                                       \
+                                                                                        \
 /* out (n,) = alpha * (D (m, n) summed over rows, in order) + beta * out. */              \
 FM_TARGET static void fm_colsum_##S(ptrdiff_t m, ptrdiff_t n, T alpha, const T* D,       \
                                     T beta, T* out) {                                    \
@@ -365,7 +415,11 @@ static void fm_bias_leaky_##S(ptrdiff_t m, ptrdiff_t n, const T* b, T* Z, T* Aou
                               T slope) {}                                                \
 static void fm_matvec_##S(ptrdiff_t m, ptrdiff_t k, const T* A, const T* w, T b, T* z) {} \
 static void fm_leaky_grad_##S(ptrdiff_t m, ptrdiff_t n, const T* Zp, T* D, T slope,      \
-                              T alpha, T beta, T* out, T* acc) {}
+                              T alpha, T beta, T* out, T* acc) {}                             \
+static void fm_relu_##S(ptrdiff_t size, const T* Z, T* A) {}                            \
+static void fm_relu_grad_##S(ptrdiff_t size, const T* Z, T* D) {}                       \
+static void fm_adam_##S(ptrdiff_t size, T* p, const T* g, T* m, T* v, T b1, T b2,        \
+                        T step, T root_bc2, T eps) {}
 FM_STUBS(double, d)
 FM_STUBS(float, f)
 #endif
