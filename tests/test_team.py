@@ -1,5 +1,6 @@
-"""fastmlp's own threads for the large products of a float32 fit (_team.h, fastmlp._blas): on
-SciPy's OpenBLAS with its own threads, each large product is cut into _blas.TEAM blocks,
+"""fastmlp's own threads for the large products of a fit (_team.h, fastmlp._blas): on
+SciPy's OpenBLAS with its own threads, each large product (float32; float64 in runs whose
+products stay under _blas.ONE_THREAD_BELOW) is cut into _blas.TEAM blocks,
 one-thread ?gemm calls that the fit's thread and fastmlp's workers share. A fit's bits do not depend on
 who ran the blocks; the user's limit on the BLAS's threads holds; a forked child starts
 its own workers."""
@@ -48,10 +49,11 @@ def test_a_limit_on_the_blas_threads_holds_for_fastmlps_threads(scipy_blas):
 
 
 LARGE = ([784, 192, 1], 256, 64)      # 64 x 784 x 192 = 9.6 M multiply-adds: large products
+MID = ([64, 100, 1], 400, 200)        # 200 x 64 x 100 = 1.28 M (digits): cut in float64 only
 
 
-def large_fit(dtype, backend="cython", epochs=3):
-    sizes, rows, batch_size = LARGE
+def large_fit(dtype, backend="cython", epochs=3, shape=LARGE):
+    sizes, rows, batch_size = shape
     rng = np.random.default_rng(3)
     X = rng.standard_normal((rows, sizes[0])).astype(dtype)
     y = (X[:, 0] + X[:, 1] > 0).astype(dtype)
@@ -59,32 +61,50 @@ def large_fit(dtype, backend="cython", epochs=3):
         X, y, epochs=epochs, batch_size=batch_size, optimizer="adam", lr=0.01)
 
 
-def test_large_fits_give_the_same_bits_however_many_threads_run(scipy_blas):
+def splits_seen(dtype, shape):
+    """The blocks per large product that the fit's thread had set, seen from a callback."""
+    core, seen = backend_module("cython"), set()
+
+    def callback(epoch, logs):
+        blocks, workers = core._split_products(1, 0)
+        core._split_products(blocks, workers)
+        seen.add(blocks)
+
+    sizes, rows, batch_size = shape
+    X = np.random.default_rng(0).standard_normal((rows, sizes[0])).astype(dtype)
+    fastmlp.MLP(sizes, dtype=dtype, backend="cython").fit(X, X[:, 0] > 0, epochs=2, batch_size=batch_size,
+                                                          callback=callback)
+    return seen
+
+
+@pytest.mark.parametrize("dtype, shape, atol", [("float32", LARGE, 2e-3), ("float64", MID, 1e-10)])
+def test_large_fits_give_the_same_bits_however_many_threads_run(scipy_blas, dtype, shape, atol):
     """The blocks of a large product are the same calls whoever runs them: a fit's bits do not
     depend on the worker threads taking part, being left out (as when found slow), the user's
     limit, or a small fit that trains in another thread at the same time (which sets OpenBLAS
     to one thread: with OpenBLAS's own threads that changed a large fit's bits)."""
-    core, dtype = backend_module("cython"), "float32"
-    reference = large_fit(dtype).params_
+    core = backend_module("cython")
+    reference = large_fit(dtype, shape=shape).params_
     with threadpool_limits(1, user_api="blas"):
-        alone = large_fit(dtype).params_
+        alone = large_fit(dtype, shape=shape).params_
     core._team_late(True)
     try:
-        left_out = large_fit(dtype).params_     # after each product: the next ones alone
+        left_out = large_fit(dtype, shape=shape).params_     # after each product: the next ones alone
     finally:
         core._team_late(False)
+    assert splits_seen(dtype, shape) == {_blas.TEAM}     # (the products are cut)
     stop, beside = threading.Event(), threading.Thread(
         target=lambda: [small_fit() for _ in iter(stop.is_set, True)])
     beside.start()
     try:
-        with_small = large_fit(dtype).params_
+        with_small = large_fit(dtype, shape=shape).params_
     finally:
         stop.set()
         beside.join()
     for params in (alone, left_out, with_small):
         np.testing.assert_array_equal(params, reference)
-    numpy_fit = large_fit(dtype, backend="numpy").params_
-    np.testing.assert_allclose(reference, numpy_fit, rtol=0, atol=2e-3)
+    numpy_fit = large_fit(dtype, backend="numpy", shape=shape).params_
+    np.testing.assert_allclose(reference, numpy_fit, rtol=0, atol=atol)
 
 
 

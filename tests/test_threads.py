@@ -160,6 +160,23 @@ def test_large_products_run_on_fastmlps_threads_in_float32(two_threads, library)
     assert set(blas_threads()) == {2} and core._split_products(1, 0) == (1, 0)
 
 
+def test_digits_sized_float64_products_run_on_fastmlps_threads(two_threads, library):
+    # 200 x 64 x 100 = 1.28 M multiply-adds: OpenBLAS on one thread; in float64 the product is
+    # cut into _blas.TEAM blocks for fastmlp's threads (SciPy's OpenBLAS), in float32 (twice as
+    # fast) it stays whole below 2 * SPLIT_MIN_PRODUCT
+    core = backend_module("cython")
+    assert 200 * 64 * 100 >= core.SPLIT_MIN_PRODUCT > 200 * 64 * 100 / 2
+    team = library == "scipy" and _blas.TEAM > 1 and core._team_available()
+    for single, cut in ((False, team), (True, False)):
+        with _blas.blas_threads(core, [64, 100, 1], 200, single=single):
+            inside = blas_threads()
+            split = core._split_products(1, 0)
+            core._split_products(*split)
+        assert set(inside) == {1}
+        assert split == ((_blas.TEAM, min(_blas.TEAM, 2) - 1) if cut else (1, 0))
+        assert set(blas_threads()) == {2} and core._split_products(1, 0) == (1, 0)
+
+
 def test_the_shared_threads_option_is_refused_as_removed():
     with pytest.raises(ValueError, match="threads='shared' was removed"):
         fastmlp.MLP([3, 4, 1]).fit(np.zeros((4, 3)), np.zeros(4), threads="shared")

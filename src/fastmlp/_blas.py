@@ -57,11 +57,18 @@ other a scheduler slice at a time. Where the user limited OpenBLAS's threads
 (threadpoolctl), the run uses no more threads than that, with the same blocks. (A loop that
 shared each batch's rows among threads of its own was 1.2-1.5x slower than OpenBLAS's own
 threads on the medium job on a quiet machine, and was removed: bench/RESULTS.md,
-"Shared-batch threads".) Larger float64 products keep OpenBLAS's own threads: cut into
-one-thread blocks they ran 1.3-1.45x slower on the medium job (2-core AMD EPYC Zen 4,
-OpenBLAS 0.3.30, whichever side the blocks were cut along; each block packs the whole of
-the other operand, twice float32's bytes), so float64 keeps the two weaknesses above (a
-medium float64 fit beside a spinning process: 3.5x its quiet time).
+"Shared-batch threads".)
+
+The same blocks serve the products of small runs from `_core.SPLIT_MIN_PRODUCT`
+multiply-adds (float64; float32 from twice that, its arithmetic being twice as fast): a
+digits fit (200x64x100 float64 products) ran 10% faster with them than on one thread, where
+OpenBLAS's own threads had lost. Larger float64 products (runs with a product of
+`ONE_THREAD_BELOW` or more) keep OpenBLAS's own threads: cut into one-thread blocks they
+ran 1.15-1.45x slower on the medium job (2-core AMD EPYC Zen 4, OpenBLAS 0.3.30, whichever
+side the blocks were cut along; each block packs the whole of the other operand, twice
+float32's bytes, where OpenBLAS's threads share their packed panels), so such runs keep
+the two weaknesses above (a medium float64 fit beside a spinning process: 3.5x its quiet
+time).
 
 OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
@@ -394,8 +401,9 @@ fit_running = _Counted     # ``with fit_running(impl):`` around a fit's backend 
 class blas_threads(_Counted):
     """Context manager for a run of a network of layer `sizes` on batches of `rows` rows on
     the backend `impl` (`single`: float32): counted (see `_Counted`); the BLAS on one thread
-    while it trains when its products are small, and when they are large float32 products
-    on fastmlp's threads."""
+    while it trains when its products are small, and, with products cut into blocks on
+    fastmlp's threads, when they are large float32 ones; OpenBLAS's own threads for large
+    float64 products."""
 
     def __init__(self, impl, sizes, rows, single=False):
         super().__init__(impl)
@@ -404,7 +412,9 @@ class blas_threads(_Counted):
         small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
         large = directory is not None and largest >= ONE_THREAD_BELOW
         self.mkl = mkl_threads() if small or large else None
-        team = large and single and TEAM > 1 and impl._team_available()   # (see the docstring)
+        splits = small or large   # a product the team cuts (SPLIT_MIN_PRODUCT: float64; float32 twice)
+        splits = splits and largest * (4 if single else 8) >= 8 * impl.SPLIT_MIN_PRODUCT
+        team = splits and (small or single) and TEAM > 1 and impl._team_available()   # (see the docstring)
         self.libraries = libraries(directory) if (small or team) and self.mkl is None else []
         self.sets_openblas = bool(self.libraries)
         self.one = small      # the BLAS on one thread in this run

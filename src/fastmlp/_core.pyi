@@ -12,6 +12,7 @@ _Floats = NDArray[np.floating[Any]]
 
 BLAS_LIBRARY_DIR: str
 BLAS_MIN_PRODUCT: int
+SPLIT_MIN_PRODUCT: int
 
 def dense_forward(A: ArrayLike, W: ArrayLike, b: ArrayLike, Z: _Floats) -> _Floats: ...
 def dense_backward(

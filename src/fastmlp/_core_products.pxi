@@ -26,24 +26,32 @@ def _use_gemm(size_t sgemm_address=0, size_t dgemm_address=0):
     _dgemm_fn = <_dgemm_t>dgemm_address if dgemm_address else <_dgemm_t>dgemm
 
 
-# A large float32 product of a training run is cut into `fm_split` blocks of c's rows or columns,
-# whichever c has more of (each block packs the whole of the other operand: the smaller
-# one then; multiples of SPLIT_ALIGN; products of at least SPLIT_MIN_WORK multiply-adds),
-# each a one-thread ?gemm over the whole inner dimension, which the thread and _team.h's
-# workers share. The blocks depend on the shapes and fm_split alone: the bits do not
-# depend on who ran them.
+# A large product of a training run (fastmlp._blas says which runs) is cut into `fm_split`
+# blocks of c's rows or of its columns, each a one-thread ?gemm over the whole inner
+# dimension, which the thread and _team.h's workers share: products of at least
+# SPLIT_MIN_WORK multiply-adds in float64, twice that in float32 (whose arithmetic is twice
+# as fast: some 20 us of one core's either way). The blocks start at multiples of the BLAS
+# kernels' unrolling (SPLIT_ROWS rows, SPLIT_COLUMNS columns of c, column-major), and the
+# side is the one whose largest block is the smaller (the blocks are run at once: the
+# largest sets the time), the longer side on a tie (each block packs the whole of the other
+# operand: the smaller one then). The blocks depend on the shapes and fm_split alone: the
+# bits do not depend on who ran them.
 DEF SPLIT_MIN_WORK = 1048576
-DEF SPLIT_ALIGN = 32
+DEF SPLIT_ROWS = 16
+DEF SPLIT_COLUMNS = 8
+# (for fastmlp._blas, which sets up the team only for runs with a product this large)
+SPLIT_MIN_PRODUCT = SPLIT_MIN_WORK
 
 ctypedef struct _Gemm:
     char transa
     char transb
     int m, n, k, lda, ldb, ldc, size
     bint by_rows                # blocks of c's rows (else of its columns), `size` each
-    float alpha, beta
-    const float* a
-    const float* b
-    float* c
+    bint f64                    # float64 operands (else float32)
+    double alpha, beta
+    const void* a
+    const void* b
+    void* c
 
 
 cdef void _gemm_block(void* ctx, int block) noexcept nogil:
@@ -60,30 +68,40 @@ cdef void _gemm_block(void* ctx, int block) noexcept nogil:
         n = n - start if n - start < g.size else g.size
         b_off = <Py_ssize_t>start * g.ldb if g.transb == b'N' else start
         c_off = <Py_ssize_t>start * g.ldc
-    _sgemm_fn(&g.transa, &g.transb, &m, &n, &g.k, &g.alpha, <float*>g.a + a_off, &g.lda,
-              <float*>g.b + b_off, &g.ldb, &g.beta, g.c + c_off, &g.ldc)
+    cdef float alpha = <float>g.alpha, beta = <float>g.beta
+    if g.f64:
+        _dgemm_fn(&g.transa, &g.transb, &m, &n, &g.k, &g.alpha, <double*>g.a + a_off, &g.lda,
+                  <double*>g.b + b_off, &g.ldb, &g.beta, <double*>g.c + c_off, &g.ldc)
+    else:
+        _sgemm_fn(&g.transa, &g.transb, &m, &n, &g.k, &alpha, <float*>g.a + a_off, &g.lda,
+                  <float*>g.b + b_off, &g.ldb, &beta, <float*>g.c + c_off, &g.ldc)
 
 
-cdef void _gemm_split(char transa, char transb, int m, int n, int k, float alpha,
-                      const float* a, int lda, const float* b, int ldb,
-                      float beta, float* c, int ldc) noexcept nogil:
-    """`_gemm` as fm_split blocks of c's rows or columns (the more), run by the team."""
+cdef void _gemm_split(char transa, char transb, int m, int n, int k, floating alpha,
+                      const floating* a, int lda, const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """`_gemm` as fm_split blocks of c's rows or columns (see above), run by the team."""
     cdef _Gemm g
-    cdef int along
+    cdef int rows = _block_size(m, SPLIT_ROWS), columns = _block_size(n, SPLIT_COLUMNS)
     g.transa, g.transb, g.m, g.n, g.k, g.lda, g.ldb, g.ldc = transa, transb, m, n, k, lda, ldb, ldc
-    g.alpha, g.beta, g.a, g.b, g.c = alpha, beta, a, b, c
-    g.by_rows = m >= n
-    along = m if g.by_rows else n
-    g.size = (along + fm_split - 1) / fm_split
-    g.size = (g.size + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN
-    fm_team_run((along + g.size - 1) / g.size, _gemm_block, &g)
+    g.alpha, g.beta, g.a, g.b, g.c, g.f64 = alpha, beta, a, b, c, floating is double
+    g.by_rows = (<long>rows * n < <long>columns * m or
+                 (<long>rows * n == <long>columns * m and m >= n))
+    g.size = rows if g.by_rows else columns
+    fm_team_run(((m if g.by_rows else n) + g.size - 1) / g.size, _gemm_block, &g)
+
+
+cdef inline int _block_size(int along, int unroll) noexcept nogil:
+    """The extent of fm_split blocks along a side of `along`: a multiple of `unroll`."""
+    cdef int size = (along + fm_split - 1) / fm_split
+    return (size + unroll - 1) / unroll * unroll
 
 
 cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating alpha,
                        const floating* a, int lda, const floating* b, int ldb,
                        floating beta, floating* c, int ldc) noexcept nogil:
     """Column-major BLAS ?gemm: c = alpha * op(a) @ op(b) + beta * c."""
-    if floating is float and fm_split > 1 and max(m, n) >= 2 * SPLIT_ALIGN and <double>m * n * k >= SPLIT_MIN_WORK:
+    if fm_split > 1 and (m > SPLIT_ROWS or n > SPLIT_COLUMNS) and <double>m * n * k * sizeof(floating) >= 8 * SPLIT_MIN_WORK:
         _gemm_split(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     if floating is float:
