@@ -44,31 +44,30 @@ threads hand over work every few microseconds, and once another process holds a 
 second thread's share waits for it (bench/RESULTS.md, "Issue 9: estimators"). So while
 such a run trains, the BLAS runs on one thread.
 
-Larger float32 products, where the BLAS is OpenBLAS with its own threads (SciPy's): the BLAS
-on one thread too, and each large product of the run cut into `TEAM` blocks of its output
+Larger products, where the BLAS is OpenBLAS with its own threads (SciPy's): the BLAS on
+one thread too, and each large product of the run cut into `TEAM` blocks of its output
 (the cores this process may use, at most 8), one-thread ?gemm calls that the fit's thread
 and fastmlp's own worker threads share (``_team.h``; POSIX threads: elsewhere OpenBLAS
 keeps its threads). OpenBLAS's own threads gave results that depend on their count (it
 cuts the inner dimension differently with several threads), so a fit's bits changed with
-a thread limit or a small fit running beside it; the blocks depend on the shapes and
-`TEAM` alone, whoever runs them. And a worker whose core another process holds is left
-out for a while (the thread runs every block), where OpenBLAS's threads waited for each
-other a scheduler slice at a time. Where the user limited OpenBLAS's threads
-(threadpoolctl), the run uses no more threads than that, with the same blocks. (A loop that
-shared each batch's rows among threads of its own was 1.2-1.5x slower than OpenBLAS's own
-threads on the medium job on a quiet machine, and was removed: bench/RESULTS.md,
-"Shared-batch threads".)
+a thread limit or a small fit running beside it (float32 and float64 alike); the blocks
+depend on the shapes and `TEAM` alone, whoever runs them. And a worker whose core another
+process holds is left out for a while (the thread runs every block), where OpenBLAS's
+threads waited for each other a scheduler slice at a time. Where the user limited
+OpenBLAS's threads (threadpoolctl), the run uses no more threads than that, with the same
+blocks. (A loop that shared each batch's rows among threads of its own was 1.2-1.5x slower
+than OpenBLAS's own threads on the medium job on a quiet machine, and was removed:
+bench/RESULTS.md, "Shared-batch threads".)
 
-The same blocks serve the products of small runs from `_core.SPLIT_MIN_PRODUCT`
-multiply-adds (float64; float32 from twice that, its arithmetic being twice as fast): a
-digits fit (200x64x100 float64 products) ran 10% faster with them than on one thread, where
-OpenBLAS's own threads had lost. Larger float64 products (runs with a product of
-`ONE_THREAD_BELOW` or more) keep OpenBLAS's own threads: cut into one-thread blocks they
-ran 1.15-1.45x slower on the medium job (2-core AMD EPYC Zen 4, OpenBLAS 0.3.30, whichever
-side the blocks were cut along; each block packs the whole of the other operand, twice
-float32's bytes, where OpenBLAS's threads share their packed panels), so such runs keep
-the two weaknesses above (a medium float64 fit beside a spinning process: 3.5x its quiet
-time).
+The blocks serve products from `_core.SPLIT_MIN_PRODUCT` multiply-adds in float64, and
+from twice that in float32 (its arithmetic is twice as fast), in every run that has one:
+a digits fit (200x64x100 float64 products, a run where OpenBLAS's own threads lost) runs
+10% faster with them than on one thread. What float64 gives for it: on a quiet 2-core AMD
+EPYC (Zen 4, OpenBLAS 0.3.30) the medium float64 job's blocks ran 7-17% slower than
+OpenBLAS's threads (each block packs the whole of the other operand, where OpenBLAS's
+threads share their packed panels); beside a spinning process they took 2.1x their quiet
+time, OpenBLAS's threads 3-4.7x; on that VM's ordinary noise the two were level on median,
+the blocks from 1.39 to 1.67 s over six runs, OpenBLAS's threads from 1.30 to 2.14.
 
 OpenBLAS built with its own threads ("pthreads", as in SciPy's wheels) keeps one thread
 count for the whole process (its ``openblas_set_num_threads_local`` changed that same count
@@ -401,9 +400,9 @@ fit_running = _Counted     # ``with fit_running(impl):`` around a fit's backend 
 class blas_threads(_Counted):
     """Context manager for a run of a network of layer `sizes` on batches of `rows` rows on
     the backend `impl` (`single`: float32): counted (see `_Counted`); the BLAS on one thread
-    while it trains when its products are small, and, with products cut into blocks on
-    fastmlp's threads, when they are large float32 ones; OpenBLAS's own threads for large
-    float64 products."""
+    while it trains when its products are small, and when they are large, which are then
+    cut into blocks for fastmlp's threads (as are small runs' products from
+    SPLIT_MIN_PRODUCT multiply-adds, float32's from twice that)."""
 
     def __init__(self, impl, sizes, rows, single=False):
         super().__init__(impl)
@@ -414,7 +413,7 @@ class blas_threads(_Counted):
         self.mkl = mkl_threads() if small or large else None
         splits = small or large   # a product the team cuts (SPLIT_MIN_PRODUCT: float64; float32 twice)
         splits = splits and largest * (4 if single else 8) >= 8 * impl.SPLIT_MIN_PRODUCT
-        team = splits and (small or single) and TEAM > 1 and impl._team_available()   # (see the docstring)
+        team = splits and TEAM > 1 and impl._team_available()   # (see the docstring)
         self.libraries = libraries(directory) if (small or team) and self.mkl is None else []
         self.sets_openblas = bool(self.libraries)
         self.one = small      # the BLAS on one thread in this run
