@@ -13,6 +13,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 import fastmlp
@@ -161,3 +163,28 @@ def test_a_forked_child_runs_large_fits_on_workers_of_its_own(scipy_blas):
     assert child.returncode == 0, child.stderr[-4000:]
     report = json.loads(child.stdout.strip().splitlines()[-1])
     assert report == {"child": 0, "again": True}, f"the forked child's exit code (3: other bits, None: hung): {report}"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from(["float32", "float64"]), m=st.sampled_from([17, 33, 100, 200, 257]),
+       k=st.sampled_from([64, 300, 784]), n=st.sampled_from([9, 64, 100, 333]))
+def test_products_cut_into_blocks_are_the_products(scipy_blas, dtype, m, k, n):
+    """A layer's forward product, weight gradient and carried-back gradient, cut into blocks
+    (the fit's thread set to `_blas.TEAM` blocks and a worker), against NumPy in float64:
+    shapes around the blocks' unrolling (16 rows, 8 columns), cut along either side. (The
+    fixture only selects SciPy's OpenBLAS, the same for every example.)"""
+    core = backend_module("cython")
+    assume(m * n * k * np.dtype(dtype).itemsize >= 8 * core.SPLIT_MIN_PRODUCT)
+    rng = np.random.default_rng(m * n + k)
+    A, W, b, dZ = (rng.standard_normal(s).astype(dtype) for s in [(m, k), (k, n), n, (m, n)])
+    Z, dW, db, dA = (np.empty(s, dtype) for s in [(m, n), (k, n), n, (m, k)])
+    before = core._split_products(_blas.TEAM, 1)
+    try:
+        core.dense_forward(A, W, b, Z)
+        core.dense_backward(A, W, dZ, dW, db, dA)
+    finally:
+        core._split_products(*before)
+    A64, W64, dZ64 = (x.astype(np.float64) for x in (A, W, dZ))
+    tol = {"float32": 2e-4, "float64": 1e-11}[dtype] * np.sqrt(max(m, k))
+    for got, want in ((Z, A64 @ W64 + b), (dW, A64.T @ dZ64), (dA, dZ64 @ W64.T)):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
