@@ -411,9 +411,9 @@ class blas_threads(_Counted):
         small = directory is not None and impl.BLAS_MIN_PRODUCT <= largest < ONE_THREAD_BELOW
         large = directory is not None and largest >= ONE_THREAD_BELOW
         self.mkl = mkl_threads() if small or large else None
-        splits = small or large   # a product the team cuts (SPLIT_MIN_PRODUCT: float64; float32 twice)
-        splits = splits and largest * (4 if single else 8) >= 8 * impl.SPLIT_MIN_PRODUCT
-        team = splits and TEAM > 1 and impl._team_available()   # (see the docstring)
+        # a product the team cuts: SPLIT_MIN_PRODUCT multiply-adds in float64, twice that in float32
+        cuts = directory is not None and largest * (4 if single else 8) >= 8 * impl.SPLIT_MIN_PRODUCT
+        team = cuts and TEAM > 1 and impl._team_available()   # (see the docstring)
         self.libraries = libraries(directory) if (small or team) and self.mkl is None else []
         self.sets_openblas = bool(self.libraries)
         self.one = small      # the BLAS on one thread in this run
